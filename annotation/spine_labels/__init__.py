@@ -1,0 +1,1 @@
+"""Report label extraction (placeholder until written)."""

@@ -1,0 +1,1 @@
+"""Synthetic spine MRI phantoms (placeholder until written)."""

@@ -1,0 +1,86 @@
+"""What ``analyze(study)`` returns: the one contract between models and backend.
+
+Plain dataclasses, JSON-serialisable through ``to_dict``/``from_dict``, no torch.
+Pixel boxes are ``[x0, y0, x1, y1]`` in image pixel coordinates
+(column, row) of the referenced instance, x1/y1 exclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ConditionPrediction:
+    condition: str
+    probability: float
+    present: bool
+    level: str | None = None
+
+
+@dataclass
+class KeySlice:
+    condition: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    slice_index: int
+    score: float
+
+
+@dataclass
+class Box:
+    condition: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    box: list[float]
+    score: float
+    level: str | None = None
+
+
+@dataclass
+class SimilarCase:
+    case_id: str
+    score: float
+    report: str
+
+
+@dataclass
+class SeriesUsed:
+    series_instance_uid: str
+    sequence: str
+    plane: str
+    encoder: str  # "t1", "t2" or "synthesizer"
+    n_slices: int
+
+
+@dataclass
+class AnalysisResult:
+    model_name: str
+    model_version: str
+    synthetic_training: bool
+    conditions: list[ConditionPrediction] = field(default_factory=list)
+    key_slices: list[KeySlice] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
+    similar_cases: list[SimilarCase] = field(default_factory=list)
+    series: list[SeriesUsed] = field(default_factory=list)
+    draft_text: str = ""
+    draft_backend: str = ""
+    embedding: list[float] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AnalysisResult":
+        data = dict(data)
+        kinds = {"conditions": ConditionPrediction, "key_slices": KeySlice, "boxes": Box,
+                 "similar_cases": SimilarCase, "series": SeriesUsed}
+        for key, kind in kinds.items():
+            data[key] = [kind(**item) for item in data.get(key, [])]
+        return cls(**data)
+
+
+class UnsupportedStudy(ValueError):
+    """The study cannot be analysed (not MR, no spine sequence, ...). The message says why."""
