@@ -1,0 +1,5 @@
+"""SpineAgent backend: Django project (settings, URLs) and its apps."""
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

@@ -1,0 +1,69 @@
+"""The three roles as Django groups with explicit permissions.
+
+Permissions, not group names, are what views check, so a site can grant a
+permission to another group without code changes. The table is applied after
+every migrate (``sync_role_groups``) so it stays in step with the code.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+
+RADIOLOGIST = "radiologist"
+ANNOTATOR = "annotator"
+ADMIN = "admin"
+ROLES = (RADIOLOGIST, ANNOTATOR, ADMIN)
+
+# app_label.codename for each role. Custom permissions are declared on the models' Meta.
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    RADIOLOGIST: (
+        "studies.view_study",
+        "studies.view_images",
+        "inference.view_inferencejob",
+        "inference.view_inferenceresult",
+    ),
+    ANNOTATOR: (
+        "studies.view_study",
+        "studies.view_images",
+    ),
+    ADMIN: (
+        "studies.view_study",
+        "studies.view_images",
+        "studies.upload_study",
+        "studies.resync_index",
+        "inference.view_inferencejob",
+        "inference.view_inferenceresult",
+        "inference.queue_job",
+        "inference.view_modelversion",
+        "inference.manage_model_versions",
+    ),
+}
+
+
+def _permission(dotted: str) -> Permission:
+    app_label, codename = dotted.split(".")
+    return Permission.objects.get(content_type__app_label=app_label, codename=codename)
+
+
+def sync_role_groups(**kwargs) -> None:
+    """Create the role groups and set exactly the permissions of the table."""
+    try:
+        for role, perms in ROLE_PERMISSIONS.items():
+            group, _ = Group.objects.get_or_create(name=role)
+            group.permissions.set([_permission(p) for p in perms])
+    except Permission.DoesNotExist:
+        # Some app's permissions are not created yet (partial migrate); the next migrate syncs.
+        return
+
+
+def role_of(user) -> str | None:
+    """The user's role name (admin wins), or None."""
+    if not user or not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return ADMIN
+    names = set(user.groups.values_list("name", flat=True))
+    for role in (ADMIN, RADIOLOGIST, ANNOTATOR):
+        if role in names:
+            return role
+    return None

@@ -1,0 +1,15 @@
+"""DRF exception handler: DRF's own answers, plus 503 for unavailable services."""
+
+from django.db import OperationalError
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .errors import ServiceUnavailable
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, OperationalError):
+        exc = ServiceUnavailable("PostgreSQL", str(exc).strip().splitlines()[0] if str(exc) else "connection failed")
+    if isinstance(exc, ServiceUnavailable):
+        return Response(exc.as_dict(), status=503, headers={"Retry-After": "10"})
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class DicomWebConfig(AppConfig):
+    name = "backend.dicomweb"
+    label = "dicomweb"
+    verbose_name = "DICOMweb gateway"

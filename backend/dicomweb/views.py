@@ -1,0 +1,37 @@
+"""``/dicom-web/``: QIDO-RS and WADO-RS for authenticated users with image access."""
+
+from django.http import JsonResponse, StreamingHttpResponse
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.views import APIView
+
+from backend.accounts.permissions import CanViewImages
+
+from . import proxy
+
+
+class PassThroughNegotiation(BaseContentNegotiation):
+    """DICOMweb Accept headers (multipart/related; ...) are Orthanc's business, not DRF's."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class DicomWebGateway(APIView):
+    permission_classes = [CanViewImages]
+    content_negotiation_class = PassThroughNegotiation
+    schema = None  # binary passthrough: not described in the OpenAPI schema
+
+    def get(self, request, path: str):
+        if not proxy.ALLOWED_PATH.match(path):
+            return JsonResponse({"error": "not_found", "detail": f"not a DICOMweb resource: {path}"}, status=404)
+        upstream = proxy.open_upstream(path, request.META.get("QUERY_STRING", ""), request.headers,
+                                       request.get_host(), request.scheme)
+        response = StreamingHttpResponse(proxy.stream_body(upstream), status=upstream.status_code)
+        for name in proxy.FORWARDED_RESPONSE_HEADERS:
+            if name in upstream.headers:
+                response[name] = upstream.headers[name]
+        response["Cache-Control"] = "private, max-age=0"
+        return response

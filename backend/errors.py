@@ -1,0 +1,15 @@
+"""Errors that the API turns into clear HTTP answers instead of 500s."""
+
+
+class ServiceUnavailable(Exception):
+    """A backing service (Orthanc, Redis, PostgreSQL) cannot be reached: HTTP 503."""
+
+    status_code = 503
+
+    def __init__(self, service: str, detail: str):
+        super().__init__(f"{service} is unavailable: {detail}")
+        self.service = service
+        self.detail = detail
+
+    def as_dict(self) -> dict:
+        return {"error": "service_unavailable", "service": self.service, "detail": str(self)}

@@ -1,0 +1,51 @@
+"""Registering and promoting model versions. Promotion is atomic: one active version at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from .analyzers import NO_FINDINGS
+from .models import ModelVersion
+
+
+def register_bundle(path: Path | str, state: str = ModelVersion.CANDIDATE) -> ModelVersion:
+    """Register a bundle directory from its manifest (idempotent on name + version)."""
+    if str(path) == NO_FINDINGS:
+        mv, _ = ModelVersion.objects.get_or_create(
+            name="no-findings-placeholder", version="0",
+            defaults={"path": NO_FINDINGS, "synthetic_training": False, "notes": "pipeline placeholder"})
+    else:
+        path = Path(path).resolve()
+        manifest_path = path / "manifest.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{path} is not a model bundle (no manifest.json)")
+        raw = manifest_path.read_bytes()
+        manifest = json.loads(raw)
+        mv, _ = ModelVersion.objects.update_or_create(
+            name=manifest["name"], version=str(manifest["version"]),
+            defaults={
+                "path": str(path),
+                "metrics": manifest.get("metrics", {}),
+                "synthetic_training": bool(manifest.get("synthetic_training", True)),
+                "manifest_sha256": hashlib.sha256(raw).hexdigest(),
+            },
+        )
+    if state == ModelVersion.ACTIVE:
+        promote(mv)
+    return mv
+
+
+@transaction.atomic
+def promote(model_version: ModelVersion) -> ModelVersion:
+    """Make this the active version; the previous one is retired. New jobs use it at once."""
+    ModelVersion.objects.select_for_update().filter(state=ModelVersion.ACTIVE).exclude(
+        pk=model_version.pk).update(state=ModelVersion.RETIRED)
+    model_version.state = ModelVersion.ACTIVE
+    model_version.promoted_at = timezone.now()
+    model_version.save(update_fields=["state", "promoted_at"])
+    return model_version

@@ -1,0 +1,73 @@
+"""Jobs, results and model versions. Thin views over jobs.py and registry.py."""
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.accounts.permissions import CanManageModelVersions, CanQueueJobs, CanViewJobs, CanViewModelVersions
+from backend.studies.models import Study
+
+from . import jobs, registry
+from .models import InferenceJob, InferenceResult, ModelVersion
+from .serializers import InferenceJobSerializer, InferenceResultSerializer, ModelVersionSerializer
+
+
+class JobList(generics.ListAPIView):
+    permission_classes = [CanViewJobs]
+    serializer_class = InferenceJobSerializer
+
+    def get_queryset(self):
+        qs = InferenceJob.objects.select_related("study", "model_version", "result")
+        if uid := self.request.query_params.get("study"):
+            qs = qs.filter(study__study_instance_uid=uid)
+        if state := self.request.query_params.get("status"):
+            qs = qs.filter(status=state)
+        return qs
+
+
+class JobDetail(generics.RetrieveAPIView):
+    permission_classes = [CanViewJobs]
+    serializer_class = InferenceJobSerializer
+    queryset = InferenceJob.objects.select_related("study", "model_version")
+
+
+class QueueJob(APIView):
+    """POST: queue a new (manual) job for a study with the active model version."""
+
+    permission_classes = [CanQueueJobs]
+
+    def post(self, request, study_instance_uid):
+        study = get_object_or_404(Study, study_instance_uid=study_instance_uid)
+        jobs.require_broker()
+        job = jobs.create_job(study)
+        return Response(InferenceJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class LatestResult(generics.RetrieveAPIView):
+    """The newest result for a study."""
+
+    permission_classes = [CanViewJobs]
+    serializer_class = InferenceResultSerializer
+
+    def get_object(self):
+        result = (InferenceResult.objects.select_related("model_version")
+                  .filter(study__study_instance_uid=self.kwargs["study_instance_uid"]).first())
+        if result is None:
+            raise Http404("no result for this study yet")
+        return result
+
+
+class ModelVersionList(generics.ListAPIView):
+    permission_classes = [CanViewModelVersions]
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.all()
+
+
+class PromoteModelVersion(APIView):
+    permission_classes = [CanManageModelVersions]
+
+    def post(self, request, pk):
+        mv = registry.promote(get_object_or_404(ModelVersion, pk=pk))
+        return Response(ModelVersionSerializer(mv).data)

@@ -1,0 +1,82 @@
+"""The three ingest paths, all idempotent: API upload, Orthanc's stable-study event, re-sync.
+
+Upload order matters for "nothing half-stored": validate every file, then
+STOW-RS in one request; if Orthanc rejects any instance, delete what this
+upload added and report the failure, so the study is stored whole or not at all.
+Only then is the index written (and a job queued).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from backend.errors import ServiceUnavailable
+
+from .dicom_files import FileProblem, InvalidUpload, UploadedInstance
+from .indexing import index_study
+from .models import Instance, Study
+from .orthanc.client import OrthancClient, get_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    study: Study
+    created: bool
+    instances_received: int
+    instances_new: int
+
+
+def store_upload(instances: list[UploadedInstance], client: OrthancClient | None = None) -> list[IngestReport]:
+    """Store validated instances in Orthanc (all or nothing), then index each study."""
+    client = client or get_client()
+    known = set(Instance.objects.filter(
+        sop_instance_uid__in=[str(i.dataset.SOPInstanceUID) for i in instances]).values_list("sop_instance_uid", flat=True))
+    outcome = client.stow([i.data for i in instances])
+    if outcome.failed:
+        added = [uid for uid in outcome.stored if uid not in known]
+        try:
+            client.delete_instances(added)
+        except ServiceUnavailable:
+            log.exception("could not roll back %d instances after a failed STOW-RS", len(added))
+        names = {str(i.dataset.SOPInstanceUID): i.name for i in instances}
+        raise InvalidUpload([FileProblem(names.get(uid, uid), f"Orthanc refused the instance (failure reason {code})")
+                             for uid, code in outcome.failed])
+
+    by_study: dict[str, list[UploadedInstance]] = defaultdict(list)
+    for instance in instances:
+        by_study[str(instance.dataset.StudyInstanceUID)].append(instance)
+    reports = []
+    for study_uid, items in by_study.items():
+        study, created = index_study([i.dataset for i in items], source="upload",
+                                     orthanc_id=client.orthanc_study_id(study_uid))
+        new = sum(1 for i in items if str(i.dataset.SOPInstanceUID) not in known)
+        reports.append(IngestReport(study, created, len(items), new))
+    return reports
+
+
+def index_from_orthanc(study_instance_uid: str, source: str = "orthanc",
+                       client: OrthancClient | None = None) -> tuple[Study, bool]:
+    """(Re)index a study Orthanc already holds, from its WADO-RS metadata."""
+    client = client or get_client()
+    datasets = client.study_metadata(study_instance_uid)
+    if not datasets:
+        raise LookupError(f"Orthanc has no instances for study {study_instance_uid}")
+    return index_study(datasets, source=source, orthanc_id=client.orthanc_study_id(study_instance_uid))
+
+
+def resync_from_orthanc(client: OrthancClient | None = None) -> dict[str, int]:
+    """Bring the index in line with Orthanc: index every study, drop rows Orthanc no longer has."""
+    client = client or get_client()
+    uids = client.study_instance_uids()
+    created = 0
+    for uid in uids:
+        _, was_created = index_from_orthanc(uid, source="sync", client=client)
+        created += was_created
+    stale = Study.objects.exclude(study_instance_uid__in=uids)
+    removed = stale.count()
+    stale.delete()
+    return {"studies": len(uids), "created": created, "removed": removed}

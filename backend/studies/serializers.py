@@ -1,0 +1,30 @@
+from rest_framework import serializers
+
+from .models import Series, Study
+
+
+class SeriesSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Series
+        fields = ["series_instance_uid", "series_number", "modality", "series_description", "manufacturer",
+                  "plane", "sequence_type", "sequence_rule", "num_instances"]
+
+
+class StudySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Study
+        fields = ["study_instance_uid", "patient_id", "patient_name", "accession_number", "study_date",
+                  "study_description", "body_part", "modalities", "num_series", "num_instances", "source",
+                  "received_at"]
+
+
+class StudyDetailSerializer(StudySerializer):
+    series = SeriesSerializer(many=True, read_only=True)
+
+    class Meta(StudySerializer.Meta):
+        fields = StudySerializer.Meta.fields + ["series"]
+
+
+class StableStudySerializer(serializers.Serializer):
+    study_instance_uid = serializers.RegexField(r"^[0-9.]{1,64}$")
+    orthanc_id = serializers.CharField(max_length=64, required=False, allow_blank=True)

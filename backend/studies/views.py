@@ -1,0 +1,85 @@
+"""Study API: upload, list/detail, Orthanc announcements, re-sync. Thin: the work is in ingest."""
+
+from django.conf import settings
+from rest_framework import generics, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.accounts.permissions import CanResyncIndex, CanUploadStudies, CanViewStudies
+
+from . import webhook
+from .dicom_files import InvalidUpload, read_upload
+from .ingest import index_from_orthanc, resync_from_orthanc, store_upload
+from .models import Study
+from .serializers import StableStudySerializer, StudyDetailSerializer, StudySerializer
+
+
+class StudyList(generics.ListAPIView):
+    permission_classes = [CanViewStudies]
+    serializer_class = StudySerializer
+    queryset = Study.objects.all()
+
+
+class StudyDetail(generics.RetrieveAPIView):
+    permission_classes = [CanViewStudies]
+    serializer_class = StudyDetailSerializer
+    queryset = Study.objects.prefetch_related("series")
+    lookup_field = "study_instance_uid"
+
+
+class StudyUpload(APIView):
+    """POST multipart ``files`` (DICOM files and/or zips). All valid, or 400 naming each bad file."""
+
+    permission_classes = [CanUploadStudies]
+    parser_classes = [MultiPartParser]
+
+    def post(self, request):
+        uploaded = request.FILES.getlist("files")
+        if not uploaded:
+            return Response({"error": "no_files", "detail": "send DICOM files or zips in the 'files' field"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        total = sum(f.size for f in uploaded)
+        if total > settings.SPINEAGENT_MAX_UPLOAD_BYTES:
+            return Response({"error": "too_large", "detail": f"upload of {total} bytes exceeds the limit"},
+                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        try:
+            instances = read_upload((f.name, f.read()) for f in uploaded)
+            reports = store_upload(instances)
+        except InvalidUpload as exc:
+            return Response({"error": "invalid_dicom", "detail": "nothing was stored",
+                             "files": [p.as_dict() for p in exc.problems]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"studies": [
+            {"study_instance_uid": r.study.study_instance_uid, "created": r.created,
+             "instances_received": r.instances_received, "instances_new": r.instances_new}
+            for r in reports
+        ]}, status=status.HTTP_201_CREATED)
+
+
+class OrthancStableStudy(APIView):
+    """Called by our Orthanc plugin on STABLE_STUDY; authenticated by HMAC, not by a user."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def post(self, request):
+        body = request.body
+        problem = webhook.verify(settings.ORTHANC_WEBHOOK_SECRET, request.headers.get("X-SpineAgent-Timestamp"),
+                                 request.headers.get("X-SpineAgent-Signature"), body)
+        if problem:
+            return Response({"error": "forbidden", "detail": problem}, status=status.HTTP_403_FORBIDDEN)
+        serializer = StableStudySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            study, created = index_from_orthanc(serializer.validated_data["study_instance_uid"])
+        except LookupError as exc:
+            return Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        return Response({"study_instance_uid": study.study_instance_uid, "created": created})
+
+
+class StudyResync(APIView):
+    permission_classes = [CanResyncIndex]
+
+    def post(self, request):
+        return Response(resync_from_orthanc())

@@ -1,0 +1,40 @@
+"""URL map. Every API view names its permission; see tests/backend/test_permissions.py."""
+
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView
+
+from backend.accounts.views import MeView
+from backend.dicomweb.views import DicomWebGateway
+from backend.inference import views as inference
+from backend.studies import views as studies
+
+
+def health(request):
+    return JsonResponse({"status": "ok"})
+
+
+api = [
+    path("me", MeView.as_view(), name="me"),
+    path("studies/", studies.StudyList.as_view(), name="study-list"),
+    path("studies/upload", studies.StudyUpload.as_view(), name="study-upload"),
+    path("studies/resync", studies.StudyResync.as_view(), name="study-resync"),
+    path("studies/<str:study_instance_uid>/", studies.StudyDetail.as_view(), name="study-detail"),
+    path("studies/<str:study_instance_uid>/jobs", inference.QueueJob.as_view(), name="study-queue-job"),
+    path("studies/<str:study_instance_uid>/result", inference.LatestResult.as_view(), name="study-result"),
+    path("jobs/", inference.JobList.as_view(), name="job-list"),
+    path("jobs/<int:pk>/", inference.JobDetail.as_view(), name="job-detail"),
+    path("model-versions/", inference.ModelVersionList.as_view(), name="model-version-list"),
+    path("model-versions/<int:pk>/promote", inference.PromoteModelVersion.as_view(), name="model-version-promote"),
+    path("orthanc/stable-study", studies.OrthancStableStudy.as_view(), name="orthanc-stable-study"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+]
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("api/", include(api)),
+    path("api-auth/", include("rest_framework.urls")),
+    path("admin/", admin.site.urls),
+    re_path(r"^dicom-web/(?P<path>.*)$", DicomWebGateway.as_view(), name="dicomweb"),
+]
