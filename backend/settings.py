@@ -117,7 +117,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "backend.api_errors.exception_handler",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "SpineAgent API", "VERSION": "0.1.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SpineAgent API",
+    "VERSION": "0.1.0",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}
 
 # --- Orthanc (DICOM store, DICOMweb) -------------------------------------------------
 ORTHANC_URL = env("ORTHANC_URL", "http://127.0.0.1:8042").rstrip("/")

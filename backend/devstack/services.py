@@ -104,6 +104,7 @@ class OrthancSettings:
     webhook_url: str = "http://127.0.0.1:8000/api/orthanc/stable-study"
     webhook_secret: str = "spineagent-dev-webhook-secret"
     stable_age: int = 3
+    announce: bool = True  # load our Python plugin that announces stable studies to the backend
     postgres_index: dict | None = None  # {"Host":..., "Port":..., "Database":..., "Username":..., "Password":...}
     extra: dict = field(default_factory=dict)
 
@@ -113,7 +114,9 @@ class OrthancSettings:
 
 
 def orthanc_config(s: OrthancSettings) -> dict:
-    plugins = [str(PLUGIN_DIR / "libOrthancDicomWeb.so"), str(PLUGIN_DIR / "libOrthancPython.so")]
+    plugins = [str(PLUGIN_DIR / "libOrthancDicomWeb.so")]
+    if s.announce:
+        plugins.append(str(PLUGIN_DIR / "libOrthancPython.so"))
     config = {
         "Name": "SpineAgent",
         "StorageDirectory": str(s.data_dir / "storage"),
@@ -131,10 +134,11 @@ def orthanc_config(s: OrthancSettings) -> dict:
         "StableAge": s.stable_age,
         "OverwriteInstances": False,
         "Plugins": plugins,
-        "PythonScript": str(ANNOUNCE_PLUGIN),
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "Ssl": False,
                      "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
     }
+    if s.announce:
+        config["PythonScript"] = str(ANNOUNCE_PLUGIN)
     if s.postgres_index:
         plugins.append(str(PLUGIN_DIR / "libOrthancPostgreSQLIndex.so"))
         config["PostgreSQL"] = {"EnableIndex": True, "EnableStorage": False, **s.postgres_index}

@@ -29,7 +29,6 @@ def session() -> requests.Session:
     """One pooled session per thread (requests sessions are not thread-safe)."""
     if not hasattr(_local, "session"):
         s = requests.Session()
-        s.auth = (settings.ORTHANC_USERNAME, settings.ORTHANC_PASSWORD)
         s.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=16))
         s.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=16))
         _local.session = s
@@ -45,7 +44,8 @@ def open_upstream(path: str, query: str, headers: dict, client_host: str, client
     forwarded["Forwarded"] = f"host={client_host};proto={client_proto}"
     url = upstream_url(path) + (f"?{query}" if query else "")
     try:
-        return session().get(url, headers=forwarded, stream=True, timeout=(5, 300))
+        return session().get(url, headers=forwarded, stream=True, timeout=(5, 300),
+                             auth=(settings.ORTHANC_USERNAME, settings.ORTHANC_PASSWORD))
     except requests.RequestException as exc:
         raise ServiceUnavailable("Orthanc", f"DICOMweb request failed ({exc.__class__.__name__})") from exc
 

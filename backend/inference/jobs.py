@@ -80,7 +80,10 @@ def require_broker() -> None:
 @transaction.atomic
 def start(job_id: int, worker: str = "") -> InferenceJob | None:
     """Claim the job for this delivery. None when there is nothing to do (already finished)."""
-    job = InferenceJob.objects.select_for_update().get(pk=job_id)
+    job = InferenceJob.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        log.warning("job %s no longer exists; message dropped", job_id)
+        return None
     if job.status in InferenceJob.TERMINAL:
         return None
     if job.attempts >= settings.SPINEAGENT_MAX_JOB_ATTEMPTS:

@@ -9,10 +9,10 @@ up by ``manage.py sync_orthanc``.
 """
 
 import hashlib
+import heapq
 import hmac
 import json
 import os
-import queue
 import threading
 import time
 import urllib.error
@@ -24,7 +24,18 @@ WEBHOOK_URL = os.environ.get("SPINEAGENT_WEBHOOK_URL", "http://127.0.0.1:8000/ap
 SECRET = os.environ.get("SPINEAGENT_WEBHOOK_SECRET", "spineagent-dev-webhook-secret")
 RETRIES = int(os.environ.get("SPINEAGENT_WEBHOOK_RETRIES", "5"))
 
-_pending: "queue.Queue[dict]" = queue.Queue()
+# (due time, sequence, attempt, payload): failed posts wait for their retry without holding up others.
+_pending: list = []
+_ready = threading.Condition()
+_sequence = 0
+
+
+def _enqueue(payload: dict, attempt: int = 0, delay: float = 0.0) -> None:
+    global _sequence
+    with _ready:
+        _sequence += 1
+        heapq.heappush(_pending, (time.monotonic() + delay, _sequence, attempt, payload))
+        _ready.notify()
 
 
 def _post(payload: dict) -> int:
@@ -40,17 +51,24 @@ def _post(payload: dict) -> int:
         return response.status
 
 
+def _next_due():
+    with _ready:
+        while True:
+            if _pending and _pending[0][0] <= time.monotonic():
+                return heapq.heappop(_pending)
+            _ready.wait(timeout=(_pending[0][0] - time.monotonic()) if _pending else None)
+
+
 def _worker() -> None:
     while True:
-        payload = _pending.get()
-        for attempt in range(RETRIES):
-            try:
-                _post(payload)
-                break
-            except (urllib.error.URLError, OSError) as exc:
-                orthanc.LogWarning(f"SpineAgent: announcing {payload['study_instance_uid']} failed ({exc}), "
-                                   f"attempt {attempt + 1}/{RETRIES}")
-                time.sleep(min(2 ** attempt, 30))
+        _, _, attempt, payload = _next_due()
+        try:
+            _post(payload)
+        except (urllib.error.URLError, OSError) as exc:
+            orthanc.LogWarning(f"SpineAgent: announcing {payload['study_instance_uid']} failed ({exc}), "
+                               f"attempt {attempt + 1}/{RETRIES}")
+            if attempt + 1 < RETRIES:
+                _enqueue(payload, attempt + 1, delay=min(2 ** attempt, 30))
 
 
 def on_change(change_type, level, resource_id):
@@ -59,7 +77,7 @@ def on_change(change_type, level, resource_id):
     study = json.loads(orthanc.RestApiGet(f"/studies/{resource_id}"))
     uid = study.get("MainDicomTags", {}).get("StudyInstanceUID")
     if uid:
-        _pending.put({"study_instance_uid": uid, "orthanc_id": resource_id})
+        _enqueue({"study_instance_uid": uid, "orthanc_id": resource_id})
 
 
 threading.Thread(target=_worker, name="spineagent-announce", daemon=True).start()

@@ -37,7 +37,10 @@ class OrthancClient:
 
     @cached_property
     def dicomweb(self) -> DICOMwebClient:
-        return DICOMwebClient(self.dicomweb_url, session=self.session, timeout=self.timeout)
+        client = DICOMwebClient(self.dicomweb_url, session=self.session, timeout=self.timeout)
+        # Fail fast: jobs and the API retry at their own level (Celery retry, 503 + Retry-After).
+        client.set_http_retry_params(retry=False)
+        return client
 
     # -- plumbing -------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> requests.Response:

@@ -1,0 +1,71 @@
+"""/dicom-web/ forwards QIDO-RS/WADO-RS to Orthanc for users with image access only."""
+
+import pytest
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
+
+
+@pytest.fixture
+def stored_study(orthanc_admin, client_for, phantom_files, upload, users):
+    files = phantom_files(seed=301)
+    body = upload(client_for("admin"), files).json()
+    return body["studies"][0]["study_instance_uid"]
+
+
+def body_of(response) -> bytes:
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
+@pytest.mark.parametrize("role, expected", [(None, {401, 403}), ("nobody", {403}), ("radiologist", {200}),
+                                            ("annotator", {200}), ("admin", {200})])
+def test_qido_requires_image_permission(stored_study, client_for, role, expected):
+    response = client_for(role).get(f"/dicom-web/studies?StudyInstanceUID={stored_study}")
+    assert response.status_code in expected
+
+
+def test_wado_instance_is_byte_identical_to_orthanc(stored_study, client_for, orthanc_admin):
+    client = client_for("radiologist")
+    series = body_of(client.get(f"/dicom-web/studies/{stored_study}/series"))
+    import json
+
+    series_uid = json.loads(series)[0]["0020000E"]["Value"][0]
+    instances = json.loads(body_of(client.get(f"/dicom-web/studies/{stored_study}/series/{series_uid}/instances")))
+    sop = instances[0]["00080018"]["Value"][0]
+    path = f"/dicom-web/studies/{stored_study}/series/{series_uid}/instances/{sop}"
+    accept = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+    ours = client.get(path, headers=accept)
+    assert ours.status_code == 200
+    direct = orthanc_admin.get(path, headers=accept)
+    assert ours["Content-Type"] == direct.headers["Content-Type"]
+    # Multipart boundaries differ per response; the DICOM payload must not.
+    assert _dicom_part(body_of(ours)) == _dicom_part(direct.content)
+
+
+def _dicom_part(body: bytes) -> bytes:
+    start = body.index(b"DICM") - 128
+    end = body.rindex(b"\r\n--")
+    return body[start:end]
+
+
+def test_metadata_urls_point_at_gateway_not_orthanc(stored_study, client_for, orthanc):
+    body = body_of(client_for("radiologist").get(f"/dicom-web/studies/{stored_study}/metadata")).decode()
+    assert "BulkDataURI" in body
+    assert f":{orthanc.settings.http_port}" not in body
+    assert "http://testserver/dicom-web/studies/" in body
+
+
+def test_only_dicomweb_resources_and_reads(stored_study, client_for):
+    client = client_for("admin")
+    assert client.get("/dicom-web/servers").status_code == 404
+    assert client.get("/dicom-web/../system").status_code == 404
+    assert client.post(f"/dicom-web/studies/{stored_study}", b"", content_type="application/dicom").status_code == 405
+    assert client.delete(f"/dicom-web/studies/{stored_study}").status_code == 405
+
+
+def test_orthanc_down_gives_503(stored_study, client_for, settings):
+    from backend.devstack.services import free_port
+
+    settings.ORTHANC_URL = f"http://127.0.0.1:{free_port()}"
+    response = client_for("radiologist").get("/dicom-web/studies")
+    assert response.status_code == 503
+    assert "Orthanc" in response.json()["detail"]

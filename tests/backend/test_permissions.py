@@ -1,0 +1,65 @@
+"""Every URL of the API x every role, generated from the URL conf: a new endpoint cannot be forgotten."""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+pytestmark = [pytest.mark.django_db]
+
+UID = "1.2.826.0.1.3680043.10.999.7"
+ALL = {"radiologist", "annotator", "admin", "nobody"}
+ROLES = {"radiologist", "annotator", "admin"}
+
+# url name -> (method, kwargs, roles allowed). Anonymous is always refused, except where noted.
+MATRIX = {
+    "me": ("get", {}, ALL),
+    "study-list": ("get", {}, ROLES),
+    "study-detail": ("get", {"study_instance_uid": UID}, ROLES),
+    "study-upload": ("post", {}, {"admin"}),
+    "study-resync": ("post", {}, {"admin"}),
+    "study-queue-job": ("post", {"study_instance_uid": UID}, {"admin"}),
+    "study-result": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "job-list": ("get", {}, {"radiologist", "admin"}),
+    "job-detail": ("get", {"pk": 1}, {"radiologist", "admin"}),
+    "model-version-list": ("get", {}, {"admin"}),
+    "model-version-promote": ("post", {"pk": 1}, {"admin"}),
+    "schema": ("get", {}, ALL),
+    "dicomweb": ("get", {"path": "studies"}, ROLES),
+}
+# Not user-facing: authenticated another way, or public by design.
+EXEMPT = {
+    "orthanc-stable-study": "HMAC-signed by our Orthanc plugin; see test_orthanc_events.py",
+    "health": "liveness probe, reveals nothing",
+}
+
+
+def named_urls(resolver=None, prefix=""):
+    resolver = resolver or get_resolver()
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            if entry.app_name == "admin" or (entry.namespace or "") in ("admin", "rest_framework"):
+                continue
+            yield from named_urls(entry, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern) and entry.name:
+            yield entry.name
+
+
+def test_every_named_url_is_in_the_matrix():
+    names = set(named_urls())
+    assert names - set(MATRIX) - set(EXEMPT) == set(), "add the new endpoint to MATRIX with its roles"
+    assert set(MATRIX) - names == set(), "MATRIX names an endpoint that no longer exists"
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX))
+@pytest.mark.parametrize("role", [None, "nobody", "radiologist", "annotator", "admin"])
+def test_permission_matrix(name, role, client_for, settings):
+    from django.urls import reverse
+
+    from backend.devstack.services import free_port
+
+    settings.ORTHANC_URL = f"http://127.0.0.1:{free_port()}"  # allowed calls must not reach a real store
+    method, kwargs, allowed = MATRIX[name]
+    response = getattr(client_for(role), method)(reverse(name, kwargs=kwargs))
+    if role is not None and role in allowed:
+        assert response.status_code not in (401, 403), f"{role} refused on {name}"
+    else:
+        assert response.status_code in (401, 403), f"{role} allowed on {name}: {response.status_code}"
