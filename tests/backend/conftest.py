@@ -4,6 +4,7 @@ and Celery workers as subprocesses. Nothing here is faked."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import signal
@@ -126,6 +127,11 @@ def client_for(users):
     return make
 
 
+@functools.lru_cache(maxsize=32)
+def _phantom_study_files(seed: int, index: int = 0) -> tuple[tuple[str, bytes], ...]:
+    return tuple(_phantom_files(seed, index))
+
+
 def _phantom_files(seed: int, index: int = 0, **config) -> list[tuple[str, bytes]]:
     """A phantom study as (name, Part-10 bytes) pairs."""
     import pydicom
@@ -134,11 +140,11 @@ def _phantom_files(seed: int, index: int = 0, **config) -> list[tuple[str, bytes
     study = spine_phantom.generate_study(seed=seed, index=index,
                                          config=spine_phantom.PhantomConfig(**config) if config else None)
     files = []
-    for series in study.series:
+    for s, series in enumerate(study.series):
         for n, ds in enumerate(series.datasets()):
             buffer = io.BytesIO()
             pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-            files.append((f"{series.sequence}_{n:03d}.dcm", buffer.getvalue()))
+            files.append((f"{s:02d}_{series.sequence}_{n:03d}.dcm", buffer.getvalue()))
     return files
 
 
@@ -219,7 +225,7 @@ def _testdata_file(name: str) -> bytes:
 # The helpers above as fixtures (tests import nothing from conftest).
 @pytest.fixture
 def phantom_files():
-    return _phantom_files
+    return lambda seed, index=0: list(_phantom_study_files(seed, index))
 
 
 @pytest.fixture
