@@ -129,6 +129,7 @@ def orthanc_config(s: OrthancSettings) -> dict:
         "RegisteredUsers": {s.username: s.password},
         "HttpCompressionEnabled": False,
         "KeepAlive": True,
+        "KeepAliveTimeout": 60,  # our gateway pools connections; Orthanc's default closes them after 1 s
         "TcpNoDelay": True,
         "HttpThreadsCount": 50,
         "StableAge": s.stable_age,

@@ -13,10 +13,11 @@ import threading
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from backend.errors import ServiceUnavailable
 
-CHUNK_BYTES = 256 * 1024
+CHUNK_BYTES = 1024 * 1024
 # Only the DICOMweb resources; Orthanc's /dicom-web/servers (which can push data elsewhere) is never reachable.
 ALLOWED_PATH = re.compile(r"^(studies|series|instances)(/[0-9A-Za-z.,\-/]*)?$")
 FORWARDED_REQUEST_HEADERS = ("Accept", "If-None-Match", "If-Modified-Since", "Range")
@@ -29,8 +30,10 @@ def session() -> requests.Session:
     """One pooled session per thread (requests sessions are not thread-safe)."""
     if not hasattr(_local, "session"):
         s = requests.Session()
-        s.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=16))
-        s.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=16))
+        # Reads are idempotent: retry once when Orthanc closed a pooled keep-alive connection.
+        retry = Retry(total=2, connect=2, read=1, status=0, allowed_methods={"GET"}, raise_on_status=False)
+        s.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=retry))
+        s.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=retry))
         _local.session = s
     return _local.session
 

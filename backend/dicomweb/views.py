@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 
 from backend.accounts.permissions import CanViewImages
 
-from . import proxy
+from . import access_cache, proxy
 
 
 class PassThroughNegotiation(BaseContentNegotiation):
@@ -24,7 +24,18 @@ class DicomWebGateway(APIView):
     content_negotiation_class = PassThroughNegotiation
     schema = None  # binary passthrough: not described in the OpenAPI schema
 
+    def dispatch(self, request, *args, **kwargs):
+        # Fast path for reads by a credential that passed the full check moments ago (see access_cache).
+        if request.method == "GET" and access_cache.is_allowed(access_cache.credential_key(request)):
+            return self.forward(request, kwargs["path"])
+        return super().dispatch(request, *args, **kwargs)
+
     def get(self, request, path: str):
+        access_cache.remember(access_cache.credential_key(request))  # authenticated and permitted by now
+        return self.forward(request, path)
+
+    @staticmethod
+    def forward(request, path: str):
         if not proxy.ALLOWED_PATH.match(path):
             return JsonResponse({"error": "not_found", "detail": f"not a DICOMweb resource: {path}"}, status=404)
         upstream = proxy.open_upstream(path, request.META.get("QUERY_STRING", ""), request.headers,

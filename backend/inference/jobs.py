@@ -19,6 +19,7 @@ from backend.errors import ServiceUnavailable
 from backend.studies.models import Study
 
 from .models import InferenceJob, InferenceResult, ModelVersion
+from .signals import inference_succeeded
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def succeed(job_id: int, data: dict, timings: dict) -> InferenceResult | None:
     result, _ = InferenceResult.objects.get_or_create(
         job=job, defaults={"study_id": job.study_id, "model_version": job.model_version, "data": data})
     _finish(job, InferenceJob.SUCCEEDED, timings=timings)
+    transaction.on_commit(lambda: inference_succeeded.send(sender=InferenceResult, result=result))
     return result
 
 
