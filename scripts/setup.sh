@@ -12,6 +12,9 @@ if [ "${SPINEAGENT_WITH_BROWSER:-0}" = 1 ]; then
   command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 fi
 
+# Test-only tools: docker-compose validates docker/compose.yaml offline (no engine runs here).
+[ "${SPINEAGENT_WITH_TEST_TOOLS:-0}" = 1 ] && APT_PACKAGES+=(docker-compose)
+
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
