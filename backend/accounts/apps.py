@@ -11,4 +11,5 @@ class AccountsConfig(AppConfig):
 
         from .roles import sync_role_groups
 
-        post_migrate.connect(sync_role_groups, sender=self)
+        # After every app's migrate: the permissions of later apps exist only once their own post_migrate ran.
+        post_migrate.connect(sync_role_groups, dispatch_uid="accounts.sync_role_groups")

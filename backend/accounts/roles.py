@@ -21,6 +21,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "studies.view_images",
         "inference.view_inferencejob",
         "inference.view_inferenceresult",
+        "reports.view_report",
+        "reports.change_report",
+        "reports.sign_report",
+        "reports.view_worklist",
     ),
     ANNOTATOR: (
         "studies.view_study",
@@ -36,6 +40,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "inference.queue_job",
         "inference.view_modelversion",
         "inference.manage_model_versions",
+        "reports.view_report",
+        "reports.view_worklist",
     ),
 }
 

@@ -64,7 +64,7 @@ class InferenceJob(models.Model):
             # Sending the same study twice must not queue a second automatic job.
             models.UniqueConstraint(fields=["study"], condition=Q(trigger="auto"), name="one_auto_job_per_study"),
         ]
-        indexes = [models.Index(fields=["status", "dispatched_at"])]
+        indexes = [models.Index(fields=["status", "dispatched_at"]), models.Index(fields=["study", "-created_at"])]
         permissions = [("queue_job", "Can queue inference jobs")]
 
     def __str__(self):

@@ -12,6 +12,9 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.db import transaction
+from django.db.models import ProtectedError
+
 from backend.errors import ServiceUnavailable
 
 from .dicom_files import FileProblem, InvalidUpload, UploadedInstance
@@ -76,7 +79,14 @@ def resync_from_orthanc(client: OrthancClient | None = None) -> dict[str, int]:
     for uid in uids:
         _, was_created = index_from_orthanc(uid, source="sync", client=client)
         created += was_created
-    stale = Study.objects.exclude(study_instance_uid__in=uids)
-    removed = stale.count()
-    stale.delete()
-    return {"studies": len(uids), "created": created, "removed": removed}
+    removed = kept = 0
+    for stale in Study.objects.exclude(study_instance_uid__in=uids):
+        try:
+            with transaction.atomic():
+                stale.delete()
+            removed += 1
+        except ProtectedError:
+            # Rows that others protect (a radiologist's report) outlive the images: keep, report it.
+            kept += 1
+            log.warning("study %s is gone from Orthanc but has protected records; index row kept", stale)
+    return {"studies": len(uids), "created": created, "removed": removed, "kept_protected": kept}

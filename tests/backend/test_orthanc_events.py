@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from backend.studies import webhook
+from backend.studies.ingest import resync_from_orthanc
 from backend.studies.models import Study
 
 pytestmark = [pytest.mark.services]
@@ -59,3 +60,25 @@ def test_resync_restores_index_from_orthanc(orthanc_admin, client_for, phantom_f
     assert uids <= set(Study.objects.values_list("study_instance_uid", flat=True))
     study = Study.objects.get(study_instance_uid=next(iter(uids)))
     assert study.num_instances == len(files) and study.source == "sync"
+
+
+@pytest.mark.django_db
+def test_resync_keeps_studies_with_reports_when_images_are_gone(orthanc_admin, client_for, phantom_files, upload,
+                                                                users):
+    from backend.reports.models import Report
+
+    uid = upload(client_for("admin"), phantom_files(seed=203)).json()["studies"][0]["study_instance_uid"]
+    Report.objects.create(study=Study.objects.get(study_instance_uid=uid), status=Report.SIGNED)
+    orthanc_id = Study.objects.get(study_instance_uid=uid).orthanc_id
+    assert requests_delete(orthanc_admin, f"/studies/{orthanc_id}") == 200
+    Study.objects.create(study_instance_uid="1.2.826.0.1.3680043.10.999.404")  # gone, nothing protects it
+    summary = resync_from_orthanc()
+    assert Study.objects.filter(study_instance_uid=uid).exists()
+    assert not Study.objects.filter(study_instance_uid="1.2.826.0.1.3680043.10.999.404").exists()
+    assert summary["kept_protected"] == 1 and summary["removed"] == 1
+
+
+def requests_delete(admin, path: str) -> int:
+    import requests
+
+    return requests.delete(admin.url + path, auth=admin.auth, timeout=30).status_code

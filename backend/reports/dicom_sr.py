@@ -1,0 +1,187 @@
+"""An InferenceResult as a DICOM Comprehensive 3D SR (TID 1500 Measurement Report) for other PACS.
+
+One planar ROI group per box: the box as a closed 5-point POLYLINE on the referenced
+image, the finding as a local code (99SPINEAGENT, condition key), the spinal level as
+the finding site (SNOMED where a code exists), the probability as a numeric measurement.
+Present findings without a box become image-free groups. UIDs derive from the study and
+result id, so building twice gives the same SOPInstanceUID (STOW redelivery is a no-op).
+The SR says it is AI-generated and, for our phantom models, synthetic-trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+
+from spinefm.conditions import get_condition
+
+log = logging.getLogger(__name__)
+
+SCHEME = "99SPINEAGENT"
+CODING_SCHEME = {"designator": SCHEME, "name": "SpineAgent local codes", "responsible": "SpineAgent project"}
+SERIES_NUMBER = 990
+_NAMESPACE = uuid.UUID("5b1c3c4e-9a57-4f0e-9d43-6f2b1e0d7a11")
+_ORDINALS = ("First", "Second", "Third", "Fourth", "Fifth", "Sixth", "Seventh", "Eighth", "Ninth", "Tenth",
+             "Eleventh", "Twelfth")
+_REGIONS = {"C": "Cervical", "T": "Thoracic", "L": "Lumbar"}
+
+PROBABILITY = codes.DCM.Probability
+BOX_SCORE = hd.sr.CodedConcept("box_score", SCHEME, "Localization confidence")
+PRESENCE = hd.sr.CodedConcept("presence", SCHEME, "AI finding presence")
+DRAFT_TEXT = hd.sr.CodedConcept("draft_text", SCHEME, "AI draft report text")
+NOTICE = hd.sr.CodedConcept("ai_notice", SCHEME, "AI-generated content notice")
+PROCEDURE = hd.sr.CodedConcept("mr_spine", SCHEME, "MRI of spine")
+NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
+
+
+def derived_uid(*parts) -> str:
+    """A stable 2.25 UID from the given parts (same parts, same UID)."""
+    return "2.25." + str(uuid.uuid5(_NAMESPACE, "/".join(str(p) for p in parts)).int)
+
+
+def sr_uids(result) -> tuple[str, str]:
+    """(SeriesInstanceUID, SOPInstanceUID) of the SR for this result."""
+    study_uid = result.study.study_instance_uid
+    return derived_uid(study_uid, result.pk, "sr-series"), derived_uid(study_uid, result.pk, "sr-instance")
+
+
+def finding_code(condition: str) -> hd.sr.CodedConcept:
+    try:
+        meaning = get_condition(condition).display_name
+    except KeyError:
+        meaning = condition.replace("_", " ")
+    return hd.sr.CodedConcept(condition, SCHEME, meaning)
+
+
+def level_code(level: str) -> hd.sr.CodedConcept:
+    """SNOMED vertebra or disc (the disc below the upper vertebra) where pydicom knows it, else a local code."""
+    head = level.split("-")[0]
+    name = None
+    if "-" not in level:
+        name = f"{head}Vertebra"
+    elif head[:1] in _REGIONS and head[1:].isdigit() and 1 <= int(head[1:]) <= len(_ORDINALS):
+        name = f"IntervertebralDiscStructureOf{_ORDINALS[int(head[1:]) - 1]}{_REGIONS[head[0]]}Vertebra"
+    if name and name in codes.SCT.dir():
+        code = getattr(codes.SCT, name)
+        meaning = code.meaning.removesuffix(" (body structure)")[:64]
+        return hd.sr.CodedConcept(code.value, code.scheme_designator, meaning)
+    return hd.sr.CodedConcept(level, SCHEME, f"Spinal level {level}")
+
+
+def _polyline(box, rows, columns) -> np.ndarray:
+    """Closed rectangle (5 points, column/row) in SR image coordinates; x1/y1 exclusive = the far edge."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if columns:
+        x0, x1 = np.clip([x0, x1], 0, columns)
+    if rows:
+        y0, y1 = np.clip([y0, y1], 0, rows)
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
+
+
+def _probability(conditions: list[dict], condition: str, level: str | None) -> float | None:
+    for c in conditions:
+        if c.get("condition") == condition and (c.get("level") in (None, level)):
+            return float(c["probability"])
+    return None
+
+
+def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, algorithm):
+    conditions = data.get("conditions") or []
+    groups, referenced, boxed = [], {}, set()
+    for i, box in enumerate(data.get("boxes") or []):
+        ref = headers.get(box.get("sop_instance_uid"))
+        if ref is None:
+            log.warning("SR: box %d refers to %s, not in the study; left out", i, box.get("sop_instance_uid"))
+            continue
+        referenced[str(ref.SOPInstanceUID)] = ref
+        condition, level = box["condition"], box.get("level")
+        boxed.add((condition, level))
+        measurements = [hd.sr.Measurement(name=BOX_SCORE, value=float(box.get("score", 0.0)), unit=NO_UNITS,
+                                          algorithm_id=algorithm)]
+        if (p := _probability(conditions, condition, level)) is not None:
+            measurements.insert(0, hd.sr.Measurement(name=PROBABILITY, value=p, unit=NO_UNITS, algorithm_id=algorithm))
+        region = hd.sr.ImageRegion(
+            graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+            graphic_data=_polyline(box["box"], ref.get("Rows"), ref.get("Columns")),
+            source_image=hd.sr.SourceImageForRegion(str(ref.SOPClassUID), str(ref.SOPInstanceUID)))
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=derived_uid(result_key, "box", i), identifier=f"{condition} {level or ''} box {i}".strip()),
+            referenced_region=region, finding_type=finding_code(condition), algorithm_id=algorithm,
+            finding_sites=[hd.sr.FindingSite(level_code(level))] if level else None,
+            measurements=measurements,
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(PRESENCE, codes.SCT.Present)]))
+    for i, c in enumerate(conditions):
+        key, level = c.get("condition"), c.get("level")
+        if not c.get("present") or (key, level) in boxed:
+            continue
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=derived_uid(result_key, "condition", i), identifier=f"{key} {level or ''}".strip()),
+            finding_type=finding_code(key), algorithm_id=algorithm,
+            finding_sites=[hd.sr.FindingSite(level_code(level))] if level else None,
+            measurements=[hd.sr.Measurement(name=PROBABILITY, value=float(c["probability"]), unit=NO_UNITS,
+                                            algorithm_id=algorithm)],
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(PRESENCE, codes.SCT.Present)]))
+    return groups, list(referenced.values())
+
+
+def series_description(synthetic: bool) -> str:
+    return "SpineAgent AI results" + (" (synthetic-trained model)" if synthetic else "")
+
+
+def build_sr(result, headers: list[pydicom.Dataset]) -> hd.sr.Comprehensive3DSR | None:
+    """The SR for ``result`` given the study's instance headers (Orthanc metadata); None if nothing to report."""
+    data = result.data or {}
+    synthetic = bool(data.get("synthetic_training", True))
+    model_name, model_version = str(data.get("model_name") or "unknown"), str(data.get("model_version") or "?")
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in headers if str(ds.get("Modality", "")) != "SR"}
+    algorithm = hd.sr.AlgorithmIdentification(name=model_name[:64], version=model_version[:64])
+    series_uid, sop_uid = sr_uids(result)
+    groups, referenced = _groups(data, by_uid, f"{result.study.study_instance_uid}/{result.pk}", algorithm)
+    if not groups:
+        return None
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=derived_uid("device", model_name, model_version), name="SpineAgent",
+            manufacturer_name="SpineAgent (open source)", model_name=f"{model_name} {model_version}"[:64]))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=PROCEDURE, imaging_measurements=groups)
+    notice = ("AI-generated by SpineAgent; not reviewed by a radiologist."
+              + (" The model was trained on synthetic phantoms only: not for clinical use." if synthetic else ""))
+    report[0].ContentSequence.append(hd.sr.TextContentItem(
+        name=NOTICE, value=notice, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    if (draft := (data.get("draft_text") or "").strip()):
+        report[0].ContentSequence.append(hd.sr.TextContentItem(
+            name=DRAFT_TEXT, value=draft, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    # Box-free results still need one evidence image (the SR's study and patient come from it).
+    evidence = referenced or list(by_uid.values())[:1]
+    if not evidence:
+        return None
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=evidence, content=report[0], series_instance_uid=series_uid, series_number=SERIES_NUMBER,
+        sop_instance_uid=sop_uid, instance_number=1, manufacturer="SpineAgent", is_complete=True,
+        is_final=False, is_verified=False)
+    sr.SeriesDescription = series_description(synthetic)
+    coding = pydicom.Dataset()
+    coding.CodingSchemeDesignator = SCHEME
+    coding.CodingSchemeName = CODING_SCHEME["name"]
+    coding.CodingSchemeResponsibleOrganization = CODING_SCHEME["responsible"]
+    schemes = list(sr.get("CodingSchemeIdentificationSequence", []))
+    sr.CodingSchemeIdentificationSequence = [*schemes, coding]
+    return sr
+
+
+def to_part10(sr: pydicom.Dataset) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, sr, enforce_file_format=True)
+    return buffer.getvalue()

@@ -1,0 +1,189 @@
+"""The report's write path: AI drafts, radiologist versions, sign-off, addenda, first open.
+
+Every writer locks the ``Report`` row (select_for_update) and checks the number it
+based its edit on, so two radiologists saving on the same base cannot overwrite
+each other: exactly one wins, the other gets :class:`Stale` with both texts.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from backend.inference.models import InferenceResult
+from backend.studies.models import Study
+
+from . import radpeer
+from .models import Report, ReportVersion
+
+
+class ReportError(Exception):
+    code = "error"
+
+    def __init__(self, detail: str, **extra):
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class Invalid(ReportError):
+    """The request itself is wrong (HTTP 400)."""
+
+    code = "invalid"
+
+
+class Conflict(ReportError):
+    """The request was valid but the report moved on or is locked (HTTP 409)."""
+
+
+class Stale(Conflict):
+    code = "stale"
+
+
+class Locked(Conflict):
+    code = "locked"
+
+
+class NotSigned(Conflict):
+    code = "not_signed"
+
+
+def _locked_report(study: Study) -> Report:
+    report, _ = Report.objects.select_for_update().get_or_create(study=study)
+    return report
+
+
+def _next_number(report: Report) -> int:
+    top = report.versions.aggregate(top=Max("number"))["top"]
+    return 0 if top is None else top + 1
+
+
+@transaction.atomic
+def add_ai_draft(result: InferenceResult) -> ReportVersion | None:
+    """Store a result's draft text as an AI version, if a human has not touched the report yet.
+
+    Idempotent per result; never touches a signed report; an older result arriving late is ignored.
+    """
+    report = _locked_report(result.study)
+    if report.status == Report.SIGNED:
+        return None
+    versions = list(report.versions.all())
+    if any(v.source != ReportVersion.AI for v in versions):
+        return None  # a radiologist edited: their text wins over a re-run
+    if any((v.inference_result_id or 0) >= result.pk for v in versions):
+        return None  # this result (or a newer one) is already the draft
+    data = result.data or {}
+    version = ReportVersion.objects.create(
+        report=report, number=_next_number(report), text=data.get("draft_text") or "", author=None,
+        source=ReportVersion.AI, base_number=report.current_number, model_version=result.model_version,
+        draft_backend=(data.get("draft_backend") or "")[:64], inference_result=result)
+    report.current_number = version.number
+    if report.status == Report.NO_DRAFT:
+        report.status = Report.DRAFT_READY
+    report.save()
+    return version
+
+
+def heal_missing_draft(study: Study) -> None:
+    """Create the draft from the latest result if the signal was lost (worker died right after commit)."""
+    if Report.objects.filter(study=study, current_number__isnull=False).exists():
+        return
+    result = InferenceResult.objects.filter(study=study).select_related("study", "model_version").first()
+    if result is not None:
+        add_ai_draft(result)
+
+
+@transaction.atomic
+def mark_opened(study: Study, user) -> Report:
+    """A radiologist opening the report claims it: first_opened_at once, draft_ready -> in_review."""
+    report = _locked_report(study)
+    changed = False
+    if report.first_opened_at is None:
+        report.first_opened_at, report.reader, changed = timezone.now(), user, True
+    if report.status == Report.DRAFT_READY:
+        report.status, changed = Report.IN_REVIEW, True
+    if changed:
+        report.save()
+    return report
+
+
+def _current_payload(report: Report) -> dict | None:
+    if report.current_number is None:
+        return None
+    v = report.versions.select_related("author").get(number=report.current_number)
+    return {"number": v.number, "text": v.text, "author": v.author.username if v.author else None,
+            "created_at": v.created_at.isoformat()}
+
+
+def _clean_text(text) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise Invalid("text must be a non-empty string", field="text")
+    return text
+
+
+@transaction.atomic
+def save_version(study: Study, user, text, base_number) -> ReportVersion:
+    """Add a radiologist version on top of ``base_number``; Stale if someone saved in between."""
+    text = _clean_text(text)
+    if base_number is not None and (isinstance(base_number, bool) or not isinstance(base_number, int)):
+        raise Invalid("base_number must be an integer (the number of the version you edited) or null",
+                      field="base_number")
+    report = _locked_report(study)
+    if report.locked:
+        raise Locked("the report is signed; add an addendum instead")
+    if base_number != report.current_number:
+        raise Stale(f"version {report.current_number} was saved after version {base_number} that you edited",
+                    your_text=text, base_number=base_number, current=_current_payload(report))
+    version = ReportVersion.objects.create(
+        report=report, number=max(_next_number(report), 1),  # 0 is reserved for the AI draft
+        text=text, author=user, source=ReportVersion.RADIOLOGIST, base_number=base_number)
+    report.current_number = version.number
+    report.status = Report.IN_REVIEW
+    if report.reader_id is None:
+        report.reader = user
+    report.save()
+    return version
+
+
+@transaction.atomic
+def sign(study: Study, user, number, score, comment) -> Report:
+    """Sign the current version with a RADPEER score of the AI draft; the report is locked afterwards."""
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise Invalid("number must be the integer number of the version you are signing", field="number")
+    report = _locked_report(study)
+    if report.locked:
+        raise Locked(f"already signed by {report.signed_by.username if report.signed_by else '?'}")
+    if report.current_number is None:
+        raise Invalid("there is no version to sign yet", field="number")
+    if number != report.current_number:
+        raise Stale(f"you are signing version {number} but the current version is {report.current_number}",
+                    base_number=number, current=_current_payload(report))
+    has_ai_draft = report.versions.filter(source=ReportVersion.AI).exists()
+    comment = (comment or "").strip() if isinstance(comment, str) or comment is None else None
+    if comment is None:
+        raise Invalid("radpeer_comment must be a string", field="radpeer_comment")
+    if has_ai_draft:
+        if bad := radpeer.problems(score, comment):
+            field, message = next(iter(bad.items()))
+            raise Invalid(message, field=field)
+    elif score not in (None, ""):
+        raise Invalid("this report has no AI draft to score; leave radpeer_score empty", field="radpeer_score")
+    report.status = Report.SIGNED
+    report.signed_by, report.signed_at, report.signed_number = user, timezone.now(), number
+    report.radpeer_score, report.radpeer_comment = score or "", comment
+    report.reader = user
+    report.save()
+    return report
+
+
+@transaction.atomic
+def add_addendum(study: Study, user, text) -> ReportVersion:
+    """An addendum to a signed report: its own version, the report stays signed and its body unchanged."""
+    text = _clean_text(text)
+    report = _locked_report(study)
+    if not report.locked:
+        raise NotSigned("the report is not signed yet; save a new version instead")
+    return ReportVersion.objects.create(
+        report=report, number=_next_number(report), text=text, author=user, source=ReportVersion.ADDENDUM,
+        base_number=report.signed_number)

@@ -1,0 +1,154 @@
+"""The DICOM SR of an inference result: built, STOWed to a real Orthanc, read back, and harmless to the index."""
+
+import io
+
+import highdicom as hd
+import pydicom
+import pytest
+
+from backend.inference import runner
+from backend.inference.models import InferenceJob, InferenceResult
+from backend.reports import dicom_sr, receivers, tasks
+from backend.studies.ingest import index_from_orthanc
+from backend.studies.models import Instance, Study
+from backend.studies.orthanc.client import get_client
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
+
+
+@pytest.fixture
+def phantom_result(orthanc, users, client_for, phantom_files, upload):
+    """A stored phantom study and a result whose boxes point at two of its real instances."""
+    response = upload(client_for("admin"), phantom_files(seed=611))
+    assert response.status_code == 201, response.content
+    study = Study.objects.get(study_instance_uid=response.json()["studies"][0]["study_instance_uid"])
+    sagittal = list(Instance.objects.filter(series__study=study).order_by("series__series_number",
+                                                                           "instance_number"))
+    first, second = sagittal[3], sagittal[-2]
+    job = InferenceJob.objects.get(study=study)
+    job.status = InferenceJob.SUCCEEDED
+    job.save()
+    data = {
+        "model_name": "spineagent-phantom-nano", "model_version": "0.3", "synthetic_training": True,
+        "draft_text": "FINDINGS:\nL4-L5: disc herniation.\n\nIMPRESSION:\n1. L4-L5 disc herniation.",
+        "draft_backend": "template",
+        "conditions": [
+            {"condition": "herniation", "probability": 0.91, "present": True, "level": "L4-L5"},
+            {"condition": "lesion_intramedullary", "probability": 0.72, "present": True, "level": "C5"},
+            {"condition": "fracture", "probability": 0.05, "present": False, "level": None},
+        ],
+        "boxes": [
+            {"condition": "herniation", "series_instance_uid": first.series.series_instance_uid,
+             "sop_instance_uid": first.sop_instance_uid, "box": [100.0, 120.5, 140.0, 150.0], "score": 0.8,
+             "level": "L4-L5"},
+            {"condition": "lesion_intramedullary", "series_instance_uid": second.series.series_instance_uid,
+             "sop_instance_uid": second.sop_instance_uid, "box": [-4.0, 10.0, 30.0, 999.0], "score": 0.6,
+             "level": "C5"},
+            {"condition": "herniation", "series_instance_uid": "1.2.3", "sop_instance_uid": "1.2.3.4",
+             "box": [1, 2, 3, 4], "score": 0.1, "level": "L5-S1"},
+        ],
+        "key_slices": [], "similar_cases": [],
+    }
+    result = InferenceResult.objects.create(job=job, study=study, model_version=None, data=data)
+    return result, first, second
+
+
+def _read_back(orthanc_admin, sop_uid) -> pydicom.Dataset:
+    match = next(m for m in _lookup(orthanc_admin, sop_uid) if m["Type"] == "Instance")
+    return pydicom.dcmread(io.BytesIO(orthanc_admin.get(f"/instances/{match['ID']}/file").content))
+
+
+def _lookup(orthanc_admin, uid):
+    import requests
+
+    return requests.post(orthanc_admin.url + "/tools/lookup", data=uid, auth=orthanc_admin.auth, timeout=30).json()
+
+
+def test_sr_round_trip_through_orthanc(phantom_result, orthanc_admin):
+    result, first, second = phantom_result
+    before = orthanc_admin.count_instances()
+    assert tasks.export(result, get_client()) == "stored"
+    # Redelivery: same deterministic SOPInstanceUID, nothing new in Orthanc.
+    assert tasks.export_sr.apply(args=(result.pk,)).get() == "exists"
+    assert orthanc_admin.count_instances() == before + 1
+
+    _, sop_uid = dicom_sr.sr_uids(result)
+    ds = _read_back(orthanc_admin, sop_uid)
+    assert ds.Modality == "SR" and ds.SOPInstanceUID == sop_uid
+    assert ds.SeriesDescription == "SpineAgent AI results (synthetic-trained model)"
+    assert ds.StudyInstanceUID == result.study.study_instance_uid
+    sr = hd.sr.Comprehensive3DSR.from_dataset(ds)
+    groups = sr.content.get_planar_roi_measurement_groups()
+    assert len(groups) == 2  # the box on an instance outside the study is left out
+    by_finding = {g.finding_type.value: g for g in groups}
+    herniation = by_finding["herniation"]
+    assert herniation.finding_type.scheme_designator == "99SPINEAGENT"
+    assert herniation.finding_type.meaning == "Disc herniation"
+    assert herniation.roi.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+    assert herniation.roi.value.tolist() == [[100.0, 120.5], [140.0, 120.5], [140.0, 150.0], [100.0, 150.0],
+                                             [100.0, 120.5]]
+    ref = herniation.roi.ContentSequence[0].ReferencedSOPSequence[0]
+    assert ref.ReferencedSOPInstanceUID == first.sop_instance_uid
+    assert ref.ReferencedSOPClassUID == first.sop_class_uid
+    site = herniation.finding_sites[0].value
+    assert (site.value, site.scheme_designator) == ("84020006", "SCT")  # disc of L4 = L4-L5
+    probability = next(m for m in herniation.get_measurements() if m.name.meaning == "Probability")
+    assert probability.value == pytest.approx(0.91)
+    lesion = by_finding["lesion_intramedullary"]  # longer than 16 characters: LongCodeValue
+    assert lesion.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == second.sop_instance_uid
+    assert lesion.roi.value.tolist()[0] == [0.0, 10.0] and lesion.roi.value.tolist()[2] == [30.0, 256.0]
+    texts = [item.TextValue for item in sr.ContentSequence if item.ValueType == "TEXT"]
+    assert any("synthetic" in t for t in texts) and any("L4-L5 disc herniation" in t for t in texts)
+
+    # Building again gives the same UIDs; a result with nothing to report gives no SR.
+    headers = get_client().study_metadata(result.study.study_instance_uid)
+    again = dicom_sr.build_sr(result, headers)
+    assert (again.SOPInstanceUID, again.SeriesInstanceUID) == (ds.SOPInstanceUID, ds.SeriesInstanceUID)
+    empty = InferenceResult(pk=result.pk + 1000, study=result.study, data={"conditions": [], "boxes": []})
+    assert dicom_sr.build_sr(empty, headers) is None
+
+
+def test_indexing_the_sr_adds_an_sr_series_and_no_job(phantom_result, orthanc_admin):
+    """Orthanc's stable-study event or a re-sync re-indexes the study with our SR in it."""
+    result, _, _ = phantom_result
+    study = result.study
+    series_before = study.series.count()
+    tasks.export(result, get_client())
+    study, created = index_from_orthanc(study.study_instance_uid)
+    assert not created
+    # The session's Orthanc may also hold SRs of this phantom from earlier tests (one SR per result).
+    sr_series = study.series.get(series_instance_uid=dicom_sr.sr_uids(result)[0])
+    assert sr_series.modality == "SR" and sr_series.num_instances == 1
+    assert study.series.exclude(modality="SR").count() == series_before
+    assert "SR" in study.modalities.split("\\")
+    assert InferenceJob.objects.filter(study=study).count() == 1
+    headers = get_client().study_metadata(study.study_instance_uid)
+    runner.check_supported(headers)  # the SR does not make the study unsupported
+    assert sr_series.series_instance_uid not in runner.usable_series(headers)
+
+
+def test_level_codes():
+    assert (dicom_sr.level_code("L4").value, dicom_sr.level_code("L4").scheme_designator) == ("11994002", "SCT")
+    assert dicom_sr.level_code("C6-C7").meaning == "Intervertebral disc structure of sixth cervical vertebra"
+    assert dicom_sr.level_code("S1-S2").scheme_designator == "99SPINEAGENT"
+    assert dicom_sr.finding_code("lesion_intramedullary").meaning == "Intradural intramedullary lesion"
+
+
+def test_export_failures_never_raise(db, monkeypatch, caplog):
+    study = Study.objects.create(study_instance_uid="1.2.826.0.1.3680043.10.999.63")
+    job = InferenceJob.objects.create(study=study, status="succeeded")
+    result = InferenceResult.objects.create(job=job, study=study, data={"boxes": [{"broken": True}]})
+
+    def boom(*a, **kw):
+        raise RuntimeError("broken build")
+
+    monkeypatch.setattr(tasks, "export", boom)
+    assert tasks.export_sr.apply(args=(result.pk,)).get() == "failed"
+    assert tasks.export_sr.apply(args=(10**9,)).get() == "result gone"
+
+    def broker_down(*a, **kw):
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(tasks.export_sr, "apply_async", broker_down)
+    receivers.dispatch_sr_export(result.pk)  # logged, not raised
+    assert "could not queue the DICOM SR export" in caplog.text

@@ -1,0 +1,112 @@
+"""The worklist: derived statuses, filters, ordering, and a query count that does not grow with rows."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from backend.inference.models import InferenceJob, ModelVersion
+from backend.reports.models import Report
+from backend.studies.models import Study
+
+pytestmark = [pytest.mark.django_db]
+
+
+@pytest.fixture
+def model_version(db):
+    return ModelVersion.objects.create(name="phantom-nano", version="0.3", path="builtin:test")
+
+
+def _study(n, job_status=None, report_status=None, model_version=None, reader=None, signed_by=None, day=1,
+           earlier_job=None):
+    study = Study.objects.create(study_instance_uid=f"1.2.826.0.1.3680043.10.999.7{n:03d}", patient_id=f"P{n}",
+                                 patient_name=f"Phantom^{n}", study_date=dt.date(2026, 3, day),
+                                 study_description="MR LSPINE", modalities="MR", num_series=4)
+    Study.objects.filter(pk=study.pk).update(received_at=timezone.now() - dt.timedelta(minutes=100 - n))
+    if earlier_job:
+        InferenceJob.objects.create(study=study, status=earlier_job, trigger="auto", model_version=model_version)
+    if job_status:
+        InferenceJob.objects.create(study=study, status=job_status, trigger="manual", model_version=model_version,
+                                    error="modality CT is not MR" if job_status == "unsupported" else "")
+    if report_status:
+        Report.objects.create(study=study, status=report_status, reader=reader, signed_by=signed_by,
+                              current_number=0 if report_status != "no_draft" else None)
+    return study
+
+
+@pytest.fixture
+def worklist(users, model_version):
+    rad = users["radiologist"]
+    return {
+        "queued": _study(1, "queued", model_version=model_version),
+        "running": _study(2, "running", model_version=model_version, day=2),
+        "failed": _study(3, "failed", day=3),
+        "unsupported": _study(4, "unsupported", day=4),
+        "draft ready": _study(5, "succeeded", "draft_ready", model_version, day=5),
+        "in review": _study(6, "succeeded", "in_review", model_version, reader=rad, day=6),
+        "signed": _study(7, "succeeded", "signed", model_version, reader=rad, signed_by=rad, day=7),
+        "rerun queued on signed": _study(8, "queued", "signed", model_version, signed_by=rad, day=8,
+                                         earlier_job="succeeded"),
+        "rerun failed, draft kept": _study(9, "failed", "draft_ready", model_version, day=9,
+                                           earlier_job="succeeded"),
+        "nothing": _study(10, day=10),
+    }
+
+
+def _rows(client, query=""):
+    r = client.get("/api/worklist" + query)
+    assert r.status_code == 200, r.content
+    return r.json()
+
+
+def test_statuses_and_ordering(worklist, client_for):
+    body = _rows(client_for("radiologist"))
+    assert body["count"] == 10
+    rows = {row["study_instance_uid"]: row for row in body["results"]}
+    expected = {"queued": "queued", "running": "running", "failed": "failed", "unsupported": "failed",
+                "draft ready": "draft ready", "in review": "in review", "signed": "signed",
+                "rerun queued on signed": "signed", "rerun failed, draft kept": "draft ready",
+                "nothing": "not queued"}
+    for key, status in expected.items():
+        assert rows[worklist[key].study_instance_uid]["status"] == status, key
+    # newest received first
+    assert [r["patient_id"] for r in body["results"]] == [f"P{n}" for n in range(10, 0, -1)]
+    row = rows[worklist["unsupported"].study_instance_uid]
+    assert row["job_status"] == "unsupported" and row["job_error"] == "modality CT is not MR"
+    row = rows[worklist["signed"].study_instance_uid]
+    assert row["reader"] == "radiologist" and row["model_version"]["name"] == "phantom-nano"
+    assert set(row) >= {"study_instance_uid", "patient_id", "patient_name", "study_date", "study_description",
+                        "modalities", "num_series", "received_at", "status", "job_status", "reader",
+                        "model_version"}
+    assert row["study_date"] == "2026-03-07" and row["num_series"] == 4
+
+
+def test_filters_and_paging(worklist, client_for):
+    c = client_for("admin")
+    assert {r["status"] for r in _rows(c, "?status=failed")["results"]} == {"failed"}
+    assert _rows(c, "?status=failed")["count"] == 2
+    assert _rows(c, "?status=draft_ready,in%20review")["count"] == 3
+    dated = _rows(c, "?date_from=2026-03-03&date_to=2026-03-05")["results"]
+    assert sorted(r["patient_id"] for r in dated) == ["P3", "P4", "P5"]
+    assert sorted(r["patient_id"] for r in _rows(c, "?reader=radiologist")["results"]) == ["P6", "P7", "P8"]
+    page = _rows(c, "?limit=3&offset=3")
+    assert page["count"] == 10 and [r["patient_id"] for r in page["results"]] == ["P7", "P6", "P5"]
+    assert c.get("/api/worklist?status=bogus").status_code == 400
+    assert c.get("/api/worklist?date_from=03/01/2026").status_code == 400
+
+
+def test_query_count_does_not_grow_with_rows(worklist, client_for, model_version,
+                                             django_assert_max_num_queries):
+    c = client_for("radiologist")
+    c.get("/api/worklist")  # warm the session and permission caches of this client
+    # session, user, 2 permission lookups, count, page: independent of the number of rows
+    with django_assert_max_num_queries(6) as few:
+        _rows(c)
+    for n in range(11, 41):
+        _study(n, "succeeded", "draft_ready", model_version)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert _rows(c)["count"] == 40
+
+
+def test_annotator_cannot_see_the_worklist(worklist, client_for):
+    assert client_for("annotator").get("/api/worklist").status_code == 403
