@@ -1,0 +1,147 @@
+"""Agreement and accuracy over ternary labels, per condition.
+
+Spine MRI inter-reader agreement is only moderate (kappa 0.4-0.7), so the
+annotation app and analytics report per-condition kappa and confusion
+counts rather than one accuracy number. Written here (no sklearn import) so
+the web tier can use it cheaply; the tests check it against sklearn.
+
+Conventions: accuracy is exact ternary agreement. Sensitivity is
+P(pred = 1 | truth = 1); specificity is P(pred = 0 | truth = 0); a
+prediction of -1 counts as neither. Uncertain truth rows are kept in the
+accuracy and the confusion table but cannot enter sensitivity/specificity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN
+
+from .schema import LabelSet
+
+TERNARY = (PRESENT, ABSENT, UNCERTAIN)
+
+
+def _as_mapping(x: Any) -> Mapping[str, int]:
+    if isinstance(x, LabelSet):
+        return x.as_dict()
+    if isinstance(x, Mapping):
+        return x
+    raise TypeError(f"expected a LabelSet or a mapping condition -> value, got {type(x).__name__}")
+
+
+def _kappa(a: Sequence[int], b: Sequence[int]) -> float:
+    if len(a) != len(b):
+        raise ValueError(f"rater sequences differ in length: {len(a)} vs {len(b)}")
+    n = len(a)
+    if n == 0:
+        return math.nan
+    cats = sorted(set(a) | set(b))
+    po = sum(1 for x, y in zip(a, b) if x == y) / n
+    pe = sum((sum(1 for x in a if x == c) / n) * (sum(1 for y in b if y == c) / n) for c in cats)
+    if pe >= 1.0:
+        return math.nan  # both raters used one single category: kappa undefined (sklearn gives nan too)
+    return (po - pe) / (1 - pe)
+
+
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any], conditions: Sequence[str] | None = None) -> float | dict[str, float]:
+    """Cohen's kappa (unweighted) over ternary labels.
+
+    ``a``/``b`` are either two sequences of values (returns a float) or two
+    sequences of per-report label mappings / LabelSets (returns
+    {condition: kappa}, only rows where both raters have the condition).
+    nan where undefined (no rows, or one single category used by both).
+    """
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise ValueError(f"rater sequences differ in length: {len(a)} vs {len(b)}")
+    if not a or not isinstance(a[0], (Mapping, LabelSet)):
+        return _kappa([int(x) for x in a], [int(x) for x in b])
+    ma, mb = [_as_mapping(x) for x in a], [_as_mapping(x) for x in b]
+    keys = list(conditions) if conditions is not None else sorted({k for m in ma for k in m} & {k for m in mb for k in m})
+    out: dict[str, float] = {}
+    for k in keys:
+        pairs = [(x[k], y[k]) for x, y in zip(ma, mb) if k in x and k in y]
+        out[k] = _kappa([p[0] for p in pairs], [p[1] for p in pairs])
+    return out
+
+
+def confusion(truth: Sequence[int], pred: Sequence[int]) -> dict[tuple[int, int], int]:
+    """Counts for every (truth, pred) pair over {1, 0, -1}, zeros included."""
+    if len(truth) != len(pred):
+        raise ValueError(f"length mismatch: {len(truth)} vs {len(pred)}")
+    counts = {(t, p): 0 for t in TERNARY for p in TERNARY}
+    for t, p in zip(truth, pred):
+        counts[(int(t), int(p))] += 1
+    return counts
+
+
+@dataclass
+class ConditionMetrics:
+    condition: str
+    n: int
+    n_present: int
+    n_absent: int
+    n_uncertain: int
+    accuracy: float
+    sensitivity: float
+    specificity: float
+    kappa: float
+    confusion: dict[str, int]  # "truth,pred" -> count
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else math.nan
+
+
+def condition_metrics(condition: str, truth: Sequence[int], pred: Sequence[int]) -> ConditionMetrics:
+    c = confusion(truth, pred)
+    n = len(truth)
+    n_pos = sum(c[(PRESENT, p)] for p in TERNARY)
+    n_neg = sum(c[(ABSENT, p)] for p in TERNARY)
+    n_unc = sum(c[(UNCERTAIN, p)] for p in TERNARY)
+    return ConditionMetrics(
+        condition=condition, n=n, n_present=n_pos, n_absent=n_neg, n_uncertain=n_unc,
+        accuracy=_ratio(sum(c[(t, t)] for t in TERNARY), n),
+        sensitivity=_ratio(c[(PRESENT, PRESENT)], n_pos),
+        specificity=_ratio(c[(ABSENT, ABSENT)], n_neg),
+        kappa=_kappa(list(truth), list(pred)),
+        confusion={f"{t},{p}": v for (t, p), v in c.items()},
+    )
+
+
+def evaluate(truth: Sequence[Any], pred: Sequence[Any], conditions: Sequence[str] | None = None) -> dict[str, ConditionMetrics]:
+    """Per-condition metrics of predicted label sets against verified ones (paired by position)."""
+    if len(truth) != len(pred):
+        raise ValueError(f"length mismatch: {len(truth)} truth vs {len(pred)} predicted")
+    mt, mp = [_as_mapping(x) for x in truth], [_as_mapping(x) for x in pred]
+    keys = list(conditions) if conditions is not None else sorted({k for m in mt for k in m})
+    out = {}
+    for k in keys:
+        pairs = [(x[k], y.get(k, ABSENT)) for x, y in zip(mt, mp) if k in x]
+        out[k] = condition_metrics(k, [p[0] for p in pairs], [p[1] for p in pairs])
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if isinstance(x, float) and math.isnan(x) else f"{x:.3f}"
+
+
+def format_table(metrics: Mapping[str, ConditionMetrics]) -> str:
+    """Markdown table: condition, counts per truth class, accuracy, sensitivity, specificity, kappa."""
+    rows = ["| condition | n | +/0/? (truth) | accuracy | sensitivity | specificity | kappa |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for k, m in metrics.items():
+        rows.append(f"| {k} | {m.n} | {m.n_present}/{m.n_absent}/{m.n_uncertain} | {_fmt(m.accuracy)} | "
+                    f"{_fmt(m.sensitivity)} | {_fmt(m.specificity)} | {_fmt(m.kappa)} |")
+    if metrics:
+        ms = list(metrics.values())
+        macro = sum(m.accuracy for m in ms if not math.isnan(m.accuracy)) / max(1, sum(1 for m in ms if not math.isnan(m.accuracy)))
+        rows.append(f"| **macro mean accuracy** | | | {macro:.3f} | | | |")
+    return "\n".join(rows)
