@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "backend.studies",
     "backend.inference",
     "backend.dicomweb",
+    "backend.reports",
+    "backend.viewer",
 ]
 
 MIDDLEWARE = [
@@ -62,6 +64,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "backend.urls"
+LOGIN_URL = "/login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login"
 WSGI_APPLICATION = "backend.wsgi.application"
 
 TEMPLATES = [

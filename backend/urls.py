@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView
 from backend.accounts.views import MeView
 from backend.dicomweb.views import DicomWebGateway
 from backend.inference import views as inference
+from backend.reports import views as reports
 from backend.studies import views as studies
 
 
@@ -23,6 +24,14 @@ api = [
     path("studies/<str:study_instance_uid>/", studies.StudyDetail.as_view(), name="study-detail"),
     path("studies/<str:study_instance_uid>/jobs", inference.QueueJob.as_view(), name="study-queue-job"),
     path("studies/<str:study_instance_uid>/result", inference.LatestResult.as_view(), name="study-result"),
+    path("studies/<str:study_instance_uid>/report", reports.StudyReport.as_view(), name="study-report"),
+    path("studies/<str:study_instance_uid>/report/versions", reports.ReportVersions.as_view(),
+         name="study-report-versions"),
+    path("studies/<str:study_instance_uid>/report/sign", reports.SignReport.as_view(), name="study-report-sign"),
+    path("studies/<str:study_instance_uid>/report/addenda", reports.ReportAddenda.as_view(),
+         name="study-report-addenda"),
+    path("studies/<str:study_instance_uid>/report/diff", reports.ReportDiff.as_view(), name="study-report-diff"),
+    path("worklist", reports.Worklist.as_view(), name="worklist"),
     path("jobs/", inference.JobList.as_view(), name="job-list"),
     path("jobs/<int:pk>/", inference.JobDetail.as_view(), name="job-detail"),
     path("model-versions/", inference.ModelVersionList.as_view(), name="model-version-list"),
@@ -37,4 +46,5 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
     re_path(r"^dicom-web/(?P<path>.*)$", DicomWebGateway.as_view(), name="dicomweb"),
+    path("", include("backend.viewer.urls")),  # login, worklist, /viewer/ (OHIF), /viewer-ext/ (our extension)
 ]

@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(orthanc orthanc-dicomweb orthanc-python orthanc-postgresql postgresql postgresql-client
               redis-server python3-venv ca-certificates)
+# node + npm fetch and prepare the OHIF viewer (scripts/build_viewer.sh). Machines that ship node and npm
+# outside Debian's packages keep theirs.
+command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 if [ "${SPINEAGENT_WITH_BROWSER:-0}" = 1 ]; then
   APT_PACKAGES+=(chromium)
-  # Machines that ship node and npm outside Debian's packages keep theirs.
-  command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 fi
 
 # Test-only tools: docker-compose validates docker/compose.yaml offline (no engine runs here).
@@ -41,3 +42,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q -e ".[test]"
   touch "$stamp"
 fi
+
+# The prebuilt OHIF viewer and our extension's npm packages (quick when already done).
+bash scripts/build_viewer.sh

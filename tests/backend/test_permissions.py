@@ -22,6 +22,12 @@ MATRIX = {
     "job-detail": ("get", {"pk": 1}, {"radiologist", "admin"}),
     "model-version-list": ("get", {}, {"admin"}),
     "model-version-promote": ("post", {"pk": 1}, {"admin"}),
+    "study-report": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "study-report-versions": ("post", {"study_instance_uid": UID}, {"radiologist"}),
+    "study-report-sign": ("post", {"study_instance_uid": UID}, {"radiologist"}),
+    "study-report-addenda": ("post", {"study_instance_uid": UID}, {"radiologist"}),
+    "study-report-diff": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "worklist": ("get", {}, {"radiologist", "admin"}),
     "schema": ("get", {}, ALL),
     "dicomweb": ("get", {"path": "studies"}, ROLES),
 }
@@ -29,6 +35,13 @@ MATRIX = {
 EXEMPT = {
     "orthanc-stable-study": "HMAC-signed by our Orthanc plugin; see test_orthanc_events.py",
     "health": "liveness probe, reveals nothing",
+    "login": "the login page itself",
+    "logout": "ends the caller's own session",
+    "worklist-page": "HTML page: login_required redirects to /login; its data comes from the worklist API",
+    "page-asset": "static JS/CSS of the login and worklist pages, no data",
+    "viewer": "OHIF's public static build; index.html is login_required (redirect), data only via /dicom-web/",
+    "viewer-app-config": "static viewer config (URLs of our own gateway and extension), no data",
+    "viewer-ext": "our extension's static ES modules, no data",
 }
 
 

@@ -1,0 +1,166 @@
+"""Scan planning: where the slices go, in patient coordinates, and their label maps.
+
+Sagittal stack: rows run head-to-feet (-z), columns anterior-to-posterior (+y),
+slices step along +x (patient right to left); ImageOrientationPatient
+[0,1,0, 0,0,-1]. Axial slices: a few per disc, tilted to the disc (at most 30
+degrees so the plane still reads as axial); rows +x, columns along the disc's
+posterior direction. Geometry is in DICOM LPS millimetres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .anatomy import INDEX, REGION_DISCS, REGION_SPAN, Spine
+
+MAX_AXIAL_TILT = np.deg2rad(30.0)
+
+
+@dataclass
+class SliceGeometry:
+    position: tuple[float, float, float]     # ImagePositionPatient of pixel (0, 0)
+    orientation: tuple[float, ...]           # ImageOrientationPatient
+    spacing: tuple[float, float]             # PixelSpacing (row step, column step)
+    location: float                          # SliceLocation
+    level: str = ""                          # disc level for axial slices
+
+
+@dataclass
+class StackPlan:
+    plane: str
+    rows: int
+    cols: int
+    thickness: float
+    gap: float
+    slices: list[SliceGeometry] = field(default_factory=list)
+    # curvilinear coordinates of every slice, for the label function
+    coords: list[tuple] = field(default_factory=list)
+    levels: list[str] = field(default_factory=list)
+
+
+def plan_sagittal(spine: Spine, regions: tuple[str, ...], rows: int, cols: int,
+                  rng: np.random.Generator) -> StackPlan:
+    """A sagittal stack covering the regions, centred so the spine sits behind the middle."""
+    tops = [INDEX[REGION_SPAN[r][0]] for r in regions]
+    bots = [INDEX[REGION_SPAN[r][1]] for r in regions]
+    i0, i1 = min(tops), max(bots)
+    s0 = spine.top[i0] - (15.0 if i0 == 0 else 0.0)
+    s1 = spine.bottom[i1]
+    ss = np.linspace(s0, s1, 50)
+    y, z, _ = spine.point(ss)
+    extent_z = float(z.max() - z.min())
+    fov = max(extent_z * rng.uniform(1.05, 1.15), 200.0 if "cervical" in regions else 260.0)
+    spacing = fov / rows
+    zc = float((z.max() + z.min()) / 2)
+    # the posterior body wall sits at ~55-62% of the width from the anterior (left) edge
+    y_left = float(np.median(y)) - spacing * cols * rng.uniform(0.5, 0.57)
+    z_top = zc + spacing * rows / 2
+    thickness = float(rng.choice([3.0, 3.5, 4.0]))
+    gap = float(rng.choice([0.3, 0.4, 0.5, 0.8]))
+    n = int(rng.choice([13, 15, 15, 17]))
+    step = thickness + gap
+    x_off = float(rng.uniform(-1.5, 1.5))
+    xs = x_off + (np.arange(n) - (n - 1) / 2) * step
+    plan = StackPlan("sagittal", rows, cols, thickness, gap)
+    r = np.arange(rows)
+    c = np.arange(cols)
+    yy = y_left + c[None, :] * spacing + 0 * r[:, None]
+    zz = z_top - r[:, None] * spacing + 0 * c[None, :]
+    s_img, t_img = spine.project(yy, zz)
+    for x in xs:
+        plan.slices.append(SliceGeometry(
+            position=(float(x), float(y_left), float(z_top)),
+            orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0),
+            spacing=(spacing, spacing), location=float(x)))
+        plan.coords.append((float(x), s_img, t_img))
+    return _ordered(plan)
+
+
+def axial_levels(spine: Spine, regions: tuple[str, ...], max_discs: int, prefer: list[str]) -> list[str]:
+    """Disc levels that get axial slices: the findings' discs first, then evenly spread."""
+    from spinefm.conditions import DISC_LEVELS
+
+    avail: list[str] = []
+    for r in regions:
+        a, b = REGION_DISCS[r]
+        ia, ib = INDEX[a], INDEX[b]
+        for lvl in DISC_LEVELS:
+            up = lvl.split("-")[0]
+            if up in INDEX and ia <= INDEX[up] < ib and lvl not in avail:
+                avail.append(lvl)
+    if "lumbar" in regions and len(regions) == 1:
+        ordered = avail[-max_discs:]  # L1-L2 ... L5-S1
+    else:
+        chosen = [lvl for lvl in prefer if lvl in avail][:max_discs]
+        rest = [lvl for lvl in avail if lvl not in chosen]
+        k = max_discs - len(chosen)
+        if k > 0 and rest:
+            idx = np.linspace(0, len(rest) - 1, min(k, len(rest))).round().astype(int)
+            chosen += [rest[i] for i in sorted(set(idx.tolist()))]
+        ordered = chosen
+    return sorted(ordered, key=lambda lvl: INDEX[lvl.split("-")[0]])
+
+
+def plan_axial(spine: Spine, levels: list[str], rows: int, cols: int, per_disc: int,
+               rng: np.random.Generator) -> StackPlan:
+    small = levels and levels[0].startswith("C")  # the neck is narrower than the trunk
+    fov = float(rng.uniform(140, 170) if small else rng.uniform(160, 200)) * spine.scale
+    spacing = fov / rows
+    thickness = float(rng.choice([3.0, 4.0]))
+    plan = StackPlan("axial", rows, cols, thickness, 0.0)
+    c = np.arange(cols)
+    xs = (c - (cols - 1) / 2) * spacing
+    r = np.arange(rows)
+    for lvl in levels:
+        i = INDEX[lvl.split("-")[0]]
+        sd = spine.disc_center(i)
+        offsets = (np.arange(per_disc) - (per_disc - 1) / 2) * thickness
+        for off in offsets:
+            y0, z0, phi = spine.point(sd + off)
+            phi_a = float(np.clip(phi, -MAX_AXIAL_TILT, MAX_AXIAL_TILT))
+            ny, nz = np.cos(phi_a), np.sin(phi_a)  # in-plane posterior direction
+            # centre the image a bit behind the disc so canal and facets sit mid-image
+            cy, cz = y0 + ny * 10.0 * spine.scale, z0 + nz * 10.0 * spine.scale
+            u = (r - (rows - 1) / 2) * spacing
+            py, pz = cy + u * ny, cz + u * nz
+            s_row, t_row = spine.project(py, pz)
+            pos = (float(xs[0]), float(py[0]), float(pz[0]))
+            plan.slices.append(SliceGeometry(
+                position=pos, orientation=(1.0, 0.0, 0.0, 0.0, float(ny), float(nz)),
+                spacing=(spacing, spacing), location=float(pz[rows // 2]), level=lvl))
+            plan.coords.append((xs[None, :], s_row[:, None], t_row[:, None]))
+            plan.levels.append(lvl)
+    return _ordered(plan)
+
+
+def _position_along_normal(g: SliceGeometry) -> float:
+    r, c = g.orientation[:3], g.orientation[3:]
+    n = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+    return sum(p * k for p, k in zip(g.position, n))
+
+
+def _ordered(plan: StackPlan) -> StackPlan:
+    """Order slices by position along their normal, as DICOM readers (spinefm.study) sort them,
+    so slice_index in the truth equals the index after any reader's sort."""
+    order = sorted(range(len(plan.slices)), key=lambda i: _position_along_normal(plan.slices[i]))
+    plan.slices = [plan.slices[i] for i in order]
+    plan.coords = [plan.coords[i] for i in order]
+    if plan.levels:
+        plan.levels = [plan.levels[i] for i in order]
+    return plan
+
+
+def label_stack(spine: Spine, plan: StackPlan) -> np.ndarray:
+    """Tissue labels for every slice of a plan: uint8 [n, rows, cols]."""
+    out = np.empty((len(plan.coords), plan.rows, plan.cols), dtype=np.uint8)
+    if plan.plane == "sagittal" and plan.coords:
+        _, s_img, t_img = plan.coords[0]
+        geo = spine.geometry(s_img, t_img)  # same (s, t) grid for every sagittal slice
+        for i, (x, _s, _t) in enumerate(plan.coords):
+            out[i] = spine.labels(x, geo)
+    else:
+        for i, (x, s, t) in enumerate(plan.coords):
+            out[i] = spine.labels(x, spine.geometry(s, t))
+    return out

@@ -1,0 +1,268 @@
+"""One synthetic study: anatomy + findings -> label maps -> series pixels -> truth.
+
+``generate_study(seed, index)`` is deterministic in (seed, index): independent
+random streams for anatomy, findings, scan planning, noise and report wording
+(so the normal twin of a study, ``PhantomConfig(normal=True)``, has the same
+patient, slices and noise, only without findings).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spinefm.conditions import ABSENT, CONDITION_KEYS, PRESENT, UNCERTAIN
+
+from . import __version__
+from .anatomy import NAMES, Spine, make_spine
+from .config import PhantomConfig
+from .dicom import instance_datasets
+from .ids import patient_id, patient_name, split_of, study_datetime, uid
+from .pathology import Finding, apply_finding, sample_findings
+from .physics import Protocol, render_stack, smooth_field, tissue_signals
+from .protocols import VENDOR_STYLES, protocol_for
+from .report import write_report
+from .scan import SliceGeometry, axial_levels, label_stack, plan_axial, plan_sagittal
+from .truth import locate
+
+SEQUENCE_ORDER = ("T1", "T2", "STIR", "DIXON", "OTHER")
+
+
+@dataclass
+class PhantomSeries:
+    series_instance_uid: str
+    sequence: str
+    plane: str
+    description: str
+    pixels: np.ndarray                  # uint16 [n_slices, rows, cols], 12-bit values
+    sop_instance_uids: list[str]
+    number: int
+    protocol: Protocol
+    geometry: list[SliceGeometry]
+    thickness: float
+    gap: float
+    pixel_spacing: tuple[float, float]
+    window: tuple[float, float]
+    levels: list[str] = field(default_factory=list)  # disc level of each axial slice
+    lut: np.ndarray | None = None
+    study: "PhantomStudy | None" = field(default=None, repr=False)
+
+    def datasets(self) -> list:
+        """Full pydicom datasets (with file meta), one per slice; built on demand."""
+        return instance_datasets(self.study, self)
+
+
+@dataclass
+class PhantomStudy:
+    seed: int
+    index: int
+    regions: tuple[str, ...]
+    vendor: str
+    model_name: str
+    field_strength: float
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    age: int
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    study_date: str
+    study_time: str
+    accession: str
+    study_id: str
+    split: str
+    series: list[PhantomSeries] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    truth: dict = field(default_factory=dict)
+    label_maps: dict = field(default_factory=dict)   # plane -> uint8 tissue labels [n, rows, cols]
+    plans: dict = field(default_factory=dict)        # plane -> StackPlan
+    spine: Spine | None = field(default=None, repr=False)
+
+    @property
+    def study_dir(self) -> str:
+        return f"seed{self.seed}_{self.index:04d}"
+
+    def datasets(self) -> list:
+        return [ds for s in self.series for ds in s.datasets()]
+
+
+def _regions(rng: np.random.Generator, cfg: PhantomConfig) -> tuple[str, ...]:
+    if cfg.regions:
+        return tuple(cfg.regions)
+    options = [r for r, _ in cfg.region_mix]
+    w = np.array([p for _, p in cfg.region_mix], dtype=float)
+    return tuple(options[int(rng.choice(len(options), p=w / w.sum()))])
+
+
+def _level_name(spine: Spine, s: float) -> str:
+    k = int(np.clip(np.searchsorted(spine.top, s, side="right") - 1, 0, len(spine.h) - 1))
+    if s <= spine.bottom[k]:
+        return NAMES[k]
+    return f"{NAMES[k]}-{NAMES[k + 1]}"
+
+
+def _bias(rng: np.random.Generator, rows: int, cols: int, posterior_axis: int) -> np.ndarray:
+    """Receive-coil sensitivity: strongest at the posterior (spine) coil, plus a smooth wobble."""
+    n = cols if posterior_axis == 1 else rows
+    u = np.linspace(0, 1, n)
+    coil = 0.55 + 0.6 * np.exp(-(1 - u) / rng.uniform(0.35, 0.7))
+    f = (coil[None, :] if posterior_axis == 1 else coil[:, None]) * np.ones((rows, cols))
+    f = f * (1 + 0.12 * smooth_field(rng, (rows, cols), 3))
+    return (f / f.max()).astype(np.float32)
+
+
+def _texture(rng: np.random.Generator, n: int, rows: int, cols: int) -> np.ndarray:
+    pad = 24
+    coarse = smooth_field(rng, (rows + pad, cols + pad), 14)
+    fine = smooth_field(rng, (rows + pad, cols + pad), 60)
+    field_ = (0.55 * coarse + 0.45 * fine).astype(np.float32)
+    out = np.empty((n, rows, cols), dtype=np.float32)
+    for i in range(n):
+        dy, dx = (7 * i) % pad, (11 * i) % pad
+        out[i] = field_[dy:dy + rows, dx:dx + cols]
+    return out
+
+
+def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -> PhantomStudy:
+    """Generate one study (pixels, truth, report) deterministically from (seed, index)."""
+    cfg = config or PhantomConfig()
+    rows, cols = cfg.image_size
+    streams = np.random.SeedSequence([int(seed), int(index), 20240917]).spawn(6)
+    r_anat, r_find, r_scan, r_noise, r_text, r_draw = (np.random.default_rng(s) for s in streams)
+
+    regions = _regions(r_anat, cfg)
+    vendor = str(cfg.vendors[int(r_anat.integers(len(cfg.vendors)))])
+    style = VENDOR_STYLES.get(vendor, VENDOR_STYLES["SIEMENS"])
+    model = str(style.models[int(r_anat.integers(len(style.models)))])
+    field_strength = 3.0 if ("3T" in model or r_anat.random() < 0.3) else 1.5
+    age = int(r_anat.integers(22, 86))
+    sex = "F" if r_anat.random() < 0.5 else "M"
+    spine = make_spine(r_anat)
+    normal = spine.copy()
+    date, time = study_datetime(seed, index)
+
+    findings = [] if cfg.normal else sample_findings(r_find, regions, cfg)
+    for f in findings:
+        apply_finding(spine, f, r_draw)
+
+    # scan planning (independent of the findings, so the normal twin matches)
+    sag = plan_sagittal(spine, regions, rows, cols, r_scan)
+    other = None
+    if cfg.include_other_sequence and r_scan.random() < cfg.other_sequence_probability:
+        other = "DIXON" if r_scan.random() < 0.5 else "OTHER"
+    prefer = [f.level for f in findings if "-" in f.level]
+    plans = {"sagittal": sag}
+    if cfg.include_axial:
+        prefer_levels = prefer if not cfg.normal else []
+        levels = axial_levels(spine, regions, cfg.max_axial_discs, prefer_levels)
+        plans["axial"] = plan_axial(spine, levels, rows, cols, cfg.axial_slices_per_disc, r_scan)
+
+    study = PhantomStudy(
+        seed=seed, index=index, regions=regions, vendor=style.manufacturer, model_name=model,
+        field_strength=field_strength, patient_id=patient_id(seed, index), patient_name=patient_name(seed, index),
+        birth_date=f"{int(date[:4]) - age}{date[4:]}", sex=sex, age=age,
+        study_instance_uid=uid(seed, index, "study"), frame_of_reference_uid=uid(seed, index, "for"),
+        study_date=date, study_time=time, accession=f"PH{seed % 1000:03d}{index:05d}",
+        study_id=f"{index % 100000}", split=split_of(seed, index), spine=spine, plans=plans)
+
+    seq_planes = [("T1", "sagittal"), ("T2", "sagittal"), ("STIR", "sagittal")]
+    if other:
+        seq_planes.append((other, "sagittal"))
+    if cfg.include_axial:
+        seq_planes.append(("T2", "axial"))
+    protocols = [protocol_for(seq, plane, r_scan) for seq, plane in seq_planes]
+
+    study.label_maps = {plane: label_stack(spine, plan) for plane, plan in plans.items()}
+    textures = {plane: _texture(r_noise, len(plan.slices), rows, cols) for plane, plan in plans.items()}
+    biases = {"sagittal": _bias(r_noise, rows, cols, 1), "axial": _bias(r_noise, rows, cols, 0)}
+    for number, ((seq, plane), prot) in enumerate(zip(seq_planes, protocols), start=2):
+        plan = plans[plane]
+        snr = float(r_noise.uniform(14, 40)) * (1.3 if field_strength > 2 else 1.0)
+        gain = style.gain * float(r_noise.uniform(0.85, 1.15))
+        pixels = render_stack(study.label_maps[plane], prot, r_noise, texture=textures[plane],
+                              bias=biases[plane], snr=snr, gain=gain)
+        sample = pixels[:, ::4, ::4]
+        lo, hi = np.percentile(sample, [1.0, 99.7])
+        sid = uid(seed, index, "series", number)
+        study.series.append(PhantomSeries(
+            series_instance_uid=sid, sequence=seq, plane=plane, description=style.names[(seq, plane)],
+            pixels=pixels, sop_instance_uids=[uid(seed, index, "sop", number, i) for i in range(len(plan.slices))],
+            number=number, protocol=prot, geometry=plan.slices, thickness=plan.thickness, gap=plan.gap,
+            pixel_spacing=plan.slices[0].spacing, window=(float((lo + hi) / 2), float(max(hi - lo, 10) * 1.1)),
+            levels=list(plan.levels), lut=tissue_signals(prot).astype(np.float32), study=study))
+
+    # ground truth: measure what was drawn; drop findings nothing shows
+    kept = []
+    for f in findings:
+        hits = []
+        for plane, plan in plans.items():
+            ser = [s for s in study.series if s.plane == plane]
+            hits += locate(f, normal, plan, study.label_maps[plane], ser)
+        if hits:
+            kept.append((f, hits))
+    study.findings = [f for f, _ in kept]
+    conus = _level_name(spine, spine.conus_s)
+    report = write_report(regions, study.series, study.findings, conus, r_text)
+    study.truth = _truth(study, kept, report, conus)
+    return study
+
+
+def _truth(study: PhantomStudy, kept, report: dict, conus: str) -> dict:
+    labels = {k: ABSENT for k in CONDITION_KEYS}
+    for f, _ in kept:
+        if f.label == PRESENT or labels[f.condition] == ABSENT:
+            labels[f.condition] = PRESENT if f.label == PRESENT else UNCERTAIN
+    findings = []
+    for f, hits in kept:
+        boxes, keys, seqs = [], [], set()
+        for ser, i, box in hits:
+            ref = {"series_instance_uid": ser.series_instance_uid, "sop_instance_uid": ser.sop_instance_uids[i],
+                   "slice_index": int(i)}
+            keys.append(ref)
+            boxes.append({**ref, "box": [int(v) for v in box]})
+            seqs.add(ser.sequence)
+        findings.append({
+            "condition": f.condition, "level": f.level, "severity": f.severity, "label": int(f.label),
+            "side": f.side, "detail": f.detail,
+            "visible_on": [s for s in SEQUENCE_ORDER if s in seqs],
+            "key_slices": keys, "boxes": boxes})
+    return {
+        "synthetic": True,
+        "generator": f"spine_phantom {__version__}",
+        "seed": int(study.seed), "index": int(study.index), "split": study.split,
+        "patient_id": study.patient_id, "patient_name": study.patient_name,
+        "study_instance_uid": study.study_instance_uid, "study_date": study.study_date,
+        "vendor": study.vendor, "model": study.model_name, "field_strength": study.field_strength,
+        "age": study.age, "sex": study.sex,
+        "regions": list(study.regions), "conus_level": conus,
+        "series": [{
+            "series_instance_uid": s.series_instance_uid, "sequence": s.sequence, "plane": s.plane,
+            "description": s.description, "series_number": s.number,
+            "sop_instance_uids": list(s.sop_instance_uids),
+            "pixel_spacing": [round(float(v), 6) for v in s.pixel_spacing],
+            "rows": int(s.pixels.shape[1]), "columns": int(s.pixels.shape[2]),
+            "slice_thickness": float(s.thickness),
+            **({"levels": s.levels} if s.plane == "axial" else {}),
+        } for s in study.series],
+        "labels": labels,
+        "findings": findings,
+        "report": report,
+    }
+
+
+def write_study(study: PhantomStudy, out_dir) -> Path:
+    """Write ``<out>/<study_dir>/<series_dir>/<n>.dcm`` and ``truth.json``; return the study folder."""
+    import pydicom
+
+    root = Path(out_dir) / study.study_dir
+    for s in study.series:
+        d = root / f"{s.number:02d}_{s.sequence}_{s.plane}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i, ds in enumerate(s.datasets(), start=1):
+            pydicom.dcmwrite(d / f"{i:03d}.dcm", ds, enforce_file_format=True)
+    (root / "truth.json").write_text(json.dumps(study.truth, indent=1) + "\n")
+    return root

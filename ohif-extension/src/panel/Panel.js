@@ -1,0 +1,126 @@
+// The report panel: job status, findings (jump + boxes), draft editor, RADPEER sign-off, similar cases.
+// Loads GET /api/studies/<uid>/report and polls it until the draft is there and the job is done.
+import { html, useEffect, useRef, useState } from '../vendor.js';
+import { api, reportUrl } from '../api.js';
+import { Findings, sortedFindings, targetFor } from './Findings.js';
+import { Editor } from './Editor.js';
+import { Signoff } from './Signoff.js';
+import { SimilarCases } from './SimilarCases.js';
+
+const POLL_MS = 3000;
+const ACTIVE_JOB = new Set(['queued', 'running']);
+
+function JobStatus({ job }) {
+  if (!job) return html`<p class="sa-muted">No analysis job for this study.</p>`;
+  const pct = Math.min(100, Math.round(job.progress || 0)); // InferenceJob.progress is 0-100
+  return html`<div class="sa-job" data-testid="job-status">
+    <span class=${`sa-pill sa-${job.status}`}>${job.status}</span>
+    ${ACTIVE_JOB.has(job.status) && html` ${job.stage || ''} <progress max="100" value=${pct}></progress> ${pct}%`}
+    ${job.error && html`<p class="sa-error">${job.error}</p>`}
+  </div>`;
+}
+
+function ModelLine({ report }) {
+  const mv = report.model_version;
+  const result = report.result || {};
+  const synthetic = result.synthetic_training ?? mv?.synthetic_training;
+  return html`<div class="sa-model">
+    Model <b>${result.model_name || mv?.name || '?'} ${result.model_version || mv?.version || ''}</b>
+    ${synthetic && html`<div class="sa-synthetic" data-testid="synthetic-label">Trained on synthetic phantoms, not on patient data</div>`}
+  </div>`;
+}
+
+export function Panel({ viewer }) {
+  const uid = viewer.studyInstanceUID();
+  const [report, setReport] = useState(null);
+  const [refused, setRefused] = useState(null);
+  const [active, setActive] = useState(-1); // index into the sorted findings (keyboard: next finding)
+  const [boxCount, setBoxCount] = useState(0);
+  const editor = useRef(null); // {flush(): Promise<number|null>} from the Editor
+
+  // Load, then poll while the analysis is under way or the draft is not written yet.
+  useEffect(() => {
+    let stop = false;
+    let timer;
+    const load = async () => {
+      const { ok, status, data } = await api(reportUrl(uid));
+      if (stop) return;
+      if (status === 401 || status === 403) return setRefused(data?.detail || 'Your role cannot open reports.');
+      if (status === 404) return setRefused('This study is not in SpineAgent\'s index.');
+      if (ok) setReport(data);
+      const pending = !ok || !data.current || ACTIVE_JOB.has(data.job?.status);
+      if (pending) timer = setTimeout(load, POLL_MS);
+    };
+    load();
+    return () => { stop = true; clearTimeout(timer); };
+  }, [uid]);
+
+  // Draw the boxes once OHIF has the series' metadata; retry until every box is on its image.
+  const boxes = report?.result?.boxes || [];
+  useEffect(() => {
+    if (!boxes.length) return undefined;
+    let tries = 0;
+    const timer = setInterval(() => {
+      const count = viewer.drawBoxes(boxes);
+      setBoxCount(count);
+      if (count >= boxes.length || ++tries > 120) clearInterval(timer);
+    }, 1000);
+    return () => clearInterval(timer);
+  }, [report?.result_id]);
+
+  const findings = sortedFindings(report?.result).map((f) => ({ ...f, target: targetFor(report?.result, f) }));
+  const jumpToFinding = (index) => {
+    setActive(index);
+    if (findings[index]?.target) viewer.jumpTo(findings[index].target);
+  };
+
+  // Shortcuts: Alt+N / Alt+P next / previous finding, Ctrl+S (Cmd+S) save now.
+  const latest = useRef({});
+  latest.current = { findings, active, jumpToFinding };
+  useEffect(() => {
+    const onKey = (event) => {
+      const { findings: list, active: at, jumpToFinding: jump } = latest.current;
+      const key = event.key.toLowerCase();
+      if (event.altKey && (key === 'n' || key === 'p' || event.code === 'KeyN' || event.code === 'KeyP') && list.length) {
+        event.preventDefault();
+        event.stopPropagation();
+        const step = (key === 'p' || event.code === 'KeyP') ? -1 : 1;
+        // Next finding that has somewhere to show (a key slice or a box).
+        for (let i = 1; i <= list.length; i++) {
+          const next = (at + step * i + list.length * i) % list.length;
+          if (list[next].target) return jump(next);
+        }
+      } else if ((event.ctrlKey || event.metaKey) && key === 's') {
+        event.preventDefault();
+        event.stopPropagation();
+        editor.current?.flush();
+      }
+    };
+    window.addEventListener('keydown', onKey, true);
+    return () => window.removeEventListener('keydown', onKey, true);
+  }, []);
+
+  if (!uid) return html`<div class="sa-panel"><p>No study in the URL.</p></div>`;
+  if (refused) return html`<div class="sa-panel" data-testid="refused"><h3>Report</h3><p class="sa-error">${refused}</p></div>`;
+  if (!report) return html`<div class="sa-panel"><p>Loading report…</p></div>`;
+
+  const reload = async () => {
+    const { ok, data } = await api(reportUrl(uid));
+    if (ok) setReport(data);
+  };
+  return html`<div class="sa-panel" data-testid="report-panel" data-status=${report.status}>
+    <div class="sa-head">
+      <span class="sa-pill" data-testid="report-status">${report.status}</span>
+      ${report.reader && html`<span class="sa-muted"> reader ${report.reader}</span>`}
+    </div>
+    <${JobStatus} job=${report.job} />
+    ${report.result && html`<${ModelLine} report=${report} />`}
+    ${report.result && html`<${Findings} result=${report.result} findings=${findings} active=${active}
+        onJump=${jumpToFinding} viewer=${viewer} boxCount=${boxCount} />`}
+    <${Editor} uid=${uid} report=${report} editorRef=${editor} onChanged=${reload} />
+    <${Signoff} uid=${uid} report=${report} editor=${editor} onSigned=${reload} />
+    ${report.result && html`<${SimilarCases} cases=${report.result.similar_cases || []} />`}
+    <p class="sa-muted sa-keys">Keys: <kbd>Alt</kbd>+<kbd>N</kbd> / <kbd>Alt</kbd>+<kbd>P</kbd> next / previous finding,
+      <kbd>Ctrl</kbd>+<kbd>S</kbd> save now.</p>
+  </div>`;
+}

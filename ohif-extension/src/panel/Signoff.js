@@ -1,0 +1,59 @@
+// RADPEER score of the AI draft against the final read, then Sign (locks the report).
+import { html, useState } from '../vendor.js';
+import { api, reportUrl } from '../api.js';
+
+const SCORES = [
+  ['1', 'Concur'],
+  ['2a', 'Discrepancy, not expected; unlikely significant'],
+  ['2b', 'Discrepancy, not expected; likely significant'],
+  ['3a', 'Discrepancy, should be made; unlikely significant'],
+  ['3b', 'Discrepancy, should be made; likely significant'],
+];
+const NEEDS_COMMENT = new Set(['2b', '3a', '3b']);
+
+export function Signoff({ uid, report, editor, onSigned }) {
+  const [score, setScore] = useState('');
+  const [comment, setComment] = useState('');
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+
+  if (report.locked) {
+    return html`<section data-testid="signed"><h4>Signed</h4>
+      <p>By ${report.signed_by} at ${new Date(report.signed_at).toLocaleString()}, version ${report.signed_number}.
+        ${report.radpeer && html` RADPEER <b>${report.radpeer.score}</b>${report.radpeer.comment ? `: ${report.radpeer.comment}` : ''}`}</p>
+    </section>`;
+  }
+  if (!report.permissions?.sign) return null;
+
+  const commentMissing = NEEDS_COMMENT.has(score) && !comment.trim();
+  const sign = async () => {
+    setBusy(true);
+    setError('');
+    const number = await editor.current?.flush(); // sign exactly what is on screen
+    const state = editor.current?.state();
+    if (number == null || state !== 'saved') {
+      setBusy(false);
+      return setError(state === 'stale' ? 'Resolve the newer version first.' : 'Nothing saved to sign yet.');
+    }
+    const { ok, data } = await api(`${reportUrl(uid)}/sign`, {
+      method: 'POST', body: { number, radpeer_score: score, radpeer_comment: comment },
+    });
+    setBusy(false);
+    if (!ok) return setError(data?.detail || 'Signing failed');
+    onSigned?.();
+  };
+
+  return html`<section class="sa-radpeer">
+    <h4>RADPEER of the AI draft</h4>
+    <div role="radiogroup" aria-label="RADPEER score">
+      ${SCORES.map(([value, text]) => html`<label key=${value} title=${text}>
+        <input type="radio" name="radpeer" value=${value} checked=${score === value} onChange=${() => setScore(value)} />
+        <b>${value}</b> <span class="sa-muted">${text}</span></label>`)}
+    </div>
+    <textarea data-testid="radpeer-comment" rows="2" placeholder=${NEEDS_COMMENT.has(score) ? 'Comment (required for 2b, 3a, 3b)' : 'Comment (optional)'}
+      value=${comment} onInput=${(e) => setComment(e.target.value)}></textarea>
+    ${commentMissing && html`<p class="sa-error">A comment is required for ${score}.</p>`}
+    ${error && html`<p class="sa-error" data-testid="sign-error">${error}</p>`}
+    <button class="sa-sign" disabled=${!score || commentMissing || busy} onClick=${sign}>Sign report</button>
+  </section>`;
+}

@@ -1,0 +1,115 @@
+"""The radiologist's review flow in headless Chromium against the whole stack on loopback.
+
+Real services: Orthanc, PostgreSQL, Redis, a Celery worker with the active model, Django (live_server)
+serving the prebuilt OHIF viewer, our extension and the APIs. The browser part is review_flow.mjs
+(Playwright, npm playwright-core), which prints a JSON report; screenshots go to test-artifacts/e2e/.
+SPINEAGENT_DOC_SCREENSHOTS=1 also copies the key ones to docs/img/review/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend.inference.analyzers import NO_FINDINGS
+
+sys.path.insert(0, str(Path(__file__).parent))
+from phantom_truth import apply_truth  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+DOC_IMAGES = ROOT / "docs" / "img" / "review"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SEED, INDEX = 1, 1  # a cervical phantom with three findings
+KEY_SCREENSHOTS = ["01-login", "02-worklist", "03-viewer-panel", "04-key-slice", "05-edited", "06-stale",
+                   "07-radpeer", "08-signed", "09-annotator-worklist", "10-annotator-refused"]
+
+
+def _require_browser_stack():
+    missing = []
+    if not (ROOT / "var" / "ohif" / "viewer" / "index.html").is_file():
+        missing.append("the OHIF viewer (scripts/build_viewer.sh)")
+    if not (ROOT / "ohif-extension" / "node_modules" / "playwright-core").is_dir():
+        missing.append("npm packages (scripts/build_viewer.sh)")
+    if not Path(CHROMIUM).exists():
+        missing.append(f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    if not shutil.which("node"):
+        missing.append("node")
+    if missing:
+        pytest.fail("browser tests need " + ", ".join(missing) + "; scripts/test.sh installs them")
+
+
+def _files(study) -> list[tuple[str, bytes]]:
+    import io
+
+    import pydicom
+
+    files = []
+    for s, series in enumerate(study.series):
+        for n, ds in enumerate(series.datasets()):
+            buffer = io.BytesIO()
+            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+            files.append((f"{s:02d}_{series.sequence}_{n:03d}.dcm", buffer.getvalue()))
+    return files
+
+
+@pytest.fixture
+def analysed_study(live_server, users, client_for, upload, active_model, start_worker, wait_until):
+    """A phantom study uploaded through the API and analysed by a real worker; its UID."""
+    import spine_phantom
+
+    from backend.inference.models import InferenceJob
+
+    study = spine_phantom.generate_study(seed=SEED, index=INDEX)
+    start_worker()
+    response = upload(client_for("admin"), _files(study))
+    assert response.status_code in (200, 201), response.content[:500]
+    uid = study.truth["study_instance_uid"]
+    wait_until(lambda: InferenceJob.objects.filter(study__study_instance_uid=uid, status__in=InferenceJob.TERMINAL)
+               .exists(), timeout=300, what="the inference job")
+    assert InferenceJob.objects.get(study__study_instance_uid=uid).status == InferenceJob.SUCCEEDED
+    if active_model.path == NO_FINDINGS:
+        apply_truth(uid, study.truth)  # no trained bundle on disk yet: see phantom_truth.py
+    return uid
+
+
+def test_radiologist_reviews_and_signs_annotator_is_refused(live_server, analysed_study, password):
+    _require_browser_stack()
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    env = dict(os.environ, BASE_URL=live_server.url, STUDY_UID=analysed_study, OUT_DIR=str(ARTIFACTS),
+               RADIOLOGIST=f"radiologist:{password}", ANNOTATOR=f"annotator:{password}", CHROMIUM=CHROMIUM)
+    run = subprocess.run(["node", str(Path(__file__).with_name("review_flow.mjs"))], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    try:
+        report = json.loads(run.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"review_flow.mjs printed no JSON (exit {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}")
+    (ARTIFACTS / "report.json").write_text(json.dumps(report, indent=2))
+    assert run.returncode == 0 and report["ok"], json.dumps(report, indent=2)[:6000]
+
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["viewer and panel"]["synthetic_label"] is True
+    assert steps["jump to key slice"]["boxes_on_key_slice"] >= 1
+    assert steps["annotator is refused"]["report_api"] == 403
+    # The viewer read images only through our gateway: nothing failed but the deliberate 409 and 403s.
+    unexpected = [r for r in report["failedRequests"] if not (" 409 " in r or r.startswith("annotator 403"))]
+    assert unexpected == [], unexpected
+    if os.environ.get("SPINEAGENT_DOC_SCREENSHOTS") == "1":
+        _copy_to_docs()
+
+
+def _copy_to_docs() -> None:
+    """The key screenshots as JPEG for docs/review.md (a tenth of the PNG size in git)."""
+    from PIL import Image
+
+    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    for name in KEY_SCREENSHOTS:
+        Image.open(ARTIFACTS / f"{name}.png").convert("RGB").save(DOC_IMAGES / f"{name}.jpg", quality=82)
