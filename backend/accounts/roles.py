@@ -29,6 +29,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     ANNOTATOR: (
         "studies.view_study",
         "studies.view_images",
+        "reports.view_worklist",  # statuses only; report text stays radiologist/admin
     ),
     ADMIN: (
         "studies.view_study",

@@ -27,7 +27,7 @@ MATRIX = {
     "study-report-sign": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-addenda": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-diff": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
-    "worklist": ("get", {}, {"radiologist", "admin"}),
+    "worklist": ("get", {}, ROLES),
     "schema": ("get", {}, ALL),
     "dicomweb": ("get", {"path": "studies"}, ROLES),
 }

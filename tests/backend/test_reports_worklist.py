@@ -108,5 +108,9 @@ def test_query_count_does_not_grow_with_rows(worklist, client_for, model_version
         assert _rows(c)["count"] == 40
 
 
-def test_annotator_cannot_see_the_worklist(worklist, client_for):
-    assert client_for("annotator").get("/api/worklist").status_code == 403
+def test_annotator_sees_statuses_but_not_reports(worklist, client_for):
+    client = client_for("annotator")
+    rows = client.get("/api/worklist").json()["results"]
+    assert rows and all("status" in row and "text" not in row for row in rows)
+    assert client.get(f"/api/studies/{rows[0]['study_instance_uid']}/report").status_code == 403
+    assert client_for("nobody").get("/api/worklist").status_code == 403

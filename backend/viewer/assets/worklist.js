@@ -40,7 +40,7 @@ async function load() {
   const params = new URLSearchParams();
   for (const [k, v] of new FormData(form)) if (v) params.set(k, v);
   history.replaceState(null, '', params.size ? `?${params}` : location.pathname);
-  // Roles without reports.view_worklist (annotators, today) get the plain study index: no report status.
+  // Roles without reports.view_worklist get the plain study index: no report status.
   const url = me.can_worklist ? `/api/worklist?${params}` : '/api/studies/?limit=200';
   const response = await fetch(url, { credentials: 'same-origin' });
   const data = await response.json().catch(() => ({}));
