@@ -103,7 +103,8 @@ def frames(session_factory, base, study_uid, refs, workers=6) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--instances", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="whole-study retrievals per timed round")
     parser.add_argument("--web-workers", type=int, default=2)
     args = parser.parse_args()
 
@@ -149,7 +150,8 @@ def main() -> int:
             sizes[name] = whole_study(make(), base, study_uid)
         for _ in range(args.rounds):
             for name, (base, make) in paths.items():
-                seconds, nbytes = timed(lambda: whole_study(make(), base, study_uid))
+                session = make()
+                seconds, nbytes = timed(lambda: sum(whole_study(session, base, study_uid) for _ in range(args.repeat)))
                 results.setdefault(("study", name), []).append(nbytes / seconds / 1e6)
                 seconds, nbytes = timed(lambda: frames(make, base, study_uid, refs))
                 results.setdefault(("frames", name), []).append(len(refs) / seconds)

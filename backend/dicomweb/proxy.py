@@ -7,6 +7,7 @@ so we pass the client's host and scheme and its URLs point back at us.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 
@@ -17,7 +18,7 @@ from urllib3.util.retry import Retry
 
 from backend.errors import ServiceUnavailable
 
-CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = int(os.environ.get("SPINEAGENT_GATEWAY_CHUNK", str(1024 * 1024)))
 # Only the DICOMweb resources; Orthanc's /dicom-web/servers (which can push data elsewhere) is never reachable.
 ALLOWED_PATH = re.compile(r"^(studies|series|instances)(/[0-9A-Za-z.,\-/]*)?$")
 FORWARDED_REQUEST_HEADERS = ("Accept", "If-None-Match", "If-Modified-Since", "Range")
