@@ -1,0 +1,131 @@
+"""Decode throughput of the report agent's LM vs the memory-bandwidth floor.
+
+At small batch, every decoded token reads all weights once, so the ceiling is
+``measured copy bandwidth / weight bytes`` tokens/s per sequence (the "floor" on
+time per token). We report tokens/s for plain ``generate`` (dynamic cache) and for
+our static-cache decoder (compiled on GPU), at batch 1 and 16, as a ratio of
+that ceiling. CPU here uses a small random Llama; on a GPU pass ``--lm-path`` for
+Llama-3.1-8B (bf16). Reference (one H100, 8B bf16): plain generate 34 tok/s at
+batch 1, 548 at batch 16; floor ~190 tok/s at batch 1; target >= 60% of floor.
+
+    python bench/report_decode.py                       # CPU, small config
+    python bench/report_decode.py --lm-path /models/Llama-3.1-8B-Instruct --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from spinefm.report.decode import StaticDecoder
+
+DT = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def copy_bandwidth(device: torch.device, nbytes: int, reps: int = 5) -> float:
+    """Bytes/s moved by a device-local copy (read + write counted)."""
+    x = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)
+    y = torch.empty_like(x)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    y.copy_(x); sync()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter(); y.copy_(x); sync(); best = min(best, time.perf_counter() - t)
+    return 2 * x.numel() * 4 / best
+
+
+def weight_bytes(lm) -> int:
+    seen, total = set(), 0
+    for p in lm.parameters():
+        if p.data_ptr() in seen:
+            continue
+        seen.add(p.data_ptr())
+        total += p.numel() * p.element_size()
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lm-path", default=None)
+    ap.add_argument("--hidden", type=int, default=768)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--inter", type=int, default=2048)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--kv-heads", type=int, default=4)
+    ap.add_argument("--vocab", type=int, default=8000)
+    ap.add_argument("--dtype", default=None, help="float32 (CPU default) / bfloat16 (GPU default)")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--new", type=int, default=64)
+    ap.add_argument("--batches", default="1,16")
+    ap.add_argument("--compile", default="auto", help="auto (GPU only) / 1 / 0")
+    ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = DT[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    torch.manual_seed(0)
+    if args.lm_path:
+        from transformers import AutoModelForCausalLM
+        lm = AutoModelForCausalLM.from_pretrained(args.lm_path, dtype=dtype).to(device)
+    else:
+        from transformers import LlamaConfig, LlamaForCausalLM
+        cfg = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers,
+                          num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+                          intermediate_size=args.inter, max_position_embeddings=4096, tie_word_embeddings=False)
+        lm = LlamaForCausalLM(cfg).to(device=device, dtype=dtype)
+    lm.eval()
+    wb = weight_bytes(lm)
+    bw = copy_bandwidth(device, max(256 << 20, min(4 * wb, 4 << 30)))
+    floor1 = bw / wb
+    comp = {"auto": "auto", "1": True, "0": False}[args.compile]
+    dec = StaticDecoder(lm, compile=comp)
+    emb = lm.get_input_embeddings()
+    rows = []
+    for B in [int(b) for b in args.batches.split(",")]:
+        ids = torch.randint(10, emb.num_embeddings, (B, args.prompt), device=device)
+        mask = torch.ones_like(ids)
+        x = emb(ids)
+        row = {"batch": B, "floor_tok_s": B * floor1}
+        if not args.skip_plain:
+            with torch.inference_mode():
+                lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False,
+                            min_new_tokens=4, pad_token_id=0)
+                t = time.perf_counter()
+                lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=args.new, min_new_tokens=args.new,
+                            do_sample=False, pad_token_id=0)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t
+            row["plain_tok_s"] = B * args.new / dt  # includes prefill (as a user sees it)
+        dec.generate(x, mask, min(args.new, 16), eos_ids=[-1], stop_early=False)  # warm-up / compile
+        dec.generate(x, mask, args.new, eos_ids=[-1], stop_early=False)
+        st = dec.stats
+        row["static_tok_s"] = st.tokens_per_s  # decode steps only
+        row["static_e2e_tok_s"] = B * args.new / (st.prefill_s + st.decode_s)
+        row["static_vs_floor"] = row["static_tok_s"] / row["floor_tok_s"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    info = {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+            "dtype": str(dtype).replace("torch.", ""), "weights_MB": wb / 2**20, "copy_GB_s": bw / 1e9,
+            "floor_batch1_tok_s": floor1, "compiled": dec.compile, "prompt": args.prompt, "new": args.new,
+            "model": args.lm_path or f"random Llama h{args.hidden} L{args.layers} ff{args.inter} V{args.vocab}"}
+    print(json.dumps(info, indent=1))
+    print(f"{'batch':>5} {'floor tok/s':>12} {'plain tok/s':>12} {'static tok/s':>13} {'static e2e':>11} {'static/floor':>13}")
+    for r in rows:
+        print(f"{r['batch']:>5} {r['floor_tok_s']:>12.1f} {r.get('plain_tok_s', float('nan')):>12.1f} "
+              f"{r['static_tok_s']:>13.1f} {r['static_e2e_tok_s']:>11.1f} {r['static_vs_floor']:>13.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""The one interface every drafting backend implements.
+
+``draft`` returns plain text (what the viewer edits); ``draft_record`` adds who
+wrote it (backend name, model version, settings) so the immutable AI draft can
+be stored beside the signed report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from spinefm.results import AnalysisResult
+
+
+@dataclass
+class Draft:
+    text: str
+    backend: str
+    version: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        """Short provenance string, e.g. for AnalysisResult.draft_backend."""
+        return f"{self.backend}:{self.version}"
+
+
+class Drafter:
+    name: str = "base"
+    version: str = "0"
+
+    def draft(self, result: AnalysisResult, slice_embeddings: dict | None = None) -> str:
+        raise NotImplementedError
+
+    def draft_many(self, results: list[AnalysisResult],
+                   slice_embeddings: list[dict | None] | None = None) -> list[str]:
+        """Several studies per call; backends that can batch override this."""
+        embs = slice_embeddings or [None] * len(results)
+        return [self.draft(r, e) for r, e in zip(results, embs)]
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def draft_record(self, result: AnalysisResult, slice_embeddings: dict | None = None) -> Draft:
+        return Draft(self.draft(result, slice_embeddings), self.name, self.version, self.settings())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}:{self.version}>"

@@ -1,0 +1,122 @@
+"""Deterministic report from the agent outputs alone: the safe default drafter.
+
+No language model, so it cannot invent anything: Technique lists only the series
+the study has, Comparison says none was provided, Findings go section by section
+then level by level (cranio-caudal), Impression is numbered with the actionable
+items first. Probabilities within ``margin`` of ``threshold`` are hedged
+("possible ..., cannot be excluded") rather than asserted or dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spinefm.report.backends.base import Drafter
+from spinefm.report.findings import (ABSENT, POSSIBLE, PRESENT, PRIORITY, URGENT, Finding,
+                                     level_order, region, sequences_used, triage)
+from spinefm.results import AnalysisResult
+
+TEMPLATE_VERSION = "1.0"
+
+NORMAL = {
+    "alignment": "Alignment: Vertebral alignment is maintained.",
+    "marrow": "Vertebral bodies and marrow: Vertebral body heights are maintained. No marrow edema or fracture.",
+    "cord": "Cord and conus: No intradural lesion is identified.",
+}
+TITLE = {"alignment": "Alignment", "marrow": "Vertebral bodies and marrow",
+         "cord": "Cord and conus", "other": "Other"}
+
+
+def _where(f: Finding) -> str:
+    return f" at {f.level}" if f.level else " (level not localised)"
+
+
+def _ref(f: Finding) -> str:
+    """Key-image pointer so the sentence links to its slice in the viewer."""
+    if f.key_slice is None:
+        return ""
+    series = f"{f.series_label} " if f.series_label else ""
+    return f" (key image: {series}slice {f.key_slice.slice_index + 1})"
+
+
+def phrase(f: Finding, with_level: bool = True, with_ref: bool = True) -> str:
+    where = _where(f) if with_level else ""
+    ref = _ref(f) if with_ref else ""
+    if f.status == POSSIBLE:
+        return f"Possible {f.display.lower()}{where}{ref}; cannot be excluded."
+    return f"{f.display}{where}{ref}."
+
+
+class TemplateDrafter(Drafter):
+    name = "template"
+
+    def __init__(self, threshold: float = 0.5, margin: float = 0.1, disclaimer: bool = False):
+        self.threshold = float(threshold)
+        self.margin = float(margin)
+        self.disclaimer = bool(disclaimer)
+        self.version = TEMPLATE_VERSION
+
+    def settings(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "margin": self.margin, "disclaimer": self.disclaimer}
+
+    def draft(self, result: AnalysisResult, slice_embeddings: dict | None = None) -> str:
+        findings = triage(result, self.threshold, self.margin)
+        shown = [f for f in findings if f.status != ABSENT]
+        return "\n".join(self.technique(result) + [""] + self.findings(shown) + [""]
+                         + self.impression(shown) + self.footer())
+
+    # -- sections -------------------------------------------------------
+    def technique(self, result: AnalysisResult) -> list[str]:
+        reg = region(result)
+        what = f"MRI of the {reg} spine" if reg else "MRI of the spine"
+        seqs = sequences_used(result)
+        seq = f" Sequences: {', '.join(seqs)}." if seqs else ""
+        return [f"TECHNIQUE: {what}.{seq}", "COMPARISON: None provided."]
+
+    def findings(self, shown: list[Finding]) -> list[str]:
+        lines = ["FINDINGS:"]
+        by_section: dict[str, list[Finding]] = {}
+        for f in shown:
+            by_section.setdefault(f.section, []).append(f)
+        for sec in ("alignment", "marrow", "cord"):
+            items = sorted(by_section.get(sec, []), key=lambda f: level_order(f.level))
+            if items:
+                lines.append(f"{TITLE[sec]}: " + " ".join(phrase(f) for f in items))
+            else:
+                lines.append(NORMAL[sec])
+        levels: dict[str | None, list[Finding]] = {}
+        for f in by_section.get("levels", []):
+            levels.setdefault(f.level, []).append(f)
+        if levels:
+            for lvl in sorted(levels, key=level_order):
+                items = levels[lvl]
+                head = lvl if lvl else "Level not localised"
+                lines.append(f"{head}: " + " ".join(phrase(f, with_level=False) for f in items))
+        else:
+            lines.append("Levels: No disc herniation, canal or foraminal narrowing is identified.")
+        other = sorted(by_section.get("other", []), key=lambda f: level_order(f.level))
+        if other:
+            lines.append("Other: " + " ".join(phrase(f) for f in other))
+        return lines
+
+    def impression(self, shown: list[Finding]) -> list[str]:
+        lines = ["IMPRESSION:"]
+        if not shown:
+            return lines + ["1. No abnormality among the assessed spine conditions."]
+        rank = {k: i for i, k in enumerate(PRIORITY)}
+        # definite before possible, then clinical priority, then level
+        ordered = sorted(shown, key=lambda f: (f.status != PRESENT, rank.get(f.condition, 99),
+                                               level_order(f.level)))
+        for i, f in enumerate(ordered, 1):
+            text = phrase(f, with_ref=False)
+            if f.condition in URGENT and f.status == PRESENT:
+                text += " Urgent clinical correlation is recommended."
+            elif f.condition in URGENT:
+                text += " Clinical correlation is recommended."
+            lines.append(f"{i}. {text}")
+        return lines
+
+    def footer(self) -> list[str]:
+        if not self.disclaimer:
+            return []
+        return ["", "AI-generated draft for radiologist review; not a final report."]

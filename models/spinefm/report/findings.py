@@ -1,0 +1,137 @@
+"""Turn an AnalysisResult into ordered, hedged findings: shared by every backend.
+
+The template backend writes text from these, and the prompt for the LM
+backends lists the same items, so all drafters see one reading of the agents.
+No torch here: the web tier may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spinefm.conditions import (CONDITIONS, DISC_LEVEL, VERTEBRAE, get_condition,
+                                region_of_level)
+from spinefm.results import AnalysisResult, Box, KeySlice
+
+PRESENT, POSSIBLE, ABSENT = "present", "possible", "absent"
+
+# Impression order: what a reader must act on first.
+PRIORITY = ("compression", "fracture", "lesion_intramedullary", "lesion_extramedullary",
+            "inflammation", "edema", "canal", "spondylolisthesis", "par", "herniation",
+            "subarticular", "neuroforaminal", "synovial", "disc_height", "lipomatosis",
+            "cyst", "hemangioma")
+# Findings that warrant a caution line in the impression.
+URGENT = {"compression", "fracture", "lesion_intramedullary", "lesion_extramedullary",
+          "inflammation"}
+
+# Findings sections (report conventions in shared/docs/spineagent-model.md).
+SECTION_OF = {
+    "spondylolisthesis": "alignment",
+    "par": "alignment",
+    "fracture": "marrow", "edema": "marrow", "hemangioma": "marrow",
+    "lesion_intramedullary": "cord", "lesion_extramedullary": "cord",
+    "lipomatosis": "other", "cyst": "other",
+}  # everything else is reported at its disc level
+
+
+@dataclass
+class Finding:
+    condition: str
+    display: str
+    probability: float
+    status: str  # present / possible / absent
+    level: str | None = None
+    key_slice: KeySlice | None = None
+    box: Box | None = None
+    series_label: str | None = None  # "T2 sagittal" for the key slice's series
+
+    @property
+    def section(self) -> str:
+        return SECTION_OF.get(self.condition, "levels")
+
+
+def status_of(probability: float, present: bool, threshold: float, margin: float) -> str:
+    """Hedge when the probability sits within ``margin`` of the decision threshold."""
+    if abs(probability - threshold) < margin:
+        return POSSIBLE
+    return PRESENT if present else ABSENT
+
+
+def level_order(level: str | None) -> float:
+    """Cranio-caudal position: vertebra index, discs halfway between; unknown last."""
+    if not level:
+        return 1e9
+    head = level.split("-")[0]
+    try:
+        pos = float(VERTEBRAE.index(head))
+    except ValueError:
+        return 1e9
+    return pos + (0.5 if "-" in level else 0.0)
+
+
+def triage(result: AnalysisResult, threshold: float = 0.5, margin: float = 0.1) -> list[Finding]:
+    """One Finding per predicted condition (registry order), with its best key slice and box."""
+    series = {s.series_instance_uid: s for s in result.series}
+    best_slice: dict[str, KeySlice] = {}
+    for ks in result.key_slices:
+        if ks.condition not in best_slice or ks.score > best_slice[ks.condition].score:
+            best_slice[ks.condition] = ks
+    best_box: dict[str, Box] = {}
+    for bx in result.boxes:
+        if bx.condition not in best_box or bx.score > best_box[bx.condition].score:
+            best_box[bx.condition] = bx
+    out = []
+    known = {c.key for c in CONDITIONS}
+    for pred in result.conditions:
+        if pred.condition not in known:
+            continue  # a site-specific condition we have no wording for
+        cond = get_condition(pred.condition)
+        ks = best_slice.get(pred.condition)
+        label = None
+        if ks is not None and ks.series_instance_uid in series:
+            s = series[ks.series_instance_uid]
+            label = f"{s.sequence} {s.plane}"
+        level = pred.level
+        box = best_box.get(pred.condition)
+        if level is None and box is not None:
+            level = box.level
+        out.append(Finding(pred.condition, cond.display_name, float(pred.probability),
+                           status_of(float(pred.probability), bool(pred.present), threshold, margin),
+                           level, ks, box, label))
+    return out
+
+
+def region(result: AnalysisResult) -> str | None:
+    """Spinal region from the predicted levels (majority), None when no level is known."""
+    counts: dict[str, int] = {}
+    for pred in result.conditions:
+        if pred.level:
+            try:
+                r = region_of_level(pred.level)
+            except (KeyError, IndexError):
+                continue
+            counts[r] = counts.get(r, 0) + 1
+    for bx in result.boxes:
+        if bx.level:
+            try:
+                counts[region_of_level(bx.level)] = counts.get(region_of_level(bx.level), 0) + 1
+            except (KeyError, IndexError):
+                pass
+    if not counts:
+        return None
+    r = max(counts, key=counts.get)
+    return "lumbar" if r == "sacral" else r
+
+
+def sequences_used(result: AnalysisResult) -> list[str]:
+    """'sagittal T1', ... in acquisition-table order, only what the study has."""
+    seen = []
+    for s in result.series:
+        name = f"{s.plane} {s.sequence}".strip()
+        if name and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def is_disc_condition(key: str) -> bool:
+    return get_condition(key).level_kind == DISC_LEVEL
