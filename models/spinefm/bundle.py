@@ -1,0 +1,223 @@
+"""Model bundles: a directory with manifest.json and safetensors weights, hash-checked on load.
+
+Layout::
+
+    manifest.json          name, version, conditions, configs, metrics, synthetic_training,
+                           encoder_init, training command, files: {name: sha256}
+    encoders.safetensors   T1 and T2 ViTs
+    clip.safetensors       poolers, projections, text projection, temperature
+    synthesizer.safetensors  layer logits (+ gating net) and the synthesizer's series branch
+    diagnosis.safetensors  one linear probe per condition (+ thresholds)
+    segmentation.safetensors  key-slice + box heads per stream and condition
+    index.safetensors / index.json  retrieval bank: case/report embeddings, ids, reports
+
+The text encoder is not in the bundle (it is a pinned package, named in the
+manifest); it is only needed for report-to-image queries and for training.
+Every listed file is verified against its sha256 before anything is loaded;
+any problem raises :class:`BundleError` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import SpineFM, SpineFMConfig
+
+log = logging.getLogger(__name__)
+FORMAT = "spinefm-bundle/1"
+MANIFEST = "manifest.json"
+PART_FILES = {part: f"{part}.safetensors" for part in ("encoders", "clip", "synthesizer", "diagnosis", "segmentation")}
+INDEX_WEIGHTS, INDEX_META = "index.safetensors", "index.json"
+REQUIRED_KEYS = ("format", "name", "version", "conditions", "configs", "synthetic_training", "files")
+
+
+class BundleError(RuntimeError):
+    """A bundle is missing, corrupt or does not match its manifest; the message names the file."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_bundle(model: SpineFM, out: str | Path, name: str = "spinefm", version: str = "0.0.0",
+                synthetic_training: bool = True, metrics: dict | None = None, index=None,
+                extra: dict[str, Any] | None = None) -> Path:
+    """Write model (and optional retrieval index) as a bundle directory; returns its path."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for part, state in model.state_dicts().items():
+        fname = PART_FILES[part]
+        save_file({k: v.cpu() for k, v in state.items()}, str(out / fname), metadata={"part": part, "format": FORMAT})
+        files[fname] = sha256_file(out / fname)
+    if index is not None:
+        save_file({"image": index.image.contiguous(), "text": index.text.contiguous()}, str(out / INDEX_WEIGHTS))
+        (out / INDEX_META).write_text(json.dumps({"case_ids": index.case_ids, "reports": index.reports}))
+        files[INDEX_WEIGHTS] = sha256_file(out / INDEX_WEIGHTS)
+        files[INDEX_META] = sha256_file(out / INDEX_META)
+    manifest = {
+        "format": FORMAT, "name": name, "version": version,
+        "conditions": list(model.cfg.conditions), "configs": model.cfg.to_dict(),
+        "metrics": metrics or {}, "synthetic_training": bool(synthetic_training),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files,
+    }
+    manifest.update(extra or {})
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    for f in out.iterdir():  # safetensors writes 0600; bundles are read by other service users
+        if f.is_file():
+            f.chmod(0o644)
+    return out
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"bundle {path} is not a directory")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{mpath}: manifest.json is missing")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{mpath}: manifest.json is not valid JSON ({exc})") from None
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BundleError(f"{mpath}: manifest.json lacks {', '.join(missing)}")
+    if manifest["format"] != FORMAT:
+        raise BundleError(f"{mpath}: unsupported bundle format {manifest['format']!r} (expected {FORMAT})")
+    return manifest
+
+
+def verify_files(path: str | Path, manifest: dict) -> None:
+    """Every file named in the manifest exists and has the recorded sha256."""
+    path = Path(path)
+    for fname in PART_FILES.values():
+        if fname not in manifest["files"]:
+            raise BundleError(f"{path / fname}: not listed in manifest.json")
+    for fname, expected in manifest["files"].items():
+        fpath = path / fname
+        if Path(fname).name != fname:
+            raise BundleError(f"{fpath}: file names in a bundle must be plain names")
+        if not fpath.is_file():
+            raise BundleError(f"{fpath}: listed in manifest.json but missing")
+        actual = sha256_file(fpath)
+        if actual != expected:
+            raise BundleError(f"{fpath}: sha256 mismatch (manifest {expected[:12]}..., file {actual[:12]}...); "
+                              "the file is corrupt or belongs to another bundle")
+
+
+def _load_state(fpath: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(fpath))
+    except Exception as exc:
+        raise BundleError(f"{fpath}: cannot read safetensors ({exc})") from None
+
+
+def load_model_dir(path: str | Path, verify: bool = True) -> tuple[SpineFM, dict]:
+    """Manifest + weights -> (SpineFM in eval mode, manifest)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if verify:
+        verify_files(path, manifest)
+    try:
+        cfg = SpineFMConfig.from_dict(manifest["configs"])
+        model = SpineFM(cfg)
+    except Exception as exc:
+        raise BundleError(f"{path / MANIFEST}: configs do not describe a model ({exc})") from None
+    if list(cfg.conditions) != list(manifest["conditions"]):
+        raise BundleError(f"{path / MANIFEST}: 'conditions' disagrees with configs.conditions")
+    parts = model.parts()
+    for part, fname in PART_FILES.items():
+        state = _load_state(path / fname)
+        try:
+            parts[part].load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise BundleError(f"{path / fname}: weights do not match the manifest's configs ({first})") from None
+    return model.eval(), manifest
+
+
+def load_index(path: str | Path, manifest: dict):
+    from .retrieval import EmbeddingIndex
+
+    path = Path(path)
+    if INDEX_WEIGHTS not in manifest["files"]:
+        return None
+    state = _load_state(path / INDEX_WEIGHTS)
+    try:
+        meta = json.loads((path / INDEX_META).read_text())
+        return EmbeddingIndex(state["image"], state["text"], meta["case_ids"], meta["reports"])
+    except (KeyError, ValueError, OSError) as exc:
+        raise BundleError(f"{path / INDEX_META}: retrieval index is inconsistent ({exc})") from None
+
+
+class Bundle:
+    """A loaded bundle: ``analyze(study)`` is the one entry point the backend calls."""
+
+    def __init__(self, path: Path, model: SpineFM, manifest: dict, index=None):
+        self.path, self.model, self.manifest, self.index = Path(path), model, manifest, index
+        self.name, self.version = manifest["name"], manifest["version"]
+        self.synthetic_training = bool(manifest["synthetic_training"])
+        self._drafter = None
+        self._drafter_error: str | None = None
+        self._text_encoder = None
+
+    @property
+    def conditions(self) -> list[str]:
+        return list(self.manifest["conditions"])
+
+    def drafter(self):
+        """spinefm.report's drafter when that package is importable (template backend by default)."""
+        if self._drafter is None and self._drafter_error is None:
+            try:
+                from .report import make_drafter
+            except ImportError as exc:
+                self._drafter_error = f"spinefm.report unavailable ({exc})"
+                return None
+            try:
+                self._drafter = make_drafter(self.manifest.get("report"), self.path)
+            except Exception as exc:  # a broken drafter must not stop the predictions
+                self._drafter_error = f"make_drafter failed: {type(exc).__name__}: {exc}"
+                log.exception("spinefm.report.make_drafter failed")
+        return self._drafter
+
+    def text_encoder(self):
+        if self._text_encoder is None:
+            from .text import TextEncoder
+
+            self._text_encoder = TextEncoder(self.model.cfg.text)
+        return self._text_encoder
+
+    def analyze(self, study, **kwargs):
+        from .analyze import analyze
+
+        return analyze(self, study, **kwargs)
+
+    def search_reports(self, text: str, k: int = 5):
+        """Report-to-image retrieval over the stored cases (loads the text encoder)."""
+        if self.index is None:
+            return []
+        with torch.no_grad():
+            q = self.model.encode_text(self.text_encoder()([text]))[0]
+        return self.index.report_to_image(q, k)
+
+
+def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Load and hash-check a bundle directory. Raises BundleError naming the offending file."""
+    model, manifest = load_model_dir(path, verify=verify)
+    return Bundle(Path(path), model, manifest, load_index(path, manifest))

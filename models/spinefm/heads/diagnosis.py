@@ -1,0 +1,45 @@
+"""Diagnosis agent: one linear probe per condition on the frozen case embedding.
+
+Labels are ternary (1 present, 0 absent, -1 uncertain); uncertain labels are
+masked out of the loss (and of AUROC, see spinefm.metrics). A ModuleDict keyed
+by condition lets a site add a condition without touching the others.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..conditions import UNCERTAIN
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """BCE over entries whose label is 0/1; -1 (uncertain) and NaN entries are ignored."""
+    labels = labels.to(logits.dtype)
+    valid = (labels != UNCERTAIN) & ~torch.isnan(labels)
+    if not valid.any():
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[valid], labels[valid])
+
+
+class DiagnosisHead(nn.Module):
+    def __init__(self, dim: int, conditions: tuple[str, ...] | list[str], input_scale: float | None = None):
+        super().__init__()
+        self.conditions = tuple(conditions)
+        self.probes = nn.ModuleDict({c: nn.Linear(dim, 1) for c in self.conditions})
+        # Case embeddings are L2-normalised; scaling by sqrt(dim) gives unit-variance inputs to the probes.
+        self.input_scale = float(input_scale if input_scale is not None else dim ** 0.5)
+        # Decision thresholds per condition (set on training data by the heads stage; 0.5 until then).
+        self.register_buffer("thresholds", torch.full((len(self.conditions),), 0.5))
+        for p in self.probes.values():
+            nn.init.zeros_(p.weight)
+            nn.init.zeros_(p.bias)
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        """(B, dim) -> logits (B, n_conditions) in ``self.conditions`` order."""
+        x = emb * self.input_scale
+        return torch.cat([self.probes[c](x) for c in self.conditions], dim=-1)
+
+    def loss(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return masked_bce(self(emb), labels)

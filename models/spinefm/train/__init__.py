@@ -1,0 +1,1 @@
+"""Training stages: align (tri-modal CLIP), synth (synthesizer), heads (agents), default (whole pipeline)."""

