@@ -90,8 +90,14 @@ def localize(model, condition: str, e: dict) -> tuple[KeySlice, Box]:
     return ks, Box(condition, s.series_instance_uid, s.sop_instance_uids[k], [round(v, 2) for v in box], float(scores[k]))
 
 
-def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, draft: bool = True,
+def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_top: int = 3, draft: bool = True,
             batch_size: int = 64) -> AnalysisResult:
+    """Run every agent on one study.
+
+    Key slices and boxes are produced for every condition predicted present and, whatever the
+    thresholds say, for the ``localize_top`` most probable ones, so a reviewer always sees where
+    the model looked for its likeliest findings (the viewer marks those below threshold).
+    """
     model = bundle.model.eval()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -113,10 +119,11 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, draft: bo
         probs = torch.sigmoid(model.diagnosis(case[None])[0].float())
     thresholds = model.diagnosis.thresholds
     conditions, key_slices, boxes = [], [], []
+    most_probable = set(torch.argsort(probs, descending=True)[:localize_top].tolist())
     for i, c in enumerate(model.cfg.conditions):
         present = bool(probs[i] >= thresholds[i])
         conditions.append(ConditionPrediction(c, round(float(probs[i]), 4), present))
-        if present or localize_all:
+        if present or localize_all or i in most_probable:
             ks, box = localize(model, c, _series_for(c, embedded))
             key_slices.append(ks)
             boxes.append(box)

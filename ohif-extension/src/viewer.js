@@ -107,7 +107,7 @@ export class Viewer {
           viewUp: plane.columnCosines.map((v) => -v),
         },
         data: {
-          label: `AI: ${label} (${Math.round(box.score * 100)}%)`,
+          label: `AI: ${label} (${Math.round(box.score * 100)}%)${box.present === false ? ', below threshold' : ''}`,
           handles: {
             points,
             activeHandleIndex: null,

@@ -26,7 +26,9 @@ function BoxRow({ box, viewer }) {
   </li>`;
 }
 
-const shown = (f) => f.present || f.probability >= 0.5;
+// Listed up front: findings over threshold or 50%, and always the three most probable (sorted list),
+// so a reviewer sees the model's strongest signals even when nothing crosses its threshold.
+const shown = (f, i) => f.present || f.probability >= 0.5 || i < 3;
 
 export function Findings({ result, findings, active, onJump, viewer, boxCount }) {
   const boxes = result.boxes || [];
@@ -46,11 +48,11 @@ export function Findings({ result, findings, active, onJump, viewer, boxCount })
     <h4>Findings</h4>
     ${findings.length === 0 && html`<p class="sa-muted">The model reported no conditions.</p>`}
     <ol class="sa-findings" data-testid="findings">
-      ${findings.map((f, i) => shown(f) && findingRow(f, i))}
+      ${findings.map((f, i) => shown(f, i) && findingRow(f, i))}
     </ol>
-    ${findings.some((f) => !shown(f)) && html`<details class="sa-absent"><summary class="sa-muted">
-        ${findings.filter((f) => !shown(f)).length} conditions below 50%</summary>
-      <ol class="sa-findings">${findings.map((f, i) => !shown(f) && findingRow(f, i))}</ol>
+    ${findings.some((f, i) => !shown(f, i)) && html`<details class="sa-absent"><summary class="sa-muted">
+        ${findings.filter((f, i) => !shown(f, i)).length} more conditions, less probable</summary>
+      <ol class="sa-findings">${findings.map((f, i) => !shown(f, i) && findingRow(f, i))}</ol>
     </details>`}
     <h4>Boxes <span class="sa-muted" data-testid="box-count">${boxCount}/${boxes.length} on images</span></h4>
     <ul class="sa-boxes">${boxes.map((b) => html`<${BoxRow} key=${b.sop_instance_uid + b.condition} box=${b} viewer=${viewer} />`)}</ul>

@@ -56,7 +56,9 @@ export function Panel({ viewer }) {
   }, [uid]);
 
   // Draw the boxes once OHIF has the series' metadata; retry until every box is on its image.
-  const boxes = report?.result?.boxes || [];
+  // Each box knows whether its condition crossed the model's threshold, so its label can say so.
+  const presentConditions = new Set((report?.result?.conditions || []).filter((c) => c.present).map((c) => c.condition));
+  const boxes = (report?.result?.boxes || []).map((b) => ({ ...b, present: presentConditions.has(b.condition) }));
   useEffect(() => {
     if (!boxes.length) return undefined;
     let tries = 0;
