@@ -205,8 +205,10 @@ def _wait_until(predicate, timeout: float = 60, what: str = "condition"):
 
 
 def default_model_path() -> str:
+    """The shipped phantom-trained bundle: backend tests run the real model, never a placeholder."""
     bundle = Path(settings.SPINEAGENT_DEFAULT_BUNDLE)
-    return str(bundle) if (bundle / "manifest.json").is_file() else "builtin:no-findings"
+    assert (bundle / "manifest.json").is_file(), f"default model bundle missing: {bundle}"
+    return str(bundle)
 
 
 @pytest.fixture
