@@ -14,6 +14,7 @@ orthanc = _backend.orthanc
 users = _backend.users
 client_for = _backend.client_for
 upload = _backend.upload
+phantom_files = _backend.phantom_files
 active_model = _backend.active_model
 start_worker = _backend.start_worker
 wait_until = _backend.wait_until

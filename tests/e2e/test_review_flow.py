@@ -43,32 +43,16 @@ def _require_browser_stack():
         pytest.fail("browser tests need " + ", ".join(missing) + "; scripts/test.sh installs them")
 
 
-def _files(study) -> list[tuple[str, bytes]]:
-    import io
-
-    import pydicom
-
-    files = []
-    for s, series in enumerate(study.series):
-        for n, ds in enumerate(series.datasets()):
-            buffer = io.BytesIO()
-            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-            files.append((f"{s:02d}_{series.sequence}_{n:03d}.dcm", buffer.getvalue()))
-    return files
-
-
 @pytest.fixture
-def analysed_study(live_server, users, client_for, upload, active_model, start_worker, wait_until):
+def analysed_study(live_server, users, client_for, upload, phantom_files, active_model, start_worker, wait_until):
     """A phantom study uploaded through the API and analysed by a real worker; its UID."""
-    import spine_phantom
-
     from backend.inference.models import InferenceJob
 
-    study = spine_phantom.generate_study(seed=SEED, index=INDEX)
     start_worker()
-    response = upload(client_for("admin"), _files(study))
+    response = upload(client_for("admin"), phantom_files(SEED, INDEX))
     assert response.status_code in (200, 201), response.content[:500]
-    uid = study.truth["study_instance_uid"]
+    [study] = response.json()["studies"]
+    uid = study["study_instance_uid"]
     wait_until(lambda: InferenceJob.objects.filter(study__study_instance_uid=uid, status__in=InferenceJob.TERMINAL)
                .exists(), timeout=300, what="the inference job")
     assert InferenceJob.objects.get(study__study_instance_uid=uid).status == InferenceJob.SUCCEEDED
