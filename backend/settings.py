@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "backend.inference",
     "backend.dicomweb",
     "backend.reports",
+    "backend.analytics",
     "backend.viewer",
 ]
 

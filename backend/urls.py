@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from backend.accounts.views import MeView
+from backend.analytics import views as analytics
 from backend.dicomweb.views import DicomWebGateway
 from backend.inference import views as inference
 from backend.reports import views as reports
@@ -37,6 +38,9 @@ api = [
     path("model-versions/", inference.ModelVersionList.as_view(), name="model-version-list"),
     path("model-versions/<int:pk>/promote", inference.PromoteModelVersion.as_view(), name="model-version-promote"),
     path("orthanc/stable-study", studies.OrthancStableStudy.as_view(), name="orthanc-stable-study"),
+    path("analytics/radpeer", analytics.RadpeerAnalytics.as_view(), name="analytics-radpeer"),
+    path("analytics/edits", analytics.EditAnalytics.as_view(), name="analytics-edits"),
+    path("analytics/export.csv", analytics.AnalyticsExport.as_view(), name="analytics-export"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
 ]
 

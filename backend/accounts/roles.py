@@ -43,6 +43,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "inference.manage_model_versions",
         "reports.view_report",
         "reports.view_worklist",
+        "analytics.view_analytics",
     ),
 }
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from backend.inference.models import InferenceResult
 from backend.studies.models import Study
 
-from . import radpeer
+from . import radpeer, signals
 from .models import Report, ReportVersion
 
 
@@ -174,6 +174,8 @@ def sign(study: Study, user, number, score, comment) -> Report:
     report.radpeer_score, report.radpeer_comment = score or "", comment
     report.reader = user
     report.save()
+    report_id = report.pk
+    transaction.on_commit(lambda: signals.report_signed.send(sender=Report, report_id=report_id))
     return report
 
 

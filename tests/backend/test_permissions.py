@@ -28,6 +28,9 @@ MATRIX = {
     "study-report-addenda": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-diff": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
     "worklist": ("get", {}, ROLES),
+    "analytics-radpeer": ("get", {}, {"admin"}),
+    "analytics-edits": ("get", {}, {"admin"}),
+    "analytics-export": ("get", {}, {"admin"}),
     "schema": ("get", {}, ALL),
     "dicomweb": ("get", {"path": "studies"}, ROLES),
 }
