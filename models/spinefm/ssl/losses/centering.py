@@ -57,3 +57,21 @@ class TeacherCentering(nn.Module):
         total = dist.all_reduce_sum(logits.sum(dim=0, keepdim=True))
         count = dist.all_reduce_sum(torch.tensor(float(logits.shape[0]), device=logits.device))
         self.center.mul_(self.momentum).add_(total / count, alpha=1 - self.momentum)
+
+
+class CenteredTargetLoss(nn.Module):
+    """Base of the DINO and iBOT losses: a student temperature and the centred, sharpened teacher targets."""
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 centering: str = "centering"):
+        super().__init__()
+        self.student_temp = student_temp
+        self.centering = TeacherCentering(out_dim, centering, center_momentum)
+
+    @torch.no_grad()
+    def teacher_targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        return self.centering.probs(teacher_logits, teacher_temp)
+
+    @torch.no_grad()
+    def update_center(self, teacher_logits: torch.Tensor) -> None:
+        self.centering.update(teacher_logits)

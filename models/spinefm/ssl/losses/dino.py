@@ -9,25 +9,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .centering import TeacherCentering
+from .centering import CenteredTargetLoss
 
 
-class DINOLoss(nn.Module):
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9, centering: str = "centering"):
-        super().__init__()
-        self.student_temp = student_temp
-        self.centering = TeacherCentering(out_dim, centering, center_momentum)
-
-    @torch.no_grad()
-    def teacher_targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        return self.centering.probs(teacher_logits, teacher_temp)
-
-    @torch.no_grad()
-    def update_center(self, teacher_logits: torch.Tensor) -> None:
-        self.centering.update(teacher_logits)
-
+class DINOLoss(CenteredTargetLoss):
     def forward(self, student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor]) -> torch.Tensor:
         """``student_logits``: one (B, K) tensor per crop, the global crops first, in the
         same order as ``teacher_probs`` (one (B, K) per global crop). Mean over pairs and batch."""

@@ -10,25 +10,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .centering import TeacherCentering
+from .centering import CenteredTargetLoss
 
 
-class iBOTPatchLoss(nn.Module):  # noqa: N801 (the method's name)
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9, centering: str = "centering"):
-        super().__init__()
-        self.student_temp = student_temp
-        self.centering = TeacherCentering(out_dim, centering, center_momentum)
-
-    @torch.no_grad()
-    def teacher_targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        return self.centering.probs(teacher_logits, teacher_temp)
-
-    @torch.no_grad()
-    def update_center(self, teacher_logits: torch.Tensor) -> None:
-        self.centering.update(teacher_logits)
-
+class iBOTPatchLoss(CenteredTargetLoss):  # noqa: N801 (the method's name)
     def forward(self, student_logits: torch.Tensor, teacher_probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Masked-token form. ``student_logits`` / ``teacher_probs``: (M, K) for the M masked
         patches, in ``masks[masks]`` order; ``masks``: (B, N) bool. Per image the mean
