@@ -50,6 +50,9 @@ INSTALLED_APPS = [
     "backend.dicomweb",
     "backend.reports",
     "backend.analytics",
+    "backend.audit",
+    "backend.annotations",
+    "backend.training",
     "backend.viewer",
 ]
 
@@ -147,6 +150,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "backend.inference.tasks.run_inference_job": {"queue": "inference"},
+    "backend.training.tasks.*": {"queue": "training"},
 }
 # A message not acked this long after delivery is redelivered (worker died mid-job).
 CELERY_BROKER_TRANSPORT_OPTIONS = {

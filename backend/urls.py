@@ -42,6 +42,9 @@ api = [
     path("analytics/edits", analytics.EditAnalytics.as_view(), name="analytics-edits"),
     path("analytics/export.csv", analytics.AnalyticsExport.as_view(), name="analytics-export"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("annotations/", include("backend.annotations.urls")),  # label queue, verification, agreement
+    path("training/", include("backend.training.urls")),  # dataset versions, training runs
+    path("audit/", include("backend.audit.urls")),  # audit log (admin)
 ]
 
 urlpatterns = [
@@ -50,5 +53,6 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
     re_path(r"^dicom-web/(?P<path>.*)$", DicomWebGateway.as_view(), name="dicomweb"),
+    path("annotate/", include("backend.annotations.page_urls")),  # the annotator's HTML pages
     path("", include("backend.viewer.urls")),  # login, worklist, /viewer/ (OHIF), /viewer-ext/ (our extension)
 ]

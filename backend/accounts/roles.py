@@ -30,6 +30,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "studies.view_study",
         "studies.view_images",
         "reports.view_worklist",  # statuses only; report text stays radiologist/admin
+        "annotations.verify_labels",
     ),
     ADMIN: (
         "studies.view_study",
@@ -44,6 +45,13 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "reports.view_report",
         "reports.view_worklist",
         "analytics.view_analytics",
+        "annotations.verify_labels",
+        "annotations.adjudicate_labels",
+        "annotations.import_reports",
+        "annotations.view_label_metrics",
+        "training.manage_datasets",
+        "training.run_training",
+        "audit.view_auditevent",
     ),
 }
 

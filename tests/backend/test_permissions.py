@@ -33,6 +33,10 @@ MATRIX = {
     "analytics-export": ("get", {}, {"admin"}),
     "schema": ("get", {}, ALL),
     "dicomweb": ("get", {"path": "studies"}, ROLES),
+    # -- analytics (issue 8) --
+    # -- annotations (issue 7) --
+    # -- training (issue 7) --
+    # -- audit / security (issue 9) --
 }
 # Not user-facing: authenticated another way, or public by design.
 EXEMPT = {
@@ -45,6 +49,7 @@ EXEMPT = {
     "viewer": "OHIF's public static build; index.html is login_required (redirect), data only via /dicom-web/",
     "viewer-app-config": "static viewer config (URLs of our own gateway and extension), no data",
     "viewer-ext": "our extension's static ES modules, no data",
+    # -- exempt additions (issues 7, 8, 9) --
 }
 
 

@@ -1,0 +1,3 @@
+"""HTML pages of the annotator (verification queue)."""
+
+urlpatterns = []

@@ -1,0 +1,64 @@
+"""Dataset versions (immutable snapshots of verified labels) and the training runs made from them."""
+
+from django.conf import settings
+from django.db import models
+
+from backend.inference.models import ModelVersion
+
+
+class DatasetVersion(models.Model):
+    """A frozen set of verified labels with patient-level train/validation/test splits.
+
+    ``items`` is written once at creation and never changed: a model's metrics
+    always point at exactly the labels it was trained and tested on.
+    """
+
+    name = models.CharField(max_length=128)
+    version = models.PositiveIntegerField()
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                   on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    split_seed = models.IntegerField(default=0)
+    # [{"study_instance_uid", "patient_id", "split": "train"|"val"|"test", "labels": {cond: 1|0|-1}, ...}]
+    items = models.JSONField()
+    counts = models.JSONField(default=dict, blank=True)  # per split and per condition, for the admin
+    sha256 = models.CharField(max_length=64)  # of the canonical JSON of items
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_dataset_name_version")]
+        permissions = [("manage_datasets", "Can snapshot and export dataset versions")]
+
+    def __str__(self):
+        return f"dataset {self.name} v{self.version}"
+
+
+class TrainingRun(models.Model):
+    """One retraining of the heads on a dataset version; ends with a candidate ModelVersion."""
+
+    QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+    STATUSES = [(s, s) for s in (QUEUED, RUNNING, SUCCEEDED, FAILED)]
+
+    dataset = models.ForeignKey(DatasetVersion, related_name="runs", on_delete=models.PROTECT)
+    base_model = models.ForeignKey(ModelVersion, related_name="+", on_delete=models.PROTECT)
+    candidate = models.ForeignKey(ModelVersion, null=True, blank=True, related_name="training_runs",
+                                  on_delete=models.SET_NULL)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=STATUSES, default=QUEUED, db_index=True)
+    stage = models.CharField(max_length=64, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                   on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("run_training", "Can start training runs")]
+
+    def __str__(self):
+        return f"training run {self.pk} on {self.dataset} ({self.status})"
