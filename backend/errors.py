@@ -13,3 +13,9 @@ class ServiceUnavailable(Exception):
 
     def as_dict(self) -> dict:
         return {"error": "service_unavailable", "service": self.service, "detail": str(self)}
+
+
+def invalid_data_payload(exc: Exception) -> dict:
+    """The 400 body for input PostgreSQL refuses (django.db.DataError): NUL bytes, numbers out of range."""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "value out of range or not storable"
+    return {"error": "invalid", "detail": f"the database refused a value in the request: {first_line}"}

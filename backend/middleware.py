@@ -1,9 +1,9 @@
-"""Turn service outages raised outside DRF views into JSON 503 answers."""
+"""Turn service outages raised outside DRF views into JSON 503 answers (and refused data into 400)."""
 
-from django.db import OperationalError
+from django.db import DataError, OperationalError
 from django.http import JsonResponse
 
-from .errors import ServiceUnavailable
+from .errors import ServiceUnavailable, invalid_data_payload
 
 
 class ServiceUnavailableMiddleware:
@@ -18,4 +18,6 @@ class ServiceUnavailableMiddleware:
             exception = ServiceUnavailable("PostgreSQL", "database connection failed")
         if isinstance(exception, ServiceUnavailable):
             return JsonResponse(exception.as_dict(), status=503, headers={"Retry-After": "10"})
+        if isinstance(exception, DataError):
+            return JsonResponse(invalid_data_payload(exception), status=400)
         return None

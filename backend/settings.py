@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "corsheaders",  # strict CORS allowlist (issue 9)
     "backend.accounts",
     "backend.studies",
     "backend.inference",
@@ -59,9 +60,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as django-cors-headers requires
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "backend.accounts.login_throttle.LoginThrottleMiddleware",  # 429 on password logins after repeated failures
+    "backend.audit.middleware.AuditMiddleware",  # view/edit/sign events of successful API calls
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "backend.middleware.ServiceUnavailableMiddleware",
@@ -178,6 +182,91 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
 }
 
+# --- Security (issue 9): cache, throttling, CORS, cookies, SSO, de-identification, audit --------------
+# Shared by all web processes (login-failure counters, API throttles, audit de-duplication), so Redis,
+# on a database of its own (not the broker's). Keys carry the database name: two deployments (or two
+# test runs) sharing one Redis never see each other's counters.
+def _cache_url_next_to(broker: str) -> str:
+    """The broker's Redis, another database number (1, or 2 when the broker itself uses 1)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(broker)
+    if parts.scheme not in ("redis", "rediss"):
+        return "redis://127.0.0.1:6379/1"
+    return urlunsplit(parts._replace(path="/2" if parts.path.strip("/") == "1" else "/1"))
+
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("SPINEAGENT_CACHE_URL") or _cache_url_next_to(CELERY_BROKER_URL),
+        "KEY_PREFIX": f"spineagent:{DATABASES['default'].get('NAME', '')}",
+        "OPTIONS": {"socket_connect_timeout": 3, "socket_timeout": 5},
+    }
+}
+
+# Proxies in front of the app that append to X-Forwarded-For (docker/nginx: 1). Client addresses (audit log,
+# throttles) are read that many hops from the right; 0 = the socket's address.
+SPINEAGENT_TRUSTED_PROXIES = int(env("SPINEAGENT_TRUSTED_PROXIES", "1" if PRODUCTION else "0"))
+REST_FRAMEWORK["NUM_PROXIES"] = SPINEAGENT_TRUSTED_PROXIES
+
+# Password logins: this many failures per username (per client address) within the window -> HTTP 429.
+SPINEAGENT_LOGIN_FAILURES_PER_USER = int(env("SPINEAGENT_LOGIN_FAILURES_PER_USER", "5"))
+SPINEAGENT_LOGIN_FAILURES_PER_IP = int(env("SPINEAGENT_LOGIN_FAILURES_PER_IP", "20"))  # a ward shares one NAT
+SPINEAGENT_LOGIN_FAILURE_WINDOW = int(env("SPINEAGENT_LOGIN_FAILURE_WINDOW", "900"))  # seconds
+AUTHENTICATION_BACKENDS = ["backend.accounts.login_throttle.ThrottledModelBackend"]
+
+# API request rates ("100/minute"); empty = not throttled. Off in development and tests, on in production.
+SPINEAGENT_THROTTLE_RATES = {
+    "anon": env("SPINEAGENT_THROTTLE_ANON", "300/minute" if PRODUCTION else "") or None,
+    "user": env("SPINEAGENT_THROTTLE_USER", "6000/minute" if PRODUCTION else "") or None,
+}
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "backend.accounts.throttles.AnonRateThrottle",
+    "backend.accounts.throttles.UserRateThrottle",
+]
+
+# CORS: no cross-origin access unless an origin is listed (comma-separated, e.g. https://pacs.hospital.org).
+CORS_ALLOWED_ORIGINS = [o.strip() for o in (env("SPINEAGENT_CORS_ORIGINS", "") or "").split(",") if o.strip()]
+CORS_ALLOW_CREDENTIALS = env_bool("SPINEAGENT_CORS_ALLOW_CREDENTIALS", False)
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in (env("SPINEAGENT_CSRF_TRUSTED_ORIGINS", "") or "").split(",")
+                        if o.strip()]
+SESSION_COOKIE_HTTPONLY = True  # the viewer's JS reads only the CSRF cookie, never the session
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+
+# Optional hospital SSO (OpenID Connect code flow, mozilla-django-oidc): on when a client id is set.
+OIDC_RP_CLIENT_ID = env("OIDC_RP_CLIENT_ID", "")
+SPINEAGENT_OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+if SPINEAGENT_OIDC_ENABLED:
+    INSTALLED_APPS.append("mozilla_django_oidc")
+    AUTHENTICATION_BACKENDS.insert(0, "backend.accounts.oidc.RoleMappingOIDCBackend")
+    OIDC_RP_CLIENT_SECRET = env("OIDC_RP_CLIENT_SECRET", "")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+    OIDC_OP_TOKEN_ENDPOINT = env("OIDC_OP_TOKEN_ENDPOINT", "")
+    OIDC_OP_USER_ENDPOINT = env("OIDC_OP_USER_ENDPOINT", "")
+    OIDC_OP_JWKS_ENDPOINT = env("OIDC_OP_JWKS_ENDPOINT") or None
+    OIDC_RP_SIGN_ALGO = env("OIDC_RP_SIGN_ALGO", "RS256")
+    OIDC_RP_SCOPES = env("OIDC_RP_SCOPES", "openid email profile")
+    OIDC_TIMEOUT = float(env("OIDC_TIMEOUT", "10"))
+    LOGIN_REDIRECT_URL_FAILURE = "/login?sso=failed"
+    missing = [n for n in ("OIDC_RP_CLIENT_SECRET", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT",
+                           "OIDC_OP_USER_ENDPOINT") if not globals()[n]]
+    if missing:
+        raise ImproperlyConfigured("OIDC_RP_CLIENT_ID is set but not " + ", ".join(missing))
+# Which claim carries the IdP's groups/roles, and how its values map to our roles ("idp-value=role,...").
+SPINEAGENT_OIDC_ROLE_CLAIM = env("SPINEAGENT_OIDC_ROLE_CLAIM", "groups")
+SPINEAGENT_OIDC_ROLE_MAP = env("SPINEAGENT_OIDC_ROLE_MAP", "radiologist=radiologist,annotator=annotator,admin=admin")
+SPINEAGENT_OIDC_USERNAME_CLAIM = env("SPINEAGENT_OIDC_USERNAME_CLAIM", "preferred_username")
+
+# Uploads through the API are de-identified (DICOM PS3.15 basic profile, dicognito) before Orthanc sees them.
+SPINEAGENT_DEIDENTIFY_ON_INGEST = env_bool("SPINEAGENT_DEIDENTIFY_ON_INGEST", False)
+# Pseudonym key: the same original UID maps to the same new UID across uploads (idempotent re-upload).
+SPINEAGENT_DEIDENTIFY_KEY = env("SPINEAGENT_DEIDENTIFY_KEY", "")
+
+# Image views are audited once per user and study within this many seconds (a viewer fetches every frame).
+SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS = int(env("SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS", "900"))
+
+
 if PRODUCTION:
     problems = []
     if DEBUG:
@@ -188,7 +277,13 @@ if PRODUCTION:
         problems.append("ORTHANC_PASSWORD must not be the development default")
     if ORTHANC_WEBHOOK_SECRET == "spineagent-dev-webhook-secret":
         problems.append("ORTHANC_WEBHOOK_SECRET must not be the development default")
+    if DATABASES["default"].get("PASSWORD") == "spineagent":
+        problems.append("DATABASE_URL must carry a real database password, not the development default")
     if problems:
         raise ImproperlyConfigured("refusing to start in production mode: " + "; ".join(problems))
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = int(env("SPINEAGENT_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SPINEAGENT_HSTS_INCLUDE_SUBDOMAINS", False)
+    # TLS usually ends at the hospital's proxy, which redirects; set this when the app itself must.
+    SECURE_SSL_REDIRECT = env_bool("SPINEAGENT_SSL_REDIRECT", False)

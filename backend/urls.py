@@ -6,7 +6,6 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from backend.accounts.views import MeView
-from backend.analytics import views as analytics
 from backend.dicomweb.views import DicomWebGateway
 from backend.inference import views as inference
 from backend.reports import views as reports
@@ -38,9 +37,7 @@ api = [
     path("model-versions/", inference.ModelVersionList.as_view(), name="model-version-list"),
     path("model-versions/<int:pk>/promote", inference.PromoteModelVersion.as_view(), name="model-version-promote"),
     path("orthanc/stable-study", studies.OrthancStableStudy.as_view(), name="orthanc-stable-study"),
-    path("analytics/radpeer", analytics.RadpeerAnalytics.as_view(), name="analytics-radpeer"),
-    path("analytics/edits", analytics.EditAnalytics.as_view(), name="analytics-edits"),
-    path("analytics/export.csv", analytics.AnalyticsExport.as_view(), name="analytics-export"),
+    path("analytics/", include("backend.analytics.urls")),  # radpeer, edits, conditions, turnaround, exports, charts
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("annotations/", include("backend.annotations.urls")),  # label queue, verification, agreement
     path("training/", include("backend.training.urls")),  # dataset versions, training runs
@@ -53,6 +50,8 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
     re_path(r"^dicom-web/(?P<path>.*)$", DicomWebGateway.as_view(), name="dicomweb"),
+    path("", include("backend.accounts.urls")),  # /oidc/... hospital SSO, only when OIDC is configured
     path("annotate/", include("backend.annotations.page_urls")),  # the annotator's HTML pages
+    path("analytics/", include("backend.analytics.page_urls")),  # the admin's analytics dashboard
     path("", include("backend.viewer.urls")),  # login, worklist, /viewer/ (OHIF), /viewer-ext/ (our extension)
 ]

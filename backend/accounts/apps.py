@@ -9,6 +9,7 @@ class AccountsConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate
 
+        from . import login_throttle  # noqa: F401  (connects the failure counters to the auth signals)
         from .roles import sync_role_groups
 
         # After every app's migrate: the permissions of later apps exist only once their own post_migrate ran.

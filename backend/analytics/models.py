@@ -1,8 +1,11 @@
-"""Analytics facts: one EditMetrics row per signed report (AI draft vs signed text), and the export audit.
+"""Analytics facts: one EditMetrics row per signed report (AI draft vs signed text, times) and its
+ConditionOutcome rows (AI prediction, draft label and signed label per condition).
 
-EditMetrics is denormalised on purpose (reader, model version, backend, score, date, region copied from the
-report at sign time) so the admin figures are one query over one table. It is derived data: the
-``compute_edit_metrics`` command rebuilds it from the immutable report versions at any time.
+Both are denormalised on purpose (reader, model version, backend, score, date, region copied from the
+report at sign time) so the admin figures are one query over one table. They are derived data: the
+``compute_edit_metrics`` command rebuilds them from the immutable report versions at any time.
+
+Exports are written to the audit log (``backend.audit.log.record``), not to a table of this app.
 """
 
 from django.conf import settings
@@ -34,26 +37,43 @@ class EditMetrics(models.Model):
     findings_word_distance = models.FloatField(null=True, blank=True)
     impression_char_distance = models.FloatField(null=True, blank=True)
     impression_word_distance = models.FloatField(null=True, blank=True)
+    # Turnaround: study arrival (Study.received_at), first AI version stored, first open by a reader.
+    study_received_at = models.DateTimeField(null=True, blank=True)
+    draft_ready_at = models.DateTimeField(null=True, blank=True)
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+    # Which labeler read the draft and the signed text for ConditionOutcome (provenance of those rows).
+    labeler_version = models.CharField(max_length=32, blank=True)
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["signed_at", "pk"]
         verbose_name_plural = "edit metrics"
-        permissions = [("view_analytics", "Can see RADPEER / edit analytics and export them")]
+        permissions = [
+            ("view_analytics", "Can see RADPEER / edit analytics and export them"),
+            # Granted to no role: a superuser gives it to named users (Django admin, user permissions).
+            ("export_identified", "Can export analytics with patient names and ids (identified=1)"),
+        ]
 
     def __str__(self):
         return f"edit metrics of report {self.report_id}"
 
 
-class ExportAudit(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, related_name="+", on_delete=models.SET_NULL)
-    table = models.CharField(max_length=32)
-    params = models.JSONField(default=dict, blank=True)
-    row_count = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+class ConditionOutcome(models.Model):
+    """One condition of one signed report: what the AI predicted, what the draft said, what was signed.
+
+    Labels are ternary (1 present, 0 absent, -1 uncertain, as spinefm.conditions); ``ai_present`` is the
+    model's present flag, null when the inference result had no prediction for the condition.
+    """
+
+    metrics = models.ForeignKey(EditMetrics, related_name="conditions", on_delete=models.CASCADE)
+    condition = models.CharField(max_length=64)
+    ai_present = models.BooleanField(null=True, blank=True)
+    draft_label = models.SmallIntegerField()
+    signed_label = models.SmallIntegerField()
 
     class Meta:
-        ordering = ["-created_at", "-pk"]
+        ordering = ["metrics", "condition"]
+        constraints = [models.UniqueConstraint(fields=["metrics", "condition"], name="unique_outcome_condition")]
 
     def __str__(self):
-        return f"export {self.table} by {self.user_id} at {self.created_at}"
+        return f"{self.condition} of report metrics {self.metrics_id}"

@@ -1,4 +1,4 @@
-"""Edit metrics (AI draft vs signed text), RADPEER summaries with Wilson intervals, export rows.
+"""Edit metrics (AI draft vs signed text), filters, RADPEER summaries with Wilson intervals.
 
 Definitions (see docs/exports.md):
 - char distance: rapidfuzz normalised Levenshtein on the two texts (stripped), in [0, 1];
@@ -7,11 +7,13 @@ Definitions (see docs/exports.md):
   heading; null when either text lacks the section;
 - discrepancy rate = (2a + 2b + 3a + 3b) / n; clinically significant rate = (2b + 3b) / n (3a not counted),
   n = signed reports with a RADPEER score; 95% Wilson score intervals; ``low_count`` when n < 30.
+
+Condition outcomes (``conditions.py``) and turnaround (``turnaround.py``) are stored by the same
+``compute_for_report`` so that every figure of the dashboard comes from rows written at sign time.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from collections import defaultdict
@@ -23,9 +25,10 @@ from rapidfuzz.distance import Levenshtein
 from backend.reports.models import Report, ReportVersion
 from backend.reports.radpeer import SCORES
 
-from .models import EditMetrics
+from . import conditions
+from .models import ConditionOutcome, EditMetrics
+from .stats import Z95, rate as _rate, wilson  # noqa: F401  (services.wilson is public)
 
-Z95 = 1.959963984540054
 MIN_COUNT = 30
 DISCREPANT = ("2a", "2b", "3a", "3b")
 SIGNIFICANT = ("2b", "3b")
@@ -91,9 +94,17 @@ def _ai_draft(report: Report) -> ReportVersion | None:
     return draft
 
 
+def _first_ai_version(report: Report) -> ReportVersion | None:
+    """The first AI version: the moment a draft was ready for the radiologist (turnaround)."""
+    return report.versions.filter(source=ReportVersion.AI).order_by("number").first()
+
+
 @transaction.atomic
 def compute_for_report(report_id: int) -> EditMetrics | None:
-    """Create or refresh the metrics of a signed report; None (and no row) when unsigned or without AI draft."""
+    """Create or refresh the metrics (and condition outcomes) of a signed report.
+
+    None (and no row) when unsigned or without AI draft.
+    """
     report = Report.objects.select_related("study").filter(pk=report_id).first()
     if report is None or report.status != Report.SIGNED or report.signed_number is None:
         return None
@@ -102,12 +113,21 @@ def compute_for_report(report_id: int) -> EditMetrics | None:
         EditMetrics.objects.filter(report=report).delete()
         return None
     final = report.versions.get(number=report.signed_number)
+    first_ai = _first_ai_version(report)
     values = {"reader_id": report.signed_by_id, "model_version_id": draft.model_version_id,
               "draft_backend": draft.draft_backend, "radpeer_score": report.radpeer_score,
               "signed_at": report.signed_at, "draft_number": draft.number, "signed_number": final.number,
               "region": region_of(report.study.body_part, report.study.study_description),
+              "study_received_at": report.study.received_at,
+              "draft_ready_at": first_ai.created_at if first_ai else None,
+              "first_opened_at": report.first_opened_at,
+              "labeler_version": conditions.LABELER_VERSION,
               **text_metrics(draft.text, final.text)}
     metrics, _ = EditMetrics.objects.update_or_create(report=report, defaults=values)
+    ConditionOutcome.objects.filter(metrics=metrics).delete()
+    ConditionOutcome.objects.bulk_create(
+        ConditionOutcome(metrics=metrics, **row)
+        for row in conditions.outcomes(draft.text, final.text, draft.inference_result))
     return metrics
 
 
@@ -124,24 +144,6 @@ def compute_all(missing_only: bool = False) -> tuple[int, int]:
     return stored, skipped
 
 
-# ---- statistics -------------------------------------------------------------------------------------------------
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
-    """Wilson score interval for k successes of n; (None, None) when n == 0."""
-    if n <= 0:
-        return None, None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _rate(k: int, n: int) -> dict:
-    low, high = wilson(k, n)
-    return {"k": k, "rate": k / n if n else None, "ci_low": low, "ci_high": high}
-
-
 # ---- filters and summaries --------------------------------------------------------------------------------------
 
 class BadParams(ValueError):
@@ -150,22 +152,38 @@ class BadParams(ValueError):
         self.field, self.message = field, message
 
 
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is True) and within a bigint
+_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,64}")  # no control characters (PostgreSQL refuses NUL)
+
+
+def _date(field: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadParams(field, f"{field} must be a date YYYY-MM-DD") from None
+
+
 def parse_params(query) -> dict:
-    """Validate the query string; returns the cleaned params (also recorded in the export audit)."""
+    """Validate the query string; returns the cleaned params (also recorded in the export audit).
+
+    Any value that cannot be a valid filter is a 400 here, never an error further down.
+    """
     out: dict = {}
     for field in ("date_from", "date_to"):
         if value := query.get(field):
-            try:
-                out[field] = date.fromisoformat(value).isoformat()
-            except ValueError:
-                raise BadParams(field, f"{field} must be a date YYYY-MM-DD") from None
+            out[field] = _date(field, value).isoformat()
+    if "date_from" in out and "date_to" in out and out["date_from"] > out["date_to"]:
+        raise BadParams("date_to", "date_to is before date_from")
     for field in ("reader", "model_version"):
         if value := query.get(field):
-            if not value.isdigit():
+            if not _ID.fullmatch(value):
                 raise BadParams(field, f"{field} must be an integer id")
             out[field] = int(value)
-    if value := query.get("draft_backend"):
-        out["draft_backend"] = value
+    for field in ("draft_backend", "region"):
+        if value := query.get(field):
+            if not _TEXT.fullmatch(value):
+                raise BadParams(field, f"{field} must be at most 64 printable characters")
+            out[field] = value
     if value := query.get("group_by"):
         if value not in GROUP_BY:
             raise BadParams("group_by", "group_by must be one of " + ", ".join(GROUP_BY))
@@ -183,12 +201,13 @@ def metrics_queryset(params: dict):
         qs = qs.filter(reader_id=params["reader"])
     if "model_version" in params:
         qs = qs.filter(model_version_id=params["model_version"])
-    if "draft_backend" in params:
-        qs = qs.filter(draft_backend=params["draft_backend"])
+    for field in ("draft_backend", "region"):
+        if field in params:
+            qs = qs.filter(**{field: params[field]})
     return qs.order_by("signed_at", "pk")
 
 
-def _group_key(m: EditMetrics, group_by: str | None) -> tuple[str, str]:
+def group_key(m: EditMetrics, group_by: str | None) -> tuple[str, str]:
     """(key, label) of a row's group. Readers are anonymous ids; model versions carry their label."""
     if group_by == "reader":
         return str(m.reader_id or ""), f"reader {m.reader_id}" if m.reader_id else "unknown reader"
@@ -209,7 +228,7 @@ def radpeer_summary(params: dict) -> list[dict]:
     group_by = params.get("group_by")
     groups: dict[tuple[str, str], dict[str, int]] = {}
     for m in metrics_queryset(params).exclude(radpeer_score=""):
-        counts = groups.setdefault(_group_key(m, group_by), dict.fromkeys(SCORES, 0))
+        counts = groups.setdefault(group_key(m, group_by), dict.fromkeys(SCORES, 0))
         counts[m.radpeer_score] += 1
     rows = []
     for (key, label), counts in sorted(groups.items()):
@@ -239,40 +258,3 @@ def edits_summary(params: dict) -> list[dict]:
                      "char_mean": char["mean"], "char_median": char["median"],
                      "word_mean": word["mean"], "word_median": word["median"]})
     return rows
-
-
-# ---- export tables ----------------------------------------------------------------------------------------------
-
-def _cell(value):
-    return "" if value is None else value
-
-
-def export_table(table: str, params: dict) -> tuple[list[str], list[list]]:
-    """(header, rows) of an export. Only anonymous ids: study pk, report pk, reader id; no names, no UIDs."""
-    if table == "radpeer":
-        header = ["group", "label", "n", *(f"count_{s}" for s in SCORES),
-                  "discrepancy_k", "discrepancy_rate", "discrepancy_ci_low", "discrepancy_ci_high",
-                  "significant_k", "significant_rate", "significant_ci_low", "significant_ci_high", "low_count"]
-        rows = [[r["group"], r["label"], r["n"], *(r["counts"][s] for s in SCORES),
-                 *(_cell(r[name][f]) for name in ("discrepancy", "significant") for f in ("k", "rate", "ci_low",
-                                                                                          "ci_high")),
-                 int(r["low_count"])] for r in radpeer_summary(params)]
-        return header, rows
-    if table == "edits":
-        header = ["radpeer_score", "n", "char_mean", "char_median", "word_mean", "word_median"]
-        return header, [[_cell(r[h]) for h in header] for r in edits_summary(params)]
-    if table == "reports":
-        header = ["study_id", "report_id", "reader_id", "signed_at", "radpeer_score", "model_version_id",
-                  "model_version", "draft_backend", "region", "draft_number", "signed_number", "draft_chars",
-                  "final_chars", "char_distance", "word_distance", "findings_char_distance",
-                  "findings_word_distance", "impression_char_distance", "impression_word_distance"]
-        rows = []
-        for m in metrics_queryset(params).select_related("report"):
-            mv = m.model_version
-            rows.append([m.report.study_id, m.report_id, _cell(m.reader_id),
-                         m.signed_at.isoformat() if m.signed_at else "", m.radpeer_score,
-                         _cell(m.model_version_id), f"{mv.name}:{mv.version}" if mv else "", m.draft_backend,
-                         m.region, m.draft_number, m.signed_number, m.draft_chars, m.final_chars,
-                         m.char_distance, m.word_distance, *(_cell(getattr(m, f)) for f in header[-4:])])
-        return header, rows
-    raise BadParams("table", "table must be one of radpeer, edits, reports")

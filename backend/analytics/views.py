@@ -1,19 +1,38 @@
-"""Admin analytics: RADPEER profile, edit distances per score, CSV exports (each one audited)."""
+"""Admin analytics API: RADPEER profile, edits per score, condition accuracy, turnaround, CSV / XLSX
+exports (each one written to the audit log) and PNG charts. Logic lives in services, conditions,
+turnaround, exports and charts; these views validate, check permissions and encode."""
 
-import csv
-
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
+from backend.audit.log import record
+from backend.audit.models import AuditEvent
 
-from . import services
-from .models import ExportAudit
+from . import charts, conditions, exports, services, turnaround
 
 CanViewAnalytics = require_perms("analytics.view_analytics")
+IDENTIFIED_PERM = "analytics.export_identified"
+
+FILTERS = [
+    OpenApiParameter("date_from", OpenApiTypes.DATE, description="first sign-off day, inclusive (UTC)"),
+    OpenApiParameter("date_to", OpenApiTypes.DATE, description="last sign-off day, inclusive (UTC)"),
+    OpenApiParameter("reader", OpenApiTypes.INT, description="signing user's id"),
+    OpenApiParameter("model_version", OpenApiTypes.INT, description="ModelVersion id of the AI draft"),
+    OpenApiParameter("draft_backend", str, description="drafting backend, e.g. template, llm"),
+    OpenApiParameter("region", str, description="cervical, thoracic, lumbar, whole spine, ..."),
+]
+GROUP_BY = OpenApiParameter("group_by", str, enum=list(services.GROUP_BY), description="one group 'all' if absent")
+IDENTIFIED = OpenApiParameter("identified", OpenApiTypes.BOOL, description=(
+    "add patient name/id, accession number and study UID to the per-report table; needs the permission "
+    f"{IDENTIFIED_PERM} (403 without it)"))
+BAD_PARAMS = OpenApiResponse(description='{"code": "invalid", "detail": ..., "field": ...}')
+JSON = OpenApiTypes.OBJECT
 
 
 def _bad(exc: services.BadParams) -> Response:
@@ -21,54 +40,161 @@ def _bad(exc: services.BadParams) -> Response:
                     status=status.HTTP_400_BAD_REQUEST)
 
 
-class RadpeerAnalytics(APIView):
-    """GET ?date_from&date_to&reader&model_version&draft_backend&group_by: score counts, rates, Wilson CIs."""
+def _params(request, *extra: str) -> dict:
+    """Filters plus the named extra choices (table, chart, identified), all validated; BadParams if not."""
+    params = services.parse_params(request.query_params)
+    query = request.query_params
+    if "identified" in extra:
+        value = (query.get("identified") or "").lower()
+        if value not in ("", "0", "1", "true", "false"):
+            raise services.BadParams("identified", "identified must be 1/true or 0/false")
+        params["identified"] = value in ("1", "true")
+    return params
+
+
+def _forbidden_identified() -> Response:
+    return Response({"code": "forbidden", "detail": f"identified exports need the permission {IDENTIFIED_PERM}"},
+                    status=status.HTTP_403_FORBIDDEN)
+
+
+def _audit(request, fmt: str, target: str, filters: dict, identified: bool, tables: list) -> None:
+    """One audit event per export, before the first byte goes out (a download cut short still leaked)."""
+    record(AuditEvent.EXPORT, "analytics", target, request=request,
+           detail={"params": filters, "row_count": sum(t.row_count for t in tables), "identified": identified,
+                   "format": fmt, "tables": {t.name: t.row_count for t in tables}})
+
+
+def _filename(stem: str, ext: str) -> str:
+    return f'attachment; filename="spineagent-{stem}-{timezone.now():%Y%m%d-%H%M%S}.{ext}"'
+
+
+class _FilteredSummary(APIView):
+    """GET with the common filters: validate them, answer ``{"params": ..., **summary(params)}`` or a 400."""
 
     permission_classes = [CanViewAnalytics]
+
+    def summary(self, params: dict) -> dict:
+        raise NotImplementedError
 
     def get(self, request):
         try:
             params = services.parse_params(request.query_params)
         except services.BadParams as exc:
             return _bad(exc)
-        return Response({"params": params, "min_count": services.MIN_COUNT, "confidence": 0.95,
-                         "groups": services.radpeer_summary(params)})
+        return Response({"params": params, **self.summary(params)})
 
 
-class EditAnalytics(APIView):
-    """GET (same filters): per RADPEER score, n and mean/median normalised char/word edit distance."""
+class RadpeerAnalytics(_FilteredSummary):
+    """GET (filters, group_by): RADPEER score counts, discrepancy / significant rates with Wilson CIs."""
 
-    permission_classes = [CanViewAnalytics]
-
+    @extend_schema(parameters=[*FILTERS, GROUP_BY], responses={200: JSON, 400: BAD_PARAMS})
     def get(self, request):
-        try:
-            params = services.parse_params(request.query_params)
-        except services.BadParams as exc:
-            return _bad(exc)
-        return Response({"params": params, "scores": services.edits_summary(params)})
+        return super().get(request)
+
+    def summary(self, params):
+        return {"min_count": services.MIN_COUNT, "confidence": 0.95, "groups": services.radpeer_summary(params)}
 
 
-class _Echo:
-    def write(self, value):
-        return value
+class EditAnalytics(_FilteredSummary):
+    """GET (filters): per RADPEER score, n and mean/median normalised char/word edit distance."""
+
+    @extend_schema(parameters=FILTERS, responses={200: JSON, 400: BAD_PARAMS})
+    def get(self, request):
+        return super().get(request)
+
+    def summary(self, params):
+        return {"scores": services.edits_summary(params)}
+
+
+class ConditionAnalytics(_FilteredSummary):
+    """GET (filters): per condition, AI prediction and draft finding against the signed report."""
+
+    @extend_schema(parameters=FILTERS, responses={200: JSON, 400: BAD_PARAMS})
+    def get(self, request):
+        return super().get(request)
+
+    def summary(self, params):
+        return {"confidence": 0.95, **conditions.summary(services.metrics_queryset(params))}
+
+
+class TurnaroundAnalytics(_FilteredSummary):
+    """GET (filters, group_by): median / p90 / mean seconds from arrival to draft, first open and signature."""
+
+    @extend_schema(parameters=[*FILTERS, GROUP_BY], responses={200: JSON, 400: BAD_PARAMS})
+    def get(self, request):
+        return super().get(request)
+
+    def summary(self, params):
+        return {"unit": "seconds",
+                "groups": turnaround.summary(services.metrics_queryset(params), params.get("group_by"))}
+
+
+TABLE = OpenApiParameter("table", str, enum=list(exports.TABLES), required=True)
 
 
 class AnalyticsExport(APIView):
-    """GET ?table=radpeer|edits|reports (+ filters): streamed CSV; writes an ExportAudit row."""
+    """GET ?table=radpeer|edits|reports|conditions|turnaround (+ filters, identified): streamed CSV, audited."""
 
     permission_classes = [CanViewAnalytics]
 
+    @extend_schema(parameters=[TABLE, *FILTERS, GROUP_BY, IDENTIFIED],
+                   responses={(200, "text/csv"): OpenApiTypes.STR, 400: BAD_PARAMS,
+                              403: OpenApiResponse(description="not an admin, or identified without permission")})
+    def get(self, request):
+        try:
+            params = _params(request, "identified")
+            identified = params.pop("identified")
+            if identified and not request.user.has_perm(IDENTIFIED_PERM):
+                return _forbidden_identified()
+            table = exports.build(request.query_params.get("table") or "", params, identified=identified)
+        except services.BadParams as exc:
+            return _bad(exc)
+        _audit(request, "csv", table.name, params, identified, [table])
+        response = StreamingHttpResponse(exports.csv_chunks(table), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = _filename(table.name, "csv")
+        return response
+
+
+class AnalyticsExportXlsx(APIView):
+    """GET ?table=... (or none / all: one sheet per table) + filters, identified: an XLSX workbook, audited."""
+
+    permission_classes = [CanViewAnalytics]
+
+    @extend_schema(parameters=[OpenApiParameter("table", str, enum=[*exports.TABLES, "all"],
+                                                description="one sheet; absent or 'all': every table"),
+                               *FILTERS, GROUP_BY, IDENTIFIED],
+                   responses={(200, exports.XLSX_TYPE): OpenApiTypes.BINARY, 400: BAD_PARAMS,
+                              403: OpenApiResponse(description="not an admin, or identified without permission")})
+    def get(self, request):
+        try:
+            params = _params(request, "identified")
+            identified = params.pop("identified")
+            if identified and not request.user.has_perm(IDENTIFIED_PERM):
+                return _forbidden_identified()
+            name = request.query_params.get("table") or "all"
+            names = exports.TABLES if name == "all" else [name]
+            tables = [exports.build(n, params, identified=identified) for n in names]
+        except services.BadParams as exc:
+            return _bad(exc)
+        _audit(request, "xlsx", name, params, identified, tables)
+        return FileResponse(exports.xlsx_file(tables), as_attachment=True, content_type=exports.XLSX_TYPE,
+                            filename=f"spineagent-{name}-{timezone.now():%Y%m%d-%H%M%S}.xlsx")
+
+
+class AnalyticsChart(APIView):
+    """GET ?chart=radpeer|edits|conditions|errors|turnaround (+ filters): a PNG; 'no data' image if empty."""
+
+    permission_classes = [CanViewAnalytics]
+
+    @extend_schema(parameters=[OpenApiParameter("chart", str, enum=list(charts.CHARTS), required=True), *FILTERS],
+                   responses={(200, "image/png"): OpenApiTypes.BINARY, 400: BAD_PARAMS})
     def get(self, request):
         try:
             params = services.parse_params(request.query_params)
-            table = request.query_params.get("table") or ""
-            header, rows = services.export_table(table, params)
+            png, empty = charts.render(request.query_params.get("chart") or "", params)
         except services.BadParams as exc:
             return _bad(exc)
-        ExportAudit.objects.create(user=request.user, table=table, params=params, row_count=len(rows))
-        writer = csv.writer(_Echo())
-        response = StreamingHttpResponse((writer.writerow(r) for r in [header, *rows]),
-                                         content_type="text/csv; charset=utf-8")
-        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        response["Content-Disposition"] = f'attachment; filename="spineagent-{table}-{stamp}.csv"'
+        response = HttpResponse(png, content_type="image/png")
+        response["Cache-Control"] = "private, no-store"
+        response["X-Analytics-Empty"] = "1" if empty else "0"
         return response

@@ -2,6 +2,8 @@
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +16,9 @@ from .models import InferenceJob, InferenceResult, ModelVersion
 from .serializers import InferenceJobSerializer, InferenceResultSerializer, ModelVersionSerializer
 
 
+@extend_schema_view(get=extend_schema(parameters=[
+    OpenApiParameter("study", str, description="StudyInstanceUID"),
+    OpenApiParameter("status", str, enum=[s for s, _ in InferenceJob.STATUSES])]))
 class JobList(generics.ListAPIView):
     permission_classes = [CanViewJobs]
     serializer_class = InferenceJobSerializer
@@ -38,6 +43,8 @@ class QueueJob(APIView):
 
     permission_classes = [CanQueueJobs]
 
+    @extend_schema(request=None, responses={201: InferenceJobSerializer, 404: OpenApiTypes.OBJECT,
+                                            503: OpenApiTypes.OBJECT})
     def post(self, request, study_instance_uid):
         study = get_object_or_404(Study, study_instance_uid=study_instance_uid)
         jobs.require_broker()
@@ -68,6 +75,7 @@ class ModelVersionList(generics.ListAPIView):
 class PromoteModelVersion(APIView):
     permission_classes = [CanManageModelVersions]
 
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, 404: OpenApiTypes.OBJECT})
     def post(self, request, pk):
         mv = registry.promote(get_object_or_404(ModelVersion, pk=pk))
         return Response(ModelVersionSerializer(mv).data)

@@ -1,7 +1,9 @@
 """Report and worklist endpoints. Thin: permissions here, rules in versions.py, queries in worklist.py."""
 
 from django.shortcuts import get_object_or_404
-from rest_framework import status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +23,27 @@ CanSignReports = require_perms("reports.view_report", "reports.sign_report")
 CanViewWorklist = require_perms("reports.view_worklist")
 
 
+# OpenAPI descriptions of the JSON bodies and query parameters (the schema is fuzzed in CI).
+SAVE_BODY = inline_serializer("ReportSaveRequest", {
+    "text": serializers.CharField(), "base_number": serializers.IntegerField(allow_null=True)})
+SIGN_BODY = inline_serializer("ReportSignRequest", {
+    "number": serializers.IntegerField(), "radpeer_score": serializers.CharField(required=False, allow_blank=True),
+    "radpeer_comment": serializers.CharField(required=False, allow_blank=True)})
+ADDENDUM_BODY = inline_serializer("ReportAddendumRequest", {"text": serializers.CharField()})
+ERRORS = {400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT}
+WORKLIST_PARAMS = [OpenApiParameter(name, str, description=text) for name, text in (
+    ("status", "comma-separated display statuses"), ("date_from", "study date YYYY-MM-DD, inclusive"),
+    ("date_to", "study date YYYY-MM-DD, inclusive"), ("reader", "username of the reader or signer"))] + [
+    OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
+
+
+def _body(request) -> dict:
+    """The JSON body as a dict; any other JSON value (a list, a number) is a 400, not a crash."""
+    if not isinstance(request.data, dict):
+        raise versions.Invalid("the request body must be a JSON object")
+    return request.data
+
+
 def _study(uid: str) -> Study:
     return get_object_or_404(Study, study_instance_uid=uid)
 
@@ -35,6 +58,7 @@ class StudyReport(APIView):
 
     permission_classes = [CanViewReports]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
     def get(self, request, study_instance_uid):
         study = _study(study_instance_uid)
         versions.heal_missing_draft(study)
@@ -54,11 +78,12 @@ class ReportVersions(APIView):
 
     permission_classes = [CanEditReports]
 
+    @extend_schema(request=SAVE_BODY, responses={201: OpenApiTypes.OBJECT, **ERRORS})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
         try:
-            version = versions.save_version(study, request.user, request.data.get("text"),
-                                            request.data.get("base_number"))
+            body = _body(request)
+            version = versions.save_version(study, request.user, body.get("text"), body.get("base_number"))
         except versions.ReportError as exc:
             return _error(exc)
         return Response({"version": VersionSerializer(version).data}, status=status.HTTP_201_CREATED)
@@ -69,11 +94,13 @@ class SignReport(APIView):
 
     permission_classes = [CanSignReports]
 
+    @extend_schema(request=SIGN_BODY, responses={200: OpenApiTypes.OBJECT, **ERRORS})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
         try:
-            report = versions.sign(study, request.user, request.data.get("number"),
-                                   request.data.get("radpeer_score"), request.data.get("radpeer_comment"))
+            body = _body(request)
+            report = versions.sign(study, request.user, body.get("number"), body.get("radpeer_score"),
+                                   body.get("radpeer_comment"))
         except versions.ReportError as exc:
             return _error(exc)
         return Response({"status": report.status, "signed_by": request.user.username,
@@ -87,10 +114,11 @@ class ReportAddenda(APIView):
 
     permission_classes = [CanSignReports]
 
+    @extend_schema(request=ADDENDUM_BODY, responses={201: OpenApiTypes.OBJECT, **ERRORS})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
         try:
-            version = versions.add_addendum(study, request.user, request.data.get("text"))
+            version = versions.add_addendum(study, request.user, _body(request).get("text"))
         except versions.ReportError as exc:
             return _error(exc)
         return Response({"version": VersionSerializer(version).data}, status=status.HTTP_201_CREATED)
@@ -101,6 +129,8 @@ class ReportDiff(APIView):
 
     permission_classes = [CanViewReports]
 
+    @extend_schema(parameters=[OpenApiParameter("from", int), OpenApiParameter("to", int)],
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
     def get(self, request, study_instance_uid):
         report = get_object_or_404(Report, study__study_instance_uid=study_instance_uid)
         texts = dict(report.versions.values_list("number", "text"))
@@ -123,17 +153,24 @@ class WorklistPagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 500
 
+    def __init__(self, count: int):
+        self.known_count = count
+
+    def get_count(self, queryset) -> int:
+        return self.known_count  # worklist.count: the same number, without the per-row joins
+
 
 class Worklist(APIView):
     """GET the reading worklist, newest received first; filters ?status=&date_from=&date_to=&reader=."""
 
     permission_classes = [CanViewWorklist]
 
+    @extend_schema(parameters=WORKLIST_PARAMS, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
     def get(self, request):
         try:
             qs = worklist.filtered(request.query_params)
+            paginator = WorklistPagination(worklist.count(request.query_params))
         except worklist.BadFilter as exc:
             return Response({"error": "invalid", "detail": str(exc)}, status=400)
-        paginator = WorklistPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response([worklist_row(s) for s in page])

@@ -18,6 +18,7 @@ from django.db.models import ProtectedError
 from backend.errors import ServiceUnavailable
 
 from .dicom_files import FileProblem, InvalidUpload, UploadedInstance
+from .deidentify import maybe_deidentify
 from .indexing import index_study
 from .models import Instance, Study
 from .orthanc.client import OrthancClient, get_client
@@ -35,6 +36,7 @@ class IngestReport:
 
 def store_upload(instances: list[UploadedInstance], client: OrthancClient | None = None) -> list[IngestReport]:
     """Store validated instances in Orthanc (all or nothing), then index each study."""
+    instances = maybe_deidentify(instances)  # SPINEAGENT_DEIDENTIFY_ON_INGEST: before Orthanc or the index see them
     client = client or get_client()
     known = set(Instance.objects.filter(
         sop_instance_uid__in=[str(i.dataset.SOPInstanceUID) for i in instances]).values_list("sop_instance_uid", flat=True))

@@ -1,7 +1,9 @@
 """Study API: upload, list/detail, Orthanc announcements, re-sync. Thin: the work is in ingest."""
 
 from django.conf import settings
-from rest_framework import generics, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -35,6 +37,10 @@ class StudyUpload(APIView):
     permission_classes = [CanUploadStudies]
     parser_classes = [MultiPartParser]
 
+    @extend_schema(request={"multipart/form-data": inline_serializer("StudyUploadRequest", {
+        "files": serializers.ListField(child=serializers.FileField())})},
+        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT,
+                   503: OpenApiTypes.OBJECT})
     def post(self, request):
         uploaded = request.FILES.getlist("files")
         if not uploaded:
@@ -62,7 +68,10 @@ class OrthancStableStudy(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = []  # server-to-server; a C-STORE backlog must not hit the anonymous rate
 
+    @extend_schema(request=StableStudySerializer, responses={200: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
+                                                             404: OpenApiTypes.OBJECT})
     def post(self, request):
         body = request.body
         problem = webhook.verify(settings.ORTHANC_WEBHOOK_SECRET, request.headers.get("X-SpineAgent-Timestamp"),
@@ -81,5 +90,6 @@ class OrthancStableStudy(APIView):
 class StudyResync(APIView):
     permission_classes = [CanResyncIndex]
 
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def post(self, request):
         return Response(resync_from_orthanc())

@@ -6,11 +6,25 @@ from django.db import models
 from backend.inference.models import ModelVersion
 
 
+class ImmutableDataset(RuntimeError):
+    """A dataset version was about to change after creation; make a new version instead."""
+
+
+class DatasetVersionQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ImmutableDataset("dataset versions are immutable; snapshot a new version instead")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise ImmutableDataset("dataset versions are immutable; snapshot a new version instead")
+
+
 class DatasetVersion(models.Model):
     """A frozen set of verified labels with patient-level train/validation/test splits.
 
     ``items`` is written once at creation and never changed: a model's metrics
-    always point at exactly the labels it was trained and tested on.
+    always point at exactly the labels it was trained and tested on. Changes are
+    refused three times over: ``save()`` of an existing row, ``QuerySet.update``,
+    and a database trigger (migration 0002) for anything that bypasses the ORM.
     """
 
     name = models.CharField(max_length=128)
@@ -24,6 +38,13 @@ class DatasetVersion(models.Model):
     items = models.JSONField()
     counts = models.JSONField(default=dict, blank=True)  # per split and per condition, for the admin
     sha256 = models.CharField(max_length=64)  # of the canonical JSON of items
+    # What was snapshotted, for the record: the filters and split ratios the items were made with.
+    filters = models.JSONField(default=dict, blank=True)
+    ratios = models.JSONField(default=dict, blank=True)
+    # True when any item comes from a synthetic phantom study: models trained on it are labelled synthetic.
+    synthetic = models.BooleanField(default=False)
+
+    objects = DatasetVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "-version"]
@@ -32,6 +53,11 @@ class DatasetVersion(models.Model):
 
     def __str__(self):
         return f"dataset {self.name} v{self.version}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableDataset(f"{self} is immutable; snapshot a new version instead")
+        super().save(*args, **kwargs)
 
 
 class TrainingRun(models.Model):

@@ -1,3 +1,15 @@
-"""API routes of the training app."""
+"""API routes of the training app (included at /api/training/)."""
 
-urlpatterns = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("datasets/", views.DatasetList.as_view(), name="dataset-list"),
+    path("datasets/<int:pk>/", views.DatasetDetail.as_view(), name="dataset-detail"),
+    path("datasets/<int:pk>/export.json", views.DatasetExportJSON.as_view(), name="dataset-export-json"),
+    path("datasets/<int:pk>/export.csv", views.DatasetExportCSV.as_view(), name="dataset-export-csv"),
+    path("runs/", views.RunList.as_view(), name="training-run-list"),
+    path("runs/<int:pk>/", views.RunDetail.as_view(), name="training-run-detail"),
+    path("runs/<int:pk>/comparison", views.RunComparison.as_view(), name="training-run-comparison"),
+]

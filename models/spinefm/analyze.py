@@ -4,7 +4,8 @@ Route the study's sagittal MR series (T1 -> T1 encoder, T2 -> T2 encoder,
 anything else -> synthesizer), embed slices, pool to series and case
 embeddings, then run the agents: diagnosis probes, key slice + box per
 condition predicted present (boxes mapped back to the original instance's
-pixels), retrieval of similar cases, and the report drafter when installed.
+pixels) and the level of each box (level head, when the bundle has a trained
+one), retrieval of similar cases, and the report drafter when installed.
 """
 
 from __future__ import annotations
@@ -61,14 +62,18 @@ def case_vector(embedded: dict[str, dict]) -> torch.Tensor:
     return torch.nn.functional.normalize(torch.stack(by_stream["synthesizer"]).mean(0), dim=-1)
 
 
-def _series_for(condition: str, embedded: dict[str, dict]) -> dict:
-    """The series where a condition is best seen (registry's typical sequences), else the first."""
-    items = list(embedded.values())
+def pick_series(condition: str, series: list[SeriesRecord]) -> int:
+    """Index of the series where a condition is best seen (registry's typical sequences), else 0."""
     for seq in get_condition(condition).sequences if _known(condition) else ():
-        for e in items:
-            if e["series"].sequence == seq:
-                return e
-    return items[0]
+        for i, s in enumerate(series):
+            if s.sequence == seq:
+                return i
+    return 0
+
+
+def _series_for(condition: str, embedded: dict[str, dict]) -> dict:
+    items = list(embedded.values())
+    return items[pick_series(condition, [e["series"] for e in items])]
 
 
 def _known(condition: str) -> bool:
@@ -80,14 +85,30 @@ def _known(condition: str) -> bool:
 
 
 @torch.no_grad()
-def localize(model, condition: str, e: dict) -> tuple[KeySlice, Box]:
-    s: SeriesRecord = e["series"]
-    out = model.segmentation(s.stream, e["cls"], e["patches"], condition)
+def locate(model, condition: str, stream: str, cls: torch.Tensor, patches: torch.Tensor) -> tuple[int, float, torch.Tensor]:
+    """Segmentation agent on one series: (key slice index, its score, normalised crop box (4,))."""
+    out = model.segmentation(stream, cls, patches, condition)
     scores = torch.sigmoid(out["slice_logit"].float())
     k = int(scores.argmax())
-    box = s.geometry.to_pixels(out["box"][k].tolist())
-    ks = KeySlice(condition, s.series_instance_uid, s.sop_instance_uids[k], k, float(scores[k]))
-    return ks, Box(condition, s.series_instance_uid, s.sop_instance_uids[k], [round(v, 2) for v in box], float(scores[k]))
+    return k, float(scores[k]), out["box"][k].float()
+
+
+def box_centre(box: torch.Tensor) -> torch.Tensor:
+    """Normalised [x0, y0, x1, y1] -> centre (x, y)."""
+    return torch.stack([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
+@torch.no_grad()
+def localize(model, condition: str, e: dict, case: torch.Tensor | None = None) -> tuple[KeySlice, Box]:
+    """Key slice and box; with the case embedding and a trained level head, the box's level too."""
+    s: SeriesRecord = e["series"]
+    k, score, nbox = locate(model, condition, s.stream, e["cls"], e["patches"])
+    box = s.geometry.to_pixels(nbox.tolist())
+    level = None
+    if case is not None and model.level.is_fitted and condition in model.level.conditions:
+        level, _ = model.level.predict(case, box_centre(nbox), condition)
+    ks = KeySlice(condition, s.series_instance_uid, s.sop_instance_uids[k], k, score)
+    return ks, Box(condition, s.series_instance_uid, s.sop_instance_uids[k], [round(v, 2) for v in box], score, level)
 
 
 def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_top: int = 3, draft: bool = True,
@@ -124,7 +145,8 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
         present = bool(probs[i] >= thresholds[i])
         conditions.append(ConditionPrediction(c, round(float(probs[i]), 4), present))
         if present or localize_all or i in most_probable:
-            ks, box = localize(model, c, _series_for(c, embedded))
+            ks, box = localize(model, c, _series_for(c, embedded), case)
+            conditions[-1].level = box.level
             key_slices.append(ks)
             boxes.append(box)
     timings["agents_s"] = time.perf_counter() - t

@@ -9,6 +9,8 @@ Layout::
     synthesizer.safetensors  layer logits (+ gating net) and the synthesizer's series branch
     diagnosis.safetensors  one linear probe per condition (+ thresholds)
     segmentation.safetensors  key-slice + box heads per stream and condition
+    level.safetensors      level head (finding -> spinal level); optional: bundles written
+                           before it existed load without it and predict no levels
     index.safetensors / index.json  retrieval bank: case/report embeddings, ids, reports
 
 The text encoder is not in the bundle (it is a pinned package, named in the
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 FORMAT = "spinefm-bundle/1"
 MANIFEST = "manifest.json"
 PART_FILES = {part: f"{part}.safetensors" for part in ("encoders", "clip", "synthesizer", "diagnosis", "segmentation")}
+# Parts added after the format was fixed: loaded (and hash-checked) when the manifest lists them.
+OPTIONAL_PART_FILES = {"level": "level.safetensors"}
 INDEX_WEIGHTS, INDEX_META = "index.safetensors", "index.json"
 REQUIRED_KEYS = ("format", "name", "version", "conditions", "configs", "synthetic_training", "files")
 
@@ -50,24 +54,68 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_bundle(model: SpineFM, out: str | Path, name: str = "spinefm", version: str = "0.0.0",
-                synthetic_training: bool = True, metrics: dict | None = None, index=None,
-                extra: dict[str, Any] | None = None) -> Path:
-    """Write model (and optional retrieval index) as a bundle directory; returns its path."""
+def _same_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None) -> bool:
+    """Whether ``path`` already holds exactly these tensors (bitwise) and metadata."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if set(f.keys()) != set(tensors) or (f.metadata() or {}) != (metadata or {}):
+                return False
+            for k, v in tensors.items():
+                old = f.get_tensor(k)
+                if old.dtype != v.dtype or old.shape != v.shape or not torch.equal(
+                        old.contiguous().view(-1).view(torch.uint8), v.contiguous().view(-1).view(torch.uint8)):
+                    return False
+    except Exception:
+        return False
+    return True
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    """save_file, but an existing file with the same tensors and metadata is kept as it is.
+
+    safetensors writes the metadata map in an arbitrary order, so re-serialising
+    unchanged weights would change the bytes (and the manifest hash); keeping
+    the file lets a stage that changes one part (e.g. ``spinefm levels``)
+    rewrite a bundle with only that part's file changed.
+    """
     from safetensors.torch import save_file
 
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    if not _same_tensors(path, tensors, metadata):
+        save_file(tensors, str(path), metadata=metadata)
+
+
+def save_bundle(model: SpineFM, out: str | Path, name: str = "spinefm", version: str = "0.0.0",
+                synthetic_training: bool = True, metrics: dict | None = None, index=None,
+                extra: dict[str, Any] | None = None, keep: tuple[str, ...] = ()) -> Path:
+    """Write model (and optional retrieval index) as a bundle directory; returns its path.
+
+    Files already in ``out`` with identical tensors are left untouched (see write_tensors);
+    ``keep`` names files already in ``out`` (e.g. the retrieval index of the bundle a
+    stage started from) to list in the manifest as they are.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for part, state in model.state_dicts().items():
-        fname = PART_FILES[part]
-        save_file({k: v.cpu() for k, v in state.items()}, str(out / fname), metadata={"part": part, "format": FORMAT})
+        fname = PART_FILES.get(part) or OPTIONAL_PART_FILES[part]
+        write_tensors(out / fname, state, metadata={"part": part, "format": FORMAT})
         files[fname] = sha256_file(out / fname)
     if index is not None:
-        save_file({"image": index.image.contiguous(), "text": index.text.contiguous()}, str(out / INDEX_WEIGHTS))
-        (out / INDEX_META).write_text(json.dumps({"case_ids": index.case_ids, "reports": index.reports}))
+        write_tensors(out / INDEX_WEIGHTS, {"image": index.image, "text": index.text})
+        meta = json.dumps({"case_ids": index.case_ids, "reports": index.reports})
+        if not (out / INDEX_META).is_file() or (out / INDEX_META).read_text() != meta:
+            (out / INDEX_META).write_text(meta)
         files[INDEX_WEIGHTS] = sha256_file(out / INDEX_WEIGHTS)
         files[INDEX_META] = sha256_file(out / INDEX_META)
+    for fname in keep:
+        if not (out / fname).is_file():
+            raise BundleError(f"{out / fname}: asked to keep it, but it is not there")
+        files[fname] = sha256_file(out / fname)
     manifest = {
         "format": FORMAT, "name": name, "version": version,
         "conditions": list(model.cfg.conditions), "configs": model.cfg.to_dict(),
@@ -142,7 +190,8 @@ def load_model_dir(path: str | Path, verify: bool = True) -> tuple[SpineFM, dict
     if list(cfg.conditions) != list(manifest["conditions"]):
         raise BundleError(f"{path / MANIFEST}: 'conditions' disagrees with configs.conditions")
     parts = model.parts()
-    for part, fname in PART_FILES.items():
+    optional = {p: f for p, f in OPTIONAL_PART_FILES.items() if f in manifest["files"]}
+    for part, fname in {**PART_FILES, **optional}.items():
         state = _load_state(path / fname)
         try:
             parts[part].load_state_dict(state, strict=True)

@@ -4,6 +4,7 @@
     spinefm align ...           tri-modal CLIP alignment
     spinefm synth ...           synthesizer layer weights
     spinefm heads ...           diagnosis + segmentation heads
+    spinefm levels ...          level head (also adds one to a finished bundle)
     spinefm evaluate ...        metrics JSON + Markdown for a bundle (and baselines)
     spinefm build-bundle ...    final bundle: weights + retrieval index + manifest
     spinefm train-default ...   the whole documented pipeline for the default bundle
@@ -23,6 +24,7 @@ STAGES = {
     "align": ("spinefm.train.align", "tri-modal CLIP alignment of T1, T2 and reports"),
     "synth": ("spinefm.train.synth", "train the synthesizer (layer-wise T1/T2 fusion)"),
     "heads": ("spinefm.train.heads", "train diagnosis and segmentation heads"),
+    "levels": ("spinefm.train.levels", "train the level head (finding -> spinal level) on a stage or bundle"),
     "evaluate": ("spinefm.evaluate", "evaluate a bundle on held-out phantoms (+ baselines)"),
     "build-bundle": ("spinefm.build", "assemble a bundle with retrieval index and metrics"),
     "train-default": ("spinefm.train.default", "train the default phantom bundle end to end"),

@@ -5,6 +5,8 @@ excluded) per sequence view (T1 only, T2 only, other sequences, all), plus
 patient-level k-fold cross-validation of the probes and per-vendor transfer
 (probes trained on one vendor's training cases, tested on every vendor).
 Segmentation: slice-selection AUROC, key-slice hit rate, box error.
+Levels (when the level head is trained): accuracy of the level of each finding
+truly present, with baselines (spinefm.levels).
 Retrieval: image->report and report->image Recall@1/5/10 and median rank.
 Baselines get the same heads fitted the same way: a randomly initialised
 model, the model without the synthesizer (other sequences through the T2
@@ -23,6 +25,7 @@ import torch
 
 from . import metrics as M
 from .bundle import load_model_dir
+from .levels import level_markdown, level_metrics
 from .model import SpineFM
 from .retrieval import ranks
 from .train.common import add_common_arguments, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging
@@ -192,6 +195,9 @@ def evaluate_variant(name: str, model, train_cases, test_cases, args, own_heads:
                                        wd=args.diag_weight_decay)
         if not args.no_segmentation:
             out["segmentation"] = segmentation_metrics(model, test_cases)
+        if model.level.is_fitted:
+            out["level"] = level_metrics(model, train_cases, test_cases, args.n_boot, seed=args.seed,
+                                         train_vs=train_views, test_vs=test_views)
     return out
 
 
@@ -260,6 +266,8 @@ def to_markdown(res: dict) -> str:
         for s, m in main["segmentation"].items():
             lines.append(f"| {s} | {_fmt(m['slice_auroc_mean'])} | {_fmt(m['key_slice_hit_rate'])} | {_fmt(m['box_error'])} | "
                          f"{_fmt(m['box_iou'])} | {m['n_boxes']} |")
+    if main.get("level"):
+        lines += ["", level_markdown(main["level"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

@@ -99,3 +99,26 @@ def kfold_groups(groups, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.nda
     fold_of = {g: i % k for i, g in enumerate(uniq)}
     f = np.array([fold_of[g] for g in groups])
     return [(np.where(f != i)[0], np.where(f == i)[0]) for i in range(k)]
+
+
+def grouped_mean_ci(values, groups, n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Mean of per-item values (e.g. 1/0 correct) with a percentile CI resampling groups (patients).
+
+    Items of one patient are not independent, so the bootstrap draws patients
+    with replacement and keeps all their items.
+    """
+    v = np.asarray(values, dtype=float)
+    g = np.asarray(groups)
+    if v.size == 0:
+        return {"value": None, "ci95": [None, None], "n": 0, "n_groups": 0}
+    uniq = np.unique(g)
+    rows = [np.where(g == u)[0] for u in uniq]
+    sums = np.array([v[r].sum() for r in rows])
+    counts = np.array([r.size for r in rows])
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, uniq.size, uniq.size)
+        vals.append(sums[pick].sum() / counts[pick].sum())
+    return {"value": float(v.mean()), "ci95": [float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))],
+            "n": int(v.size), "n_groups": int(uniq.size)}

@@ -17,6 +17,7 @@ from torch import nn
 from .clip import ClipConfig, SeriesBranch, TriModalCLIP, case_embedding
 from .conditions import CONDITION_KEYS
 from .heads.diagnosis import DiagnosisHead
+from .heads.level import LevelHead
 from .heads.segmentation import StreamSegmentation
 from .preprocess import PreprocessConfig
 from .synthesizer import LayerwiseSynthesizer
@@ -73,12 +74,14 @@ class SpineFM(nn.Module):
         self.synth_branch = SeriesBranch(dim, cfg.clip)
         self.diagnosis = DiagnosisHead(cfg.clip.proj_dim, cfg.conditions)
         self.segmentation = StreamSegmentation(dim, cfg.conditions)
+        self.level = LevelHead(cfg.clip.proj_dim, cfg.conditions)
 
     # -- parts, for bundle files and for freezing per stage
     def parts(self) -> dict[str, nn.Module]:
         synth = nn.ModuleDict({"logits": _ParamHolder(self.synthesizer), "branch": self.synth_branch})
         return {"encoders": nn.ModuleDict({"t1": self.t1, "t2": self.t2}), "clip": self.clip,
-                "synthesizer": synth, "diagnosis": self.diagnosis, "segmentation": self.segmentation}
+                "synthesizer": synth, "diagnosis": self.diagnosis, "segmentation": self.segmentation,
+                "level": self.level}
 
     def state_dicts(self) -> dict[str, dict[str, torch.Tensor]]:
         return {name: {k: v.detach().contiguous() for k, v in part.state_dict().items()} for name, part in self.parts().items()}

@@ -159,10 +159,10 @@ def _upload(client, files: list[tuple[str, bytes]]):
 class Worker:
     """A real Celery worker subprocess on the test database and the test broker."""
 
-    def __init__(self, env: dict, name: str):
+    def __init__(self, env: dict, name: str, queues: str = "inference,default"):
         log = open(ROOT / "var" / f"test-{name}.log", "ab") if (ROOT / "var").is_dir() else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "inference,default", "-c", "1",
+            [sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", queues, "-c", "1",
              "--pool", "solo", "-n", f"{name}@%h", "-l", "INFO", "--without-gossip", "--without-mingle",
              "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -190,8 +190,8 @@ def start_worker(orthanc, transactional_db):
     redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()  # no messages left by earlier tests
     started: list[Worker] = []
 
-    def start(name: str = "w1") -> Worker:
-        worker = Worker(env, name)
+    def start(name: str = "w1", queues: str = "inference,default") -> Worker:
+        worker = Worker(env, name, queues)
         started.append(worker)
         return worker
 

@@ -13,7 +13,8 @@ from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 
 from backend.analytics import services
-from backend.analytics.models import EditMetrics, ExportAudit
+from backend.analytics.models import EditMetrics
+from backend.audit.models import AuditEvent
 from backend.inference.models import InferenceJob, InferenceResult, ModelVersion
 from backend.reports import versions
 from backend.reports.models import Report
@@ -247,10 +248,14 @@ def test_edits_per_score(four, client_for):
 @pytest.mark.parametrize("path", ["radpeer", "edits", "export.csv?table=reports"])
 def test_non_admins_are_refused(four, client_for, role, path):
     assert client_for(role).get(f"/api/analytics/{path}").status_code == 403
-    assert not ExportAudit.objects.exists()
+    assert not _exports().exists()
 
 
 # ---- exports ----------------------------------------------------------------------------------------------------
+
+def _exports():
+    return AuditEvent.objects.filter(action="export", target_type="analytics").order_by("pk")
+
 
 def _csv(response):
     assert response.status_code == 200 and response.streaming
@@ -272,8 +277,9 @@ def test_export_reports_is_anonymous_csv_and_audited(four, client_for, users, re
     assert float(c["char_distance"]) == 19 / 29 and c["impression_char_distance"] == ""
     for secret in (PATIENT, "DOE", "JANE", "1.2.826.0.1.3680043", "P1", "missed herniation", "radiologist"):
         assert secret not in body
-    audit = ExportAudit.objects.get()
-    assert (audit.user, audit.table, audit.row_count, audit.params) == (users["admin"], "reports", 4, {})
+    audit = _exports().get()
+    assert (audit.user, audit.username, audit.target_id) == (users["admin"], "admin", "reports")
+    assert (audit.detail["row_count"], audit.detail["params"], audit.detail["identified"]) == (4, {}, False)
 
 
 def test_export_radpeer_and_edits(four, client_for, readers):
@@ -289,11 +295,11 @@ def test_export_radpeer_and_edits(four, client_for, readers):
     assert rows[0] == ["radpeer_score", "n", "char_mean", "char_median", "word_mean", "word_median"]
     assert [r[:2] for r in rows[1:]] == [["1", "1"], ["2a", "1"], ["2b", "1"], ["3a", "0"], ["3b", "1"], ["all", "4"]]
     assert rows[4][2:] == ["", "", "", ""]
-    audits = list(ExportAudit.objects.order_by("pk").values_list("table", "row_count", "params"))
+    audits = [(a.target_id, a.detail["row_count"], a.detail["params"]) for a in _exports()]
     assert audits == [("radpeer", 2, {"group_by": "reader"}), ("edits", 6, {})]
 
 
 def test_export_needs_a_known_table_and_audits_nothing_then(client_for):
     r = client_for("admin").get("/api/analytics/export.csv?table=patients")
     assert r.status_code == 400 and r.json()["field"] == "table"
-    assert not ExportAudit.objects.exists()
+    assert not _exports().exists()

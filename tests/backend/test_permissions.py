@@ -34,9 +34,29 @@ MATRIX = {
     "schema": ("get", {}, ALL),
     "dicomweb": ("get", {"path": "studies"}, ROLES),
     # -- analytics (issue 8) --
+    "analytics-conditions": ("get", {}, {"admin"}),
+    "analytics-turnaround": ("get", {}, {"admin"}),
+    "analytics-export-xlsx": ("get", {}, {"admin"}),
+    "analytics-chart": ("get", {}, {"admin"}),
     # -- annotations (issue 7) --
+    "annotation-queue": ("get", {}, {"annotator", "admin"}),
+    "annotation-task": ("get", {"pk": 1}, {"annotator", "admin"}),
+    "annotation-submit": ("post", {"pk": 1}, {"annotator", "admin"}),
+    "annotation-adjudication-queue": ("get", {}, {"admin"}),
+    "annotation-adjudicate": ("post", {"pk": 1}, {"admin"}),
+    "annotation-import": ("post", {}, {"admin"}),
+    "annotation-metrics": ("get", {}, {"admin"}),
     # -- training (issue 7) --
+    "dataset-list": ("get", {}, {"admin"}),
+    "dataset-detail": ("get", {"pk": 1}, {"admin"}),
+    "dataset-export-json": ("get", {"pk": 1}, {"admin"}),
+    "dataset-export-csv": ("get", {"pk": 1}, {"admin"}),
+    "training-run-list": ("get", {}, {"admin"}),
+    "training-run-detail": ("get", {"pk": 1}, {"admin"}),
+    "training-run-comparison": ("get", {"pk": 1}, {"admin"}),
     # -- audit / security (issue 9) --
+    "audit-event-list": ("get", {}, {"admin"}),
+    "audit-export": ("get", {}, {"admin"}),
 }
 # Not user-facing: authenticated another way, or public by design.
 EXEMPT = {
@@ -50,6 +70,13 @@ EXEMPT = {
     "viewer-app-config": "static viewer config (URLs of our own gateway and extension), no data",
     "viewer-ext": "our extension's static ES modules, no data",
     # -- exempt additions (issues 7, 8, 9) --
+    "analytics-dashboard": "HTML page: login_required + view_analytics checked on the server (test_analytics_figures.py)",
+    "oidc_authentication_init": "hospital SSO start (only when OIDC is configured): redirects to the IdP",
+    "oidc_authentication_callback": "hospital SSO return: authenticates by the IdP's signed code flow",
+    "oidc_logout": "ends the caller's own session (only when OIDC is configured)",
+    "annotate-queue": "HTML page: login_required + verify_labels checked on the server (test_annotations_pages.py)",
+    "annotate-task": "HTML page: login_required + verify_labels + in the caller's queue (test_annotations_pages.py)",
+    "annotate-asset": "static JS/CSS of the annotator pages, no data",
 }
 
 

@@ -1,5 +1,7 @@
 """docker/compose.yaml is valid and refuses to run without its secrets (no engine runs here: config only)."""
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +15,17 @@ EXAMPLE = ROOT / "docker" / "env.example"
 
 needs_compose = pytest.mark.skipif(shutil.which("docker-compose") is None,
                                    reason="docker-compose not installed (scripts/test.sh installs it)")
+
+
+def _docker_compose_v2() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+
+
+needs_compose_v2 = pytest.mark.skipif(not _docker_compose_v2(), reason="the docker compose v2 plugin is not installed")
+SECRETS = ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "ORTHANC_PASSWORD", "ORTHANC_DB_PASSWORD",
+           "ORTHANC_WEBHOOK_SECRET")
 
 
 def compose(*args, env_file=None):
@@ -46,3 +59,46 @@ def test_services_and_isolation():
         assert devices[0]["capabilities"] == ["gpu"]
     assert "inference" in services["worker-inference"]["command"]
     assert "training" in services["worker-training"]["command"]
+
+
+@needs_compose_v2
+def test_compose_v2_config_is_valid_with_all_secrets():
+    result = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "--env-file", str(EXAMPLE), "config", "-q"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_secrets_have_no_defaults():
+    """Every secret is required (${VAR:?...}); none may fall back to a value written in the file."""
+    text = COMPOSE.read_text()
+    for name in SECRETS:
+        uses = re.findall(r"\$\{" + name + r"([^}]*)\}", text)
+        assert uses, f"{name} is not used"
+        assert all(use.startswith(":?") for use in uses), f"{name} has a default or is optional: {uses}"
+    assert set(SECRETS) <= {line.split("=")[0] for line in EXAMPLE.read_text().splitlines() if "=" in line}
+
+
+def test_app_processes_share_one_configuration_in_production_mode():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    app = ("migrate", "web", "beat", "worker-default", "worker-inference", "worker-training")
+    envs = [services[name]["environment"] for name in app]
+    assert all(env == envs[0] for env in envs), "every app process must see the same database, broker and Orthanc"
+    assert envs[0]["SPINEAGENT_ENV"] == "production"
+    assert envs[0]["CELERY_BROKER_URL"].startswith("redis://redis:")
+    assert services["worker-default"]["command"][services["worker-default"]["command"].index("-Q") + 1] == "default"
+    for name in ("worker-inference", "worker-training"):
+        device = services[name]["deploy"]["resources"]["reservations"]["devices"][0]
+        assert device["driver"] == "nvidia" and device["count"] == 1
+        assert "--pool" in services[name]["command"] and "solo" in services[name]["command"]  # one job per GPU
+    assert services["redis"]["command"][-2:] == ["--appendonly", "yes"]  # queued jobs survive a Redis restart
+
+
+def test_orthanc_has_dicomweb_and_postgres_index_and_no_public_http():
+    config = json.loads((ROOT / "docker" / "orthanc" / "orthanc.json").read_text())
+    plugins = " ".join(config["Plugins"])
+    assert "libOrthancDicomWeb.so" in plugins and "libOrthancPostgreSQLIndex.so" in plugins
+    assert config["PostgreSQL"]["EnableIndex"] is True and config["DicomWeb"]["Enable"] is True
+    assert config["AuthenticationEnabled"] is True
+    nginx = (ROOT / "docker" / "nginx" / "nginx.conf").read_text()
+    assert "orthanc" not in nginx and "8042" not in nginx, "nginx must not route to Orthanc directly"
+    assert re.search(r"location / \{[^}]*proxy_pass http://spineagent_web", nginx)

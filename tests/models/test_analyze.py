@@ -98,3 +98,10 @@ def test_default_bundle_on_a_held_out_phantom():
     for box in result.boxes:
         ds = sops[box.sop_instance_uid]
         assert 0 <= box.box[0] <= box.box[2] <= ds.Columns and 0 <= box.box[1] <= box.box[3] <= ds.Rows
+    # the shipped bundle has a trained level head: every box has a level the registry allows
+    from spinefm.heads.level import LEVELS, allowed_levels
+
+    assert bundle.model.level.is_fitted and "level.safetensors" in bundle.manifest["files"]
+    assert bundle.manifest["metrics"]["level"]["label"].startswith("SYNTHETIC")
+    for box in result.boxes:
+        assert box.level in LEVELS and allowed_levels(box.condition)[LEVELS.index(box.level)], box

@@ -86,12 +86,13 @@ def test_train_default_pipeline_with_ssl(tmp_path):
     pytest.importorskip("spinefm.ssl.pretrain")
     args = ["train-default", "--data", "random", "--n-cases", "8", "--img-size", "32", "--depth", "2", "--proj-dim", "16",
             "--max-slices", "3", "--batch-size", "4", "--ssl-steps", "1", "--max-steps", "1", "--diag-steps", "2",
-            "--seg-steps", "1", "--skip-eval", "--out", str(tmp_path / "bundle"), "--work", str(tmp_path / "work"),
+            "--seg-steps", "1", "--level-steps", "2", "--skip-eval", "--out", str(tmp_path / "bundle"), "--work", str(tmp_path / "work"),
             "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     assert main(args) == 0
     b = load_bundle(tmp_path / "bundle")
     assert b.manifest["encoder_init"].startswith("spinefm.ssl") and b.manifest["synthetic_training"] is True
     assert "train-default" in b.manifest["training"]["command"]
+    assert b.model.level.is_fitted and "level.safetensors" in b.manifest["files"]  # the levels stage ran
 
 
 def test_torchrun_ddp_gathers_negatives(tmp_path):

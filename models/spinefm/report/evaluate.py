@@ -6,6 +6,10 @@ omissions (reference present, draft absent/not mentioned); hedged mentions
 smoothing), ROUGE-L F1 (word LCS), word-level Levenshtein distance to the
 reference (rapidfuzz) raw and per reference word. Labels come from
 :func:`spinefm.report.labels.extract_labels` (``spine_labels`` or the named fallback).
+Level agreement: among conditions the reference calls present and the draft
+calls present, the share where a level the draft gives for it (parsed by
+``spine_labels``) is one of the reference levels (ground truth when given);
+None without ``spine_labels``.
 
 CLI::
 
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from spinefm.conditions import CONDITION_KEYS
-from spinefm.report.labels import extract_labels, labeler_name
+from spinefm.report.labels import extract_labels, extract_levels, labeler_name
 
 
 def _words(text: str) -> list[str]:
@@ -71,9 +75,29 @@ def word_edit_distance(hyp: str, ref: str) -> int:
     return Levenshtein.distance(hyp.split(), ref.split())
 
 
+def level_agreement(drafts: list[str], references: list[str], ref_labels: list[dict[str, int]],
+                    ref_levels: list[dict[str, list[str]]] | None = None) -> dict[str, Any]:
+    """Share of (study, condition) present in both reference and draft whose draft level matches."""
+    agree = n = 0
+    for i, (d, r, rl) in enumerate(zip(drafts, references, ref_labels)):
+        want = ref_levels[i] if ref_levels is not None else extract_levels(r)
+        got = extract_levels(d)
+        if want is None or got is None:
+            return {"level_agree": None, "level_n": 0}
+        dl = extract_labels(d)
+        for k in CONDITION_KEYS:
+            if rl.get(k, 0) != 1 or dl.get(k, 0) != 1 or not want.get(k):
+                continue
+            n += 1
+            agree += bool(set(got.get(k, [])) & set(want[k]))
+    return {"level_agree": agree / n if n else None, "level_n": n}
+
+
 def evaluate(drafts: list[str], references: list[str],
-             ref_labels: list[dict[str, int]] | None = None) -> dict[str, Any]:
-    """Metrics for one system; ``ref_labels`` default to labels extracted from the references."""
+             ref_labels: list[dict[str, int]] | None = None,
+             ref_levels: list[dict[str, list[str]]] | None = None) -> dict[str, Any]:
+    """Metrics for one system; ``ref_labels`` default to labels extracted from the references,
+    ``ref_levels`` ({condition: [levels]} per study) to levels parsed from them."""
     ref_labels = ref_labels or [extract_labels(r) for r in references]
     per = {k: {"fp": 0, "omitted": 0, "hedged": 0, "ref_pos": 0, "ref_neg": 0} for k in CONDITION_KEYS}
     for d, rl in zip(drafts, ref_labels):
@@ -98,18 +122,20 @@ def evaluate(drafts: list[str], references: list[str],
         "bleu4": bleu4(drafts, references),
         "rougeL": sum(rouge_l(d, r) for d, r in zip(drafts, references)) / max(1, len(drafts)),
         "word_edit_mean": sum(eds) / max(1, len(eds)), "word_edit_per_ref_word": sum(eds) / max(1, n_ref),
-        "per_condition": per,
+        "per_condition": per, **level_agreement(drafts, references, ref_labels, ref_levels),
     }
 
 
 def table(systems: dict[str, dict[str, Any]]) -> str:
     """Markdown: a summary table and a per-condition FP/omitted table, systems side by side."""
     names = list(systems)
-    lines = ["| system | n | false pos. | omitted | hedged | BLEU-4 | ROUGE-L | word edits (mean) | edits / ref word |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| system | n | false pos. | omitted | hedged | level agreement (n) | BLEU-4 | ROUGE-L | word edits (mean) | edits / ref word |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         m = systems[n]
-        lines.append(f"| {n} | {m['n']} | {m['fp']} | {m['omitted']} | {m['hedged']} | {m['bleu4']:.1f} | "
+        la = m.get("level_agree")
+        level = f"{la:.2f} ({m.get('level_n', 0)})" if la is not None else f"n/a ({m.get('level_n', 0)})"
+        lines.append(f"| {n} | {m['n']} | {m['fp']} | {m['omitted']} | {m['hedged']} | {level} | {m['bleu4']:.1f} | "
                      f"{m['rougeL']:.1f} | {m['word_edit_mean']:.1f} | {m['word_edit_per_ref_word']:.2f} |")
     lines += ["", "| condition | ref +/- | " + " | ".join(f"{n} FP / omitted" for n in names) + " |",
               "|---|---|" + "---|" * len(names)]
@@ -166,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     test = [s for s in studies if s.split != "train"][: args.max_eval]
     refs = [s.report for s in test]
     truth = [{k: s.truth["labels"].get(k, 0) for k in CONDITION_KEYS} for s in test]
+    truth_levels = [{k: [f["level"] for f in s.truth.get("findings", []) if f.get("condition") == k
+                         and f.get("label") == 1 and f.get("level")] for k in CONDITION_KEYS} for s in test]
     results = [s.result for s in test]
     embs = [s.embeddings for s in test]
     drafters = {"template": make_drafter({"backend": "template"})}
@@ -178,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     systems = {}
     for name, d in drafters.items():
         drafts = d.draft_many(results, embs)
-        systems[f"{name} [{d.version}]"] = evaluate(drafts, refs, truth)
+        systems[f"{name} [{d.version}]"] = evaluate(drafts, refs, truth, truth_levels)
     md = table(systems)
     print(md)
     src = f"spine_phantom seed {args.phantom_seed}" if args.phantom_seed is not None else "toy generator"

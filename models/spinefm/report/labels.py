@@ -82,3 +82,22 @@ def extract_labels(text: str) -> dict[str, int]:
     elif hasattr(out, "labels"):
         out = out.labels
     return {c.key: int(getattr(out.get(c.key, 0), "value", out.get(c.key, 0))) for c in CONDITIONS}
+
+
+def extract_levels(text: str) -> dict[str, list[str]] | None:
+    """{condition: levels the text gives for it} via ``spine_labels`` (registry spelling, e.g. "L4-L5").
+
+    None when ``spine_labels`` is not importable: the keyword fallback does not parse levels.
+    """
+    try:
+        import spine_labels
+    except Exception:
+        return None
+    fn = getattr(spine_labels, "extract_labels", None)
+    if not callable(fn):
+        return None
+    out = fn(text)
+    labels = getattr(out, "labels", None)
+    if not isinstance(labels, dict):
+        return None
+    return {k: list(getattr(lab, "levels", []) or []) for k, lab in labels.items()}

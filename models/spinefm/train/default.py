@@ -1,6 +1,6 @@
 """``spinefm train-default``: the documented pipeline that produces the default phantom bundle.
 
-    [pretrain (spinefm.ssl, if --ssl-steps > 0)] -> align -> synth -> heads
+    [pretrain (spinefm.ssl, if --ssl-steps > 0)] -> align -> synth -> heads -> levels
     -> evaluate (held-out phantoms, with baselines) -> build-bundle
 
 Every stage is the same code as its own subcommand; intermediate model
@@ -22,7 +22,7 @@ import torch
 from .. import evaluate as evaluate_mod
 from ..build import build
 from ..bundle import load_model_dir
-from . import align, heads, synth
+from . import align, heads, levels, synth
 from .common import DEFAULT_CACHE, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging
 
 log = logging.getLogger("spinefm.train.default")
@@ -51,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diag-steps", type=int, default=300)
     p.add_argument("--diag-weight-decay", type=float, default=1e-2)
     p.add_argument("--seg-steps", type=int, default=300)
+    p.add_argument("--level-steps", type=int, default=400)
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage (tests)")
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--kfold", type=int, default=5)
@@ -133,19 +134,21 @@ def run(args) -> str:
     heads.run(_stage_args(heads, _common(args, work / "heads", work / "synth")
                           + ["--diag-steps", str(args.diag_steps), "--seg-steps", str(args.seg_steps),
                              "--diag-weight-decay", str(args.diag_weight_decay)]))
+    levels.run(_stage_args(levels, _common(args, work / "levels", work / "heads")
+                           + ["--level-steps", str(args.level_steps)]))
 
-    model, _ = load_model_dir(work / "heads")
+    model, _ = load_model_dir(work / "levels")
     ns = _stage_args(align, _common(args, work / "x", None))
     train_cases = load_cases(ns, model.cfg.preprocess, "train")
     metrics = {}
     if not args.skip_eval:
         eargs = _stage_args(evaluate_mod, _common(args, work / "eval", None)[2:] +
-                            ["--bundle", str(work / "heads"), "--out", str(work / "eval"), "--n-boot", str(args.n_boot),
+                            ["--bundle", str(work / "levels"), "--out", str(work / "eval"), "--n-boot", str(args.n_boot),
                              "--kfold", str(args.kfold), "--diag-steps", str(args.diag_steps),
                              "--diag-weight-decay", str(args.diag_weight_decay),
                              "--eval-seed", str(args.eval_seed), "--eval-cases", str(args.eval_cases)])
         test_cases = load_eval_cases(eargs, model.cfg.preprocess)
-        res = evaluate_mod.evaluate(work / "heads", train_cases, test_cases, eargs)
+        res = evaluate_mod.evaluate(work / "levels", train_cases, test_cases, eargs)
         (work / "eval").mkdir(parents=True, exist_ok=True)
         (work / "eval" / "metrics.json").write_text(json.dumps(res, indent=2))
         (work / "eval" / "metrics.md").write_text(evaluate_mod.to_markdown(res))
@@ -175,4 +178,6 @@ def summarize(res: dict) -> dict:
         if "kfold" in v:
             row["kfold_mean_auroc"] = v["kfold"]["mean_auroc"]
         out[name] = row
+        if "level" in v:
+            out["level"] = levels.summarize_levels(v["level"])
     return out

@@ -1,0 +1,217 @@
+"""Export tables (radpeer, edits, reports, conditions, turnaround) and their CSV / XLSX encodings.
+
+A table is a header and an iterable of rows plus its row count (the count goes into the audit event
+before the first byte is sent). Summaries are small and built in memory; the per-report table is the
+only one that grows with the date range, so its rows come from a server-side cursor
+(``QuerySet.iterator``) and are never all held at once.
+
+Patient data: none by default (database ids only: study pk, report pk, reader user id). With
+``identified=True`` (the view checks ``analytics.export_identified``) the reports table gains
+patient_name, patient_id, accession_number and study_instance_uid at the end; the summary tables never
+contain patient data.
+
+Cells that a spreadsheet would run as a formula (text starting with = + - @, tab or CR) are prefixed with
+an apostrophe in both formats; XLSX cells lose the control characters XML cannot hold.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from dataclasses import dataclass
+from typing import Iterable
+
+from django.db.models import Count, Q
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from backend.reports.radpeer import SCORES
+from spinefm.conditions import ABSENT, PRESENT
+
+from . import conditions, services, turnaround
+
+TABLES = ("radpeer", "edits", "reports", "conditions", "turnaround")
+IDENTIFIED_COLUMNS = ["patient_name", "patient_id", "accession_number", "study_instance_uid"]
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class Table:
+    name: str
+    header: list[str]
+    rows: Iterable[list]
+    row_count: int
+
+
+def _cell(value):
+    return "" if value is None else value
+
+
+def _iso(value) -> str:
+    return value.isoformat() if value is not None else ""
+
+
+def radpeer_table(params: dict) -> Table:
+    header = ["group", "label", "n", *(f"count_{s}" for s in SCORES),
+              "discrepancy_k", "discrepancy_rate", "discrepancy_ci_low", "discrepancy_ci_high",
+              "significant_k", "significant_rate", "significant_ci_low", "significant_ci_high", "low_count"]
+    rows = [[r["group"], r["label"], r["n"], *(r["counts"][s] for s in SCORES),
+             *(_cell(r[name][f]) for name in ("discrepancy", "significant") for f in ("k", "rate", "ci_low",
+                                                                                      "ci_high")),
+             int(r["low_count"])] for r in services.radpeer_summary(params)]
+    return Table("radpeer", header, rows, len(rows))
+
+
+def edits_table(params: dict) -> Table:
+    header = ["radpeer_score", "n", "char_mean", "char_median", "word_mean", "word_median"]
+    rows = [[_cell(r[h]) for h in header] for r in services.edits_summary(params)]
+    return Table("edits", header, rows, len(rows))
+
+
+REPORT_COLUMNS = [
+    "study_id", "report_id", "reader_id", "signed_at", "radpeer_score", "model_version_id", "model_version",
+    "draft_backend", "region", "draft_number", "signed_number", "draft_chars", "final_chars", "char_distance",
+    "word_distance", "findings_char_distance", "findings_word_distance", "impression_char_distance",
+    "impression_word_distance", "study_received_at", "draft_ready_at", "first_opened_at",
+    *(f"{name}_s" for name in turnaround.INTERVAL_NAMES),
+    "draft_false_positive_findings", "draft_omitted_findings", "ai_false_positives", "ai_false_negatives"]
+
+
+def _reports_queryset(params: dict):
+    pos, neg = Q(conditions__signed_label=PRESENT), Q(conditions__signed_label=ABSENT)
+    return services.metrics_queryset(params).select_related("report__study").annotate(
+        draft_fp=Count("conditions", filter=neg & Q(conditions__draft_label=PRESENT)),
+        draft_fn=Count("conditions", filter=pos & Q(conditions__draft_label=ABSENT)),
+        ai_fp=Count("conditions", filter=neg & Q(conditions__ai_present=True)),
+        ai_fn=Count("conditions", filter=pos & Q(conditions__ai_present=False)))
+
+
+def _report_rows(qs, identified: bool):
+    for m in qs.iterator(chunk_size=500):
+        mv, study = m.model_version, m.report.study
+        times = turnaround.per_report(m)
+        row = [study.pk, m.report_id, _cell(m.reader_id), _iso(m.signed_at), m.radpeer_score,
+               _cell(m.model_version_id), f"{mv.name}:{mv.version}" if mv else "", m.draft_backend, m.region,
+               m.draft_number, m.signed_number, m.draft_chars, m.final_chars, m.char_distance, m.word_distance,
+               _cell(m.findings_char_distance), _cell(m.findings_word_distance),
+               _cell(m.impression_char_distance), _cell(m.impression_word_distance),
+               _iso(m.study_received_at), _iso(m.draft_ready_at), _iso(m.first_opened_at),
+               *(_cell(times[name]) for name in turnaround.INTERVAL_NAMES),
+               m.draft_fp, m.draft_fn, m.ai_fp, m.ai_fn]
+        if identified:
+            row += [study.patient_name, study.patient_id, study.accession_number, study.study_instance_uid]
+        yield row
+
+
+def reports_table(params: dict, identified: bool = False) -> Table:
+    qs = _reports_queryset(params)
+    header = REPORT_COLUMNS + (IDENTIFIED_COLUMNS if identified else [])
+    return Table("reports", header, _report_rows(qs, identified), services.metrics_queryset(params).count())
+
+
+def _rate_cells(rate: dict) -> list:
+    return [_cell(rate["rate"]), _cell(rate["ci_low"]), _cell(rate["ci_high"])]
+
+
+def conditions_table(params: dict) -> Table:
+    header = ["condition", "display_name", "n", "signed_present", "signed_absent", "signed_uncertain",
+              "ai_tp", "ai_fp", "ai_fn", "ai_tn", "ai_missing",
+              "ai_sensitivity", "ai_sensitivity_ci_low", "ai_sensitivity_ci_high",
+              "ai_specificity", "ai_specificity_ci_low", "ai_specificity_ci_high",
+              "draft_tp", "draft_fp", "draft_fn", "draft_tn", "draft_uncertain",
+              "draft_sensitivity", "draft_sensitivity_ci_low", "draft_sensitivity_ci_high",
+              "draft_specificity", "draft_specificity_ci_low", "draft_specificity_ci_high",
+              "false_positive_findings", "omitted_findings"]
+    data = conditions.summary(services.metrics_queryset(params))
+    rows = []
+    for r in [*data["conditions"], data["all"]]:
+        ai, draft = r["ai"], r["draft"]
+        rows.append([r["condition"], r["display_name"], r["n"], r["signed_present"], r["signed_absent"],
+                     r["signed_uncertain"], ai["tp"], ai["fp"], ai["fn"], ai["tn"], ai["missing"],
+                     *_rate_cells(ai["sensitivity"]), *_rate_cells(ai["specificity"]),
+                     draft["tp"], draft["fp"], draft["fn"], draft["tn"], draft["uncertain"],
+                     *_rate_cells(draft["sensitivity"]), *_rate_cells(draft["specificity"]),
+                     draft["false_positive_findings"], draft["omitted_findings"]])
+    return Table("conditions", header, rows, len(rows))
+
+
+def turnaround_table(params: dict) -> Table:
+    stats = ("n", "median_s", "p90_s", "mean_s")
+    header = ["group", "label", "reports",
+              *(f"{name}_{stat}" for name in turnaround.INTERVAL_NAMES for stat in stats)]
+    rows = [[g["group"], g["label"], g["reports"],
+             *(_cell(g["intervals"][name][stat]) for name in turnaround.INTERVAL_NAMES for stat in stats)]
+            for g in turnaround.summary(services.metrics_queryset(params), params.get("group_by"))]
+    return Table("turnaround", header, rows, len(rows))
+
+
+def build(table: str, params: dict, identified: bool = False) -> Table:
+    """The named table; BadParams when the name is unknown."""
+    if table == "radpeer":
+        return radpeer_table(params)
+    if table == "edits":
+        return edits_table(params)
+    if table == "reports":
+        return reports_table(params, identified)
+    if table == "conditions":
+        return conditions_table(params)
+    if table == "turnaround":
+        return turnaround_table(params)
+    raise services.BadParams("table", "table must be one of " + ", ".join(TABLES))
+
+
+# ---- encodings --------------------------------------------------------------------------------------------------
+
+def _defused(value):
+    """Text a spreadsheet would evaluate as a formula gets a leading apostrophe (shown, not run)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def csv_chunks(table: Table):
+    """Encoded CSV lines, one per row, header first (for StreamingHttpResponse)."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(table.header)
+    for row in table.rows:
+        yield writer.writerow([_defused(v) for v in row])
+
+
+def _xlsx_value(ws, value):
+    if isinstance(value, str):
+        value = ILLEGAL_CHARACTERS_RE.sub("", _defused(value))
+        cell = WriteOnlyCell(ws, value)
+        cell.data_type = "s"  # never a formula, whatever the text
+        return cell
+    return value
+
+
+def xlsx_file(tables: list[Table]):
+    """A workbook with one sheet per table, written in openpyxl's write-only mode into an anonymous temp file.
+
+    XLSX is a zip whose directory comes last, so the workbook cannot be sent while it is written: rows
+    stream from the database into openpyxl's per-sheet temp files (flat memory), the zip is written to a
+    ``TemporaryFile`` on disk (unlinked already: it vanishes when closed), rewound, and the view streams it
+    with FileResponse in blocks.
+    """
+    wb = Workbook(write_only=True)
+    for table in tables:
+        ws = wb.create_sheet(title=table.name)
+        ws.append(table.header)
+        for row in table.rows:
+            ws.append([_xlsx_value(ws, v) for v in row])
+    handle = tempfile.TemporaryFile(prefix="spineagent-export-", suffix=".xlsx")
+    try:
+        wb.save(handle)
+    except BaseException:
+        handle.close()
+        raise
+    handle.seek(0)
+    return handle

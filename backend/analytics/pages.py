@@ -1,0 +1,76 @@
+"""The admin's analytics dashboard: server-rendered tables, chart images and export links.
+
+Login is required (anonymous users are redirected to /login) and ``analytics.view_analytics`` is checked
+here on the server (403 otherwise); the charts and exports it links to check it again.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from backend.accounts.roles import role_of
+from backend.inference.models import ModelVersion
+
+from . import charts, conditions, demo, exports, services, turnaround
+from .models import EditMetrics
+
+
+def duration(seconds: float | None) -> str:
+    """'2 d 03 h', '4 h 05 min', '12 min', '40 s' (the table shows the scale a person reads)."""
+    if seconds is None:
+        return "–"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    minutes, hours, days = s // 60, s // 3600, s // 86400
+    if s < 3600:
+        return f"{minutes} min"
+    if s < 86400:
+        return f"{hours} h {minutes % 60:02d} min"
+    return f"{days} d {hours % 24:02d} h"
+
+
+def _choices() -> dict:
+    """Values present in the metrics, for the filter form's selects."""
+    rows = EditMetrics.objects
+    mv_ids = rows.exclude(model_version=None).values_list("model_version_id", flat=True).distinct()
+    return {
+        "readers": sorted(set(rows.exclude(reader=None).values_list("reader_id", flat=True))),
+        "model_versions": list(ModelVersion.objects.filter(pk__in=mv_ids).order_by("name", "version")),
+        "backends": sorted(set(rows.exclude(draft_backend="").values_list("draft_backend", flat=True))),
+        "regions": sorted(set(rows.exclude(region="").values_list("region", flat=True))),
+        "group_by": services.GROUP_BY,
+    }
+
+
+def _turnaround_rows(params: dict) -> list[dict]:
+    groups = turnaround.summary(services.metrics_queryset(params), params.get("group_by"))
+    return [{"label": g["label"], "reports": g["reports"],
+             "intervals": [{"label": i["label"], "n": i["n"], "median": duration(i["median_s"]),
+                            "p90": duration(i["p90_s"])} for i in g["intervals"].values()]}
+            for g in groups]
+
+
+@require_GET
+@login_required
+@permission_required("analytics.view_analytics", raise_exception=True)
+def dashboard(request):
+    context = {"role": role_of(request.user) or "none", "choices": _choices(), "raw": request.GET,
+               "can_identify": request.user.has_perm("analytics.export_identified"),
+               "tables": exports.TABLES, "charts": charts.CHARTS, "titles": charts.TITLES}
+    try:
+        params = services.parse_params(request.GET)
+    except services.BadParams as exc:
+        return render(request, "analytics/dashboard.html", {**context, "error": exc}, status=400)
+    qs = services.metrics_queryset(params)
+    query = urlencode(params)
+    context.update(
+        params=params, query=query, amp="&" if query else "",
+        reports=qs.count(), demo_reports=demo.count_in(qs),
+        radpeer=services.radpeer_summary(params), edits=services.edits_summary(params),
+        conditions=conditions.summary(qs), turnaround=_turnaround_rows(params))
+    return render(request, "analytics/dashboard.html", context)

@@ -1,0 +1,319 @@
+"""The label verification workflow: tasks in, extractions, annotations, verified labels out.
+
+Public API (the training/datasets app calls these; keep the signatures):
+``create_task``, ``extract``, ``submit_annotation``, ``adjudicate``, ``import_reports``.
+Views and receivers stay thin and call these. Errors are :class:`Invalid`
+(a bad request, also a Django ``ValidationError``; HTTP 400) and
+:class:`Conflict` (valid but the task moved on; HTTP 409).
+
+Only :class:`VerifiedLabels` are ground truth. A task with
+``required_annotations = 1`` is verified by its one annotation (method
+``single``); with 2 or more, identical annotations are verified as
+``agreement`` and any difference sends the task to adjudication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from spine_labels.schema import VALID_VALUES, condition_keys
+
+from backend.studies.models import Study
+
+from . import labelers, priority
+from .models import Annotation, Extraction, LabelTask, VerifiedLabels
+
+log = logging.getLogger(__name__)
+
+MAX_REQUIRED_ANNOTATIONS = 5
+UID_MAX = 64
+
+
+# ---- errors -----------------------------------------------------------------------------------------------------
+
+class AnnotationError(Exception):
+    code = "error"
+
+    def __init__(self, detail: str, **extra: Any):
+        Exception.__init__(self, detail)
+        self.detail = detail
+        self.extra = extra
+
+    def as_dict(self) -> dict:
+        return {"error": self.code, "detail": self.detail, **self.extra}
+
+
+class Invalid(AnnotationError, ValidationError):
+    """The input is wrong (HTTP 400). A ``ValidationError`` too, for callers outside the API."""
+
+    code = "invalid"
+
+    def __init__(self, detail: str, **extra: Any):
+        ValidationError.__init__(self, detail, code=self.code)
+        AnnotationError.__init__(self, detail, **extra)
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class Conflict(AnnotationError):
+    """Valid, but the task's state does not allow it (HTTP 409)."""
+
+    code = "conflict"
+
+
+class AlreadyAnnotated(Conflict):
+    code = "already_annotated"
+
+
+class WrongStatus(Conflict):
+    code = "wrong_status"
+
+
+# ---- validation -------------------------------------------------------------------------------------------------
+
+def validate_labels(labels: Any) -> dict[str, int]:
+    """{condition: 1|0|-1} for exactly the registry's conditions, or Invalid naming every problem."""
+    if not isinstance(labels, Mapping):
+        raise Invalid("labels must be an object {condition: 1 | 0 | -1}", field="labels")
+    keys = condition_keys()
+    unknown = sorted(str(k) for k in labels if k not in keys)
+    missing = [k for k in keys if k not in labels]
+    bad = {k: labels[k] for k in keys if k in labels
+           and (isinstance(labels[k], bool) or not isinstance(labels[k], int) or labels[k] not in VALID_VALUES)}
+    if unknown or missing or bad:
+        parts = []
+        if unknown:
+            parts.append(f"unknown condition(s): {', '.join(unknown)}")
+        if missing:
+            parts.append(f"missing condition(s): {', '.join(missing)}")
+        if bad:
+            parts.append("values must be 1 (present), 0 (absent) or -1 (uncertain): "
+                         + ", ".join(f"{k}={v!r}" for k, v in bad.items()))
+        raise Invalid("; ".join(parts), field="labels", unknown=unknown, missing=missing,
+                      bad_values={k: repr(v) for k, v in bad.items()})
+    return {k: int(labels[k]) for k in keys}
+
+
+def _required(value: Any) -> int:
+    if value is None:
+        value = labelers.setting("SPINEAGENT_REQUIRED_ANNOTATIONS", 1)
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise Invalid("required_annotations must be an integer", field="required_annotations") from None
+    if isinstance(value, bool) or not 1 <= n <= MAX_REQUIRED_ANNOTATIONS:
+        raise Invalid(f"required_annotations must be between 1 and {MAX_REQUIRED_ANNOTATIONS}",
+                      field="required_annotations")
+    return n
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# ---- tasks and extraction ---------------------------------------------------------------------------------------
+
+def create_task(*, study_instance_uid: str, text: str, source: str, patient_id: str = "", report=None,
+                external_id: str = "", required_annotations: int | None = None,
+                defer_llm: bool = False) -> tuple[LabelTask, bool]:
+    """The task for this report text, made once per (study UID, text).
+
+    Links the Study when it is indexed (copying its patient id when none is
+    given), runs the rule labeler and, when configured, the LLM labeler
+    (``defer_llm=True`` queues the LLM on Celery instead, so a sign-off or a
+    bulk upload never waits on a model), and computes the priority signals.
+    Returns (task, created).
+    """
+    uid = study_instance_uid.strip() if isinstance(study_instance_uid, str) else ""
+    if not uid or len(uid) > UID_MAX:
+        raise Invalid(f"study_instance_uid must be 1-{UID_MAX} characters", field="study_instance_uid")
+    if not isinstance(text, str) or not text.strip():
+        raise Invalid("report text is empty", field="text")
+    if source not in dict(LabelTask.SOURCES):
+        raise Invalid(f"source must be one of {', '.join(dict(LabelTask.SOURCES))}", field="source")
+    required = _required(required_annotations)
+    study = Study.objects.filter(study_instance_uid=uid).first()
+    patient = (patient_id or "").strip()[:64] or (study.patient_id if study else "")
+    digest = text_sha256(text)
+    defaults = {"study": study, "patient_id": patient, "source": source, "report": report,
+                "external_id": (external_id or "")[:128], "text": text, "required_annotations": required}
+    try:
+        with transaction.atomic():
+            task, created = LabelTask.objects.get_or_create(study_instance_uid=uid, text_sha256=digest,
+                                                            defaults=defaults)
+    except IntegrityError:  # a concurrent import of the same report won the race
+        task, created = LabelTask.objects.get(study_instance_uid=uid, text_sha256=digest), False
+    if not created and report is not None and task.report_id is None:
+        task.report = report  # an imported report later signed here with the same text: keep the link
+        task.save(update_fields=["report", "updated_at"])
+    if created or not task.extractions.exists():
+        run_extractions(task, defer_llm=defer_llm)
+    return task, created
+
+
+def run_extractions(task: LabelTask, defer_llm: bool = False) -> None:
+    """Rules always; the LLM too when configured. A misconfigured LLM is logged, the rules still stand."""
+    extract(task, labelers.RULES)
+    try:
+        wants_llm = labelers.configured_name() == labelers.LLM
+    except labelers.LabelerNotConfigured:
+        log.exception("labeler configuration")
+        return
+    if not wants_llm:
+        return
+    if defer_llm:
+        from .tasks import llm_extract
+
+        transaction.on_commit(lambda: _queue_llm(llm_extract, task.pk))
+        return
+    try:
+        extract(task, labelers.LLM)
+    except labelers.LabelerNotConfigured:
+        log.exception("LLM labeler not configured; task %s keeps the rules extraction", task.pk)
+
+
+def _queue_llm(celery_task, task_id: int) -> None:
+    try:
+        celery_task.apply_async((task_id,), retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2})
+    except Exception:
+        log.exception("could not queue the LLM extraction of label task %s", task_id)
+
+
+def extract(task: LabelTask, labeler=None) -> Extraction:
+    """Run one labeler on the task's text and store its labels with evidence and provenance.
+
+    ``labeler``: None (the configured one), "rules", "llm", or any object with
+    ``label(text) -> LabelSet``. Re-running the same labeler version replaces
+    its row. The stored ``labeler`` is what actually produced the labels
+    ("llm-fallback-rules" when the LLM could not be trusted).
+    """
+    if labeler is None or isinstance(labeler, str):
+        labeler = labelers.get_labeler(labeler)
+    labels = labeler.label(task.text)
+    extraction, _ = Extraction.objects.update_or_create(
+        task=task, labeler=labels.source[:32], labeler_version=(labels.labeler_version or "")[:64],
+        defaults={"labels": labels.to_dict()})
+    priority.refresh(task)
+    return extraction
+
+
+def link_study(study: Study) -> int:
+    """Attach tasks imported before their images to the now indexed study; refresh their signals."""
+    n = 0
+    for task in LabelTask.objects.filter(study_instance_uid=study.study_instance_uid):
+        changed = []
+        if task.study_id != study.pk:
+            task.study, changed = study, changed + ["study"]
+        if not task.patient_id and study.patient_id:
+            task.patient_id, changed = study.patient_id[:64], changed + ["patient_id"]
+        if changed:
+            task.save(update_fields=changed + ["updated_at"])
+        priority.refresh(task)
+        n += 1
+    return n
+
+
+# ---- verification -----------------------------------------------------------------------------------------------
+
+def _locked(task: LabelTask) -> LabelTask:
+    return LabelTask.objects.select_for_update().get(pk=task.pk)
+
+
+@transaction.atomic
+def submit_annotation(task: LabelTask, user, labels: dict[str, int], comment: str = "") -> Annotation:
+    """One annotator's labels for an open task; verifies or escalates once enough are in."""
+    clean = validate_labels(labels)
+    if comment is None:
+        comment = ""
+    if not isinstance(comment, str):
+        raise Invalid("comment must be a string", field="comment")
+    task = _locked(task)
+    if task.status != LabelTask.OPEN:
+        raise WrongStatus(f"task {task.pk} is {task.get_status_display()}, not open for annotation",
+                          status=task.status)
+    if task.annotations.filter(annotator=user).exists():
+        raise AlreadyAnnotated(f"you already annotated task {task.pk}; one annotation per annotator")
+    annotation = Annotation.objects.create(task=task, annotator=user, labels=clean, comment=comment.strip())
+    submitted = list(task.annotations.all())
+    if len(submitted) >= task.required_annotations:
+        if all(a.labels == submitted[0].labels for a in submitted):
+            single = len(submitted) == 1
+            VerifiedLabels.objects.create(task=task, labels=clean,
+                                          method=VerifiedLabels.SINGLE if single else VerifiedLabels.AGREEMENT,
+                                          decided_by=user if single else None)
+            task.status = LabelTask.DONE
+        else:
+            task.status = LabelTask.ADJUDICATION
+        task.save(update_fields=["status", "updated_at"])
+    annotation.task = task
+    return annotation
+
+
+@transaction.atomic
+def adjudicate(task: LabelTask, user, labels: dict[str, int]) -> VerifiedLabels:
+    """The adjudicator's final labels for a task whose annotators disagreed."""
+    clean = validate_labels(labels)
+    task = _locked(task)
+    if task.status != LabelTask.ADJUDICATION:
+        raise WrongStatus(f"task {task.pk} is {task.get_status_display()}, not awaiting adjudication",
+                          status=task.status)
+    verified = VerifiedLabels.objects.create(task=task, labels=clean, method=VerifiedLabels.ADJUDICATED,
+                                             decided_by=user)
+    task.status = LabelTask.DONE
+    task.save(update_fields=["status", "updated_at"])
+    return verified
+
+
+# ---- bulk import ------------------------------------------------------------------------------------------------
+
+@dataclass
+class ImportSummary:
+    rows: int = 0
+    created: list[int] = field(default_factory=list)
+    existing: list[int] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "created": len(self.created), "existing": len(self.existing),
+                "failed": len({e["row"] for e in self.errors if e["row"]}),
+                "task_ids": self.created + self.existing, "errors": self.errors}
+
+
+def _get(row: Any, name: str) -> Any:
+    return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
+
+
+def import_reports(rows: Iterable[Any], *, errors: Iterable[Any] = (), required_annotations: int | None = None,
+                   defer_llm: bool = False) -> ImportSummary:
+    """Tasks (source imported) from report rows: ``spine_labels`` ReportRows or mappings.
+
+    Each row needs ``study_instance_uid`` and ``text``; ``patient_id`` and
+    ``accession`` (kept as the task's external id) are optional. ``errors``
+    are the parser's RowErrors, carried into the summary so one answer lists
+    every problem by row number. A row that fails does not stop the others.
+    """
+    required = _required(required_annotations)
+    summary = ImportSummary(errors=[{"row": e.row, "field": e.field, "message": e.message} for e in errors])
+    for i, row in enumerate(rows, start=1):
+        summary.rows += 1
+        number = _get(row, "row") or i
+        try:
+            with transaction.atomic():
+                task, created = create_task(
+                    study_instance_uid=_get(row, "study_instance_uid") or "", text=_get(row, "text") or "",
+                    source=LabelTask.IMPORTED, patient_id=str(_get(row, "patient_id") or ""),
+                    external_id=str(_get(row, "accession") or ""), required_annotations=required,
+                    defer_llm=defer_llm)
+        except Invalid as exc:
+            summary.errors.append({"row": number, "field": exc.extra.get("field"), "message": exc.detail})
+            continue
+        (summary.created if created else summary.existing).append(task.pk)
+    return summary

@@ -1,0 +1,99 @@
+"""Write an audit event for every successful request to a route listed in ``events.ROUTES``.
+
+Runs after the view, so it sees the final status and the user DRF authenticated
+(DRF copies its user onto the Django request). A failed request (4xx/5xx) changed
+and showed nothing, so it is not an access; a failure to write the event is
+logged loudly but does not turn a served answer into an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from redis.exceptions import RedisError
+
+from . import events
+from .models import AuditEvent
+from .log import record
+
+log = logging.getLogger(__name__)
+
+
+def _user(request):
+    """The authenticated user, authenticating with DRF's classes when the gateway's fast path skipped them."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return user
+    from rest_framework.exceptions import APIException
+    from rest_framework.request import Request
+    from rest_framework.settings import api_settings
+
+    try:
+        return Request(request, authenticators=[c() for c in api_settings.DEFAULT_AUTHENTICATION_CLASSES]).user
+    except APIException:
+        return None
+
+
+# Keys this process saw recently: most frames of a study are answered without a Redis round trip.
+_seen: dict[str, float] = {}
+_seen_lock = threading.Lock()
+LOCAL_SECONDS = 60.0
+LOCAL_MAX = 10_000
+
+
+def _seen_here(key: str, now: float) -> bool:
+    with _seen_lock:
+        if _seen.get(key, 0.0) > now:
+            return True
+        if len(_seen) >= LOCAL_MAX:
+            _seen.clear()
+        _seen[key] = now + min(LOCAL_SECONDS, settings.SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS)
+        return False
+
+
+def _first_image_view(request, study_uid: str) -> bool:
+    """True once per credential and study per window (shared cache, so across all web processes)."""
+    raw = request.META.get("HTTP_AUTHORIZATION") or request.COOKIES.get(settings.SESSION_COOKIE_NAME) or ""
+    key = "audit-images:" + hashlib.sha256(f"{raw}|{study_uid}".encode()).hexdigest()[:40]
+    if _seen_here(key, time.monotonic()):
+        return False
+    try:
+        return cache.add(key, 1, timeout=settings.SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS)
+    except RedisError:
+        log.warning("audit: cache unavailable, image view recorded without de-duplication", exc_info=True)
+        return True
+
+
+class AuditMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if 200 <= response.status_code < 300 and request.resolver_match is not None:
+            try:
+                self._audit(request, response)
+            except Exception:  # the answer is already made; losing an event must be visible in the logs
+                log.exception("audit: could not record %s %s", request.method, request.path)
+        return response
+
+    def _audit(self, request, response) -> None:
+        match = request.resolver_match
+        if match.url_name == events.IMAGES_ROUTE and request.method == "GET":
+            study_uid = events.study_of_image_path(match.kwargs.get("path", ""))
+            if study_uid and _first_image_view(request, study_uid):
+                record(AuditEvent.VIEW, events.IMAGES_TARGET, study_uid, user=_user(request),
+                       request=request, detail={"path": request.path})
+            return
+        route = events.ROUTES.get((match.url_name, request.method))
+        if route is None:
+            return
+        detail = {"path": request.path, "status": response.status_code}
+        detail.update(events.detail_from_response(match.url_name, getattr(response, "data", None)))
+        record(route.action, route.target_type, match.kwargs.get(route.target_kwarg, ""), user=_user(request),
+               request=request, detail=detail)

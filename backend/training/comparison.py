@@ -1,0 +1,68 @@
+"""Candidate vs active, per condition, side by side, on the run's own held-out test split.
+
+Metrics of two models are only comparable on the same cases. The run measured its candidate and its base
+on the dataset's test split; when the base is (still) the active version those are the two columns. If
+another version has been promoted since, its diagnosis heads are evaluated now on the same test
+embeddings (when it shares the base's encoders; otherwise its column says why it is missing).
+"""
+
+from __future__ import annotations
+
+from backend.inference.jobs import active_model_version
+from backend.inference.models import ModelVersion
+from spinefm.conditions import CONDITIONS
+
+from . import embeddings
+from .errors import Conflict
+from .models import TrainingRun
+
+
+def _version(mv: ModelVersion | None) -> dict | None:
+    return None if mv is None else {"id": mv.pk, "name": mv.name, "version": mv.version, "state": mv.state,
+                                    "label": mv.label}
+
+
+def _evaluate_other(run: TrainingRun, active: ModelVersion) -> tuple[dict | None, str]:
+    """The active version's heads on the run's test embeddings, or (None, why not)."""
+    if embeddings.key_of(active) is None or embeddings.key_of(active) != embeddings.key_of(run.base_model):
+        return None, "the active version embeds studies differently; its heads cannot be scored on these embeddings"
+    from spinefm.retrain import evaluate_head, label_matrix, load_diagnosis_head
+
+    examples, _ = embeddings.gather([i for i in run.dataset.items if i["split"] == "test"], run.base_model)
+    head = load_diagnosis_head(active.path)
+    x, y = label_matrix(examples["test"], list(head.conditions), embeddings.embedding_dim(run.base_model))
+    return evaluate_head(head, x, y, n_boot=(run.options or {}).get("n_boot", 200),
+                         seed=(run.options or {}).get("seed", 0)), "evaluated now on the run's test split"
+
+
+def compare(run: TrainingRun) -> dict:
+    if run.status != TrainingRun.SUCCEEDED or run.candidate is None:
+        raise Conflict(f"training run {run.pk} is {run.status}; a comparison needs a succeeded run",
+                       status=run.status)
+    metrics = run.metrics
+    active = active_model_version()
+    if active is None:
+        active_metrics, how = None, "no active model version"
+    elif active.pk == run.base_model_id:
+        active_metrics, how = metrics["base"], "the run's base model, measured by the run on its test split"
+    elif active.pk == run.candidate_id:
+        active_metrics, how = metrics["candidate"], "the candidate itself (already promoted)"
+    else:
+        active_metrics, how = _evaluate_other(run, active)
+    cand = metrics["candidate"]["per_condition"]
+    registry = [c.key for c in CONDITIONS]  # rows in registry order (JSONB does not keep key order)
+    rows = []
+    for cond in sorted(cand, key=lambda k: (registry.index(k) if k in registry else len(registry), k)):
+        c = cand[cond]
+        a = (active_metrics or {}).get("per_condition", {}).get(cond)
+        delta = None if a is None or a["auroc"] is None or c["auroc"] is None else c["auroc"] - a["auroc"]
+        rows.append({"condition": cond, "candidate": c, "active": a, "delta_auroc": delta})
+    return {
+        "run": run.pk, "label": metrics.get("label", ""), "split": "test", "n_test": metrics.get("n_test"),
+        "dataset": {"id": run.dataset_id, "name": run.dataset.name, "version": run.dataset.version},
+        "candidate": _version(run.candidate), "active": _version(active), "base": _version(run.base_model),
+        "active_metrics_source": how,
+        "mean_auroc": {"candidate": metrics["candidate"]["mean_auroc"],
+                       "active": None if active_metrics is None else active_metrics["mean_auroc"]},
+        "conditions": rows,
+    }
