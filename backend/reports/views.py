@@ -150,14 +150,16 @@ class ReportDiff(APIView):
 
 
 class WorklistPagination(LimitOffsetPagination):
+    """Limit/offset paging over ``worklist.page``, which returns the rows and the total together."""
+
     default_limit = 50
     max_limit = 500
 
-    def __init__(self, count: int):
-        self.known_count = count
-
-    def get_count(self, queryset) -> int:
-        return self.known_count  # worklist.count: the same number, without the per-row joins
+    def paginate_params(self, params, request) -> list:
+        self.request = request
+        self.limit, self.offset = self.get_limit(request), self.get_offset(request)
+        rows, self.count = worklist.page(params, self.offset, self.limit)
+        return rows
 
 
 class Worklist(APIView):
@@ -167,10 +169,9 @@ class Worklist(APIView):
 
     @extend_schema(parameters=WORKLIST_PARAMS, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
     def get(self, request):
+        paginator = WorklistPagination()
         try:
-            qs = worklist.filtered(request.query_params)
-            paginator = WorklistPagination(worklist.count(request.query_params))
+            rows = paginator.paginate_params(request.query_params, request)
         except worklist.BadFilter as exc:
             return Response({"error": "invalid", "detail": str(exc)}, status=400)
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response([worklist_row(s) for s in page])
+        return paginator.get_paginated_response([worklist_row(s) for s in rows])

@@ -8,14 +8,16 @@ column, in one of two forms (bench/load_api.py, docs/benchmarks.md, 10,000 studi
   PostgreSQL walks the received_at index and stops after one page (~2 ms), and the count is taken
   on the studies alone (the joins add no rows);
 - status filter: the display status is needed for every study, so the condition is membership in
-  the set of latest jobs (one DISTINCT ON over the job table, hashed once), not 10,000 lookups.
+  the set of latest jobs (one DISTINCT ON over the job table, hashed once), not 10,000 lookups;
+  the total comes from the same query (COUNT(*) OVER ()), so that work is done once per request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Case, CharField, F, FilteredRelation, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import (Case, CharField, Count, F, FilteredRelation, OuterRef, Q, QuerySet, Subquery, Value,
+                              When, Window)
 from django.db.models.functions import Coalesce
 
 from backend.inference.models import InferenceJob
@@ -112,3 +114,15 @@ def count(params) -> int:
     if _statuses(params):
         return filtered(params).count()
     return _study_filters(Study.objects.all(), params).count()
+
+
+def page(params, offset: int, limit: int) -> tuple[list, int]:
+    """One page of ``filtered(params)`` and the total number of rows.
+
+    With a status filter both need every study's display status, so the total is read off the page's
+    own rows (a window count) instead of a second query; an empty page (offset past the end) counts apart.
+    """
+    if not _statuses(params):
+        return list(filtered(params)[offset:offset + limit]), count(params)
+    rows = list(filtered(params).annotate(total_rows=Window(Count("pk")))[offset:offset + limit])
+    return rows, (rows[0].total_rows if rows else count(params))
