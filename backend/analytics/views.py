@@ -7,6 +7,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -52,9 +53,13 @@ def _params(request, *extra: str) -> dict:
     return params
 
 
-def _forbidden_identified() -> Response:
-    return Response({"code": "forbidden", "detail": f"identified exports need the permission {IDENTIFIED_PERM}"},
-                    status=status.HTTP_403_FORBIDDEN)
+def _export_params(request) -> tuple[dict, bool]:
+    """Filters and the identified flag of an export; PermissionDenied (403) for identified without the permission."""
+    params = _params(request, "identified")
+    identified = params.pop("identified")
+    if identified and not request.user.has_perm(IDENTIFIED_PERM):
+        raise PermissionDenied(f"identified exports need the permission {IDENTIFIED_PERM}")
+    return params, identified
 
 
 def _audit(request, fmt: str, target: str, filters: dict, identified: bool, tables: list) -> None:
@@ -142,10 +147,7 @@ class AnalyticsExport(APIView):
                               403: OpenApiResponse(description="not an admin, or identified without permission")})
     def get(self, request):
         try:
-            params = _params(request, "identified")
-            identified = params.pop("identified")
-            if identified and not request.user.has_perm(IDENTIFIED_PERM):
-                return _forbidden_identified()
+            params, identified = _export_params(request)
             table = exports.build(request.query_params.get("table") or "", params, identified=identified)
         except services.BadParams as exc:
             return _bad(exc)
@@ -167,10 +169,7 @@ class AnalyticsExportXlsx(APIView):
                               403: OpenApiResponse(description="not an admin, or identified without permission")})
     def get(self, request):
         try:
-            params = _params(request, "identified")
-            identified = params.pop("identified")
-            if identified and not request.user.has_perm(IDENTIFIED_PERM):
-                return _forbidden_identified()
+            params, identified = _export_params(request)
             name = request.query_params.get("table") or "all"
             names = exports.TABLES if name == "all" else [name]
             tables = [exports.build(n, params, identified=identified) for n in names]

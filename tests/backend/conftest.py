@@ -212,6 +212,15 @@ def default_model_path() -> str:
 
 
 @pytest.fixture
+def data_dir(monkeypatch, settings, tmp_path):
+    """SPINEAGENT_DATA_DIR (candidate bundles, ...) in this test's tmp dir, here and in workers started after."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("SPINEAGENT_DATA_DIR", str(path))
+    settings.DATA_DIR = path
+    return path
+
+
+@pytest.fixture
 def active_model(db):
     from backend.inference.registry import register_bundle
 

@@ -26,16 +26,7 @@ RATIOS = {"train": 0.5, "val": 0.0, "test": 0.5}
 
 
 @pytest.fixture
-def loop_data_dir(monkeypatch, settings, tmp_path):
-    """Candidate bundles go to this test's tmp dir, in this process and in the worker."""
-    path = tmp_path / "data"
-    monkeypatch.setenv("SPINEAGENT_DATA_DIR", str(path))
-    settings.DATA_DIR = path
-    return path
-
-
-@pytest.fixture
-def loop_worker(loop_data_dir, start_worker):
+def loop_worker(data_dir, start_worker):
     """One worker for everything: inference jobs and the training run."""
     return start_worker("loop", queues="inference,default,training")
 
@@ -49,7 +40,7 @@ def split_seed(groups: list[str]) -> int:
     raise AssertionError("no seed splits these patients")
 
 
-def test_full_loop_on_phantom_reports(loop_worker, loop_data_dir, active_model, users, client_for, phantom_files,
+def test_full_loop_on_phantom_reports(loop_worker, data_dir, active_model, users, client_for, phantom_files,
                                       upload, wait_until):
     admin, annotator = client_for("admin"), client_for("annotator")
     phantoms = [spine_phantom.generate_study(seed=PHANTOM_SEED, index=i) for i in range(N_STUDIES)]

@@ -19,16 +19,7 @@ DIM = 128
 
 
 @pytest.fixture
-def training_data_dir(monkeypatch, settings, tmp_path):
-    """Bundles of this test go to its tmp dir, in this process and in the worker (env read at worker start)."""
-    path = tmp_path / "data"
-    monkeypatch.setenv("SPINEAGENT_DATA_DIR", str(path))
-    settings.DATA_DIR = path
-    return path
-
-
-@pytest.fixture
-def training_worker(training_data_dir, start_worker):
+def training_worker(data_dir, start_worker):
     return start_worker("trainer", queues="training")
 
 
@@ -61,7 +52,7 @@ def wait_run(wait_until, pk: int, timeout: float = 120) -> TrainingRun:
     return TrainingRun.objects.select_related("candidate").get(pk=pk)
 
 
-def test_run_on_worker_registers_a_loadable_candidate(training_worker, training_data_dir, active_model, client_for,
+def test_run_on_worker_registers_a_loadable_candidate(training_worker, data_dir, active_model, client_for,
                                                       wait_until):
     for i in range(48):
         make_case(i, active_model)
@@ -80,7 +71,7 @@ def test_run_on_worker_registers_a_loadable_candidate(training_worker, training_
     candidate = ModelVersion.objects.get(pk=detail["candidate"]["id"])
     assert candidate.state == ModelVersion.CANDIDATE and candidate.version == f"{active_model.version}-r{run.pk}"
     assert candidate.synthetic_training  # derived from the phantom-trained default bundle
-    assert candidate.path.startswith(str(training_data_dir / "bundles"))
+    assert candidate.path.startswith(str(data_dir / "bundles"))
     bundle = load_bundle(candidate.path)
     assert bundle.manifest["derived_from"]["version"] == active_model.version
     assert bundle.manifest["dataset"]["sha256"] == ds.sha256
