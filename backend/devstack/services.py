@@ -30,10 +30,19 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before by this process: the kernel may offer a just-released
+    port again, so two calls in a row (Orthanc's HTTP and DICOM ports) could otherwise collide."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(check, what: str, timeout: float = 30.0, interval: float = 0.2) -> None:
