@@ -5,7 +5,12 @@ from django.db import DataError, OperationalError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import ServiceUnavailable, invalid_data_payload
+from .errors import DomainError, ServiceUnavailable, invalid_data_payload
+
+
+def error_response(exc: DomainError) -> Response:
+    """The answer to a refused request: its own JSON body and status."""
+    return Response(exc.as_dict(), status=exc.status)
 
 
 def exception_handler(exc, context):

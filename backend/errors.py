@@ -1,5 +1,28 @@
 """Errors that the API turns into clear HTTP answers instead of 500s."""
 
+from typing import Any
+
+
+class DomainError(Exception):
+    """A request a service refused, with its JSON body and HTTP status.
+
+    The services of the reports, annotations and training apps raise subclasses
+    (400 for a wrong request, 409 for a valid one the current state refuses);
+    views answer them with ``backend.api_errors.error_response``.
+    """
+
+    code, status = "error", 400
+
+    def __init__(self, detail: str, **extra: Any):
+        # Exception's own __init__, not super(): a subclass that also derives from Django's ValidationError
+        # (annotations.Invalid) initialises that itself, and a second call would reset its ``code``.
+        Exception.__init__(self, detail)
+        self.detail = detail
+        self.extra = extra
+
+    def as_dict(self) -> dict:
+        return {"error": self.code, "detail": self.detail, **self.extra}
+
 
 class ServiceUnavailable(Exception):
     """A backing service (Orthanc, Redis, PostgreSQL) cannot be reached: HTTP 503."""

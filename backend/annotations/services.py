@@ -23,6 +23,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from backend.errors import DomainError
 from spine_labels.schema import VALID_VALUES, condition_keys
 
 from backend.studies.models import Study
@@ -38,22 +39,14 @@ UID_MAX = 64
 
 # ---- errors -----------------------------------------------------------------------------------------------------
 
-class AnnotationError(Exception):
-    code = "error"
-
-    def __init__(self, detail: str, **extra: Any):
-        Exception.__init__(self, detail)
-        self.detail = detail
-        self.extra = extra
-
-    def as_dict(self) -> dict:
-        return {"error": self.code, "detail": self.detail, **self.extra}
+class AnnotationError(DomainError):
+    pass
 
 
 class Invalid(AnnotationError, ValidationError):
     """The input is wrong (HTTP 400). A ``ValidationError`` too, for callers outside the API."""
 
-    code = "invalid"
+    code, status = "invalid", 400
 
     def __init__(self, detail: str, **extra: Any):
         ValidationError.__init__(self, detail, code=self.code)
@@ -66,7 +59,7 @@ class Invalid(AnnotationError, ValidationError):
 class Conflict(AnnotationError):
     """Valid, but the task's state does not allow it (HTTP 409)."""
 
-    code = "conflict"
+    code, status = "conflict", 409
 
 
 class AlreadyAnnotated(Conflict):

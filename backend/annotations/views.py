@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
+from backend.api_errors import error_response
 
 from . import importing, metrics, queue, services
 from .models import LabelTask
@@ -35,11 +36,6 @@ IMPORT_BODY = inline_serializer("ReportImport", {
     "file": serializers.FileField(required=False, help_text="CSV, JSON or JSON Lines"),
     "required_annotations": serializers.IntegerField(required=False, min_value=1,
                                                      max_value=services.MAX_REQUIRED_ANNOTATIONS)})
-
-
-def _error(exc: services.AnnotationError) -> Response:
-    code = status.HTTP_400_BAD_REQUEST if isinstance(exc, services.Invalid) else status.HTTP_409_CONFLICT
-    return Response(exc.as_dict(), status=code)
 
 
 def _body(request) -> dict:
@@ -98,7 +94,7 @@ class SubmitAnnotation(APIView):
             body = _body(request)
             annotation = services.submit_annotation(task, request.user, body.get("labels"), body.get("comment", ""))
         except services.AnnotationError as exc:
-            return _error(exc)
+            return error_response(exc)
         return Response({"id": annotation.pk, "task": annotation.task.pk, "task_status": annotation.task.status},
                         status=status.HTTP_201_CREATED)
 
@@ -129,7 +125,7 @@ class Adjudicate(APIView):
         try:
             verified = services.adjudicate(task, request.user, _body(request).get("labels"))
         except services.AnnotationError as exc:
-            return _error(exc)
+            return error_response(exc)
         return Response({"task": task.pk, "task_status": LabelTask.DONE, "method": verified.method,
                          "labels": verified.labels}, status=status.HTTP_201_CREATED)
 
@@ -163,7 +159,7 @@ class ImportReports(APIView):
                                               required_annotations=body.get("required_annotations"),
                                               defer_llm=True)
         except services.AnnotationError as exc:
-            return _error(exc)
+            return error_response(exc)
         return Response(summary.to_dict())
 
 

@@ -66,10 +66,6 @@ def report_payload(study, report: Report | None, versions: list[ReportVersion], 
     }
 
 
-def stale_payload(error) -> dict:
-    return {"error": error.code, "detail": error.detail, **error.extra}
-
-
 def worklist_row(study) -> dict:
     """One worklist row from an annotated Study (see worklist.py); no queries."""
     model = None

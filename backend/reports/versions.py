@@ -12,29 +12,27 @@ from django.db.models import Max
 from django.utils import timezone
 
 from backend.inference.models import InferenceResult
+from backend.errors import DomainError
 from backend.studies.models import Study
 
 from . import radpeer, signals
 from .models import Report, ReportVersion
 
 
-class ReportError(Exception):
-    code = "error"
-
-    def __init__(self, detail: str, **extra):
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
+class ReportError(DomainError):
+    pass
 
 
 class Invalid(ReportError):
     """The request itself is wrong (HTTP 400)."""
 
-    code = "invalid"
+    code, status = "invalid", 400
 
 
 class Conflict(ReportError):
     """The request was valid but the report moved on or is locked (HTTP 409)."""
+
+    status = 409
 
 
 class Stale(Conflict):

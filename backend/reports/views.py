@@ -9,13 +9,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
+from backend.api_errors import error_response
 from backend.inference.models import InferenceJob, InferenceResult
 from backend.studies.models import Study
 
 from . import versions, worklist
 from .diff import word_diff
 from .models import Report
-from .serializers import VersionSerializer, report_payload, stale_payload, worklist_row
+from .serializers import VersionSerializer, report_payload, worklist_row
 
 CanViewReports = require_perms("reports.view_report")
 CanEditReports = require_perms("reports.view_report", "reports.change_report")
@@ -46,11 +47,6 @@ def _body(request) -> dict:
 
 def _study(uid: str) -> Study:
     return get_object_or_404(Study, study_instance_uid=uid)
-
-
-def _error(exc: versions.ReportError) -> Response:
-    code = status.HTTP_400_BAD_REQUEST if isinstance(exc, versions.Invalid) else status.HTTP_409_CONFLICT
-    return Response(stale_payload(exc), status=code)
 
 
 class StudyReport(APIView):
@@ -85,7 +81,7 @@ class ReportVersions(APIView):
             body = _body(request)
             version = versions.save_version(study, request.user, body.get("text"), body.get("base_number"))
         except versions.ReportError as exc:
-            return _error(exc)
+            return error_response(exc)
         return Response({"version": VersionSerializer(version).data}, status=status.HTTP_201_CREATED)
 
 
@@ -102,7 +98,7 @@ class SignReport(APIView):
             report = versions.sign(study, request.user, body.get("number"), body.get("radpeer_score"),
                                    body.get("radpeer_comment"))
         except versions.ReportError as exc:
-            return _error(exc)
+            return error_response(exc)
         return Response({"status": report.status, "signed_by": request.user.username,
                          "signed_at": report.signed_at.isoformat(), "signed_number": report.signed_number,
                          "radpeer": {"score": report.radpeer_score or None, "comment": report.radpeer_comment},
@@ -120,7 +116,7 @@ class ReportAddenda(APIView):
         try:
             version = versions.add_addendum(study, request.user, _body(request).get("text"))
         except versions.ReportError as exc:
-            return _error(exc)
+            return error_response(exc)
         return Response({"version": VersionSerializer(version).data}, status=status.HTTP_201_CREATED)
 
 

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from backend.errors import DomainError
 
 
-class TrainingError(Exception):
-    code, status = "error", 400
-
-    def __init__(self, detail: str, **extra: Any):
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
-
-    def as_dict(self) -> dict:
-        return {"error": self.code, "detail": self.detail, **self.extra}
+class TrainingError(DomainError):
+    pass
 
 
 class Invalid(TrainingError):

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
+from backend.api_errors import error_response
 from backend.audit.log import record
 
 from . import comparison, datasets, runs
@@ -40,10 +41,6 @@ PAGE_PARAMS = [OpenApiParameter("limit", int, required=False, description="page 
                OpenApiParameter("offset", int, required=False)]
 NAME_PARAM = OpenApiParameter("name", str, required=False, description="only versions of this dataset name")
 STATUS_PARAM = OpenApiParameter("status", str, required=False, enum=[s for s, _ in TrainingRun.STATUSES])
-
-
-def _error(exc: TrainingError) -> Response:
-    return Response(exc.as_dict(), status=exc.status)
 
 
 def _body(request) -> dict:
@@ -76,7 +73,7 @@ class DatasetList(APIView):
             try:
                 qs = qs.filter(name=datasets.parse_name(name))
             except TrainingError as exc:
-                return _error(exc)
+                return error_response(exc)
         return _page(self, request, qs, datasets.summary)
 
     @extend_schema(operation_id="training_datasets_create", request=SNAPSHOT_BODY,
@@ -87,7 +84,7 @@ class DatasetList(APIView):
             ds = datasets.snapshot(body.get("name"), user=request.user, description=body.get("description", ""),
                                    seed=body.get("seed"), ratios=body.get("ratios"), filters=body.get("filters"))
         except TrainingError as exc:
-            return _error(exc)
+            return error_response(exc)
         return Response(datasets.summary(ds), status=status.HTTP_201_CREATED)
 
 
@@ -145,7 +142,7 @@ class RunList(APIView):
             "dataset__items")
         if state := request.query_params.get("status"):
             if state not in dict(TrainingRun.STATUSES):
-                return _error(Invalid(f"status must be one of {', '.join(dict(TrainingRun.STATUSES))}",
+                return error_response(Invalid(f"status must be one of {', '.join(dict(TrainingRun.STATUSES))}",
                                       field="status"))
             qs = qs.filter(status=state)
         return _page(self, request, qs, runs.payload)
@@ -156,7 +153,7 @@ class RunList(APIView):
             body = _body(request)
             run = runs.start(body.get("dataset"), request.user, body.get("base_model"), body.get("options"))
         except TrainingError as exc:
-            return _error(exc)
+            return error_response(exc)
         return Response(runs.payload(run), status=status.HTTP_201_CREATED)
 
 
@@ -183,4 +180,4 @@ class RunComparison(APIView):
         try:
             return Response(comparison.compare(run))
         except TrainingError as exc:
-            return _error(exc)
+            return error_response(exc)
