@@ -99,7 +99,11 @@ class TriModalCLIP(nn.Module):
 
     def loss(self, t1: torch.Tensor, t1_mask: torch.Tensor, t2: torch.Tensor, t2_mask: torch.Tensor,
              text_features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Slice embeddings (B, N, D) with masks (B, N); a case may lack T1 or T2 (all-False mask)."""
+        """Slice embeddings (B, N, D) with masks (B, N); a case may lack T1 or T2 (all-False mask).
+
+        Returns the loss terms (``loss`` is the total) and the embeddings they were computed on
+        (``z_case``, ``z_t1``, ``z_t2``, ``has_t1``, ``has_t2``).
+        """
         has_t1, has_t2 = t1_mask.any(1), t2_mask.any(1)
         z1, _ = self.t1(t1, t1_mask)
         z2, _ = self.t2(t2, t2_mask)
@@ -112,4 +116,6 @@ class TriModalCLIP(nn.Module):
                 out[name] = info_nce(z[has], zt[has], self.logit_scale, gather=False)
                 total = total + self.cfg.single_weight * out[name]
         out["loss"] = total
+        # The embeddings themselves (not losses), for auxiliary objectives on the same forward pass.
+        out.update(z_case=case, z_t1=z1, z_t2=z2, has_t1=has_t1, has_t2=has_t2)
         return out

@@ -3,6 +3,14 @@
 Encoders train with the CLIP loss unless ``--freeze-encoders`` (use that after
 SSL pretraining, as in the paper); the text encoder is always frozen (features
 precomputed once), only its projection trains.
+
+``--label-weight w`` adds report-label supervision: a temporary linear probe per
+condition on the case, T1 and T2 embeddings, masked BCE against the labels
+stated in each training report (uncertain masked), weighted by w. Sentence
+embeddings of whole reports barely move when one finding changes, so InfoNCE
+alone learns region and vendor more than findings; the labels say which
+differences matter. The probe is thrown away; the diagnosis agent is fitted
+later on the frozen embeddings as before.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import torch
 from torch import nn
 
 from .. import distributed as dist_utils
+from ..heads.diagnosis import DiagnosisHead
 from ..pooling import pad_bags
 from .common import (Checkpointer, set_threads, add_common_arguments, autocast, build_model, cosine_lr, index_loader,
                      load_cases, progress, seed_everything, setup_logging, slice_inputs)
@@ -29,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder-lr-scale", type=float, default=1.0)
     p.add_argument("--t1-init", default=None, help="encoder weights (safetensors/pt state dict) for T1, e.g. from pretrain")
     p.add_argument("--t2-init", default=None, help="same for T2")
+    p.add_argument("--label-weight", type=float, default=0.0,
+                   help="weight of the auxiliary report-label loss on the embeddings (0: CLIP only)")
 
 
 def _bags(model, stream: str, cases, cfg, k: int, device, train: bool):
@@ -56,15 +67,31 @@ def _bags(model, stream: str, cases, cfg, k: int, device, train: bool):
 class AlignStep(nn.Module):
     """forward(cases, text) -> loss dict; a module so DDP can wrap it."""
 
-    def __init__(self, model, k: int):
+    def __init__(self, model, k: int, label_weight: float = 0.0):
         super().__init__()
-        self.model, self.k = model, k
+        self.model, self.k, self.label_weight = model, k, label_weight
+        # Temporary probes for the report-label loss (not part of the model; discarded after the stage).
+        self.label_probe = DiagnosisHead(model.cfg.clip.proj_dim, model.cfg.conditions) if label_weight > 0 else None
 
     def forward(self, cases, text: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, dev = self.model.cfg.preprocess, text.device
         t1, m1 = _bags(self.model, "t1", cases, cfg, self.k, dev, self.training)
         t2, m2 = _bags(self.model, "t2", cases, cfg, self.k, dev, self.training)
-        return self.model.clip.loss(t1, m1, t2, m2, text)
+        out = self.model.clip.loss(t1, m1, t2, m2, text)
+        if self.label_probe is not None:
+            labels = torch.stack([c.label_vector(self.model.cfg.conditions) for c in cases]).to(dev)
+            out["labels"] = report_label_loss(self.label_probe, out, labels, self.model.cfg.clip.single_weight)
+            out["loss"] = out["loss"] + self.label_weight * out["labels"]
+        return out
+
+
+def report_label_loss(probe: DiagnosisHead, out: dict, labels: torch.Tensor, single_weight: float) -> torch.Tensor:
+    """Masked BCE of the probe on the case embedding plus, weighted, on the T1-only and T2-only ones."""
+    total = probe.loss(out["z_case"], labels)
+    for z, has in ((out["z_t1"], out["has_t1"]), (out["z_t2"], out["has_t2"])):
+        if has.any():
+            total = total + single_weight * probe.loss(z[has], labels[has])
+    return total
 
 
 def load_encoder_init(encoder: nn.Module, path: str) -> None:
@@ -101,17 +128,21 @@ def run(args) -> str:
     enc_params = [] if args.freeze_encoders else list(model.t1.parameters()) + list(model.t2.parameters())
     for enc in (model.t1, model.t2):
         enc.requires_grad_(not args.freeze_encoders)
-    groups = [{"params": list(model.clip.parameters()), "lr": args.lr}]
+    step_module = AlignStep(model, cfg.preprocess.max_slices, args.label_weight).to(device)
+    probe = step_module.label_probe
+    head_params = list(model.clip.parameters()) + (list(probe.parameters()) if probe is not None else [])
+    groups = [{"params": head_params, "lr": args.lr}]
     if enc_params:
         groups.append({"params": enc_params, "lr": args.lr * args.encoder_lr_scale})
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
     base_lrs = [g["lr"] for g in groups]
 
-    step_module = AlignStep(model, cfg.preprocess.max_slices)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
     ckpt = Checkpointer(args.out, enabled=not args.no_resume)
-    step = ckpt.load(model, opt)
+    # The label probe is training state too: checkpoint it with the model so a resumed run continues it.
+    state = model if probe is None else nn.ModuleDict({"model": model, "label_probe": probe})
+    step = ckpt.load(state, opt)
     loader = index_loader(len(cases), args.batch_size, args.seed)
     total = args.max_steps or max(1, math.ceil(args.epochs * len(loader)))
     warmup = max(1, total // 20)
@@ -136,12 +167,13 @@ def run(args) -> str:
                 model.clip.logit_scale.clamp_(0, math.log(100.0))
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{out['loss'].item():.3f}", T=f"{1 / model.clip.logit_scale.exp().item():.3f}")
+            bar.set_postfix(loss=f"{out['loss'].item():.3f}", T=f"{1 / model.clip.logit_scale.exp().item():.3f}",
+                            **({"labels": f"{out['labels'].item():.3f}"} if "labels" in out else {}))
             if step % args.save_every == 0:
-                ckpt.save(model, opt, step)
+                ckpt.save(state, opt, step)
         epoch += 1
     bar.close()
-    ckpt.save(model, opt, step)
+    ckpt.save(state, opt, step)
     if dist_utils.is_main():
         from ..bundle import save_bundle
 
