@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from spinefm.bundle import load_bundle
@@ -54,7 +55,7 @@ def test_label_loss_falls_when_training_on_a_learnable_label():
                           + 0.5 * (out.get("t1", 0) + out.get("t2", 0)), atol=1e-5)
 
 
-def test_align_cli_checkpoints_the_label_probe_and_records_nothing_of_it_in_the_model(tmp_path):
+def test_align_cli_checkpoints_the_label_probe_and_records_nothing_of_it_in_the_model(tmp_path, caplog):
     out = tmp_path / "align"
     assert main(["align", "--out", str(out), "--max-steps", "2", "--label-weight", "1.0", *COMMON,
                  "--cache-dir", str(tmp_path / "cache")]) == 0
@@ -63,6 +64,18 @@ def test_align_cli_checkpoints_the_label_probe_and_records_nothing_of_it_in_the_
     assert json.loads((out / "manifest.json").read_text())["steps"] == 2
     model = load_bundle(out).model  # the saved model is the plain SpineFM: the probe is not part of it
     assert model.diagnosis.probes[CONDITION_KEYS[0]].weight.abs().sum() == 0
+    caplog.set_level("INFO")
     assert main(["align", "--out", str(out), "--max-steps", "3", "--label-weight", "1.0", *COMMON,
                  "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "resumed" in caplog.text
     assert json.loads((out / "manifest.json").read_text())["steps"] == 3
+
+
+def test_resuming_with_another_label_weight_is_refused_clearly(tmp_path):
+    out = tmp_path / "align"
+    assert main(["align", "--out", str(out), "--max-steps", "1", *COMMON, "--cache-dir", str(tmp_path / "cache")]) == 0
+    with pytest.raises(SystemExit, match="different configuration.*--no-resume"):
+        main(["align", "--out", str(out), "--max-steps", "2", "--label-weight", "1.0", *COMMON,
+              "--cache-dir", str(tmp_path / "cache")])
+    assert main(["align", "--out", str(out), "--max-steps", "2", "--label-weight", "1.0", "--no-resume", *COMMON,
+                 "--cache-dir", str(tmp_path / "cache")]) == 0

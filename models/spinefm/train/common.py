@@ -181,7 +181,12 @@ class Checkpointer:
         if not self.enabled or not self.path.exists():
             return 0
         state = torch.load(self.path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:  # another model size, or another set of trained parts (e.g. --label-weight)
+            raise SystemExit(f"{self.path} was written by a run with a different configuration "
+                             f"({str(exc).splitlines()[0]}); rerun with the same arguments, or with --no-resume "
+                             "or another --out to start over") from None
         if optimizer is not None and "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
         log.info("resumed from %s at step %d", self.path, state["step"])
