@@ -107,3 +107,24 @@ def phantom_ready() -> bool:
         return hasattr(spine_phantom, "generate_study")
     except ImportError:
         return False
+
+
+@pytest.fixture
+def train_align():
+    """Train a ``spinefm.train.align.AlignStep`` on toy cases; returns (first, last) of one loss term and the last output."""
+    import torch
+
+    def run(step, cases, text, key: str, steps: int = 40, lr: float = 1e-2):
+        opt = torch.optim.AdamW(step.parameters(), lr=lr)  # parts without a gradient are skipped
+        step.train()
+        first = last = out = None
+        for _ in range(steps):
+            out = step(cases, text)
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+            first = out[key].item() if first is None else first
+            last = out[key].item()
+        return first, last, out
+
+    return run

@@ -32,24 +32,14 @@ def test_uncertain_labels_and_missing_streams_do_not_count():
     assert torch.allclose(base, report_label_loss(probe, out, flipped_uncertain, 0.5))
 
 
-def test_label_loss_falls_when_training_on_a_learnable_label():
+def test_label_loss_falls_when_training_on_a_learnable_label(train_align):
     torch.manual_seed(0)
     cfg = nano_config(img_size=32, text_dim=8, proj_dim=16, depth=2)
     model = SpineFM(cfg)
     cases = random_cases(8, cfg.preprocess, n_slices=3, seed=0)
     step = AlignStep(model, k=3, label_weight=1.0)
     text = torch.randn(len(cases), 8)
-    opt = torch.optim.AdamW(list(model.t1.parameters()) + list(model.t2.parameters()) + list(model.clip.parameters())
-                            + list(step.label_probe.parameters()), lr=1e-2)
-    step.train()
-    first = last = None
-    for _ in range(40):
-        out = step(cases, text)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        first = out["labels"].item() if first is None else first
-        last = out["labels"].item()
+    first, last, out = train_align(step, cases, text, "labels")
     assert last < 0.8 * first
     assert torch.allclose(out["loss"], sum(out[k] * w for k, w in (("case", 1), ("labels", 1)))
                           + 0.5 * (out.get("t1", 0) + out.get("t2", 0)), atol=1e-5)

@@ -27,6 +27,7 @@ from ..heads.diagnosis import DiagnosisHead
 from ..pooling import pad_bags
 from .common import (Checkpointer, set_threads, add_common_arguments, autocast, build_model, cosine_lr, index_loader,
                      load_cases, progress, seed_everything, setup_logging, slice_inputs)
+from .box_supervision import PatchProbes, series_patch_targets
 from .features import text_features
 
 log = logging.getLogger("spinefm.train.align")
@@ -40,48 +41,75 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--t2-init", default=None, help="same for T2")
     p.add_argument("--label-weight", type=float, default=0.0,
                    help="weight of the auxiliary report-label loss on the embeddings (0: CLIP only)")
+    p.add_argument("--box-weight", type=float, default=0.0,
+                   help="weight of the auxiliary patch-level box loss on the encoders' patch tokens (0: off)")
 
 
-def _bags(model, stream: str, cases, cfg, k: int, device, train: bool):
-    """Encode the chosen series of each case; (B, N, D) padded bag + mask (all-False if absent)."""
-    inputs, counts = [], []
+def _bags(model, stream: str, cases, cfg, k: int, device, train: bool, patch_targets=None):
+    """Encode the chosen series of each case; (B, N, D) padded bag + mask (all-False if absent).
+
+    With ``patch_targets`` (case, series -> (n, P, C) targets of every slice) the
+    third value is (patch tokens, targets) of the sampled slices, else None.
+    """
+    inputs, counts, targets = [], [], []
     for c in cases:
         s = c.first(stream)
-        x = slice_inputs(s, cfg, k, train) if s is not None else None
-        counts.append(0 if x is None else x.shape[0])
-        if x is not None:
-            inputs.append(x)
+        if s is None:
+            counts.append(0)
+            continue
+        x, idx = slice_inputs(s, cfg, k, train, with_index=True)
+        inputs.append(x)
+        counts.append(x.shape[0])
+        if patch_targets is not None:
+            targets.append(patch_targets(c, s)[idx])
     dim = model.encoder(stream).embed_dim
     if not inputs:
-        return torch.zeros(len(cases), 1, dim, device=device), torch.zeros(len(cases), 1, dtype=torch.bool, device=device)
-    feats = model.encoder(stream)(torch.cat(inputs).to(device))
+        empty = torch.zeros(len(cases), 1, dim, device=device), torch.zeros(len(cases), 1, dtype=torch.bool, device=device)
+        return (*empty, None)
+    tokens = model.encoder(stream).forward_features(torch.cat(inputs).to(device))
+    feats = tokens["cls"]
+    dense = (tokens["patches"], torch.cat(targets).to(device)) if patch_targets is not None else None
     bags, it = [], iter(feats.split([n for n in counts if n]))
     for n in counts:
         bags.append(next(it) if n else feats.new_zeros(0, dim))
     bags = [b if b.shape[0] else feats.new_zeros(1, dim) for b in bags]
     padded, mask = pad_bags(bags)
     mask &= torch.tensor([n > 0 for n in counts], device=device).unsqueeze(1)
-    return padded, mask
+    return padded, mask, dense
 
 
 class AlignStep(nn.Module):
     """forward(cases, text) -> loss dict; a module so DDP can wrap it."""
 
-    def __init__(self, model, k: int, label_weight: float = 0.0):
+    def __init__(self, model, k: int, label_weight: float = 0.0, box_weight: float = 0.0):
         super().__init__()
-        self.model, self.k, self.label_weight = model, k, label_weight
-        # Temporary probes for the report-label loss (not part of the model; discarded after the stage).
+        self.model, self.k, self.label_weight, self.box_weight = model, k, label_weight, box_weight
+        # Temporary probes for the auxiliary losses (not part of the model; discarded after the stage).
         self.label_probe = DiagnosisHead(model.cfg.clip.proj_dim, model.cfg.conditions) if label_weight > 0 else None
+        self.patch_probes = PatchProbes(model.t1.embed_dim, len(model.cfg.conditions)) if box_weight > 0 else None
+        self._targets: dict[tuple[str, str], torch.Tensor] = {}
+
+    def patch_targets(self, case, series) -> torch.Tensor:
+        key = (case.case_id, series.series_instance_uid)
+        if key not in self._targets:  # the boxes never change: build each series' targets once
+            side = self.model.cfg.preprocess.crop // self.model.t1.patch_size
+            self._targets[key] = series_patch_targets(case, series, self.model.cfg.conditions, side)
+        return self._targets[key]
 
     def forward(self, cases, text: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, dev = self.model.cfg.preprocess, text.device
-        t1, m1 = _bags(self.model, "t1", cases, cfg, self.k, dev, self.training)
-        t2, m2 = _bags(self.model, "t2", cases, cfg, self.k, dev, self.training)
+        targets = self.patch_targets if self.patch_probes is not None else None
+        t1, m1, dense1 = _bags(self.model, "t1", cases, cfg, self.k, dev, self.training, targets)
+        t2, m2, dense2 = _bags(self.model, "t2", cases, cfg, self.k, dev, self.training, targets)
         out = self.model.clip.loss(t1, m1, t2, m2, text)
         if self.label_probe is not None:
             labels = torch.stack([c.label_vector(self.model.cfg.conditions) for c in cases]).to(dev)
             out["labels"] = report_label_loss(self.label_probe, out, labels, self.model.cfg.clip.single_weight)
             out["loss"] = out["loss"] + self.label_weight * out["labels"]
+        if self.patch_probes is not None:
+            out["boxes"] = sum((self.patch_probes.loss(s, *d) for s, d in (("t1", dense1), ("t2", dense2)) if d is not None),
+                               out["loss"] * 0.0)
+            out["loss"] = out["loss"] + self.box_weight * out["boxes"]
         return out
 
 
@@ -128,9 +156,10 @@ def run(args) -> str:
     enc_params = [] if args.freeze_encoders else list(model.t1.parameters()) + list(model.t2.parameters())
     for enc in (model.t1, model.t2):
         enc.requires_grad_(not args.freeze_encoders)
-    step_module = AlignStep(model, cfg.preprocess.max_slices, args.label_weight).to(device)
-    probe = step_module.label_probe
-    head_params = list(model.clip.parameters()) + (list(probe.parameters()) if probe is not None else [])
+    step_module = AlignStep(model, cfg.preprocess.max_slices, args.label_weight, args.box_weight).to(device)
+    probes = {"label_probe": step_module.label_probe, "patch_probes": step_module.patch_probes}
+    probes = {k: v for k, v in probes.items() if v is not None}
+    head_params = list(model.clip.parameters()) + [p for m in probes.values() for p in m.parameters()]
     groups = [{"params": head_params, "lr": args.lr}]
     if enc_params:
         groups.append({"params": enc_params, "lr": args.lr * args.encoder_lr_scale})
@@ -140,8 +169,8 @@ def run(args) -> str:
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
     ckpt = Checkpointer(args.out, enabled=not args.no_resume)
-    # The label probe is training state too: checkpoint it with the model so a resumed run continues it.
-    state = model if probe is None else nn.ModuleDict({"model": model, "label_probe": probe})
+    # The temporary probes are training state too: checkpoint them with the model so a resumed run continues them.
+    state = nn.ModuleDict({"model": model, **probes}) if probes else model
     step = ckpt.load(state, opt)
     loader = index_loader(len(cases), args.batch_size, args.seed)
     total = args.max_steps or max(1, math.ceil(args.epochs * len(loader)))
@@ -168,7 +197,7 @@ def run(args) -> str:
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{out['loss'].item():.3f}", T=f"{1 / model.clip.logit_scale.exp().item():.3f}",
-                            **({"labels": f"{out['labels'].item():.3f}"} if "labels" in out else {}))
+                            **{k: f"{out[k].item():.3f}" for k in ("labels", "boxes") if k in out})
             if step % args.save_every == 0:
                 ckpt.save(state, opt, step)
         epoch += 1

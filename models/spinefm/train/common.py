@@ -158,9 +158,11 @@ def index_loader(n: int, batch_size: int, seed: int, shuffle: bool = True, drop_
                       drop_last=drop_last and n >= batch_size, generator=g, collate_fn=list)
 
 
-def slice_inputs(series, cfg: PreprocessConfig, k: int, train: bool) -> torch.Tensor:
+def slice_inputs(series, cfg: PreprocessConfig, k: int, train: bool, with_index: bool = False):
+    """At most k evenly spread slices of a series as model inputs (and their indices with ``with_index``)."""
     idx = sample_slices(series.pixels.shape[0], k, train)
-    return series.inputs(cfg)[idx]
+    x = series.inputs(cfg)[idx]
+    return (x, idx) if with_index else x
 
 
 def cosine_lr(step: int, total: int, warmup: int, base: float, final: float = 1e-6) -> float:

@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align-lr", type=float, default=1e-3)
     p.add_argument("--label-weight", type=float, default=0.0,
                    help="align: weight of the auxiliary report-label loss (0: CLIP only, as bundles <= 0.2.0)")
+    p.add_argument("--box-weight", type=float, default=0.0,
+                   help="align: weight of the auxiliary patch-level box loss (0: off, as bundles <= 0.2.0)")
     p.add_argument("--synth-epochs", type=float, default=2.0)
     p.add_argument("--synth-lr", type=float, default=5e-2)
     p.add_argument("--diag-steps", type=int, default=300)
@@ -125,7 +127,8 @@ def run(args) -> str:
     command = getattr(args, "command_line", None) or "spinefm train-default " + shlex.join(sys.argv[1:])
     encoder_init = "clip-from-scratch"
     align_argv = _common(args, work / "align", None) + ["--epochs", str(args.align_epochs), "--lr", str(args.align_lr),
-                                                        "--label-weight", str(args.label_weight)]
+                                                        "--label-weight", str(args.label_weight),
+                                                        "--box-weight", str(args.box_weight)]
     if args.ssl_steps > 0:
         inits = ssl_pretrain(args, work)
         if inits:
@@ -133,6 +136,8 @@ def run(args) -> str:
             encoder_init = f"spinefm.ssl ({args.ssl_steps} steps per encoder), then CLIP fine-tuning"
     if args.label_weight > 0:
         encoder_init += f" with the report-label loss (weight {args.label_weight:g})"
+    if args.box_weight > 0:
+        encoder_init += f" with the patch-level box loss (weight {args.box_weight:g})"
     align.run(_stage_args(align, align_argv))
     synth.run(_stage_args(synth, _common(args, work / "synth", work / "align")
                           + ["--epochs", str(args.synth_epochs), "--lr", str(args.synth_lr)]))
@@ -161,7 +166,8 @@ def run(args) -> str:
         metrics = summarize(res)
     extra = {"encoder_init": encoder_init, "data": "SYNTHETIC phantoms (spine_phantom)" if args.data == "phantom" else "random toy data",
              "training": {"command": command, "phantom_seed": args.phantom_seed, "n_cases": args.n_cases,
-                          "train_cases": len(train_cases), "align_label_weight": args.label_weight}}
+                          "train_cases": len(train_cases), "align_label_weight": args.label_weight,
+                          "align_box_weight": args.box_weight}}
     out = build(model, train_cases, args.out, "spineagent-phantom-nano", args.version, metrics, args.cache_dir,
                 synthetic=True, extra=extra)
     log.info("default bundle written to %s", out)
