@@ -85,6 +85,8 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--timm", action="store_true",
+                   help="also time timm's own ViT of this size with 4 registers (random init; where timm is installed)")
     p.add_argument("--json", default=None, help="also write the result here")
     args = p.parse_args(argv)
     if args.threads:
@@ -97,13 +99,20 @@ def main(argv=None) -> dict:
     dim, depth, heads = cfg.dims()
     ours = VisionTransformer(cfg).to(device, dtype).eval()
     ref = RefViT(dim, depth, heads, args.img_size, registers=cfg.num_registers).to(device, dtype).eval()
+    models = {"spinefm": ours, "reference_sdpa": ref}
+    if args.timm:  # the reference point was measured with timm's ViT-B/16-reg4
+        import timm
+
+        models["timm"] = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0,
+                                           embed_dim=dim, depth=depth, num_heads=heads, reg_tokens=cfg.num_registers,
+                                           img_size=args.img_size).to(device, dtype).eval()
     if args.compile:
-        ours, ref = torch.compile(ours), torch.compile(ref)
+        models = {k: torch.compile(m) for k, m in models.items()}
     x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device, dtype=dtype)
-    best = {"spinefm": float("inf"), "reference_sdpa": float("inf")}
+    best = {k: float("inf") for k in models}
     for _ in range(args.rounds):
-        best["spinefm"] = min(best["spinefm"], time_model(ours, x, args.iters, args.warmup, device))
-        best["reference_sdpa"] = min(best["reference_sdpa"], time_model(ref, x, args.iters, args.warmup, device))
+        for k, m in models.items():
+            best[k] = min(best[k], time_model(m, x, args.iters, args.warmup, device))
     rate = {k: args.batch * args.iters / v for k, v in best.items()}
     result = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, "
@@ -114,6 +123,8 @@ def main(argv=None) -> dict:
         "slices_per_s": {k: round(v, 1) for k, v in rate.items()},
         "ratio_spinefm_over_reference": round(rate["spinefm"] / rate["reference_sdpa"], 3),
     }
+    if "timm" in rate:
+        result["ratio_spinefm_over_timm"] = round(rate["spinefm"] / rate["timm"], 3)
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:

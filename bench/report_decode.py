@@ -37,6 +37,12 @@ def copy_bandwidth(device: torch.device, nbytes: int, reps: int = 5) -> float:
     return 2 * x.numel() * 4 / best
 
 
+# Shapes of real models, for random-weight runs where the weights cannot be downloaded (same bytes per token).
+PRESETS = {
+    "llama-3.1-8b": {"hidden": 4096, "layers": 32, "inter": 14336, "heads": 32, "kv_heads": 8, "vocab": 128256},
+}
+
+
 def weight_bytes(lm) -> int:
     seen, total = set(), 0
     for p in lm.parameters():
@@ -64,7 +70,11 @@ def main() -> int:
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                    help="shape of a known model with random weights (no download), e.g. llama-3.1-8b")
     args = ap.parse_args()
+    for k, v in PRESETS.get(args.preset, {}).items():
+        setattr(args, k, v)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
@@ -79,7 +89,14 @@ def main() -> int:
         cfg = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers,
                           num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
                           intermediate_size=args.inter, max_position_embeddings=4096, tie_word_embeddings=False)
-        lm = LlamaForCausalLM(cfg).to(device=device, dtype=dtype)
+        # Built on the device in its dtype: an 8B model would take 32 GB and minutes to initialise on the host.
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                lm = LlamaForCausalLM(cfg)
+        finally:
+            torch.set_default_dtype(default)
     lm.eval()
     wb = weight_bytes(lm)
     bw = copy_bandwidth(device, max(256 << 20, min(4 * wb, 4 << 30)))
@@ -115,7 +132,8 @@ def main() -> int:
     info = {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
             "dtype": str(dtype).replace("torch.", ""), "weights_MB": wb / 2**20, "copy_GB_s": bw / 1e9,
             "floor_batch1_tok_s": floor1, "compiled": dec.compile, "prompt": args.prompt, "new": args.new,
-            "model": args.lm_path or f"random Llama h{args.hidden} L{args.layers} ff{args.inter} V{args.vocab}"}
+            "model": args.lm_path or (f"random Llama h{args.hidden} L{args.layers} ff{args.inter} V{args.vocab}"
+                                       + (f" ({args.preset} shape)" if args.preset else ""))}
     print(json.dumps(info, indent=1))
     print(f"{'batch':>5} {'floor tok/s':>12} {'plain tok/s':>12} {'static tok/s':>13} {'static e2e':>11} {'static/floor':>13}")
     for r in rows:

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from spinefm.bundle import load_bundle
@@ -75,3 +76,23 @@ def test_align_cli_checkpoints_the_patch_probes_and_saves_the_plain_model(tmp_pa
     assert any(k.startswith("label_probe.") for k in ckpt["model"])
     assert json.loads((out / "manifest.json").read_text())["steps"] == 2
     assert not any(k.startswith(("patch_probes", "label_probe")) for k in load_bundle(out).model.state_dict())
+
+
+def test_probe_report_reads_the_probes_of_an_align_run(tmp_path, capsys):
+    from spinefm.train.box_supervision import main as report_main
+
+    out = tmp_path / "align"
+    assert main(["align", "--out", str(out), "--max-steps", "2", "--box-weight", "1.0", *COMMON,
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert report_main(["--align-dir", str(out), "--data", "random", "--n-cases", "8", "--splits", "all"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_cases"] == 8 and 0 <= report["patch_auroc"] <= 1 and 0 <= report["study_auroc_from_max_patch"] <= 1
+
+
+def test_probe_report_refuses_an_align_run_without_probes(tmp_path):
+    from spinefm.train.box_supervision import main as report_main
+
+    out = tmp_path / "align"
+    assert main(["align", "--out", str(out), "--max-steps", "1", *COMMON, "--cache-dir", str(tmp_path / "cache")]) == 0
+    with pytest.raises(SystemExit, match="no patch probes"):
+        report_main(["--align-dir", str(out), "--data", "random", "--n-cases", "8", "--splits", "all"])

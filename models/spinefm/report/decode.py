@@ -49,7 +49,7 @@ class StaticDecoder:
 
     def _forward_step(self, ids, pos, mask, cache):
         out = self.lm(input_ids=ids, position_ids=pos, attention_mask=mask, past_key_values=cache,
-                      use_cache=True)
+                      use_cache=True, logits_to_keep=1)
         return out.logits[:, -1].argmax(-1)
 
     @torch.inference_mode()
@@ -74,7 +74,7 @@ class StaticDecoder:
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         t0 = time.perf_counter()
         out = self.lm(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=pos,
-                      past_key_values=cache, use_cache=True)
+                      past_key_values=cache, use_cache=True, logits_to_keep=1)  # only the last row's logits
         nxt = out.logits[:, -1].argmax(-1)
         sync()
         t1 = time.perf_counter()

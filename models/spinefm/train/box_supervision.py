@@ -72,3 +72,90 @@ class PatchProbes(nn.Module):
     def loss(self, stream: str, patches: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """patches (S, N, D), targets (S, N, C) -> balanced BCE."""
         return balanced_bce(self.probes[stream](patches), targets)
+
+
+# ------------------------------------------------------------ diagnostic: what did the patch probes learn?
+
+@torch.no_grad()
+def probe_report(model, probes: PatchProbes, cases) -> dict:
+    """Mean over conditions of two AUROCs of the trained patch probes on ``cases``.
+
+    ``patch``: every labelled patch (is this cell inside a finding's box); high
+    values can come from anatomy alone (findings sit on discs and vertebrae).
+    ``study``: the study's max patch score (mean of T1 and T2) against its
+    label, i.e. whether the probe detects *that* a finding is there.
+    """
+    from ..metrics import auroc
+
+    conditions = model.cfg.conditions
+    side = model.cfg.preprocess.crop // model.t1.patch_size
+    cell_scores, cell_targets, study_scores, study_labels = [], [], [], []
+    for case in cases:
+        maxima = []
+        for stream in ("t1", "t2"):
+            series = case.first(stream)
+            if series is None:
+                continue
+            tokens = model.encode_slices(stream, series.inputs(model.cfg.preprocess), patches=True)["patches"]
+            logits = probes.probes[stream](tokens)                       # (n, P, C)
+            cell_scores.append(logits.reshape(-1, len(conditions)))
+            cell_targets.append(series_patch_targets(case, series, conditions, side).reshape(-1, len(conditions)))
+            maxima.append(logits.amax(dim=(0, 1)))
+        if maxima:
+            study_scores.append(torch.stack(maxima).mean(0))
+            study_labels.append(case.label_vector(conditions))
+
+    def mean_auroc(scores, targets):
+        values = []
+        for j in range(targets.shape[1]):
+            keep = targets[:, j] >= 0
+            a = auroc(targets[keep, j].numpy(), scores[keep, j].numpy())
+            if a is not None:
+                values.append(a)
+        return sum(values) / len(values) if values else None
+
+    return {"patch_auroc": mean_auroc(torch.cat(cell_scores), torch.cat(cell_targets)),
+            "study_auroc_from_max_patch": mean_auroc(torch.stack(study_scores), torch.stack(study_labels)),
+            "n_cases": len(study_scores)}
+
+
+def load_probes(align_dir: str, model) -> PatchProbes:
+    """The patch probes an ``align --box-weight`` run left in its checkpoint."""
+    state = torch.load(f"{align_dir}/checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    mine = {k[len("patch_probes."):]: v for k, v in state.items() if k.startswith("patch_probes.")}
+    if not mine:
+        raise SystemExit(f"{align_dir}/checkpoint.pt has no patch probes: was it trained with --box-weight?")
+    probes = PatchProbes(model.t1.embed_dim, len(model.cfg.conditions))
+    probes.load_state_dict(mine)
+    return probes
+
+
+def main(argv=None) -> int:
+    """``python -m spinefm.train.box_supervision --align-dir W/align --n-cases 600 --splits val``"""
+    import argparse
+    import json
+
+    from ..bundle import load_model_dir
+    from .common import DEFAULT_CACHE, load_cases, set_threads
+
+    p = argparse.ArgumentParser(description="AUROCs of an align run's patch probes (see probe_report)")
+    p.add_argument("--align-dir", required=True)
+    p.add_argument("--data", default="phantom", choices=["phantom", "random"])
+    p.add_argument("--phantom-seed", type=int, default=0)
+    p.add_argument("--n-cases", type=int, default=600)
+    p.add_argument("--splits", default="val")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE)
+    p.add_argument("--phantom-config", default='{"include_axial": false}')
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    args.no_progress = True
+    set_threads(args.threads)
+    model, _ = load_model_dir(args.align_dir)
+    model.eval()
+    report = probe_report(model, load_probes(args.align_dir, model), load_cases(args, model.cfg.preprocess))
+    print(json.dumps({"splits": args.splits, **report}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
