@@ -29,7 +29,7 @@ from .levels import level_markdown, level_metrics
 from .model import SpineFM
 from .retrieval import ranks
 from .train.common import add_common_arguments, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging
-from .train.features import VIEWS, case_views, slice_features, text_features
+from .train.features import VIEWS, case_views, slice_features, slice_targets, text_features
 from .train.heads import diagnosis_data, fit_diagnosis
 
 log = logging.getLogger("spinefm.evaluate")
@@ -89,8 +89,26 @@ def retrieval_metrics(model, views: dict, cases, cache_dir) -> dict:
     return out
 
 
+def mean_boxes(cases, stream: str, conditions) -> torch.Tensor:
+    """Per condition, the mean normalised ground-truth box of ``stream`` in ``cases`` (C, 4).
+
+    The prior a box regressor has to beat: a constant box per condition, no image
+    seen. Conditions without a box fall back to the mean over all boxes.
+    """
+    sums, counts = torch.zeros(len(conditions), 4), torch.zeros(len(conditions))
+    for case in cases:
+        for series in case.by_stream(stream):
+            _, boxes, mask = slice_targets(case, series, conditions)
+            sums += (boxes * mask.unsqueeze(-1)).sum(0)
+            counts += mask.sum(0)
+    overall = sums.sum(0) / counts.sum().clamp(min=1)
+    return torch.where(counts.unsqueeze(1) > 0, sums / counts.clamp(min=1).unsqueeze(1), overall)
+
+
 @torch.no_grad()
-def segmentation_metrics(model, cases) -> dict:
+def segmentation_metrics(model, cases, train_cases=None) -> dict:
+    """Slice selection, key-slice hits and boxes on ``cases``; with ``train_cases`` also the
+    constant mean-box baseline (``mean_boxes`` of the training cases) on the same boxes."""
     out = {}
     for stream in ("t1", "t2", "synthesizer"):
         f = slice_features(model, cases, stream)
@@ -103,6 +121,12 @@ def segmentation_metrics(model, cases) -> dict:
         m = f["box_mask"]
         err = M.box_error(res["box"][m].numpy(), f["boxes"][m].numpy()) if m.any() else None
         ious = [M.box_iou(a, b) for a, b in zip(res["box"][m].numpy(), f["boxes"][m].numpy())]
+        prior = {}
+        if train_cases is not None and m.any():
+            const = mean_boxes(train_cases, stream, model.cfg.conditions).expand(m.shape[0], -1, -1)[m].numpy()
+            gt = f["boxes"][m].numpy()
+            prior = {"mean_box_error": M.box_error(const, gt),
+                     "mean_box_iou": float(np.mean([M.box_iou(a, b) for a, b in zip(const, gt)]))}
         # Key-slice hit: argmax slice of an annotated (series, condition) is a true key slice (+-1 slice).
         hits, total = 0, 0
         keys = torch.stack([f["case"], f["series"]], 1)
@@ -117,7 +141,8 @@ def segmentation_metrics(model, cases) -> dict:
                 total += 1
         out[stream] = {"slice_auroc_mean": M.mean_defined(aurocs.values()), "slice_auroc": aurocs,
                        "key_slice_hit_rate": hits / total if total else None, "n_localisations": total,
-                       "box_error": err, "box_iou": float(np.mean(ious)) if ious else None, "n_boxes": int(m.sum())}
+                       "box_error": err, "box_iou": float(np.mean(ious)) if ious else None, "n_boxes": int(m.sum()),
+                       **prior}
     return out
 
 
@@ -194,7 +219,7 @@ def evaluate_variant(name: str, model, train_cases, test_cases, args, own_heads:
         out["vendor"] = vendor_metrics(model, train_views, train_cases, test_views, test_cases, conditions, args.diag_steps,
                                        wd=args.diag_weight_decay)
         if not args.no_segmentation:
-            out["segmentation"] = segmentation_metrics(model, test_cases)
+            out["segmentation"] = segmentation_metrics(model, test_cases, train_cases)
         if model.level.is_fitted:
             out["level"] = level_metrics(model, train_cases, test_cases, args.n_boot, seed=args.seed,
                                          train_vs=train_views, test_vs=test_views)
@@ -261,11 +286,14 @@ def to_markdown(res: dict) -> str:
             lines.append(f"| {tv} ({r['n_train_cases']}) | " + " | ".join(_fmt(r["mean_auroc"].get(x)) for x in vendors) + " |")
     if main.get("segmentation"):
         lines += ["", "**Segmentation (held-out)**", "",
-                  "| stream | slice-selection AUROC | key-slice hit (+-1) | box error (normalised L1) | box IoU | boxes |",
-                  "|---|---|---|---|---|---|"]
+                  "| stream | slice-selection AUROC | key-slice hit (+-1) | box error (normalised L1) | box IoU "
+                  "| mean-box baseline: error / IoU | boxes |",
+                  "|---|---|---|---|---|---|---|"]
         for s, m in main["segmentation"].items():
             lines.append(f"| {s} | {_fmt(m['slice_auroc_mean'])} | {_fmt(m['key_slice_hit_rate'])} | {_fmt(m['box_error'])} | "
-                         f"{_fmt(m['box_iou'])} | {m['n_boxes']} |")
+                         f"{_fmt(m['box_iou'])} | {_fmt(m.get('mean_box_error'))} / {_fmt(m.get('mean_box_iou'))} "
+                         f"| {m['n_boxes']} |")
+        lines += ["", "Mean-box baseline: one constant box per condition (the mean training box), no image seen."]
     if main.get("level"):
         lines += ["", level_markdown(main["level"]).rstrip("\n")]
     return "\n".join(lines) + "\n"

@@ -87,3 +87,25 @@ def test_metrics_exclude_uncertain_and_bootstrap():
     for tr, te in folds:
         groups = np.array(["a", "a", "b", "c", "c", "d"])
         assert not set(groups[tr]) & set(groups[te])
+
+
+def test_mean_boxes_average_each_conditions_training_boxes_and_fall_back_to_all():
+    from types import SimpleNamespace
+
+    from spinefm.evaluate import mean_boxes
+
+    class Geometry:
+        def to_normalized(self, box):
+            return [v / 100 for v in box]
+
+    def case(condition, box):
+        series = SimpleNamespace(series_instance_uid="s", sop_instance_uids=["a", "b"], geometry=Geometry(), stream="t1")
+        finding = {"condition": condition, "key_slices": [{"series_instance_uid": "s", "sop_instance_uid": "b"}],
+                   "boxes": [{"series_instance_uid": "s", "sop_instance_uid": "b", "box": box}]}
+        return SimpleNamespace(labels={condition: 1}, findings=[finding], by_stream=lambda s: [series] if s == "t1" else [])
+
+    cases = [case("canal", [10, 10, 20, 20]), case("canal", [30, 30, 40, 40]), case("fracture", [0, 0, 10, 10])]
+    boxes = mean_boxes(cases, "t1", CONDS)
+    assert torch.allclose(boxes[0], torch.tensor([0.2, 0.2, 0.3, 0.3]))           # canal: mean of its two boxes
+    assert torch.allclose(boxes[2], torch.tensor([0.0, 0.0, 0.1, 0.1]))           # fracture: its one box
+    assert torch.allclose(boxes[1], torch.tensor([40, 40, 70, 70]) / 300)          # herniation: none -> mean of all

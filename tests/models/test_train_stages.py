@@ -78,6 +78,10 @@ def test_evaluate_writes_json_and_markdown(runs):
     res = json.loads((out / "metrics.json").read_text())
     assert set(res["variants"]) == {"spinefm", "random_encoder", "no_synthesizer"}
     assert "all" in res["variants"]["spinefm"]["diagnosis"] and "segmentation" in res["variants"]["spinefm"]
+    seg = res["variants"]["spinefm"]["segmentation"]["t1"]
+    # the toy blob sits at the same place in every case: the constant mean box is exact
+    assert seg["mean_box_error"] == pytest.approx(0.0, abs=1e-6) and seg["mean_box_iou"] == pytest.approx(1.0)
+    assert "mean-box baseline" in (out / "metrics.md").read_text()
     assert "SYNTHETIC" in (out / "metrics.md").read_text()
 
 
