@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diag-steps", type=int, default=300)
     p.add_argument("--diag-weight-decay", type=float, default=1e-2)
     p.add_argument("--no-segmentation", action="store_true")
+    p.add_argument("--random-inits", type=int, default=1,
+                   help="random_encoder baseline over this many initialisations (seeds --seed, --seed+1, ...): "
+                        "one random init is a noisy yardstick")
 
 
 def diagnosis_metrics(probs: torch.Tensor, labels: torch.Tensor, conditions, n_boot: int) -> dict:
@@ -235,12 +238,28 @@ def evaluate(bundle_dir, train_cases, test_cases, args) -> dict:
     for name in [b for b in args.baselines.split(",") if b]:
         log.info("baseline %s", name)
         if name == "random_encoder":
-            seed_everything(args.seed)
-            base = SpineFM(model.cfg).eval()
+            runs = []
+            for i in range(max(1, getattr(args, "random_inits", 1))):
+                seed_everything(args.seed + i)
+                runs.append(evaluate_variant(name, SpineFM(model.cfg).eval(), train_cases, test_cases, args, own_heads=False))
+            results["variants"][name] = runs[0]  # the first init in full, as before
+            if len(runs) > 1:
+                results["random_inits"] = random_init_summary(runs, args.seed)
         else:
-            base = model
-        results["variants"][name] = evaluate_variant(name, base, train_cases, test_cases, args, own_heads=False)
+            results["variants"][name] = evaluate_variant(name, model, train_cases, test_cases, args, own_heads=False)
     return results
+
+
+def random_init_summary(runs: list[dict], first_seed: int) -> dict:
+    """Mean AUROC per view of each random initialisation, with their mean, SD and range."""
+    out = {"seeds": list(range(first_seed, first_seed + len(runs))), "views": {}}
+    for view in ("all", "t1", "t2", "other"):
+        values = [r["diagnosis"][view]["mean_auroc"] for r in runs if r["diagnosis"].get(view)]
+        values = [v for v in values if v is not None]
+        if values:
+            out["views"][view] = {"per_init": values, "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)),
+                                  "min": min(values), "max": max(values)}
+    return out
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -258,6 +277,12 @@ def to_markdown(res: dict) -> str:
             d = v["diagnosis"].get(view)
             cells.append(f"{_fmt(d['mean_auroc'])} / {_fmt(d['mean_auprc'])} (n={d['n_cases']})" if d else "n/a")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if res.get("random_inits"):
+        ri = res["random_inits"]
+        lines += ["", f"random_encoder over {len(ri['seeds'])} initialisations (seeds {ri['seeds'][0]}-{ri['seeds'][-1]}; "
+                      "the row above is the first), mean AUROC: " +
+                  "; ".join(f"{view} {_fmt(v['mean'])} +- {_fmt(v['sd'])} ({_fmt(v['min'])}-{_fmt(v['max'])})"
+                            for view, v in ri["views"].items())]
     lines += ["", "**Retrieval (held-out, T1+T2 view): image->report R@1 / R@5 / R@10, median rank; report->image R@5**", "",
               "| model | R@1 | R@5 | R@10 | median rank | report->image R@5 |", "|---|---|---|---|---|---|"]
     for name, v in res["variants"].items():

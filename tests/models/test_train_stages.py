@@ -74,9 +74,15 @@ def test_evaluate_writes_json_and_markdown(runs):
     root, cache = runs
     out = root / "eval"
     assert main(["evaluate", "--bundle", str(root / "heads"), "--out", str(out), "--n-boot", "5", "--kfold", "2",
-                 "--diag-steps", "5", "--baselines", "random_encoder,no_synthesizer", *COMMON, *cache]) == 0
+                 "--diag-steps", "5", "--baselines", "random_encoder,no_synthesizer", "--random-inits", "2",
+                 *COMMON, *cache]) == 0
     res = json.loads((out / "metrics.json").read_text())
     assert set(res["variants"]) == {"spinefm", "random_encoder", "no_synthesizer"}
+    inits = res["random_inits"]["views"]["all"]
+    assert res["random_inits"]["seeds"] == [0, 1] and len(inits["per_init"]) == 2
+    assert inits["per_init"][0] == res["variants"]["random_encoder"]["diagnosis"]["all"]["mean_auroc"]
+    assert inits["per_init"][0] != inits["per_init"][1]  # another init is another baseline
+    assert "over 2 initialisations" in (out / "metrics.md").read_text()
     assert "all" in res["variants"]["spinefm"]["diagnosis"] and "segmentation" in res["variants"]["spinefm"]
     seg = res["variants"]["spinefm"]["segmentation"]["t1"]
     # the toy blob sits at the same place in every case: the constant mean box is exact

@@ -59,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage (tests)")
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--kfold", type=int, default=5)
+    p.add_argument("--random-inits", type=int, default=3, help="evaluate: random-encoder baseline over this many inits")
     p.add_argument("--skip-eval", action="store_true")
     p.add_argument("--version", default="0.1.0")
     p.add_argument("--seed", type=int, default=0)
@@ -155,6 +156,7 @@ def run(args) -> str:
         eargs = _stage_args(evaluate_mod, _common(args, work / "eval", None)[2:] +
                             ["--bundle", str(work / "levels"), "--out", str(work / "eval"), "--n-boot", str(args.n_boot),
                              "--kfold", str(args.kfold), "--diag-steps", str(args.diag_steps),
+                             "--random-inits", str(args.random_inits),
                              "--diag-weight-decay", str(args.diag_weight_decay),
                              "--eval-seed", str(args.eval_seed), "--eval-cases", str(args.eval_cases)])
         test_cases = load_eval_cases(eargs, model.cfg.preprocess)
@@ -189,6 +191,8 @@ def summarize(res: dict) -> dict:
         if "kfold" in v:
             row["kfold_mean_auroc"] = v["kfold"]["mean_auroc"]
         out[name] = row
+        if name == "random_encoder" and res.get("random_inits"):
+            row["inits"] = {view: {k: d[k] for k in ("mean", "sd", "min", "max")} for view, d in res["random_inits"]["views"].items()}
         if "level" in v:
             out["level"] = levels.summarize_levels(v["level"])
     return out
