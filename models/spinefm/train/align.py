@@ -27,7 +27,7 @@ from ..heads.diagnosis import DiagnosisHead
 from ..pooling import pad_bags
 from .common import (Checkpointer, set_threads, add_common_arguments, autocast, build_model, cosine_lr, index_loader,
                      load_cases, progress, seed_everything, setup_logging, slice_inputs)
-from .box_supervision import PatchProbes, series_patch_targets
+from .box_supervision import PatchProbes, patch_side, series_patch_targets
 from .features import text_features
 
 log = logging.getLogger("spinefm.train.align")
@@ -92,8 +92,9 @@ class AlignStep(nn.Module):
     def patch_targets(self, case, series) -> torch.Tensor:
         key = (case.case_id, series.series_instance_uid)
         if key not in self._targets:  # the boxes never change: build each series' targets once
-            side = self.model.cfg.preprocess.crop // self.model.t1.patch_size
-            self._targets[key] = series_patch_targets(case, series, self.model.cfg.conditions, side)
+            # int8 (values 1, 0, -1): the cache lives for the whole stage, a quarter of float32's size
+            targets = series_patch_targets(case, series, self.model.cfg.conditions, patch_side(self.model))
+            self._targets[key] = targets.to(torch.int8)
         return self._targets[key]
 
     def forward(self, cases, text: torch.Tensor) -> dict[str, torch.Tensor]:

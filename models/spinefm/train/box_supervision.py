@@ -46,6 +46,11 @@ def cell_overlap_targets(labels: torch.Tensor, boxes: torch.Tensor, box_mask: to
     return out.transpose(1, 2).contiguous()
 
 
+def patch_side(model) -> int:
+    """Cells per side of the encoders' patch grid (crop / patch size)."""
+    return model.cfg.preprocess.crop // model.t1.patch_size
+
+
 def series_patch_targets(case, series, conditions: tuple[str, ...], side: int) -> torch.Tensor:
     """All slices of one series: (n, side*side, C) patch targets."""
     return cell_overlap_targets(*slice_targets(case, series, conditions), side)
@@ -85,10 +90,10 @@ def probe_report(model, probes: PatchProbes, cases) -> dict:
     ``study``: the study's max patch score (mean of T1 and T2) against its
     label, i.e. whether the probe detects *that* a finding is there.
     """
-    from ..metrics import auroc
+    from ..metrics import auroc, mean_defined
 
     conditions = model.cfg.conditions
-    side = model.cfg.preprocess.crop // model.t1.patch_size
+    side = patch_side(model)
     cell_scores, cell_targets, study_scores, study_labels = [], [], [], []
     for case in cases:
         maxima = []
@@ -106,13 +111,8 @@ def probe_report(model, probes: PatchProbes, cases) -> dict:
             study_labels.append(case.label_vector(conditions))
 
     def mean_auroc(scores, targets):
-        values = []
-        for j in range(targets.shape[1]):
-            keep = targets[:, j] >= 0
-            a = auroc(targets[keep, j].numpy(), scores[keep, j].numpy())
-            if a is not None:
-                values.append(a)
-        return sum(values) / len(values) if values else None
+        return mean_defined(auroc(targets[targets[:, j] >= 0, j].numpy(), scores[targets[:, j] >= 0, j].numpy())
+                            for j in range(targets.shape[1]))
 
     return {"patch_auroc": mean_auroc(torch.cat(cell_scores), torch.cat(cell_targets)),
             "study_auroc_from_max_patch": mean_auroc(torch.stack(study_scores), torch.stack(study_labels)),
