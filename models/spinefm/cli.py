@@ -47,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             p.set_defaults(_run=mod.run)
     args = parser.parse_args(argv)
     args.command_line = "spinefm " + shlex.join(argv)  # recorded in bundle manifests
-    result = args._run(args)
+    from .bundle import BundleError
+
+    try:
+        result = args._run(args)
+    except BundleError as exc:  # a missing, corrupt or mismatched bundle: its message, not a traceback
+        parser.exit(2, f"spinefm {args.command}: {exc}\n")
     return result if isinstance(result, int) else 0
 
 

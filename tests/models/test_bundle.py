@@ -78,3 +78,13 @@ def test_weights_that_do_not_match_the_configs(copy, tmp_path, tiny_cfg):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="diagnosis.safetensors.*do not match"):
         load_bundle(copy)
+
+
+def test_cli_reports_a_bad_bundle_in_one_line(tmp_path, capsys):
+    from spinefm.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--bundle", str(tmp_path / "missing"), "--out", str(tmp_path / "eval")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spinefm evaluate: ") and "not a directory" in err and "Traceback" not in err
