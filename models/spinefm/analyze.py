@@ -18,7 +18,8 @@ import torch
 from .clip import case_embedding
 from .conditions import get_condition
 from .data import SeriesRecord, record_from_study_input
-from .results import AnalysisResult, Box, ConditionPrediction, KeySlice, SeriesUsed, SimilarCase, UnsupportedStudy
+from .results import (POSSIBLE, PRESENT, AnalysisResult, Box, ConditionPrediction, KeySlice, SeriesUsed, SimilarCase,
+                      UnsupportedStudy)
 
 log = logging.getLogger(__name__)
 STREAM_NAMES = {"t1": "t1", "t2": "t2", "synthesizer": "synthesizer"}
@@ -115,8 +116,9 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
             batch_size: int = 64) -> AnalysisResult:
     """Run every agent on one study.
 
-    Key slices and boxes are produced for every condition predicted present and, whatever the
-    thresholds say, for the ``localize_top`` most probable ones, so a reviewer always sees where
+    Each condition gets the bundle's call at its operating points (present, possible, absent,
+    or not assessed where the bundle failed held-out validation). Key slices and boxes are
+    produced for every condition called present or possible and, whatever the calls say, for the ``localize_top`` most probable ones, so a reviewer always sees where
     the model looked for its likeliest findings (the viewer marks those below threshold).
     """
     model = bundle.model.eval()
@@ -138,13 +140,13 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     t = time.perf_counter()
     with torch.no_grad():
         probs = torch.sigmoid(model.diagnosis(case[None])[0].float())
-    thresholds = model.diagnosis.thresholds
+    statuses = model.diagnosis.statuses(probs)
     conditions, key_slices, boxes = [], [], []
     most_probable = set(torch.argsort(probs, descending=True)[:localize_top].tolist())
     for i, c in enumerate(model.cfg.conditions):
-        present = bool(probs[i] >= thresholds[i])
-        conditions.append(ConditionPrediction(c, round(float(probs[i]), 4), present))
-        if present or localize_all or i in most_probable:
+        present = statuses[i] == PRESENT
+        conditions.append(ConditionPrediction(c, round(float(probs[i]), 4), present, status=statuses[i]))
+        if present or statuses[i] == POSSIBLE or localize_all or i in most_probable:
             ks, box = localize(model, c, _series_for(c, embedded), case)
             conditions[-1].level = box.level
             key_slices.append(ks)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,28 @@ def save_bundle(model: SpineFM, out: str | Path, name: str = "spinefm", version:
         if f.is_file():
             f.chmod(0o644)
     return out
+
+
+# Manifest keys save_bundle writes itself; the rest (training record, encoder_init, ...) is carried over.
+OWN_KEYS = {"format", "name", "version", "conditions", "configs", "metrics", "synthetic_training", "created", "files"}
+
+
+def resave_bundle(model: SpineFM, init: str | Path, out: str | Path, manifest: dict, *, name: str | None = None,
+                  version: str | None = None, metrics: dict | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write a model changed by a post-training stage (levels, calibrate) as a bundle.
+
+    Starts from the input's files so unchanged parts keep their bytes and hashes; the retrieval
+    index and the manifest's other fields are carried over, ``extra`` added to them.
+    """
+    out = Path(out)
+    if out.resolve() != Path(init).resolve():
+        shutil.copytree(init, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint.pt", "*.tmp*"))
+    carried = {k: v for k, v in manifest.items() if k not in OWN_KEYS}
+    carried.update(extra or {})
+    return save_bundle(model, out, name=name or manifest["name"], version=version or manifest["version"],
+                       synthetic_training=bool(manifest["synthetic_training"]),
+                       metrics=manifest.get("metrics") if metrics is None else metrics, extra=carried,
+                       keep=tuple(f for f in (INDEX_WEIGHTS, INDEX_META) if f in manifest["files"]))
 
 
 def read_manifest(path: str | Path) -> dict:

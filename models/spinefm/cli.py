@@ -25,6 +25,7 @@ STAGES = {
     "synth": ("spinefm.train.synth", "train the synthesizer (layer-wise T1/T2 fusion)"),
     "heads": ("spinefm.train.heads", "train diagnosis and segmentation heads"),
     "levels": ("spinefm.train.levels", "train the level head (finding -> spinal level) on a stage or bundle"),
+    "calibrate": ("spinefm.train.calibrate", "operating points (present / possible / not assessed) from held-out cases"),
     "evaluate": ("spinefm.evaluate", "evaluate a bundle on held-out phantoms (+ baselines)"),
     "build-bundle": ("spinefm.build", "assemble a bundle with retrieval index and metrics"),
     "train-default": ("spinefm.train.default", "train the default phantom bundle end to end"),

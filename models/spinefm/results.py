@@ -11,12 +11,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+# Per-condition call at the bundle's operating points (spinefm.train.operating_points):
+# asserted, hedged, not found, or not assessed (the condition failed held-out validation).
+PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED = "present", "possible", "absent", "not_assessed"
+STATUSES = (PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED)
+
+
 @dataclass
 class ConditionPrediction:
     condition: str
     probability: float
     present: bool
     level: str | None = None
+    status: str | None = None  # one of STATUSES; None in results written before operating points
 
 
 @dataclass

@@ -9,8 +9,10 @@ version, :func:`retrain_bundle`
 
 1. fits a fresh :class:`~spinefm.heads.diagnosis.DiagnosisHead` with the very
    routine the bundle's own ``heads`` stage uses (full-batch Adam on the masked
-   BCE, then per-condition Youden thresholds on the training data:
-   ``spinefm.train.heads.fit_diagnosis``);
+   BCE: ``spinefm.train.heads.fit_diagnosis``); its operating points come from
+   the val split when there is one (``spinefm.train.operating_points``: a
+   condition is called only where the verified val labels validate it), else
+   Youden's J on the training data;
 2. evaluates AUROC/AUPRC per condition (``spinefm.metrics``, uncertain labels
    excluded) on the held-out test split for the new heads *and* for the base
    bundle's heads, on exactly the same examples, so the two are comparable;
@@ -179,6 +181,7 @@ def retrain_bundle(base_dir: str | Path, out_dir: str | Path, train: Sequence[Ex
 
     say("training diagnosis heads", 20)
     from .train.heads import fit_diagnosis
+    from .train.operating_points import apply_operating_points, fit_operating_points, held_out_counts
 
     torch.manual_seed(seed)
     head = DiagnosisHead(dim, conditions, input_scale=base_head.input_scale)
@@ -188,6 +191,12 @@ def retrain_bundle(base_dir: str | Path, out_dir: str | Path, train: Sequence[Ex
     final_loss = fit_diagnosis(head, x_tr, y_tr, steps=steps, lr=lr, weight_decay=weight_decay)
     head.eval()
     losses = {"initial": initial_loss, "final": final_loss}
+    points = None
+    if x_va.shape[0]:
+        say("operating points on the val split", 50)
+        with torch.no_grad():
+            points = fit_operating_points(torch.sigmoid(head(x_va)), y_va, conditions)
+        apply_operating_points(head, points)
 
     say("evaluating on the test split", 60)
     synthetic = bool(base_manifest.get("synthetic_training", True)) or bool((dataset or {}).get("synthetic", False))
@@ -201,6 +210,9 @@ def retrain_bundle(base_dir: str | Path, out_dir: str | Path, train: Sequence[Ex
         "n_train": int(x_tr.shape[0]), "n_val": int(x_va.shape[0]), "n_test": int(x_te.shape[0]),
         "train_loss": losses,
     }
+    if x_te.shape[0]:
+        with torch.no_grad():
+            metrics["operating_points_test"] = held_out_counts(torch.sigmoid(head(x_te)), y_te, head)
 
     say("writing bundle", 80)
     tmp = _copy_bundle(base_dir, out_dir)
@@ -217,8 +229,15 @@ def retrain_bundle(base_dir: str | Path, out_dir: str | Path, train: Sequence[Ex
                              "manifest_sha256": hashlib.sha256(base_raw).hexdigest()},
             "dataset": dict(dataset or {}),
             "retrain": {"parts": ["diagnosis"], "steps": steps, "lr": lr, "weight_decay": weight_decay,
-                        "seed": seed, "thresholds": "Youden's J on the training split", "losses": losses},
+                        "seed": seed, "losses": losses,
+                        "thresholds": ("operating points on the val split" if points is not None
+                                       else "Youden's J on the training split")},
         })
+        if points is not None:
+            manifest["operating_points"] = {"splits": "val", "n_cases": int(x_va.shape[0]),
+                                            "points": [p.to_dict() for p in points]}
+        else:
+            manifest.pop("operating_points", None)  # the base bundle's points describe the base heads
         if synthetic:
             manifest["data"] = "SYNTHETIC: " + str(base_manifest.get("data", "phantom-derived labels"))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))

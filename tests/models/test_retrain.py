@@ -78,6 +78,13 @@ def test_new_bundle_loads_verified_and_records_lineage(retrained):
     assert manifest["files"]["diagnosis.safetensors"] != base["files"]["diagnosis.safetensors"]
     assert manifest["files"]["encoders.safetensors"] == base["files"]["encoders.safetensors"]
     assert embedding_key(manifest) == embedding_key(base)
+    # operating points from the verified val split: separable data validate every condition
+    points = manifest["operating_points"]
+    assert points["splits"] == "val" and points["n_cases"] == 60
+    assert all(p["validated"] for p in points["points"]) and manifest["retrain"]["thresholds"].startswith("operating")
+    assert bundle.model.diagnosis.validated.all()
+    counts = manifest["metrics"]["operating_points_test"]
+    assert counts["n_cases"] == 120 and counts["sensitivity_asserted_or_hedged"] > 0.5
     assert [s for s, _ in seen][-1] == "bundle written"
     # The written head is the trained one: reloading it reproduces the candidate's test metrics.
     head = load_diagnosis_head(result.path)

@@ -48,3 +48,50 @@ def test_draft_record_and_errors(result):
         make_drafter({"backend": "nope"})
     with pytest.raises(FileNotFoundError, match="report agent"):
         make_drafter({"backend": "llava"})
+
+
+def with_calls(result, calls: dict) -> AnalysisResult:
+    """The fixture result with the bundle's own calls (operating points) set per condition."""
+    for c in result.conditions:
+        c.status = calls.get(c.condition, "absent")
+        c.present = c.status == "present"
+    return result
+
+
+def test_bundle_calls_replace_the_global_margin(result):
+    """A result that carries calls is written as called: the hedge band is the bundle's, not 0.5 +- margin."""
+    text = TemplateDrafter().draft(with_calls(result, {"canal": "present", "herniation": "absent",
+                                                       "neuroforaminal": "possible", "fracture": "present"}))
+    assert "Spinal canal stenosis (key image" in text and "herniation" not in text.lower()
+    assert "Possible neural foraminal narrowing; cannot be excluded." in text
+    assert "not assessed" not in text.lower()
+
+
+def test_unassessed_conditions_are_counted_never_called_normal(result):
+    from spinefm.report.labels import extract_labels
+
+    text = TemplateDrafter().draft(with_calls(result, {"canal": "not_assessed", "herniation": "not_assessed",
+                                                       "fracture": "not_assessed", "cyst": "not_assessed",
+                                                       "neuroforaminal": "present"}))
+    findings, impression = text.split("IMPRESSION:")
+    # the section normals that would assert the unassessed conditions are gone, the others stay
+    assert "No disc herniation, canal or foraminal narrowing" not in findings
+    assert "No marrow edema or fracture" not in findings and "Vertebral alignment is maintained." in findings
+    # counted per section, not named: a named condition reads as a finding to a labeler
+    assert "Levels: 2 of 4 conditions not assessed by the model; review on the images." in findings
+    assert "Vertebral bodies and marrow: Not assessed by the model; review on the images." in findings
+    assert "Other: Not assessed by the model; review on the images." in findings
+    lines = impression.strip().splitlines()
+    assert lines[0].startswith("1. Neural foraminal narrowing")
+    assert lines[-1] == "2. 4 conditions were not assessed by the model (not validated on held-out data); review them on the images."
+    # the rule labeler reads no finding into the draft beyond what it calls
+    labels = extract_labels(text)
+    assert all(labels[k] != 1 for k in ("canal", "herniation", "fracture", "cyst")) and labels["neuroforaminal"] == 1
+
+
+def test_prompt_lists_calls_and_unassessed(result):
+    from spinefm.report.prompt import agent_tokens
+
+    tokens = agent_tokens(with_calls(result, {"canal": "present", "fracture": "not_assessed"}))
+    assert "- Spinal canal stenosis: 0.86 present" in tokens and "Vertebral fracture:" not in tokens.split("Not assessed")[0]
+    assert "Not assessed by the model (not validated): Vertebral fracture." in tokens

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conditions import UNCERTAIN
+from ..results import ABSENT, NOT_ASSESSED, POSSIBLE, PRESENT
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -30,8 +31,12 @@ class DiagnosisHead(nn.Module):
         self.probes = nn.ModuleDict({c: nn.Linear(dim, 1) for c in self.conditions})
         # Case embeddings are L2-normalised; scaling by sqrt(dim) gives unit-variance inputs to the probes.
         self.input_scale = float(input_scale if input_scale is not None else dim ** 0.5)
-        # Decision thresholds per condition (set on training data by the heads stage; 0.5 until then).
-        self.register_buffer("thresholds", torch.full((len(self.conditions),), 0.5))
+        # Operating points per condition (spinefm.train.operating_points): assert at p >= thresholds,
+        # hedge at possible_thresholds <= p < thresholds; an unvalidated condition is never asserted.
+        n = len(self.conditions)
+        self.register_buffer("thresholds", torch.full((n,), 0.5))
+        self.register_buffer("possible_thresholds", torch.full((n,), 0.5))
+        self.register_buffer("validated", torch.ones(n, dtype=torch.bool))
         for p in self.probes.values():
             nn.init.zeros_(p.weight)
             nn.init.zeros_(p.bias)
@@ -43,3 +48,26 @@ class DiagnosisHead(nn.Module):
 
     def loss(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return masked_bce(self(emb), labels)
+
+    def statuses(self, probs: torch.Tensor) -> list[str]:
+        """(n_conditions,) probabilities -> "present" / "possible" / "absent" / "not_assessed"."""
+        out = []
+        for j in range(len(self.conditions)):
+            p = float(probs[j])
+            if not bool(self.validated[j]):
+                out.append(NOT_ASSESSED)
+            elif p >= float(self.thresholds[j]):
+                out.append(PRESENT)
+            elif p >= float(self.possible_thresholds[j]):
+                out.append(POSSIBLE)
+            else:
+                out.append(ABSENT)
+        return out
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Bundles written before operating points carry only "thresholds": no hedged band
+        # (possible = present) and every condition validated, i.e. their old behaviour.
+        if prefix + "thresholds" in state_dict:
+            state_dict.setdefault(prefix + "possible_thresholds", state_dict[prefix + "thresholds"].clone())
+            state_dict.setdefault(prefix + "validated", torch.ones_like(self.validated))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

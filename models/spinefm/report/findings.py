@@ -11,9 +11,7 @@ from dataclasses import dataclass
 
 from spinefm.conditions import (CONDITIONS, DISC_LEVEL, VERTEBRAE, get_condition,
                                 region_of_level)
-from spinefm.results import AnalysisResult, Box, KeySlice
-
-PRESENT, POSSIBLE, ABSENT = "present", "possible", "absent"
+from spinefm.results import ABSENT, POSSIBLE, PRESENT, AnalysisResult, Box, KeySlice
 
 # Impression order: what a reader must act on first.
 PRIORITY = ("compression", "fracture", "lesion_intramedullary", "lesion_extramedullary",
@@ -50,8 +48,12 @@ class Finding:
         return SECTION_OF.get(self.condition, "levels")
 
 
-def status_of(probability: float, present: bool, threshold: float, margin: float) -> str:
-    """Hedge when the probability sits within ``margin`` of the decision threshold."""
+def status_of(probability: float, present: bool, threshold: float, margin: float,
+              status: str | None = None) -> str:
+    """The bundle's own call when the result carries one; for older results, hedge when
+    the probability sits within ``margin`` of the decision threshold."""
+    if status is not None:
+        return status
     if abs(probability - threshold) < margin:
         return POSSIBLE
     return PRESENT if present else ABSENT
@@ -96,7 +98,8 @@ def triage(result: AnalysisResult, threshold: float = 0.5, margin: float = 0.1) 
         if level is None and box is not None:
             level = box.level
         out.append(Finding(pred.condition, cond.display_name, float(pred.probability),
-                           status_of(float(pred.probability), bool(pred.present), threshold, margin),
+                           status_of(float(pred.probability), bool(pred.present), threshold, margin,
+                                     pred.status),
                            level, ks, box, label))
     return out
 

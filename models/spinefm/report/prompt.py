@@ -10,8 +10,8 @@ template, so Llama-3.1 and our tiny tokenizer take the same path.
 
 from __future__ import annotations
 
-from spinefm.report.findings import ABSENT, level_order, region, sequences_used, triage
-from spinefm.results import AnalysisResult
+from spinefm.report.findings import POSSIBLE, PRESENT, level_order, region, sequences_used, triage
+from spinefm.results import NOT_ASSESSED, AnalysisResult
 
 IMAGE_PLACEHOLDER = "<image>"
 PROMPT_VERSION = "1"
@@ -42,7 +42,9 @@ def agent_tokens(result: AnalysisResult, threshold: float = 0.5, margin: float =
     seqs = sequences_used(result)
     lines = [f"Study: {reg + ' ' if reg else ''}spine MRI. Sequences: "
              f"{', '.join(seqs) if seqs else 'not listed'}. Prior study: none."]
-    findings = [f for f in triage(result, threshold, margin) if f.status != ABSENT]
+    triaged = triage(result, threshold, margin)
+    findings = [f for f in triaged if f.status in (PRESENT, POSSIBLE)]
+    unassessed = [f.display for f in triaged if f.status == NOT_ASSESSED]
     findings.sort(key=lambda f: level_order(f.level))
     lines.append(f"Conditions (probability, level; threshold {threshold:.2f}):")
     for f in findings:
@@ -57,6 +59,8 @@ def agent_tokens(result: AnalysisResult, threshold: float = 0.5, margin: float =
     if not findings:
         lines.append("- none above threshold")
     lines.append("Other assessed conditions: not detected.")
+    if unassessed:
+        lines.append(f"Not assessed by the model (not validated): {', '.join(unassessed)}.")
     if result.similar_cases:
         top = max(result.similar_cases, key=lambda c: c.score)
         lines.append(f"Most similar case (different patient, score {top.score:.2f}):")

@@ -48,6 +48,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def open_finished_model(args, stage: str):
+    """Post-training stages (levels, calibrate): logging, threads and seed set, the --init model
+    (a stage directory or a bundle) loaded frozen in eval mode; returns (model, manifest)."""
+    from ..bundle import load_bundle
+
+    setup_logging()
+    set_threads(args.threads)
+    seed_everything(args.seed)
+    if not args.init:
+        raise SystemExit(f"{stage} needs --init (a stage directory or a bundle)")
+    bundle = load_bundle(args.init)
+    model = bundle.model.eval()
+    model.requires_grad_(False)
+    return model, bundle.manifest
+
+
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (checkpoint + model directory)")
     p.add_argument("--init", default=None, help="model directory from the previous stage (bundle format)")

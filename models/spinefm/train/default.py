@@ -1,7 +1,7 @@
 """``spinefm train-default``: the documented pipeline that produces the default phantom bundle.
 
     [pretrain (spinefm.ssl, if --ssl-steps > 0)] -> align -> synth -> heads -> levels
-    -> evaluate (held-out phantoms, with baselines) -> build-bundle
+    -> calibrate (operating points on the training seed's val+test) -> evaluate (held-out phantoms, with baselines) -> build-bundle
 
 Every stage is the same code as its own subcommand; intermediate model
 directories live under ``--work`` and each stage resumes from its checkpoint.
@@ -22,7 +22,7 @@ import torch
 from .. import evaluate as evaluate_mod
 from ..build import build
 from ..bundle import load_model_dir
-from . import align, heads, levels, synth
+from . import align, calibrate, heads, levels, synth
 from .common import DEFAULT_CACHE, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging
 
 log = logging.getLogger("spinefm.train.default")
@@ -56,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diag-weight-decay", type=float, default=1e-2)
     p.add_argument("--seg-steps", type=int, default=300)
     p.add_argument("--level-steps", type=int, default=400)
+    p.add_argument("--calibration-splits", default="val,test",
+                   help="held-out splits of --phantom-seed for the operating points ('' : keep Youden's J on train)")
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage (tests)")
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--kfold", type=int, default=5)
@@ -148,19 +150,26 @@ def run(args) -> str:
     levels.run(_stage_args(levels, _common(args, work / "levels", work / "heads")
                            + ["--level-steps", str(args.level_steps)]))
 
-    model, _ = load_model_dir(work / "levels")
+    final = work / "levels"
+    if args.calibration_splits:
+        calibrate.run(_stage_args(calibrate, _common(args, work / "calibrated", final)
+                                  + ["--splits", args.calibration_splits]
+                                  + ([] if args.skip_eval else ["--eval-seed", str(args.eval_seed),
+                                                                "--eval-cases", str(args.eval_cases)])))
+        final = work / "calibrated"
+    model, final_manifest = load_model_dir(final)
     ns = _stage_args(align, _common(args, work / "x", None))
     train_cases = load_cases(ns, model.cfg.preprocess, "train")
     metrics = {}
     if not args.skip_eval:
         eargs = _stage_args(evaluate_mod, _common(args, work / "eval", None)[2:] +
-                            ["--bundle", str(work / "levels"), "--out", str(work / "eval"), "--n-boot", str(args.n_boot),
+                            ["--bundle", str(final), "--out", str(work / "eval"), "--n-boot", str(args.n_boot),
                              "--kfold", str(args.kfold), "--diag-steps", str(args.diag_steps),
                              "--random-inits", str(args.random_inits),
                              "--diag-weight-decay", str(args.diag_weight_decay),
                              "--eval-seed", str(args.eval_seed), "--eval-cases", str(args.eval_cases)])
         test_cases = load_eval_cases(eargs, model.cfg.preprocess)
-        res = evaluate_mod.evaluate(work / "levels", train_cases, test_cases, eargs)
+        res = evaluate_mod.evaluate(final, train_cases, test_cases, eargs)
         (work / "eval").mkdir(parents=True, exist_ok=True)
         (work / "eval" / "metrics.json").write_text(json.dumps(res, indent=2))
         (work / "eval" / "metrics.md").write_text(evaluate_mod.to_markdown(res))
@@ -170,6 +179,8 @@ def run(args) -> str:
              "training": {"command": command, "phantom_seed": args.phantom_seed, "n_cases": args.n_cases,
                           "train_cases": len(train_cases), "align_label_weight": args.label_weight,
                           "align_box_weight": args.box_weight}}
+    if "operating_points" in final_manifest:
+        extra["operating_points"] = final_manifest["operating_points"]
     out = build(model, train_cases, args.out, "spineagent-phantom-nano", args.version, metrics, args.cache_dir,
                 synthetic=True, extra=extra)
     log.info("default bundle written to %s", out)

@@ -4,7 +4,8 @@ Diagnosis probes train on case embeddings of every view a case has (T1 only,
 T2 only, other-via-synthesizer, and the T1+T2 mean): all views live in the one
 CLIP space, and seeing them all makes the probes work whatever sequences a
 study brings. Uncertain labels are masked. Thresholds per condition maximise
-Youden's J on the training embeddings. Segmentation heads train per stream on
+Youden's J on the training embeddings (provisional: the calibrate stage replaces
+them with operating points from held-out cases). Segmentation heads train per stream on
 slice tokens.
 """
 
@@ -71,6 +72,9 @@ def fit_thresholds(head: DiagnosisHead, emb: torch.Tensor, labels: torch.Tensor)
         tpr = (pred & (y == 1)).sum(1) / (y == 1).sum()
         fpr = (pred & (y == 0)).sum(1) / (y == 0).sum()
         head.thresholds[j] = cand[int((tpr - fpr).argmax())]
+    # no hedged band and every condition callable until held-out data say otherwise (calibrate stage)
+    head.possible_thresholds.copy_(head.thresholds)
+    head.validated.fill_(True)
 
 
 def fit_segmentation(model, stream: str, feats: dict, steps: int = 300, lr: float = 3e-3,

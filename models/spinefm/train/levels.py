@@ -20,16 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 from pathlib import Path
 
-from ..bundle import INDEX_META, INDEX_WEIGHTS, load_bundle, save_bundle
+from ..bundle import resave_bundle
 from ..levels import level_markdown, level_metrics, train_level_head
-from .common import add_common_arguments, load_cases, load_eval_cases, seed_everything, set_threads, setup_logging
+from .common import add_common_arguments, load_cases, load_eval_cases, open_finished_model
 from .features import case_views
 
 log = logging.getLogger("spinefm.train.levels")
-OWN_KEYS = {"format", "name", "version", "conditions", "configs", "metrics", "synthetic_training", "created", "files"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,14 +53,7 @@ def summarize_levels(res: dict) -> dict:
 
 
 def run(args) -> str:
-    setup_logging()
-    set_threads(args.threads)
-    seed_everything(args.seed)
-    if not args.init:
-        raise SystemExit("levels needs --init (a heads-stage directory or a bundle)")
-    bundle = load_bundle(args.init)
-    model, manifest = bundle.model.eval(), bundle.manifest
-    model.requires_grad_(False)
+    model, manifest = open_finished_model(args, "levels")
     cases = load_cases(args, model.cfg.preprocess)
     vs = case_views(model, cases, progress=not args.no_progress)
     info = train_level_head(model, cases, args.level_steps, args.seed, vs, args.level_centres)
@@ -79,15 +70,7 @@ def run(args) -> str:
         (report / "level_metrics.json").write_text(json.dumps(res, indent=2))
         (report / "level_metrics.md").write_text(md)
         metrics["level"] = summarize_levels(res)
-    out = Path(args.out)
-    if out.resolve() != Path(args.init).resolve():
-        # start from the input's files so the unchanged parts keep their bytes and hashes
-        shutil.copytree(args.init, out, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("checkpoint.pt", "*.tmp*"))
-    extra = {k: v for k, v in manifest.items() if k not in OWN_KEYS}
-    extra["level_training"] = {"command": getattr(args, "command_line", None), **info}
-    save_bundle(model, args.out, name=args.name or manifest["name"], version=args.version or manifest["version"],
-                synthetic_training=bool(manifest["synthetic_training"]), metrics=metrics, extra=extra,
-                keep=tuple(f for f in (INDEX_WEIGHTS, INDEX_META) if f in manifest["files"]))
+    resave_bundle(model, args.init, args.out, manifest, name=args.name, version=args.version, metrics=metrics,
+                  extra={"level_training": {"command": getattr(args, "command_line", None), **info}})
     log.info("bundle with level head written to %s", args.out)
     return args.out

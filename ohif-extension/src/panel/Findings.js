@@ -26,20 +26,31 @@ function BoxRow({ box, viewer }) {
   </li>`;
 }
 
-// Listed up front: findings over threshold or 50%, and always the three most probable (sorted list),
-// so a reviewer sees the model's strongest signals even when nothing crosses its threshold.
-const shown = (f, i) => f.present || f.probability >= 0.5 || i < 3;
+// The bundle's call at its operating points; results written before them carry only `present`.
+export const statusOf = (f) => f.status || (f.present ? 'present' : 'absent');
+const MARK = {
+  present: ['●', 'called present'],
+  possible: ['◐', 'possible (hedged band)'],
+  absent: ['○', 'not found'],
+  not_assessed: ['–', 'not assessed: the model failed held-out validation for this condition'],
+};
+
+// Listed up front: findings called present or possible or over 50%, and always the three most
+// probable (sorted list), so a reviewer sees the model's strongest signals even when it calls nothing.
+const shown = (f, i) => ['present', 'possible'].includes(statusOf(f)) || f.probability >= 0.5 || i < 3;
 
 export function Findings({ result, findings, active, onJump, viewer, boxCount }) {
   const boxes = result.boxes || [];
   const findingRow = (f, i) => {
     const target = targetFor(result, f);
+    const [mark, meaning] = MARK[statusOf(f)] || MARK.absent;
     return html`<li key=${f.condition + (f.level || '')} class=${i === active ? 'sa-active' : ''}>
-      <button class="sa-finding" data-present=${String(f.present)} disabled=${!target}
+      <button class="sa-finding" data-present=${String(f.present)} data-status=${statusOf(f)} disabled=${!target}
           data-target-sop=${target?.sop_instance_uid || ''}
           title=${target ? 'Show the key slice' : 'No key slice for this finding'} onClick=${() => onJump(i)}>
         <span class="sa-prob" style=${{ width: pct(f.probability) }}></span>
-        <span>${f.present ? '●' : '○'} ${f.condition}${f.level ? ` ${f.level}` : ''}</span>
+        <span><span title=${meaning}>${mark}</span> ${f.condition}${f.level ? ` ${f.level}` : ''}${
+          statusOf(f) === 'not_assessed' ? html`<i class="sa-muted"> not validated</i>` : ''}</span>
         <b>${pct(f.probability)}</b>
       </button>
     </li>`;

@@ -3,18 +3,21 @@
 No language model, so it cannot invent anything: Technique lists only the series
 the study has, Comparison says none was provided, Findings go section by section
 then level by level (cranio-caudal), Impression is numbered with the actionable
-items first. Probabilities within ``margin`` of ``threshold`` are hedged
-("possible ..., cannot be excluded") rather than asserted or dropped.
+items first. Conditions in the bundle's hedged band (or, for results without the
+bundle's calls, within ``margin`` of ``threshold``) are written as "possible ...,
+cannot be excluded"; conditions the bundle failed to validate are counted as not
+assessed, never written up as normal.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from spinefm.report.backends.base import Drafter
-from spinefm.report.findings import (ABSENT, POSSIBLE, PRESENT, PRIORITY, URGENT, Finding,
+from spinefm.report.findings import (POSSIBLE, PRESENT, PRIORITY, URGENT, Finding,
                                      level_order, region, sequences_used, triage)
-from spinefm.results import AnalysisResult
+from spinefm.results import NOT_ASSESSED, AnalysisResult
 
 TEMPLATE_VERSION = "1.0"
 
@@ -47,6 +50,19 @@ def phrase(f: Finding, with_level: bool = True, with_ref: bool = True) -> str:
     return f"{f.display}{where}{ref}."
 
 
+def _not_assessed(gap: list[Finding] | None, of: int) -> list[str]:
+    """A section's conditions the bundle may not call (failed held-out validation).
+
+    Counted, not named: a condition named in the text reads as a finding to report labelers
+    (and to a skimming reader); the viewer panel names them, marked "not validated".
+    """
+    if not gap:
+        return []
+    if len(gap) >= of:
+        return ["Not assessed by the model; review on the images."]
+    return [f"{len(gap)} of {of} conditions not assessed by the model; review on the images."]
+
+
 class TemplateDrafter(Drafter):
     name = "template"
 
@@ -61,9 +77,11 @@ class TemplateDrafter(Drafter):
 
     def draft(self, result: AnalysisResult, slice_embeddings: dict | None = None) -> str:
         findings = triage(result, self.threshold, self.margin)
-        shown = [f for f in findings if f.status != ABSENT]
-        return "\n".join(self.technique(result) + [""] + self.findings(shown) + [""]
-                         + self.impression(shown) + self.footer())
+        shown = [f for f in findings if f.status in (PRESENT, POSSIBLE)]
+        unassessed = [f for f in findings if f.status == NOT_ASSESSED]
+        of = Counter(f.section for f in findings)
+        return "\n".join(self.technique(result) + [""] + self.findings(shown, unassessed, of) + [""]
+                         + self.impression(shown, unassessed) + self.footer())
 
     # -- sections -------------------------------------------------------
     def technique(self, result: AnalysisResult) -> list[str]:
@@ -73,48 +91,59 @@ class TemplateDrafter(Drafter):
         seq = f" Sequences: {', '.join(seqs)}." if seqs else ""
         return [f"TECHNIQUE: {what}.{seq}", "COMPARISON: None provided."]
 
-    def findings(self, shown: list[Finding]) -> list[str]:
+    def findings(self, shown: list[Finding], unassessed: list[Finding] = (),
+                 of: dict[str, int] | None = None) -> list[str]:
+        """Section by section; a section's normal sentence only where the bundle assessed all of
+        its conditions (unvalidated ones are counted as not assessed, never called normal)."""
         lines = ["FINDINGS:"]
         by_section: dict[str, list[Finding]] = {}
         for f in shown:
             by_section.setdefault(f.section, []).append(f)
+        gaps: dict[str, list[Finding]] = {}
+        for f in unassessed:
+            gaps.setdefault(f.section, []).append(f)
+        if of is None:  # conditions per section the bundle predicts
+            of = Counter(f.section for f in (*shown, *unassessed))
         for sec in ("alignment", "marrow", "cord"):
             items = sorted(by_section.get(sec, []), key=lambda f: level_order(f.level))
-            if items:
-                lines.append(f"{TITLE[sec]}: " + " ".join(phrase(f) for f in items))
-            else:
-                lines.append(NORMAL[sec])
+            said = [phrase(f) for f in items] + _not_assessed(gaps.get(sec), of.get(sec, 0))
+            lines.append(f"{TITLE[sec]}: " + " ".join(said) if said else NORMAL[sec])
         levels: dict[str | None, list[Finding]] = {}
         for f in by_section.get("levels", []):
             levels.setdefault(f.level, []).append(f)
-        if levels:
-            for lvl in sorted(levels, key=level_order):
-                items = levels[lvl]
-                head = lvl if lvl else "Level not localised"
-                lines.append(f"{head}: " + " ".join(phrase(f, with_level=False) for f in items))
-        else:
+        for lvl in sorted(levels, key=level_order):
+            items = levels[lvl]
+            head = lvl if lvl else "Level not localised"
+            lines.append(f"{head}: " + " ".join(phrase(f, with_level=False) for f in items))
+        if gaps.get("levels"):
+            lines.append("Levels: " + " ".join(_not_assessed(gaps["levels"], of["levels"])))
+        elif not levels:
             lines.append("Levels: No disc herniation, canal or foraminal narrowing is identified.")
-        other = sorted(by_section.get("other", []), key=lambda f: level_order(f.level))
+        other = [phrase(f) for f in sorted(by_section.get("other", []), key=lambda f: level_order(f.level))]
+        other += _not_assessed(gaps.get("other"), of.get("other", 0))
         if other:
-            lines.append("Other: " + " ".join(phrase(f) for f in other))
+            lines.append("Other: " + " ".join(other))
         return lines
 
-    def impression(self, shown: list[Finding]) -> list[str]:
-        lines = ["IMPRESSION:"]
-        if not shown:
-            return lines + ["1. No abnormality among the assessed spine conditions."]
+    def impression(self, shown: list[Finding], unassessed: list[Finding] = ()) -> list[str]:
         rank = {k: i for i, k in enumerate(PRIORITY)}
         # definite before possible, then clinical priority, then level
         ordered = sorted(shown, key=lambda f: (f.status != PRESENT, rank.get(f.condition, 99),
                                                level_order(f.level)))
-        for i, f in enumerate(ordered, 1):
+        items = []
+        for f in ordered:
             text = phrase(f, with_ref=False)
             if f.condition in URGENT and f.status == PRESENT:
                 text += " Urgent clinical correlation is recommended."
             elif f.condition in URGENT:
                 text += " Clinical correlation is recommended."
-            lines.append(f"{i}. {text}")
-        return lines
+            items.append(text)
+        if not items:
+            items.append("No abnormality among the assessed spine conditions.")
+        if unassessed:  # last: never numbered before an actionable finding
+            items.append(f"{len(unassessed)} conditions were not assessed by the model (not validated on "
+                         "held-out data); review them on the images.")
+        return ["IMPRESSION:"] + [f"{i}. {t}" for i, t in enumerate(items, 1)]
 
     def footer(self) -> list[str]:
         if not self.disclaimer:
