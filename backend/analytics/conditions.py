@@ -6,7 +6,8 @@ the draft's label is the same labeler on the AI draft text, so both texts are re
 finding the radiologist deleted or added shows up as a label change. Conventions (docs/exports.md):
 
 - rows whose signed label is uncertain (-1) are excluded (no truth);
-- the AI side uses the result's ``present`` flag; a condition the result did not predict is excluded;
+- the AI side uses the result's ``present`` flag (a hedged "possible" call is not present); a condition
+  the result did not predict, or whose bundle did not validate it (status "not_assessed"), is excluded;
 - the draft side counts 1 as a positive and 0 as a negative; a draft that is itself uncertain (-1, a
   hedge) is excluded from TP/FP/FN/TN and counted in ``uncertain``;
 - false-positive findings = draft present, signed absent (FP of the draft); omitted findings = signed
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q
 
-from backend.annotations.priority import model_predictions
+from backend.annotations.priority import model_called, model_predictions
 from spine_labels import RULES_VERSION, extract_labels
 from spine_labels.schema import condition_keys
 from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN, get_condition
@@ -37,7 +38,8 @@ def outcomes(draft_text: str, signed_text: str, result) -> list[dict]:
     draft = extract_labels(draft_text or "").as_dict()
     signed = extract_labels(signed_text or "").as_dict()
     return [{"condition": key,
-             "ai_present": predictions[key]["present"] if key in predictions else None,
+             "ai_present": predictions[key]["present"]
+             if key in predictions and model_called(predictions[key]) else None,
              "draft_label": draft.get(key, ABSENT), "signed_label": signed.get(key, ABSENT)}
             for key in condition_keys()]
 

@@ -12,8 +12,9 @@ Two signals, each in [0, 1], stored on the task so the queue can sort in SQL:
 * ``labeler_disagreement``: the largest fraction of conditions on which two
   sources disagree, over the pairs that exist: rules vs LLM extraction (both
   ternary, compared exactly), and the preferred extraction vs the model's
-  present/absent call (conditions the extraction marks uncertain are left out
-  of that pair, since "uncertain" is neither). None when no pair exists.
+  present/absent call (conditions the extraction marks uncertain, or the model
+  did not assess, are left out of that pair, since neither is a call). None
+  when no pair exists.
 
 ``priority`` is the mean of the signals that exist (0 when none), so a task
 with any reason for doubt is served before one without.
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 
 from spine_labels.schema import SOURCE_FALLBACK, SOURCE_LLM, SOURCE_RULES, condition_keys
 from spinefm.conditions import PRESENT, UNCERTAIN
+from spinefm.results import NOT_ASSESSED
 
 from backend.inference.models import InferenceResult
 
@@ -42,14 +44,21 @@ def binary_entropy(p: float) -> float:
 
 
 def model_predictions(result: InferenceResult | None) -> dict[str, dict]:
-    """{condition: {"probability", "present", "level"}} from a result's data (first entry per condition)."""
+    """{condition: {"probability", "present", "level", "status"}} from a result's data (first entry
+    per condition); ``status`` is None in results written before the bundle's operating points."""
     out: dict[str, dict] = {}
     for c in ((result.data or {}).get("conditions") or []) if result is not None else []:
         key = c.get("condition") if isinstance(c, Mapping) else None
         if key and key not in out and isinstance(c.get("probability"), (int, float)):
             out[key] = {"probability": float(c["probability"]), "present": bool(c.get("present")),
-                        "level": c.get("level")}
+                        "level": c.get("level"), "status": c.get("status")}
     return out
+
+
+def model_called(prediction: Mapping) -> bool:
+    """Whether the model made a present/absent call: a condition its bundle failed to validate
+    (status "not_assessed") has a probability but no call, so it cannot agree or disagree."""
+    return prediction.get("status") != NOT_ASSESSED
 
 
 def uncertainty(predictions: Mapping[str, Mapping]) -> float | None:
@@ -63,7 +72,8 @@ def ternary_disagreement(a: Mapping[str, int], b: Mapping[str, int]) -> float | 
 
 
 def model_disagreement(labels: Mapping[str, int], predictions: Mapping[str, Mapping]) -> float | None:
-    keys = [k for k in condition_keys() if k in labels and k in predictions and labels[k] != UNCERTAIN]
+    keys = [k for k in condition_keys()
+            if k in labels and k in predictions and labels[k] != UNCERTAIN and model_called(predictions[k])]
     if not keys:
         return None
     return sum(1 for k in keys if (labels[k] == PRESENT) != predictions[k]["present"]) / len(keys)

@@ -357,7 +357,7 @@ def test_task_detail_has_viewer_link_and_model_for_admins(model, client_for):
     detail = client_for("admin").get(f"/api/annotations/tasks/{task.pk}/").json()
     assert detail["viewer_url"] == f"/viewer/spineagent?StudyInstanceUIDs={uid(80)}"
     assert detail["model"]["synthetic_training"] is True
-    assert detail["model"]["conditions"]["canal"] == {"probability": 0.7, "present": True, "level": None}
+    assert detail["model"]["conditions"]["canal"] == {"probability": 0.7, "present": True, "level": None, "status": None}
     assert client_for("annotator").get(f"/api/annotations/tasks/{task.pk}/").json()["viewer_url"] == detail["viewer_url"]
 
 
