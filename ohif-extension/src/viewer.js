@@ -13,6 +13,8 @@ async function waitFor(check, timeoutMs = 20000, intervalMs = 250) {
   }
 }
 
+// How a box's label names its condition's call; results without calls fall back to `present`.
+const CALL_SUFFIX = { present: '', possible: ', possible', absent: ', below threshold', not_assessed: ', not validated' };
 const cross = (a, b) => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
 
 export class Viewer {
@@ -107,7 +109,7 @@ export class Viewer {
           viewUp: plane.columnCosines.map((v) => -v),
         },
         data: {
-          label: `AI: ${label} (${Math.round(box.score * 100)}%)${box.present === false ? ', below threshold' : ''}`,
+          label: `AI: ${label} (${Math.round(box.score * 100)}%)${CALL_SUFFIX[box.status] ?? (box.present === false ? ', below threshold' : '')}`,
           handles: {
             points,
             activeHandleIndex: null,

@@ -83,13 +83,16 @@ try {
     await rad.waitForFunction(() => /^[1-9]\d*\//.test(document.querySelector('[data-testid=box-count]')?.textContent || ''),
       null, { timeout: VIEWER_TIMEOUT });
     const findings = await rad.locator('[data-testid=findings] li').allTextContents();
+    // The bundle's call per condition as the panel marks it (folded rows included).
+    const calls = await rad.locator('button.sa-finding').evaluateAll((buttons) =>
+      buttons.map((b) => [b.dataset.condition, b.dataset.status, b.textContent.trim().slice(0, 1)]));
     const synthetic = await rad.locator('[data-testid=synthetic-label]').count();
     const boxes = await rad.locator('[data-testid=box-count]').textContent();
     const probabilities = (await rad.locator('[data-testid=findings] li b').allTextContents()).map((t) => parseFloat(t));
     expect(probabilities.every((p, i) => i === 0 || probabilities[i - 1] >= p), 'findings not sorted by probability');
     await rad.waitForTimeout(1500); // let the viewport finish painting for the screenshot
     await shot(rad, '03-viewer-panel');
-    return { findings: findings.length, top: findings[0], synthetic_label: synthetic > 0, boxes };
+    return { findings: findings.length, top: findings[0], synthetic_label: synthetic > 0, boxes, calls };
   });
 
   await step('jump to key slice', async () => {
@@ -111,7 +114,8 @@ try {
     // Keyboard: Alt+N moves to the next finding that has a key slice.
     await rad.keyboard.press('Alt+N');
     await rad.locator('li.sa-active').waitFor({ timeout: 5_000 });
-    return { target, boxes_on_key_slice: onImage, measurements: measurements.slice(0, 3) };
+    return { target, boxes_on_key_slice: onImage, measurements: measurements.slice(0, 3),
+      labels: measurements.map((m) => m.label) };
   });
 
   await step('edit and autosave', async () => {

@@ -76,6 +76,19 @@ def test_radiologist_reviews_and_signs_annotator_is_refused(live_server, analyse
 
     steps = {s["name"]: s for s in report["steps"]}
     assert steps["viewer and panel"]["synthetic_label"] is True
+    # every condition is shown with the bundle's own call and its mark (not validated: a dash)
+    from backend.inference.models import InferenceResult
+
+    result = InferenceResult.objects.filter(job__study__study_instance_uid=analysed_study).latest("pk").data
+    stored = {c["condition"]: c["status"] for c in result["conditions"]}
+    marks = {"present": "●", "possible": "◐", "absent": "○", "not_assessed": "–"}
+    calls = steps["viewer and panel"]["calls"]
+    assert sorted(c for c, _, _ in calls) == sorted(stored)
+    assert all(status == stored[c] and mark == marks[status] for c, status, mark in calls), calls
+    assert "not_assessed" in stored.values()  # the shipped bundle validates 5 of 17 conditions
+    suffix = {"present": ")", "possible": ", possible", "absent": ", below threshold", "not_assessed": ", not validated"}
+    ai_labels = [l for l in steps["jump to key slice"]["labels"] if l and l.startswith("AI: ")]
+    assert ai_labels and all(l.endswith(suffix[stored[l.split()[1]]]) for l in ai_labels), ai_labels
     assert steps["jump to key slice"]["boxes_on_key_slice"] >= 1
     assert steps["annotator is refused"]["report_api"] == 403
     # The viewer read images only through our gateway: nothing failed but the deliberate 409 and 403s.

@@ -45,7 +45,7 @@ export function Findings({ result, findings, active, onJump, viewer, boxCount })
     const target = targetFor(result, f);
     const [mark, meaning] = MARK[statusOf(f)] || MARK.absent;
     return html`<li key=${f.condition + (f.level || '')} class=${i === active ? 'sa-active' : ''}>
-      <button class="sa-finding" data-present=${String(f.present)} data-status=${statusOf(f)} disabled=${!target}
+      <button class="sa-finding" data-present=${String(f.present)} data-status=${statusOf(f)} data-condition=${f.condition} disabled=${!target}
           data-target-sop=${target?.sop_instance_uid || ''}
           title=${target ? 'Show the key slice' : 'No key slice for this finding'} onClick=${() => onJump(i)}>
         <span class="sa-prob" style=${{ width: pct(f.probability) }}></span>

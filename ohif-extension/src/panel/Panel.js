@@ -2,7 +2,7 @@
 // Loads GET /api/studies/<uid>/report and polls it until the draft is there and the job is done.
 import { html, useEffect, useRef, useState } from '../vendor.js';
 import { api, reportUrl } from '../api.js';
-import { Findings, sortedFindings, targetFor } from './Findings.js';
+import { Findings, sortedFindings, statusOf, targetFor } from './Findings.js';
 import { Editor } from './Editor.js';
 import { Signoff } from './Signoff.js';
 import { SimilarCases } from './SimilarCases.js';
@@ -56,9 +56,11 @@ export function Panel({ viewer }) {
   }, [uid]);
 
   // Draw the boxes once OHIF has the series' metadata; retry until every box is on its image.
-  // Each box knows whether its condition crossed the model's threshold, so its label can say so.
-  const presentConditions = new Set((report?.result?.conditions || []).filter((c) => c.present).map((c) => c.condition));
-  const boxes = (report?.result?.boxes || []).map((b) => ({ ...b, present: presentConditions.has(b.condition) }));
+  // Each box carries its condition's call (present / possible / absent / not validated), so its label can say so.
+  const calls = new Map((report?.result?.conditions || []).map((c) => [c.condition, statusOf(c)]));
+  const boxes = (report?.result?.boxes || []).map((b) => ({
+    ...b, present: calls.get(b.condition) === 'present', status: calls.get(b.condition),
+  }));
   useEffect(() => {
     if (!boxes.length) return undefined;
     let tries = 0;
