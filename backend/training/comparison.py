@@ -4,6 +4,9 @@ Metrics of two models are only comparable on the same cases. The run measured it
 on the dataset's test split; when the base is (still) the active version those are the two columns. If
 another version has been promoted since, its diagnosis heads are evaluated now on the same test
 embeddings (when it shares the base's encoders; otherwise its column says why it is missing).
+Beside AUROC, which conditions each version may call at all (its operating points: a candidate whose
+val split was too small to validate a condition never calls it), and what the candidate's calls did on
+the test split (false findings per case, sensitivity).
 """
 
 from __future__ import annotations
@@ -20,6 +23,20 @@ from .models import TrainingRun
 def _version(mv: ModelVersion | None) -> dict | None:
     return None if mv is None else {"id": mv.pk, "name": mv.name, "version": mv.version, "state": mv.state,
                                     "label": mv.label}
+
+
+def _validated(mv: ModelVersion | None) -> dict[str, bool] | None:
+    """{condition: validated} from the version's operating points (docs/models.md); None when its bundle
+    has none (every condition callable at thresholds from training data) or cannot be read."""
+    if mv is None:
+        return None
+    from spinefm.bundle import BundleError, read_manifest
+
+    try:
+        points = read_manifest(mv.path).get("operating_points")
+    except (BundleError, OSError, ValueError):
+        return None
+    return None if not points else {p["condition"]: bool(p["validated"]) for p in points["points"]}
 
 
 def _evaluate_other(run: TrainingRun, active: ModelVersion) -> tuple[dict | None, str]:
@@ -50,13 +67,15 @@ def compare(run: TrainingRun) -> dict:
     else:
         active_metrics, how = _evaluate_other(run, active)
     cand = metrics["candidate"]["per_condition"]
+    validated = {"candidate": _validated(run.candidate), "active": _validated(active)}
     registry = [c.key for c in CONDITIONS]  # rows in registry order (JSONB does not keep key order)
     rows = []
     for cond in sorted(cand, key=lambda k: (registry.index(k) if k in registry else len(registry), k)):
         c = cand[cond]
         a = (active_metrics or {}).get("per_condition", {}).get(cond)
         delta = None if a is None or a["auroc"] is None or c["auroc"] is None else c["auroc"] - a["auroc"]
-        rows.append({"condition": cond, "candidate": c, "active": a, "delta_auroc": delta})
+        rows.append({"condition": cond, "candidate": c, "active": a, "delta_auroc": delta,
+                     "validated": {k: None if v is None else v.get(cond) for k, v in validated.items()}})
     return {
         "run": run.pk, "label": metrics.get("label", ""), "split": "test", "n_test": metrics.get("n_test"),
         "dataset": {"id": run.dataset_id, "name": run.dataset.name, "version": run.dataset.version},
@@ -65,4 +84,8 @@ def compare(run: TrainingRun) -> dict:
         "mean_auroc": {"candidate": metrics["candidate"]["mean_auroc"],
                        "active": None if active_metrics is None else active_metrics["mean_auroc"]},
         "conditions": rows,
+        # which conditions each model may call at all, and what the candidate's calls did on the test split
+        "validated_conditions": {k: None if v is None else [c for c, ok in v.items() if ok]
+                                 for k, v in validated.items()},
+        "candidate_calls_test": metrics.get("operating_points_test"),
     }

@@ -11,7 +11,7 @@ from backend.inference.models import InferenceJob, InferenceResult, ModelVersion
 from backend.studies.models import Study
 from backend.training import datasets
 from backend.training.models import TrainingRun
-from spinefm.bundle import load_bundle
+from spinefm.bundle import load_bundle, read_manifest
 from spinefm.conditions import CONDITIONS
 
 KEYS = [c.key for c in CONDITIONS]
@@ -89,6 +89,13 @@ def test_run_on_worker_registers_a_loadable_candidate(training_worker, data_dir,
     row = {r["condition"]: r for r in cmp["conditions"]}[KEYS[0]]
     assert row["candidate"]["auroc"] is not None and row["active"]["n"] == row["candidate"]["n"]
     assert row["delta_auroc"] == pytest.approx(row["candidate"]["auroc"] - row["active"]["auroc"])
+    # operating points: the candidate's from its val split (about 5 cases here: too few to validate any
+    # condition, so it would call nothing), the active bundle's from its own held-out studies
+    assert cmp["validated_conditions"]["candidate"] == [] and row["validated"]["candidate"] is False
+    active_points = read_manifest(active_model.path).get("operating_points")
+    expected = None if not active_points else [p["condition"] for p in active_points["points"] if p["validated"]]
+    assert cmp["validated_conditions"]["active"] == expected
+    assert cmp["candidate_calls_test"]["n_cases"] == m["n_test"] and cmp["candidate_calls_test"]["asserted_true"] == 0
 
     # Nothing to train on: the run fails, says why, and registers nothing.
     VerifiedLabels.objects.exclude(task__study_instance_uid__endswith=".99").delete()
