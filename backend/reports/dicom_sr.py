@@ -2,8 +2,10 @@
 
 One planar ROI group per box: the box as a closed 5-point POLYLINE on the referenced
 image, the finding as a local code (99SPINEAGENT, condition key), the spinal level as
-the finding site (SNOMED where a code exists), the probability as a numeric measurement.
-Present findings without a box become image-free groups. UIDs derive from the study and
+the finding site (SNOMED where a code exists), the probability as a numeric measurement,
+the model's call as the presence evaluation (Present, Equivocal for a hedged call, Absent;
+none for a condition its bundle did not validate). Present and possible findings without
+a box become image-free groups. UIDs derive from the study and
 result id, so building twice gives the same SOPInstanceUID (STOW redelivery is a no-op).
 The SR says it is AI-generated and, for our phantom models, synthetic-trained.
 """
@@ -33,6 +35,8 @@ _REGIONS = {"C": "Cervical", "T": "Thoracic", "L": "Lumbar"}
 PROBABILITY = codes.DCM.Probability
 BOX_SCORE = hd.sr.CodedConcept("box_score", SCHEME, "Localization confidence")
 PRESENCE = hd.sr.CodedConcept("presence", SCHEME, "AI finding presence")
+# The model's call per condition (spinefm.results STATUSES); "not_assessed" carries no presence claim.
+PRESENCE_CODES = {"present": codes.SCT.Present, "possible": codes.SCT.Equivocal, "absent": codes.SCT.Absent}
 DRAFT_TEXT = hd.sr.CodedConcept("draft_text", SCHEME, "AI draft report text")
 NOTICE = hd.sr.CodedConcept("ai_notice", SCHEME, "AI-generated content notice")
 PROCEDURE = hd.sr.CodedConcept("mr_spine", SCHEME, "MRI of spine")
@@ -83,11 +87,26 @@ def _polyline(box, rows, columns) -> np.ndarray:
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
 
 
-def _probability(conditions: list[dict], condition: str, level: str | None) -> float | None:
+def _prediction(conditions: list[dict], condition: str, level: str | None) -> dict | None:
     for c in conditions:
         if c.get("condition") == condition and (c.get("level") in (None, level)):
-            return float(c["probability"])
+            return c
     return None
+
+
+def call_of(prediction: dict | None) -> str | None:
+    """The model's call on a condition: its ``status``, or for results written before operating points
+    its ``present`` flag; None when the result does not list the condition."""
+    if prediction is None:
+        return None
+    return prediction.get("status") or ("present" if prediction.get("present") else "absent")
+
+
+def _presence(call: str | None) -> list:
+    """The qualitative evaluation a group carries: what the model called, nothing where it made no call
+    (a box drawn for a condition its bundle did not validate is a location, not a finding)."""
+    code = PRESENCE_CODES.get(call)
+    return [hd.sr.QualitativeEvaluation(PRESENCE, code)] if code is not None else []
 
 
 def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, algorithm):
@@ -103,8 +122,10 @@ def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, al
         boxed.add((condition, level))
         measurements = [hd.sr.Measurement(name=BOX_SCORE, value=float(box.get("score", 0.0)), unit=NO_UNITS,
                                           algorithm_id=algorithm)]
-        if (p := _probability(conditions, condition, level)) is not None:
-            measurements.insert(0, hd.sr.Measurement(name=PROBABILITY, value=p, unit=NO_UNITS, algorithm_id=algorithm))
+        prediction = _prediction(conditions, condition, level)
+        if prediction is not None:
+            measurements.insert(0, hd.sr.Measurement(name=PROBABILITY, value=float(prediction["probability"]),
+                                                     unit=NO_UNITS, algorithm_id=algorithm))
         region = hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
             graphic_data=_polyline(box["box"], ref.get("Rows"), ref.get("Columns")),
@@ -115,10 +136,10 @@ def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, al
             referenced_region=region, finding_type=finding_code(condition), algorithm_id=algorithm,
             finding_sites=[hd.sr.FindingSite(level_code(level))] if level else None,
             measurements=measurements,
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(PRESENCE, codes.SCT.Present)]))
+            qualitative_evaluations=_presence(call_of(prediction)) or None))
     for i, c in enumerate(conditions):
         key, level = c.get("condition"), c.get("level")
-        if not c.get("present") or (key, level) in boxed:
+        if call_of(c) not in ("present", "possible") or (key, level) in boxed:
             continue
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(
@@ -127,7 +148,7 @@ def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, al
             finding_sites=[hd.sr.FindingSite(level_code(level))] if level else None,
             measurements=[hd.sr.Measurement(name=PROBABILITY, value=float(c["probability"]), unit=NO_UNITS,
                                             algorithm_id=algorithm)],
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(PRESENCE, codes.SCT.Present)]))
+            qualitative_evaluations=_presence(call_of(c))))
     return groups, list(referenced.values())
 
 

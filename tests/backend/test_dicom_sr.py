@@ -36,6 +36,8 @@ def phantom_result(orthanc, users, client_for, phantom_files, upload):
             {"condition": "herniation", "probability": 0.91, "present": True, "level": "L4-L5"},
             {"condition": "lesion_intramedullary", "probability": 0.72, "present": True, "level": "C5"},
             {"condition": "fracture", "probability": 0.05, "present": False, "level": None},
+            {"condition": "canal", "probability": 0.41, "present": False, "level": "L3-L4", "status": "not_assessed"},
+            {"condition": "edema", "probability": 0.3, "present": False, "level": "L2", "status": "possible"},
         ],
         "boxes": [
             {"condition": "herniation", "series_instance_uid": first.series.series_instance_uid,
@@ -46,6 +48,13 @@ def phantom_result(orthanc, users, client_for, phantom_files, upload):
              "level": "C5"},
             {"condition": "herniation", "series_instance_uid": "1.2.3", "sop_instance_uid": "1.2.3.4",
              "box": [1, 2, 3, 4], "score": 0.1, "level": "L5-S1"},
+            # localised although not called: below threshold, and not validated by its bundle
+            {"condition": "fracture", "series_instance_uid": first.series.series_instance_uid,
+             "sop_instance_uid": first.sop_instance_uid, "box": [10.0, 10.0, 20.0, 20.0], "score": 0.2,
+             "level": "L1"},
+            {"condition": "canal", "series_instance_uid": first.series.series_instance_uid,
+             "sop_instance_uid": first.sop_instance_uid, "box": [30.0, 30.0, 40.0, 40.0], "score": 0.3,
+             "level": "L3-L4"},
         ],
         "key_slices": [], "similar_cases": [],
     }
@@ -79,8 +88,16 @@ def test_sr_round_trip_through_orthanc(phantom_result, orthanc_admin):
     assert ds.StudyInstanceUID == result.study.study_instance_uid
     sr = hd.sr.Comprehensive3DSR.from_dataset(ds)
     groups = sr.content.get_planar_roi_measurement_groups()
-    assert len(groups) == 2  # the box on an instance outside the study is left out
+    assert len(groups) == 4  # the box on an instance outside the study is left out
     by_finding = {g.finding_type.value: g for g in groups}
+    # the presence evaluation is the model's call; a condition it may not call carries none
+    presence = {k: [e.value.meaning for e in g.get_qualitative_evaluations()] for k, g in by_finding.items()}
+    assert presence == {"herniation": ["Present"], "lesion_intramedullary": ["Present"], "fracture": ["Absent"],
+                        "canal": []}
+    # a hedged call without a box is an image-free group marked Equivocal; an absent one has no group
+    free = sr.content.get_image_measurement_groups()
+    assert [(g.finding_type.value, [e.value.meaning for e in g.get_qualitative_evaluations()]) for g in free] == \
+        [("edema", ["Equivocal"])]
     herniation = by_finding["herniation"]
     assert herniation.finding_type.scheme_designator == "99SPINEAGENT"
     assert herniation.finding_type.meaning == "Disc herniation"
