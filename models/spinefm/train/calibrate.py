@@ -2,9 +2,10 @@
 
 Runs on a levels/heads stage output or a finished bundle; only the diagnosis head's
 thresholds, hedged band and per-condition validation change (spinefm.train.operating_points).
-The held-out cases are ``--splits`` of the training seed (default val and test: neither
-trained the encoders nor the probes). With ``--eval-seed`` the operating points, before and
-after, are counted on the evaluation seed's cases too::
+The held-out cases are ``--splits`` of ``--phantom-seed`` (default: the training seed's val and
+test splits, which trained neither the encoders nor the probes; a seed never used in training may
+give all its splits, as for the shipped bundle). The evaluation seed is refused. With
+``--eval-seed`` the operating points, before and after, are counted on its cases too::
 
     spinefm calibrate --init models/bundles/spineagent-phantom-nano --out /tmp/calibrated \\
         --n-cases 600 --max-slices 8 --threads 1 --eval-seed 7 --eval-cases 40
@@ -74,6 +75,9 @@ def markdown(points, counts: dict) -> str:
 
 
 def run(args) -> str:
+    if args.data == "phantom" and args.eval_seed is not None and args.phantom_seed == args.eval_seed:
+        raise SystemExit(f"calibrate: phantom seed {args.phantom_seed} is the evaluation seed; operating points "
+                         "fitted on it would be tuned on the test set")
     model, manifest = open_finished_model(args, "calibrate")
     cases = load_cases(args, model.cfg.preprocess)
     if not cases:

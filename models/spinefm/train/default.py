@@ -57,7 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seg-steps", type=int, default=300)
     p.add_argument("--level-steps", type=int, default=400)
     p.add_argument("--calibration-splits", default="val,test",
-                   help="held-out splits of --phantom-seed for the operating points ('' : keep Youden's J on train)")
+                   help="splits of the calibration phantoms for the operating points ('' : keep Youden's J on train)")
+    p.add_argument("--calibration-seed", type=int, default=None,
+                   help="phantom seed of the calibration cases (default: --phantom-seed, whose val/test never train); "
+                        "another seed may use all its splits")
+    p.add_argument("--calibration-cases", type=int, default=None, help="calibration phantom indices 0..n-1 (default: --n-cases)")
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage (tests)")
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--kfold", type=int, default=5)
@@ -154,6 +158,8 @@ def run(args) -> str:
     if args.calibration_splits:
         calibrate.run(_stage_args(calibrate, _common(args, work / "calibrated", final)
                                   + ["--splits", args.calibration_splits]
+                                  + ([] if args.calibration_seed is None else ["--phantom-seed", str(args.calibration_seed)])
+                                  + ([] if args.calibration_cases is None else ["--n-cases", str(args.calibration_cases)])
                                   + ([] if args.skip_eval else ["--eval-seed", str(args.eval_seed),
                                                                 "--eval-cases", str(args.eval_cases)])))
         final = work / "calibrated"
