@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 from spine_labels.schema import SOURCE_FALLBACK, SOURCE_LLM, SOURCE_RULES, condition_keys
 from spinefm.conditions import PRESENT, UNCERTAIN
-from spinefm.results import NOT_ASSESSED
+from spinefm.results import NOT_ASSESSED, call_of
 
 from backend.inference.models import InferenceResult
 
@@ -58,7 +58,7 @@ def model_predictions(result: InferenceResult | None) -> dict[str, dict]:
 def model_called(prediction: Mapping) -> bool:
     """Whether the model made a present/absent call: a condition its bundle failed to validate
     (status "not_assessed") has a probability but no call, so it cannot agree or disagree."""
-    return prediction.get("status") != NOT_ASSESSED
+    return call_of(prediction) != NOT_ASSESSED
 
 
 def uncertainty(predictions: Mapping[str, Mapping]) -> float | None:

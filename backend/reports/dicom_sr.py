@@ -21,6 +21,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from spinefm.conditions import get_condition
+from spinefm.results import ABSENT, POSSIBLE, PRESENT, call_of
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ PROBABILITY = codes.DCM.Probability
 BOX_SCORE = hd.sr.CodedConcept("box_score", SCHEME, "Localization confidence")
 PRESENCE = hd.sr.CodedConcept("presence", SCHEME, "AI finding presence")
 # The model's call per condition (spinefm.results STATUSES); "not_assessed" carries no presence claim.
-PRESENCE_CODES = {"present": codes.SCT.Present, "possible": codes.SCT.Equivocal, "absent": codes.SCT.Absent}
+PRESENCE_CODES = {PRESENT: codes.SCT.Present, POSSIBLE: codes.SCT.Equivocal, ABSENT: codes.SCT.Absent}
 DRAFT_TEXT = hd.sr.CodedConcept("draft_text", SCHEME, "AI draft report text")
 NOTICE = hd.sr.CodedConcept("ai_notice", SCHEME, "AI-generated content notice")
 PROCEDURE = hd.sr.CodedConcept("mr_spine", SCHEME, "MRI of spine")
@@ -94,14 +95,6 @@ def _prediction(conditions: list[dict], condition: str, level: str | None) -> di
     return None
 
 
-def call_of(prediction: dict | None) -> str | None:
-    """The model's call on a condition: its ``status``, or for results written before operating points
-    its ``present`` flag; None when the result does not list the condition."""
-    if prediction is None:
-        return None
-    return prediction.get("status") or ("present" if prediction.get("present") else "absent")
-
-
 def _presence(call: str | None) -> list:
     """The qualitative evaluation a group carries: what the model called, nothing where it made no call
     (a box drawn for a condition its bundle did not validate is a location, not a finding)."""
@@ -139,7 +132,7 @@ def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, al
             qualitative_evaluations=_presence(call_of(prediction)) or None))
     for i, c in enumerate(conditions):
         key, level = c.get("condition"), c.get("level")
-        if call_of(c) not in ("present", "possible") or (key, level) in boxed:
+        if call_of(c) not in (PRESENT, POSSIBLE) or (key, level) in boxed:
             continue
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(

@@ -7,6 +7,7 @@ Pixel boxes are ``[x0, y0, x1, y1]`` in image pixel coordinates
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +16,14 @@ from typing import Any
 # asserted, hedged, not found, or not assessed (the condition failed held-out validation).
 PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED = "present", "possible", "absent", "not_assessed"
 STATUSES = (PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED)
+
+
+def call_of(condition: Mapping[str, Any] | None) -> str | None:
+    """The call in one serialised ConditionPrediction: its ``status``, or for results written before
+    operating points its ``present`` flag; None when there is no prediction."""
+    if condition is None:
+        return None
+    return condition.get("status") or (PRESENT if condition.get("present") else ABSENT)
 
 
 @dataclass

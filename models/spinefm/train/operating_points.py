@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..metrics import auroc
+from ..results import POSSIBLE, PRESENT
 
 
 @dataclass
@@ -110,14 +111,12 @@ def apply_operating_points(head, points: list[OperatingPoint]) -> None:
 
 def held_out_counts(probs, labels, head) -> dict:
     """What the head's operating points do on labelled cases: asserted / hedged, right or wrong."""
-    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
-    present = probs >= head.thresholds.numpy()[None]
-    hedged = ~present & (probs >= head.possible_thresholds.numpy()[None])
-    ok = head.validated.numpy()[None]
-    present, hedged = present & ok, hedged & ok
+    calls = np.array([head.statuses(row) for row in torch.as_tensor(probs)]).reshape(-1, len(head.conditions))
+    present, hedged = calls == PRESENT, calls == POSSIBLE  # the head's own rule, as analyze applies it
+    labels = np.asarray(labels)
     pos, neg = labels == 1, labels == 0
-    n = max(1, probs.shape[0])
-    out = {"n_cases": int(probs.shape[0]), "n_pos": int(pos.sum()),
+    n = max(1, calls.shape[0])
+    out = {"n_cases": int(calls.shape[0]), "n_pos": int(pos.sum()),
            "asserted_true": int((present & pos).sum()), "asserted_false": int((present & neg).sum()),
            "hedged_true": int((hedged & pos).sum()), "hedged_false": int((hedged & neg).sum()),
            "validated_conditions": [c for c, v in zip(head.conditions, head.validated.tolist()) if v]}

@@ -91,10 +91,10 @@ class TemplateDrafter(Drafter):
         seq = f" Sequences: {', '.join(seqs)}." if seqs else ""
         return [f"TECHNIQUE: {what}.{seq}", "COMPARISON: None provided."]
 
-    def findings(self, shown: list[Finding], unassessed: list[Finding] = (),
-                 of: dict[str, int] | None = None) -> list[str]:
+    def findings(self, shown: list[Finding], unassessed: list[Finding], of: dict[str, int]) -> list[str]:
         """Section by section; a section's normal sentence only where the bundle assessed all of
-        its conditions (unvalidated ones are counted as not assessed, never called normal)."""
+        its conditions (unvalidated ones are counted as not assessed, never called normal);
+        ``of``: the bundle's conditions per section."""
         lines = ["FINDINGS:"]
         by_section: dict[str, list[Finding]] = {}
         for f in shown:
@@ -102,8 +102,6 @@ class TemplateDrafter(Drafter):
         gaps: dict[str, list[Finding]] = {}
         for f in unassessed:
             gaps.setdefault(f.section, []).append(f)
-        if of is None:  # conditions per section the bundle predicts
-            of = Counter(f.section for f in (*shown, *unassessed))
         for sec in ("alignment", "marrow", "cord"):
             items = sorted(by_section.get(sec, []), key=lambda f: level_order(f.level))
             said = [phrase(f) for f in items] + _not_assessed(gaps.get(sec), of.get(sec, 0))
@@ -125,7 +123,7 @@ class TemplateDrafter(Drafter):
             lines.append("Other: " + " ".join(other))
         return lines
 
-    def impression(self, shown: list[Finding], unassessed: list[Finding] = ()) -> list[str]:
+    def impression(self, shown: list[Finding], unassessed: list[Finding]) -> list[str]:
         rank = {k: i for i, k in enumerate(PRIORITY)}
         # definite before possible, then clinical priority, then level
         ordered = sorted(shown, key=lambda f: (f.status != PRESENT, rank.get(f.condition, 99),
