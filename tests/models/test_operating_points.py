@@ -120,6 +120,9 @@ def test_calibrate_stage_writes_points_into_a_bundle(tmp_path, capsys):
     assert "false findings / case" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["calibrate", "--init", str(tmp_path / "heads"), "--out", str(tmp_path / "none"), "--splits", "val", *common])
+    with pytest.raises(SystemExit, match="possible-specificity"):
+        main(["calibrate", "--init", str(tmp_path / "heads"), "--out", str(tmp_path / "none"),
+              "--present-specificity", "0.7", "--possible-specificity", "0.9", *common])
     with pytest.raises(SystemExit, match="evaluation seed"):
         main(["calibrate", "--init", str(tmp_path / "heads"), "--out", str(tmp_path / "none"), "--data", "phantom",
               "--phantom-seed", "7", "--eval-seed", "7"])

@@ -75,6 +75,9 @@ def markdown(points, counts: dict) -> str:
 
 
 def run(args) -> str:
+    if not 0 <= args.possible_specificity <= args.present_specificity <= 1:
+        raise SystemExit("calibrate: need 0 <= --possible-specificity <= --present-specificity <= 1 "
+                         f"(got {args.possible_specificity} and {args.present_specificity})")
     if args.data == "phantom" and args.eval_seed is not None and args.phantom_seed == args.eval_seed:
         raise SystemExit(f"calibrate: phantom seed {args.phantom_seed} is the evaluation seed; operating points "
                          "fitted on it would be tuned on the test set")
