@@ -1,6 +1,22 @@
 """Errors that the API turns into clear HTTP answers instead of 500s."""
 
+import re
 from typing import Any
+
+# Internal addresses that messages shown to users must not carry: a URL, urllib3's host='...'/port=..., a
+# host:port, a bare IPv4 address (not a piece of a DICOM UID: no dot or digit on either side).
+_ADDRESS = re.compile("|".join((
+    r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>)]+",
+    r"\b(?:host|port)=('[^']*'|\"[^\"]*\"|\d+)",
+    r"\b[a-zA-Z0-9][a-zA-Z0-9.-]*:\d{2,5}\b",
+    r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])",
+)))
+
+
+def redact_addresses(text: str) -> str:
+    """``text`` with every URL and host:port replaced: Orthanc's or Redis's address belongs in the server log,
+    not in an answer or a job's reason that users read."""
+    return _ADDRESS.sub("[internal address]", text)
 
 
 class DomainError(Exception):
@@ -30,6 +46,7 @@ class ServiceUnavailable(Exception):
     status_code = 503
 
     def __init__(self, service: str, detail: str):
+        detail = redact_addresses(detail)
         super().__init__(f"{service} is unavailable: {detail}")
         self.service = service
         self.detail = detail

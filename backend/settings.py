@@ -35,6 +35,7 @@ ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::
 DATA_DIR = Path(env("SPINEAGENT_DATA_DIR", str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
+    "backend.accounts",  # first: its createsuperuser (password validation when non-interactive) wins over Django's
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -45,7 +46,6 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "corsheaders",  # strict CORS allowlist (issue 9)
-    "backend.accounts",
     "backend.studies",
     "backend.inference",
     "backend.dicomweb",
@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "backend.middleware.ServiceUnavailableMiddleware",
+    "backend.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "backend.urls"
@@ -101,9 +102,13 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Every path that sets a password checks these: the admin's forms, changepassword, createsuperuser (also
+# non-interactive: backend/accounts/management/commands/createsuperuser.py) and seed_demo.
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -117,12 +122,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Uploads are parsed in memory up to this size, then spooled to disk.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
-SPINEAGENT_MAX_UPLOAD_BYTES = int(env("SPINEAGENT_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
+SPINEAGENT_MAX_UPLOAD_BYTES = int(env("SPINEAGENT_MAX_UPLOAD_BYTES", str(2 * 1024**3)))  # one request
+# Caps on what an upload expands to (zips streamed to disk, never into memory): files, one file, all files.
+SPINEAGENT_UPLOAD_MAX_FILES = int(env("SPINEAGENT_UPLOAD_MAX_FILES", "20000"))
+SPINEAGENT_UPLOAD_MAX_FILE_BYTES = int(env("SPINEAGENT_UPLOAD_MAX_FILE_BYTES", str(1024**3)))
+SPINEAGENT_UPLOAD_MAX_EXPANDED_BYTES = int(env("SPINEAGENT_UPLOAD_MAX_EXPANDED_BYTES", str(8 * 1024**3)))
+DATA_UPLOAD_MAX_NUMBER_FILES = SPINEAGENT_UPLOAD_MAX_FILES  # Django's default (100) is one small series
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "backend.accounts.tokens.ExpiringTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -140,6 +150,13 @@ SPECTACULAR_SETTINGS = {
 ORTHANC_URL = env("ORTHANC_URL", "http://127.0.0.1:8042").rstrip("/")
 ORTHANC_USERNAME = env("ORTHANC_USERNAME", "spineagent")
 ORTHANC_PASSWORD = env("ORTHANC_PASSWORD", "spineagent-dev-orthanc")
+# The DICOMweb gateway's own Orthanc account: our Orthanc plugin confines it to GET under /dicom-web/, so a
+# path that slipped past the gateway's grammar still could not reach Orthanc's REST API (defence in depth).
+ORTHANC_GATEWAY_USERNAME = env("ORTHANC_GATEWAY_USERNAME", "spineagent-gateway")
+ORTHANC_GATEWAY_PASSWORD = env("ORTHANC_GATEWAY_PASSWORD", "spineagent-dev-gateway")
+if ORTHANC_GATEWAY_USERNAME == ORTHANC_USERNAME:
+    raise ImproperlyConfigured("ORTHANC_GATEWAY_USERNAME must differ from ORTHANC_USERNAME (the gateway's account "
+                               "is confined to DICOMweb reads; the backend's is not)")
 ORTHANC_DICOMWEB_ROOT = env("ORTHANC_DICOMWEB_ROOT", "/dicom-web")
 ORTHANC_TIMEOUT = float(env("ORTHANC_TIMEOUT", "30"))
 # Shared secret with the Orthanc plugin that announces stable studies (HMAC-SHA256).
@@ -204,6 +221,19 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 3, "socket_timeout": 5},
     }
 }
+
+# API tokens older than this are refused (manage.py drf_create_token -r USER issues a new one).
+SPINEAGENT_TOKEN_TTL_DAYS = int(env("SPINEAGENT_TOKEN_TTL_DAYS", "30"))
+
+# Content-Security-Policy (backend.middleware): no inline script anywhere, everything from our own origin.
+# The viewer (OHIF) also needs web workers from blob: URLs, WebAssembly (image codecs) and inline styles.
+SPINEAGENT_CSP_PAGES = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+                        "frame-ancestors 'none'")
+SPINEAGENT_CSP_VIEWER = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+                         "child-src 'self' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+                         "font-src 'self' data:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+                         "base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
 
 # Proxies in front of the app that append to X-Forwarded-For (docker/nginx: 1). Client addresses (audit log,
 # throttles) are read that many hops from the right; 0 = the socket's address.
@@ -275,6 +305,8 @@ if PRODUCTION:
         problems.append("DJANGO_SECRET_KEY must be set to a long random value")
     if ORTHANC_PASSWORD == "spineagent-dev-orthanc":
         problems.append("ORTHANC_PASSWORD must not be the development default")
+    if ORTHANC_GATEWAY_PASSWORD == "spineagent-dev-gateway":
+        problems.append("ORTHANC_GATEWAY_PASSWORD must not be the development default")
     if ORTHANC_WEBHOOK_SECRET == "spineagent-dev-webhook-secret":
         problems.append("ORTHANC_WEBHOOK_SECRET must not be the development default")
     if DATABASES["default"].get("PASSWORD") == "spineagent":

@@ -5,7 +5,7 @@ from django.http import JsonResponse
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from backend.accounts.views import MeView
+from backend.accounts.views import LogoutAll, MeView
 from backend.dicomweb.views import DicomWebGateway
 from backend.inference import views as inference
 from backend.reports import views as reports
@@ -18,15 +18,18 @@ def health(request):
 
 api = [
     path("me", MeView.as_view(), name="me"),
+    path("me/logout-all", LogoutAll.as_view(), name="me-logout-all"),
     path("studies/", studies.StudyList.as_view(), name="study-list"),
     path("studies/upload", studies.StudyUpload.as_view(), name="study-upload"),
     path("studies/resync", studies.StudyResync.as_view(), name="study-resync"),
+    path("dicom/modalities", studies.DicomModalities.as_view(), name="dicom-modalities"),
     path("studies/<str:study_instance_uid>/", studies.StudyDetail.as_view(), name="study-detail"),
     path("studies/<str:study_instance_uid>/jobs", inference.QueueJob.as_view(), name="study-queue-job"),
     path("studies/<str:study_instance_uid>/result", inference.LatestResult.as_view(), name="study-result"),
     path("studies/<str:study_instance_uid>/report", reports.StudyReport.as_view(), name="study-report"),
     path("studies/<str:study_instance_uid>/report/versions", reports.ReportVersions.as_view(),
          name="study-report-versions"),
+    path("studies/<str:study_instance_uid>/report/claim", reports.ClaimReport.as_view(), name="study-report-claim"),
     path("studies/<str:study_instance_uid>/report/sign", reports.SignReport.as_view(), name="study-report-sign"),
     path("studies/<str:study_instance_uid>/report/addenda", reports.ReportAddenda.as_view(),
          name="study-report-addenda"),

@@ -31,7 +31,8 @@ if [ ! -f "$OUT/ext/vendor.js" ] || [ "$ext/src/vendor-entry.js" -nt "$OUT/ext/v
 fi
 
 # 3. The viewer itself.
-stamp="$OUT/viewer/.spineagent-ohif-$OHIF_VERSION"
+# The stamp names the layout of our patches too: a new patch re-prepares an existing install.
+stamp="$OUT/viewer/.spineagent-ohif-$OHIF_VERSION-csp1"
 if [ -f "$stamp" ]; then
   exit 0
 fi
@@ -63,6 +64,17 @@ sed -i -e "s#window.PUBLIC_URL=\"/\"#window.PUBLIC_URL=\"$MOUNT\"#g" \
        -e "s#\(href\|src\)=\"/\([^/]\)#\1=\"$MOUNT\2#g" "$OUT/viewer/index.html"
 sed -i "s#url(/\([0-9a-f]\{16\}\.woff2\))#url($MOUNT\1)#g" "$OUT"/viewer/*.css  # the UI font
 grep -q "src=\"${MOUNT}app-config.js\"" "$OUT/viewer/index.html" || { echo "build_viewer: index.html patch failed" >&2; exit 1; }
+# Our Content-Security-Policy allows no inline script: index.html's two inline scripts become files, in order.
+node -e 'const fs = require("fs"), dir = process.argv[1], mount = process.argv[2];
+  let n = 0, html = fs.readFileSync(dir + "/index.html", "utf8");
+  html = html.replace(/<script>([\s\S]*?)<\/script>/g, (_, code) => {
+    fs.writeFileSync(`${dir}/inline-${++n}.js`, code);
+    return `<script src="${mount}inline-${n}.js"></script>`;
+  });
+  fs.writeFileSync(dir + "/index.html", html);
+  if (n < 1) { console.error("build_viewer: no inline script found; OHIF build changed?"); process.exit(1); }' \
+  "$OUT/viewer" "$MOUNT"
+grep -q "<script>" "$OUT/viewer/index.html" && { echo "build_viewer: an inline script is left in index.html" >&2; exit 1; }
 # The shipped config points at a public demo server; backend/viewer serves its own app-config.js.
 rm -f "$OUT/viewer/app-config.js"
 touch "$stamp"

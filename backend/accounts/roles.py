@@ -62,7 +62,16 @@ def _permission(dotted: str) -> Permission:
 
 
 def sync_role_groups(**kwargs) -> None:
-    """Create the role groups and set exactly the permissions of the table."""
+    """Create the role groups and set exactly the permissions of the table.
+
+    Runs after each app's migrate. Django's own post_migrate receiver creates an app's permissions and may
+    run after this one, so the permissions of the apps the table names are created here first (idempotent).
+    """
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+
+    for app_label in {p.split(".")[0] for perms in ROLE_PERMISSIONS.values() for p in perms}:
+        create_permissions(apps.get_app_config(app_label), verbosity=0, using=kwargs.get("using", "default"))
     try:
         for role, perms in ROLE_PERMISSIONS.items():
             group, _ = Group.objects.get_or_create(name=role)

@@ -1,11 +1,28 @@
-"""Who am I: the role and permissions the viewer uses to show or hide controls."""
+"""Who am I (the role and permissions the viewer uses to show or hide controls), and logging out everywhere."""
 
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.audit.log import record
+from backend.audit.models import AuditEvent
+
 from .roles import role_of
+from .tokens import revoke_credentials
+
+
+def _log_out_everywhere(request) -> dict[str, int]:
+    user = request.user
+    ended = revoke_credentials(user)
+    record(AuditEvent.ADMIN, "user-credentials", user.get_username(), user=user, request=request,
+           detail={"logout_all": ended})
+    logout(request)
+    return ended
 
 
 class MeView(APIView):
@@ -21,3 +38,20 @@ class MeView(APIView):
             "role": role_of(user),
             "permissions": sorted(user.get_all_permissions()),
         })
+
+
+class LogoutAll(APIView):
+    """POST: end every session and delete every API token of the caller (a lost laptop, a leaked token)."""
+
+    @extend_schema(request=None, responses=inline_serializer("LogoutAll", {
+        "tokens": serializers.IntegerField(), "sessions": serializers.IntegerField()}))
+    def post(self, request):
+        return Response(_log_out_everywhere(request._request))
+
+
+@require_POST
+@login_required
+def logout_everywhere(request):
+    """The page form of LogoutAll (CSRF-checked by Django's middleware)."""
+    _log_out_everywhere(request)
+    return redirect("login")

@@ -16,7 +16,6 @@ an apostrophe in both formats; XLSX cells lose the control characters XML cannot
 
 from __future__ import annotations
 
-import csv
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable
@@ -27,6 +26,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from backend.reports.radpeer import SCORES
+from backend.spreadsheets import csv_lines, spreadsheet_safe
 from spinefm.conditions import ABSENT, PRESENT
 
 from . import conditions, services, turnaround
@@ -34,7 +34,6 @@ from . import conditions, services, turnaround
 TABLES = ("radpeer", "edits", "reports", "conditions", "turnaround")
 IDENTIFIED_COLUMNS = ["patient_name", "patient_id", "accession_number", "study_instance_uid"]
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -164,29 +163,14 @@ def build(table: str, params: dict, identified: bool = False) -> Table:
 
 # ---- encodings --------------------------------------------------------------------------------------------------
 
-def _defused(value):
-    """Text a spreadsheet would evaluate as a formula gets a leading apostrophe (shown, not run)."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def csv_chunks(table: Table):
     """Encoded CSV lines, one per row, header first (for StreamingHttpResponse)."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(table.header)
-    for row in table.rows:
-        yield writer.writerow([_defused(v) for v in row])
+    return csv_lines(table.header, table.rows)
 
 
 def _xlsx_value(ws, value):
     if isinstance(value, str):
-        value = ILLEGAL_CHARACTERS_RE.sub("", _defused(value))
+        value = ILLEGAL_CHARACTERS_RE.sub("", spreadsheet_safe(value))
         cell = WriteOnlyCell(ws, value)
         cell.data_type = "s"  # never a formula, whatever the text
         return cell

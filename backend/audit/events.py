@@ -5,10 +5,16 @@ names the target). The middleware (``middleware.py``) writes one AuditEvent per
 2xx answer to a listed route, with the authenticated user and client address.
 
 Image reads through the DICOMweb gateway are audited as ``view images`` of the
-study in the path (``studies/<uid>/...``), at most once per credential and study
-per ``SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS``: a viewer fetches every frame, and
-one row per frame would bury the log. Study-less searches (QIDO ``studies?...``)
-reveal only the index the worklist already shows and are not logged.
+study they touch (from the parsed path, or a root search's StudyInstanceUID),
+with the series and instance UIDs in the detail, at most once per credential,
+study and series per ``SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS``: a viewer fetches
+every frame, and one row per frame would bury the log. Study-less searches
+(QIDO ``studies?...``) reveal only the index the worklist already shows and are
+not logged.
+
+Refused requests (401/403) to the API and the gateway are audited as
+``refused`` (see ``REFUSED_PREFIXES``), at most once per caller, route and
+status per ``REFUSED_WINDOW_SECONDS``.
 
 Not here, because the code that does them records them itself with ``record()``
 (richer detail than a URL carries): analytics CSV exports, training dataset
@@ -17,7 +23,6 @@ exports, and this app's own audit-log export.
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
 from .models import AuditEvent
@@ -34,23 +39,48 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("study-result", "GET"): Route(AuditEvent.VIEW, "result", "study_instance_uid"),
     ("study-report", "GET"): Route(AuditEvent.VIEW, "report", "study_instance_uid"),
     ("study-report-diff", "GET"): Route(AuditEvent.VIEW, "report", "study_instance_uid"),
+    ("study-report-claim", "POST"): Route(AuditEvent.EDIT, "report", "study_instance_uid"),
     ("study-report-versions", "POST"): Route(AuditEvent.EDIT, "report", "study_instance_uid"),
     ("study-report-addenda", "POST"): Route(AuditEvent.EDIT, "report", "study_instance_uid"),
     ("study-report-sign", "POST"): Route(AuditEvent.SIGN, "report", "study_instance_uid"),
     ("study-upload", "POST"): Route(AuditEvent.EDIT, "study-upload", ""),
     ("study-queue-job", "POST"): Route(AuditEvent.EDIT, "inference-job", "study_instance_uid"),
     ("model-version-promote", "POST"): Route(AuditEvent.ADMIN, "model-version", "pk"),
+    # Label work and what feeds retraining (issue 17).
+    ("annotation-submit", "POST"): Route(AuditEvent.EDIT, "annotation-task", "pk"),
+    ("annotation-adjudicate", "POST"): Route(AuditEvent.EDIT, "annotation-task", "pk"),
+    ("annotation-import", "POST"): Route(AuditEvent.ADMIN, "label-import", ""),
+    ("dataset-list", "POST"): Route(AuditEvent.ADMIN, "dataset", ""),
+    ("training-run-list", "POST"): Route(AuditEvent.ADMIN, "training-run", ""),
 }
 
 IMAGES_ROUTE = "dicomweb"
 IMAGES_TARGET = "images"
-# studies/<StudyInstanceUID> and anything below it (series, metadata, frames, rendered).
-STUDY_IN_PATH = re.compile(r"^studies/(?P<uid>[0-9.]{1,64})(?:/|$)")
+# QIDO searches at the root name their study in the query, by keyword or by tag.
+STUDY_QUERY_KEYS = ("StudyInstanceUID", "0020000D")
 
 
-def study_of_image_path(path: str) -> str | None:
-    match = STUDY_IN_PATH.match(path or "")
-    return match.group("uid") if match else None
+def image_view(resource, query) -> tuple[str, dict] | None:
+    """(study UID, detail) that a gateway read touches, or None for a search that names no study.
+
+    ``resource`` is the gateway's parsed path (``backend.dicomweb.paths.ImagePath``); every study, series
+    and instance read is recorded with its UIDs. Study-less searches reveal only the index the worklist
+    already shows and are not logged.
+    """
+    if resource is None:
+        return None
+    study = resource.study
+    if study is None:
+        study = next((str(query.get(k)) for k in STUDY_QUERY_KEYS if query.get(k)), None)
+    if not study:
+        return None
+    detail = {"resource": resource.resource, "series": resource.series, "instance": resource.instance}
+    return study[:128], {k: v for k, v in detail.items() if v}
+
+
+# Data endpoints whose refusals are audited (pages redirect to the login instead of refusing).
+REFUSED_PREFIXES = ("/api/", "/dicom-web/")
+REFUSED_WINDOW_SECONDS = 60
 
 
 def detail_from_response(url_name: str, data) -> dict:
@@ -59,8 +89,16 @@ def detail_from_response(url_name: str, data) -> dict:
         return {}
     if url_name == "study-report-versions" and isinstance(data.get("version"), dict):
         return {"version": data["version"].get("number")}
+    if url_name == "study-report-claim":
+        return {"claimed_by": data.get("reader"), "took_over_from": data.get("took_over_from")}
     if url_name == "study-report-sign":
         return {"signed_number": data.get("signed_number")}
+    if url_name in ("annotation-submit", "annotation-adjudicate"):
+        return {k: data.get(k) for k in ("id", "task_status", "method") if k in data}
+    if url_name == "annotation-import":
+        return {k: v for k, v in data.items() if isinstance(v, (int, str)) and not isinstance(v, bool)}
+    if url_name in ("dataset-list", "training-run-list"):
+        return {k: data.get(k) for k in ("id", "name", "version", "sha256", "status", "dataset") if k in data}
     if url_name == "study-upload":
         studies = data.get("studies")
         if isinstance(studies, list):

@@ -1,9 +1,10 @@
-"""Write an audit event for every successful request to a route listed in ``events.ROUTES``.
+"""Write an audit event for every successful request to a route listed in ``events.ROUTES``, every image
+read through the gateway, and every refused (401/403) request to the API or the gateway.
 
 Runs after the view, so it sees the final status and the user DRF authenticated
-(DRF copies its user onto the Django request). A failed request (4xx/5xx) changed
-and showed nothing, so it is not an access; a failure to write the event is
-logged loudly but does not turn a served answer into an error.
+(DRF copies its user onto the Django request). Another failed request (400, 404,
+5xx) changed and showed nothing, so it is not an access; a failure to write the
+event is logged loudly but does not turn a served answer into an error.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from redis.exceptions import RedisError
 
 from . import events
 from .models import AuditEvent
-from .log import record
+from .log import client_ip, record
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +47,28 @@ LOCAL_SECONDS = 60.0
 LOCAL_MAX = 10_000
 
 
-def _seen_here(key: str, now: float) -> bool:
+def _seen_here(key: str, now: float, seconds: int) -> bool:
     with _seen_lock:
         if _seen.get(key, 0.0) > now:
             return True
         if len(_seen) >= LOCAL_MAX:
             _seen.clear()
-        _seen[key] = now + min(LOCAL_SECONDS, settings.SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS)
+        _seen[key] = now + min(LOCAL_SECONDS, seconds)
         return False
 
 
-def _first_image_view(request, study_uid: str) -> bool:
-    """True once per credential and study per window (shared cache, so across all web processes)."""
-    raw = request.META.get("HTTP_AUTHORIZATION") or request.COOKIES.get(settings.SESSION_COOKIE_NAME) or ""
-    key = "audit-images:" + hashlib.sha256(f"{raw}|{study_uid}".encode()).hexdigest()[:40]
-    if _seen_here(key, time.monotonic()):
+def _first_in_window(request, scope: str, seconds: int) -> bool:
+    """True once per credential (or, without one, client address) and ``scope`` per window of ``seconds``
+    (shared cache, so across all web processes)."""
+    raw = (request.META.get("HTTP_AUTHORIZATION") or request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+           or f"ip:{client_ip(request)}")
+    key = "audit-window:" + hashlib.sha256(f"{raw}|{scope}".encode()).hexdigest()[:40]
+    if _seen_here(key, time.monotonic(), seconds):
         return False
     try:
-        return cache.add(key, 1, timeout=settings.SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS)
+        return cache.add(key, 1, timeout=seconds)
     except RedisError:
-        log.warning("audit: cache unavailable, image view recorded without de-duplication", exc_info=True)
+        log.warning("audit: cache unavailable, event recorded without de-duplication", exc_info=True)
         return True
 
 
@@ -75,20 +78,28 @@ class AuditMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if 200 <= response.status_code < 300 and request.resolver_match is not None:
-            try:
+        if request.resolver_match is None:
+            return response
+        try:
+            if 200 <= response.status_code < 300:
                 self._audit(request, response)
-            except Exception:  # the answer is already made; losing an event must be visible in the logs
-                log.exception("audit: could not record %s %s", request.method, request.path)
+            elif response.status_code in (401, 403) and request.path.startswith(events.REFUSED_PREFIXES):
+                self._audit_refused(request, response)
+        except Exception:  # the answer is already made; losing an event must be visible in the logs
+            log.exception("audit: could not record %s %s", request.method, request.path)
         return response
 
     def _audit(self, request, response) -> None:
         match = request.resolver_match
         if match.url_name == events.IMAGES_ROUTE and request.method == "GET":
-            study_uid = events.study_of_image_path(match.kwargs.get("path", ""))
-            if study_uid and _first_image_view(request, study_uid):
+            seen = events.image_view(getattr(request, "dicomweb_resource", None), request.GET)
+            if seen is None:
+                return
+            study_uid, detail = seen
+            scope = f"images|{study_uid}|{detail.get('series', '')}"
+            if _first_in_window(request, scope, settings.SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS):
                 record(AuditEvent.VIEW, events.IMAGES_TARGET, study_uid, user=_user(request),
-                       request=request, detail={"path": request.path})
+                       request=request, detail={"path": request.path, **detail})
             return
         route = events.ROUTES.get((match.url_name, request.method))
         if route is None:
@@ -97,3 +108,15 @@ class AuditMiddleware:
         detail.update(events.detail_from_response(match.url_name, getattr(response, "data", None)))
         record(route.action, route.target_type, match.kwargs.get(route.target_kwarg, ""), user=_user(request),
                request=request, detail=detail)
+
+    def _audit_refused(self, request, response) -> None:
+        """Who was refused what, and why (the answer's own reason), once per caller, route and status a minute."""
+        match = request.resolver_match
+        scope = f"refused|{request.method}|{match.route}|{response.status_code}"
+        if not _first_in_window(request, scope, events.REFUSED_WINDOW_SECONDS):
+            return
+        data = getattr(response, "data", None)
+        reason = str(data.get("detail", ""))[:300] if isinstance(data, dict) else ""
+        record(AuditEvent.REFUSED, match.url_name or "url", request.path[:128], user=_user(request),
+               request=request, detail={"method": request.method, "status": response.status_code,
+                                        "reason": reason})

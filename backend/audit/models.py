@@ -9,9 +9,9 @@ from django.db import models
 
 
 class AuditEvent(models.Model):
-    VIEW, EDIT, SIGN, EXPORT, LOGIN, LOGIN_FAILED, ADMIN = (
-        "view", "edit", "sign", "export", "login", "login_failed", "admin")
-    ACTIONS = [(a, a) for a in (VIEW, EDIT, SIGN, EXPORT, LOGIN, LOGIN_FAILED, ADMIN)]
+    VIEW, EDIT, SIGN, EXPORT, LOGIN, LOGIN_FAILED, ADMIN, REFUSED = (
+        "view", "edit", "sign", "export", "login", "login_failed", "admin", "refused")
+    ACTIONS = [(a, a) for a in (VIEW, EDIT, SIGN, EXPORT, LOGIN, LOGIN_FAILED, ADMIN, REFUSED)]
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     # No FK constraint and no cascade: rows are never updated, so a removed user keeps their events by id+name.

@@ -1,7 +1,5 @@
 """Audit log API for admins (``audit.view_auditevent``): filtered list and a streamed CSV export."""
 
-import csv
-
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -12,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
+from backend.spreadsheets import csv_lines
 
 from . import services
 from .log import record
@@ -54,11 +53,6 @@ class AuditEventList(ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 class AuditExport(APIView):
     """GET (same filters): the matching events as CSV, oldest first; the export itself is audited."""
 
@@ -75,15 +69,9 @@ class AuditExport(APIView):
         # Recorded before streaming (a reader who stops mid-download still exported); the CSV includes it
         # only if it matches the filters.
         record(AuditEvent.EXPORT, "audit-log", "", request=request, detail={"params": params})
-        writer = csv.writer(_Echo())
-        rows = services.csv_rows(qs)
-        response = StreamingHttpResponse((writer.writerow(r) for r in _with_header(rows)),
+        response = StreamingHttpResponse(csv_lines(services.CSV_HEADER, services.csv_rows(qs)),
                                          content_type="text/csv; charset=utf-8")
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="spineagent-audit-{stamp}.csv"'
         return response
 
-
-def _with_header(rows):
-    yield services.CSV_HEADER
-    yield from rows

@@ -63,7 +63,8 @@ def run(args) -> int:
     base_url = f"http://127.0.0.1:{args.port}"
     orthanc = OrthancProcess(OrthancSettings(
         data_dir=data_dir / "orthanc", http_port=args.orthanc_port, dicom_port=args.dicom_port,
-        webhook_url=f"{base_url}/api/orthanc/stable-study"))
+        webhook_url=f"{base_url}/api/orthanc/stable-study",
+        dicom_modalities=os.environ.get("SPINEAGENT_DICOM_MODALITIES", "")))
     env = dict(os.environ, ORTHANC_URL=orthanc.settings.url, DJANGO_SETTINGS_MODULE="backend.settings",
                PYTHONUNBUFFERED="1")
     children: list[subprocess.Popen] = []
@@ -87,7 +88,8 @@ def run(args) -> int:
         print(_manage("register_model", "--activate", env=env).strip())
         token = _manage("drf_create_token", "admin", env=env).split()[2]
         orthanc.start()
-        print(f"demo: Orthanc up on {orthanc.settings.url} (DICOM port {args.dicom_port})")
+        print(f"demo: Orthanc up on {orthanc.settings.url} (DICOM port {args.dicom_port}, C-STORE allowed from: "
+              f"{orthanc.settings.dicom_modalities or 'nobody; set SPINEAGENT_DICOM_MODALITIES=AET@host:port'})")
         log_dir = data_dir / "logs"
         log_dir.mkdir(exist_ok=True)
         children.append(subprocess.Popen(

@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
-ANNOUNCE_PLUGIN = Path(__file__).resolve().parent.parent / "studies" / "orthanc" / "announce_plugin.py"
+ORTHANC_PLUGIN = Path(__file__).resolve().parent.parent / "studies" / "orthanc" / "orthanc_plugin.py"
 
 
 class ServiceError(RuntimeError):
@@ -110,6 +110,12 @@ class OrthancSettings:
     dicom_port: int = 4242
     username: str = "spineagent"
     password: str = "spineagent-dev-orthanc"
+    # The DICOMweb gateway's own account, confined to GET under /dicom-web/ by our plugin's request filter.
+    gateway_username: str = "spineagent-gateway"
+    gateway_password: str = "spineagent-dev-gateway"
+    aet: str = "SPINEAGENT"
+    # Who may C-STORE: "AET@host:port,..." (nobody when empty); see orthanc_plugin.py.
+    dicom_modalities: str = ""
     webhook_url: str = "http://127.0.0.1:8000/api/orthanc/stable-study"
     webhook_secret: str = "spineagent-dev-webhook-secret"
     stable_age: int = 3
@@ -123,19 +129,22 @@ class OrthancSettings:
 
 
 def orthanc_config(s: OrthancSettings) -> dict:
-    plugins = [str(PLUGIN_DIR / "libOrthancDicomWeb.so")]
-    if s.announce:
-        plugins.append(str(PLUGIN_DIR / "libOrthancPython.so"))
+    plugins = [str(PLUGIN_DIR / "libOrthancDicomWeb.so"), str(PLUGIN_DIR / "libOrthancPython.so")]
     config = {
         "Name": "SpineAgent",
         "StorageDirectory": str(s.data_dir / "storage"),
         "IndexDirectory": str(s.data_dir / "index"),
         "HttpPort": s.http_port,
         "DicomPort": s.dicom_port,
-        "DicomAet": "SPINEAGENT",
+        "DicomAet": s.aet,
+        # C-STORE only from the modalities our plugin registers, to our AE title, from their own host.
+        "DicomAlwaysAllowStore": False,
+        "DicomAlwaysAllowEcho": False,
+        "DicomCheckCalledAet": True,
+        "DicomCheckModalityHost": True,
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": True,
-        "RegisteredUsers": {s.username: s.password},
+        "RegisteredUsers": {s.username: s.password, s.gateway_username: s.gateway_password},
         "HttpCompressionEnabled": False,
         "KeepAlive": True,
         "KeepAliveTimeout": 60,  # our gateway pools connections; Orthanc's default closes them after 1 s
@@ -146,9 +155,8 @@ def orthanc_config(s: OrthancSettings) -> dict:
         "Plugins": plugins,
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "Ssl": False,
                      "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
+        "PythonScript": str(ORTHANC_PLUGIN),
     }
-    if s.announce:
-        config["PythonScript"] = str(ANNOUNCE_PLUGIN)
     if s.postgres_index:
         plugins.append(str(PLUGIN_DIR / "libOrthancPostgreSQLIndex.so"))
         config["PostgreSQL"] = {"EnableIndex": True, "EnableStorage": False, **s.postgres_index}
@@ -181,7 +189,9 @@ class OrthancProcess:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         config_path = s.data_dir / "orthanc.json"
         config_path.write_text(json.dumps(orthanc_config(s), indent=2))
-        env = dict(os.environ, SPINEAGENT_WEBHOOK_URL=s.webhook_url, SPINEAGENT_WEBHOOK_SECRET=s.webhook_secret)
+        env = dict(os.environ, SPINEAGENT_WEBHOOK_URL=s.webhook_url if s.announce else "",
+                   SPINEAGENT_WEBHOOK_SECRET=s.webhook_secret, SPINEAGENT_GATEWAY_USER=s.gateway_username,
+                   SPINEAGENT_DICOM_MODALITIES=s.dicom_modalities)
         log = open(s.data_dir / "orthanc.log", "ab")
         self.process = subprocess.Popen(["Orthanc", str(config_path)], stdout=log, stderr=subprocess.STDOUT,
                                         env=env, start_new_session=True)

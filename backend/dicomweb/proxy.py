@@ -1,6 +1,10 @@
 """Streaming forwarder to Orthanc's DICOMweb: pooled connections, no buffering.
 
-Orthanc's credentials are added here and never reach the browser. Orthanc
+Orthanc's credentials are added here and never reach the browser. They are the
+gateway's own Orthanc account (``ORTHANC_GATEWAY_USERNAME``), which Orthanc's
+request filter (``studies/orthanc/orthanc_plugin.py``) confines to GET under
+/dicom-web/: even a path that slipped past ``paths.parse`` could not reach
+Orthanc's REST API with it. Orthanc
 builds absolute URLs (RetrieveURL, BulkDataURI) from the ``Forwarded`` header,
 so we pass the client's host and scheme and its URLs point back at us.
 """
@@ -8,7 +12,6 @@ so we pass the client's host and scheme and its URLs point back at us.
 from __future__ import annotations
 
 import os
-import re
 import threading
 
 import requests
@@ -19,8 +22,6 @@ from urllib3.util.retry import Retry
 from backend.errors import ServiceUnavailable
 
 CHUNK_BYTES = int(os.environ.get("SPINEAGENT_GATEWAY_CHUNK", str(1024 * 1024)))
-# Only the DICOMweb resources; Orthanc's /dicom-web/servers (which can push data elsewhere) is never reachable.
-ALLOWED_PATH = re.compile(r"^(studies|series|instances)(/[0-9A-Za-z.,\-/]*)?$")
 FORWARDED_REQUEST_HEADERS = ("Accept", "If-None-Match", "If-Modified-Since", "Range")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "ETag", "Last-Modified", "Content-Range")
 
@@ -49,7 +50,7 @@ def open_upstream(path: str, query: str, headers: dict, client_host: str, client
     url = upstream_url(path) + (f"?{query}" if query else "")
     try:
         return session().get(url, headers=forwarded, stream=True, timeout=(5, 300),
-                             auth=(settings.ORTHANC_USERNAME, settings.ORTHANC_PASSWORD))
+                             auth=(settings.ORTHANC_GATEWAY_USERNAME, settings.ORTHANC_GATEWAY_PASSWORD))
     except requests.RequestException as exc:
         raise ServiceUnavailable("Orthanc", f"DICOMweb request failed ({exc.__class__.__name__})") from exc
 

@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 
 from backend.accounts.permissions import CanViewImages
 
-from . import access_cache, proxy
+from . import access_cache, paths, proxy
 
 
 class PassThroughNegotiation(BaseContentNegotiation):
@@ -31,14 +31,18 @@ class DicomWebGateway(APIView):
         return super().dispatch(request, *args, **kwargs)
 
     def get(self, request, path: str):
-        access_cache.remember(access_cache.credential_key(request))  # authenticated and permitted by now
+        access_cache.remember(access_cache.credential_key(request), request.user.pk)  # authenticated and permitted
         return self.forward(request, path)
 
     @staticmethod
     def forward(request, path: str):
-        if not proxy.ALLOWED_PATH.match(path):
-            return JsonResponse({"error": "not_found", "detail": f"not a DICOMweb resource: {path}"}, status=404)
-        upstream = proxy.open_upstream(path, request.META.get("QUERY_STRING", ""), request.headers,
+        resource = paths.parse(path)
+        raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
+        if resource is None or not paths.raw_target_is_clean(raw):
+            return JsonResponse({"error": "not_found", "detail": "not a DICOMweb resource this gateway serves"},
+                                status=404)
+        getattr(request, "_request", request).dicomweb_resource = resource  # what the audit middleware records
+        upstream = proxy.open_upstream(resource.upstream, request.META.get("QUERY_STRING", ""), request.headers,
                                        request.get_host(), request.scheme)
         response = StreamingHttpResponse(proxy.stream_body(upstream), status=upstream.status_code)
         for name in proxy.FORWARDED_RESPONSE_HEADERS:

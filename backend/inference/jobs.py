@@ -139,7 +139,7 @@ def end(job_id: int, status: str, error: str) -> None:
         raise InvalidTransition(status)
     job = InferenceJob.objects.select_for_update().get(pk=job_id)
     if job.status not in InferenceJob.TERMINAL:
-        _finish(job, status, error)
+        _finish(job, status, redact_addresses(error))
 
 
 @transaction.atomic
@@ -147,5 +147,5 @@ def requeue(job_id: int, error: str) -> None:
     """Back to queued after a transient outage; the task retries it later."""
     job = InferenceJob.objects.select_for_update().get(pk=job_id)
     if job.status == InferenceJob.RUNNING:
-        job.status, job.error, job.stage = InferenceJob.QUEUED, error, "waiting to retry"
+        job.status, job.error, job.stage = InferenceJob.QUEUED, redact_addresses(error), "waiting to retry"
         job.save()

@@ -58,11 +58,20 @@ def report_payload(study, report: Report | None, versions: list[ReportVersion], 
         "result": data,
         "job": ({"id": job.pk, "status": job.status, "stage": job.stage, "progress": job.progress,
                  "error": job.error} if job else None),
-        "permissions": {
-            "edit": user.has_perm("reports.change_report") and not signed,
-            "sign": user.has_perm("reports.sign_report") and not signed,
-            "addendum": user.has_perm("reports.sign_report") and signed,
-        },
+        "permissions": _permissions(report, user, signed),
+    }
+
+
+def _permissions(report: Report | None, user, signed: bool) -> dict:
+    """What the caller may do now; another radiologist's report needs a take-over first (versions.claim)."""
+    others = bool(report and report.reader_id not in (None, user.pk))
+    can_edit = user.has_perm("reports.change_report") and not signed
+    return {
+        "edit": can_edit and not others,
+        "sign": user.has_perm("reports.sign_report") and not signed and not others,
+        "addendum": user.has_perm("reports.sign_report") and signed,
+        "claim": can_edit and not others and not (report and report.reader_id == user.pk),
+        "take_over": can_edit and others,
     }
 
 

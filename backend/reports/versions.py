@@ -47,6 +47,12 @@ class NotSigned(Conflict):
     code = "not_signed"
 
 
+class Claimed(Conflict):
+    """Another radiologist is reading this report; editing or signing it needs an explicit take-over."""
+
+    code = "claimed"
+
+
 def _locked_report(study: Study) -> Report:
     report, _ = Report.objects.select_for_update().get_or_create(study=study)
     return report
@@ -92,18 +98,45 @@ def heal_missing_draft(study: Study) -> None:
         add_ai_draft(result)
 
 
-@transaction.atomic
-def mark_opened(study: Study, user) -> Report:
-    """A radiologist opening the report claims it: first_opened_at once, draft_ready -> in_review."""
-    report = _locked_report(study)
+def _claim(report: Report, user) -> bool:
+    """Make ``user`` the reader of a locked ``report`` row; first_opened_at once, draft_ready -> in_review."""
     changed = False
     if report.first_opened_at is None:
-        report.first_opened_at, report.reader, changed = timezone.now(), user, True
+        report.first_opened_at, changed = timezone.now(), True
+    if report.reader_id != user.pk:
+        report.reader, changed = user, True
     if report.status == Report.DRAFT_READY:
         report.status, changed = Report.IN_REVIEW, True
-    if changed:
+    return changed
+
+
+def _require_reader(report: Report, user) -> None:
+    if report.reader_id is not None and report.reader_id != user.pk:
+        raise Claimed(f"{report.reader.username} is reading this report; take it over to edit or sign it",
+                      reader=report.reader.username)
+
+
+@transaction.atomic
+def claim(study: Study, user, take_over: bool = False) -> tuple[Report, str | None]:
+    """A radiologist starts reading: they become the reader (first open recorded, draft_ready -> in_review).
+
+    A report another radiologist is reading is only taken over when asked explicitly (``take_over``);
+    returns the report and the previous reader's name when it was taken over from someone.
+    """
+    report = _locked_report(study)
+    if report.locked:
+        raise Locked(f"already signed by {report.signed_by.username if report.signed_by else '?'}")
+    previous = report.reader if report.reader_id not in (None, user.pk) else None
+    if previous is not None and not take_over:
+        _require_reader(report, user)
+    if _claim(report, user):
         report.save()
-    return report
+    return report, previous.username if previous else None
+
+
+def mark_opened(study: Study, user) -> Report:
+    """Claim for a reader who opens the report (fixtures and the analytics demo): ``claim`` without take-over."""
+    return claim(study, user)[0]
 
 
 def _current_payload(report: Report) -> dict | None:
@@ -130,6 +163,7 @@ def save_version(study: Study, user, text, base_number) -> ReportVersion:
     report = _locked_report(study)
     if report.locked:
         raise Locked("the report is signed; add an addendum instead")
+    _require_reader(report, user)
     if base_number != report.current_number:
         raise Stale(f"version {report.current_number} was saved after version {base_number} that you edited",
                     your_text=text, base_number=base_number, current=_current_payload(report))
@@ -152,6 +186,7 @@ def sign(study: Study, user, number, score, comment) -> Report:
     report = _locked_report(study)
     if report.locked:
         raise Locked(f"already signed by {report.signed_by.username if report.signed_by else '?'}")
+    _require_reader(report, user)
     if report.current_number is None:
         raise Invalid("there is no version to sign yet", field="number")
     if number != report.current_number:

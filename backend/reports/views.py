@@ -50,7 +50,7 @@ def _study(uid: str) -> Study:
 
 
 class StudyReport(APIView):
-    """GET the report with its AI result; a radiologist's first open claims it (in review)."""
+    """GET the report with its AI result. Reading changes nothing; a radiologist claims with POST .../claim."""
 
     permission_classes = [CanViewReports]
 
@@ -58,15 +58,33 @@ class StudyReport(APIView):
     def get(self, request, study_instance_uid):
         study = _study(study_instance_uid)
         versions.heal_missing_draft(study)
-        if request.user.has_perm("reports.change_report"):
-            report = Report.objects.filter(study=study).only("status", "first_opened_at").first()
-            if report is None or report.first_opened_at is None or report.status == Report.DRAFT_READY:
-                versions.mark_opened(study, request.user)
         report = Report.objects.select_related("signed_by", "reader").filter(study=study).first()
         rows = list(report.versions.select_related("author", "model_version")) if report else []
         result = InferenceResult.objects.select_related("model_version").filter(study=study).first()
         job = InferenceJob.objects.filter(study=study).order_by("-created_at", "-pk").first()
         return Response(report_payload(study, report, rows, result, job, request.user))
+
+
+class ClaimRequest(serializers.Serializer):
+    take_over = serializers.BooleanField(default=False, help_text="take the report over from another reader")
+
+
+class ClaimReport(APIView):
+    """POST {take_over}: become the report's reader (in review). Another reader's report: 409 ``claimed``
+    unless ``take_over`` is true; a take-over is audited with the previous reader."""
+
+    permission_classes = [CanEditReports]
+
+    @extend_schema(request=ClaimRequest, responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def post(self, request, study_instance_uid):
+        study = _study(study_instance_uid)
+        body = ClaimRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            report, previous = versions.claim(study, request.user, body.validated_data["take_over"])
+        except versions.ReportError as exc:
+            return error_response(exc)
+        return Response({"status": report.status, "reader": request.user.username, "took_over_from": previous})
 
 
 class ReportVersions(APIView):

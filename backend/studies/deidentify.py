@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 
 import pydicom
 from dicognito.anonymizer import Anonymizer
@@ -48,11 +47,11 @@ def _seed() -> str:
 
 
 def deidentify_instances(instances: list[UploadedInstance]) -> list[UploadedInstance]:
-    """The same instances, de-identified: new Part-10 bytes and a matching header-only dataset."""
+    """The same instances, de-identified: a new Part-10 file beside each and a matching header-only dataset."""
     anonymizer = Anonymizer(seed=_seed())
     problems, out = [], []
     for instance in instances:
-        ds = pydicom.dcmread(io.BytesIO(instance.data))
+        ds = pydicom.dcmread(instance.path)
         if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
             problems.append(FileProblem(instance.name, "burned-in annotation: pixels cannot be de-identified"))
             continue
@@ -62,11 +61,11 @@ def deidentify_instances(instances: list[UploadedInstance]) -> list[UploadedInst
         methods = [value] if isinstance(value, str) else [str(m) for m in value]
         if METHOD not in methods:
             ds.DeidentificationMethod = [*methods, METHOD] if methods else METHOD
-        buffer = io.BytesIO()
-        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+        path = instance.path.with_name(instance.path.stem + ".deid.dcm")
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
         if "PixelData" in ds:
             del ds.PixelData  # the index reads headers only, as read_instance leaves them
-        out.append(UploadedInstance(name=instance.name, data=buffer.getvalue(), dataset=ds))
+        out.append(UploadedInstance(name=instance.name, path=path, dataset=ds))
     if problems:
         raise InvalidUpload(problems)
     return out

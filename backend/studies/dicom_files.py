@@ -2,26 +2,42 @@
 
 An upload is validated whole before anything is stored: one bad file rejects
 the upload (HTTP 400 naming the file and the reason), so nothing is half-stored.
+
+Nothing is held in memory whole: every upload and every zip member is streamed
+into an ``UploadWorkspace`` (a temporary directory), with caps on the number of
+files, the size of one file and the total expanded size (``UploadLimits``), so
+a zip bomb is refused after at most the cap's worth of bytes, never expanded in
+RAM. Member paths in a zip only name the file in messages; what is written to
+disk is numbered, so ``../`` in a member name goes nowhere.
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
-from typing import Iterable
+from pathlib import Path
+from typing import BinaryIO, Iterable
 
 import pydicom
+from django.conf import settings
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import UID
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR: an index, not an image
+PIXEL_DATA = 0x7FE00010
+CHUNK = 1024 * 1024
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass
 class UploadedInstance:
     name: str
-    data: bytes
+    path: Path  # the Part-10 file in the upload's workspace
     dataset: pydicom.Dataset  # header only (pixel data dropped after validation)
 
 
@@ -35,76 +51,171 @@ class FileProblem:
 
 
 class InvalidUpload(ValueError):
+    status = 400
+
     def __init__(self, problems: list[FileProblem]):
         super().__init__("; ".join(f"{p.file}: {p.reason}" for p in problems))
         self.problems = problems
 
 
-def expand_upload(name: str, data: bytes) -> Iterable[tuple[str, bytes]]:
-    """A plain file yields itself; a zip yields its members (folders and macOS junk skipped)."""
-    if data[:4] == b"PK\x03\x04":
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
-            members = [m for m in archive.infolist() if not m.is_dir()]
-            for member in members:
-                base = member.filename.rsplit("/", 1)[-1]
-                if member.filename.startswith("__MACOSX/") or base.startswith("."):
-                    continue
-                yield f"{name}/{member.filename}", archive.read(member)
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise InvalidUpload([FileProblem(name, f"corrupt zip archive ({exc})")]) from exc
+class UploadTooLarge(InvalidUpload):
+    """A cap on files, file size or expanded size was reached (HTTP 413)."""
+
+    status = 413
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_files: int
+    max_file_bytes: int
+    max_expanded_bytes: int
+
+    @classmethod
+    def from_settings(cls) -> "UploadLimits":
+        return cls(settings.SPINEAGENT_UPLOAD_MAX_FILES, settings.SPINEAGENT_UPLOAD_MAX_FILE_BYTES,
+                   settings.SPINEAGENT_UPLOAD_MAX_EXPANDED_BYTES)
+
+
+class UploadWorkspace:
+    """A temporary directory for one upload's files, removed when the upload is done (``with``)."""
+
+    def __init__(self, limits: UploadLimits | None = None):
+        self.limits = limits or UploadLimits.from_settings()
+        self.root = Path(tempfile.mkdtemp(prefix="spineagent-upload-"))
+        self.files = 0
+        self.expanded = 0
+
+    def __enter__(self) -> "UploadWorkspace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def write(self, name: str, source: BinaryIO) -> Path:
+        """Stream ``source`` into a new numbered file, enforcing the caps as bytes arrive."""
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise UploadTooLarge([FileProblem(name, f"more than {self.limits.max_files} files in one upload")])
+        path = self.root / f"{self.files:07d}.dcm"
+        written = 0
+        with open(path, "wb") as out:
+            while chunk := source.read(CHUNK):
+                written += len(chunk)
+                self.expanded += len(chunk)
+                if written > self.limits.max_file_bytes:
+                    raise UploadTooLarge([FileProblem(name, f"larger than {self.limits.max_file_bytes} bytes")])
+                if self.expanded > self.limits.max_expanded_bytes:
+                    raise UploadTooLarge([FileProblem(
+                        name, f"the upload expands to more than {self.limits.max_expanded_bytes} bytes")])
+                out.write(chunk)
+        return path
+
+
+def _is_zip(source: BinaryIO) -> bool:
+    head = source.read(4)
+    source.seek(0)
+    return head == ZIP_MAGIC
+
+
+def expand_upload(name: str, source: BinaryIO, workspace: UploadWorkspace) -> Iterable[tuple[str, Path]]:
+    """A plain file yields itself; a zip yields its members (folders and macOS junk skipped), each on disk."""
+    if not _is_zip(source):
+        yield name, workspace.write(name, source)
         return
-    yield name, data
-
-
-def _expected_pixel_bytes(ds: pydicom.Dataset) -> int | None:
     try:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        return int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * (int(ds.BitsAllocated) // 8) * frames
-    except (AttributeError, TypeError, ValueError):
+        with zipfile.ZipFile(source) as archive:
+            for member in archive.infolist():
+                base = member.filename.rsplit("/", 1)[-1]
+                if member.is_dir() or member.filename.startswith("__MACOSX/") or base.startswith("."):
+                    continue
+                member_name = f"{name}/{member.filename}"
+                if member.file_size > workspace.limits.max_file_bytes:  # declared; the copy checks the truth
+                    raise UploadTooLarge([FileProblem(
+                        member_name, f"larger than {workspace.limits.max_file_bytes} bytes")])
+                with archive.open(member) as data:
+                    yield member_name, workspace.write(member_name, data)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError, NotImplementedError, OSError) as exc:
+        raise InvalidUpload([FileProblem(name, f"corrupt zip archive, or one we cannot read ({exc})")]) from exc
+
+
+def uid_problem(keyword: str, value: str) -> str | None:
+    """Why a UID is not conformant (PS3.5 9.1: digits and dots, no empty or zero-led component, <= 64)."""
+    if not UID(value).is_valid:
+        return (f"{keyword} {value[:80]!r} is not a valid DICOM UID (digits and dots, no leading zeros, "
+                "at most 64 characters)")
+    return None
+
+
+def _pixel_problem(ds: pydicom.Dataset, path: Path) -> str | None:
+    """Truncated pixel data: fewer bytes than the header's geometry and photometric interpretation need."""
+    raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    file_size = path.stat().st_size
+    if raw is None:
         return None
+    length = getattr(raw, "length", None)
+    tell = getattr(raw, "value_tell", None)
+    if length is None or tell is None:
+        return None
+    if length == 0xFFFFFFFF:  # encapsulated (compressed): the fragments must at least start in the file
+        return None if tell < file_size else "truncated pixel data (no encapsulated fragments)"
+    if tell + length > file_size:
+        return f"truncated pixel data ({file_size - tell} of {length} bytes)"
+    if not ds.file_meta.get("TransferSyntaxUID", UID("1.2.840.10008.1.2")).is_compressed:
+        try:
+            expected = get_expected_length(ds, unit="bytes")
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+        if length < expected:
+            return f"truncated pixel data ({length} of {expected} bytes for {ds.get('PhotometricInterpretation', '?')})"
+    return None
 
 
-def read_instance(name: str, data: bytes) -> UploadedInstance | None:
+def read_instance(name: str, path: Path) -> UploadedInstance | None:
     """Parse and check one Part-10 file. Returns None for a DICOMDIR; raises InvalidUpload otherwise."""
-    if len(data) < 132:
-        raise InvalidUpload([FileProblem(name, f"too short to be a DICOM file ({len(data)} bytes)")])
+    size = path.stat().st_size
+    if size < 132:
+        raise InvalidUpload([FileProblem(name, f"too short to be a DICOM file ({size} bytes)")])
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=False)
+        ds = pydicom.dcmread(path, force=False, defer_size=4096)
+        if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+            return None
+        missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "")).strip()]
+        if missing:
+            raise InvalidUpload([FileProblem(name, f"missing {', '.join(missing)}")])
+        bad = [p for k in REQUIRED_UIDS if (p := uid_problem(k, str(ds.get(k))))]
+        if bad:
+            raise InvalidUpload([FileProblem(name, "; ".join(bad))])
+        if problem := _pixel_problem(ds, path):
+            raise InvalidUpload([FileProblem(name, problem)])
     except InvalidDicomError:
         raise InvalidUpload([FileProblem(name, "not a DICOM Part-10 file (no 'DICM' preamble)")]) from None
-    except Exception as exc:  # pydicom raises many kinds on truncated data
+    except InvalidUpload:
+        raise
+    except Exception as exc:  # pydicom raises many kinds on truncated or garbled data
         raise InvalidUpload([FileProblem(name, f"unreadable DICOM ({exc.__class__.__name__}: {exc})")]) from None
-    if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
-        return None
-    missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "")).strip()]
-    if missing:
-        raise InvalidUpload([FileProblem(name, f"missing {', '.join(missing)}")])
-    if "PixelData" in ds:
-        pixel_data = ds.PixelData
-        if not ds.file_meta.TransferSyntaxUID.is_compressed:
-            expected = _expected_pixel_bytes(ds)
-            if expected is not None and len(pixel_data) < expected:
-                raise InvalidUpload([FileProblem(
-                    name, f"truncated pixel data ({len(pixel_data)} of {expected} bytes)")])
-        del ds.PixelData
-    return UploadedInstance(name=name, data=data, dataset=ds)
+    if PIXEL_DATA in ds:
+        del ds[PIXEL_DATA]
+    return UploadedInstance(name=name, path=path, dataset=ds)
 
 
-def read_upload(files: Iterable[tuple[str, bytes]]) -> list[UploadedInstance]:
-    """Expand zips and validate every file; collects all problems before failing."""
+def read_upload(sources: Iterable[tuple[str, BinaryIO | bytes]], workspace: UploadWorkspace) -> list[UploadedInstance]:
+    """Stream every upload (zips expanded) into ``workspace`` and validate each file; collects all problems
+    before failing. A cap reached stops at once (UploadTooLarge)."""
     instances: list[UploadedInstance] = []
     problems: list[FileProblem] = []
-    for name, data in files:
+    for name, source in sources:
+        source = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
         try:
-            for member_name, member_data in expand_upload(name, data):
+            for member_name, path in expand_upload(name, source, workspace):
                 try:
-                    instance = read_instance(member_name, member_data)
+                    instance = read_instance(member_name, path)
                 except InvalidUpload as exc:
                     problems.extend(exc.problems)
                     continue
                 if instance is not None:
                     instances.append(instance)
+        except UploadTooLarge:
+            raise
         except InvalidUpload as exc:
             problems.extend(exc.problems)
     if problems:

@@ -1,9 +1,11 @@
 """The three ingest paths, all idempotent: API upload, Orthanc's stable-study event, re-sync.
 
 Upload order matters for "nothing half-stored": validate every file, then
-STOW-RS in one request; if Orthanc rejects any instance, delete what this
-upload added and report the failure, so the study is stored whole or not at all.
-Only then is the index written (and a job queued).
+store them one by one, streamed from disk (POST /instances, which names the
+reason for a refusal); if Orthanc refuses one, or stops answering, delete what
+this upload added and report it (400 naming the file and Orthanc's reason, or
+503 for an outage), so the study is stored whole or not at all and the index
+equals Orthanc. Only then is the index written (and a job queued).
 """
 
 from __future__ import annotations
@@ -40,16 +42,7 @@ def store_upload(instances: list[UploadedInstance], client: OrthancClient | None
     client = client or get_client()
     known = set(Instance.objects.filter(
         sop_instance_uid__in=[str(i.dataset.SOPInstanceUID) for i in instances]).values_list("sop_instance_uid", flat=True))
-    outcome = client.stow([i.data for i in instances])
-    if outcome.failed:
-        added = [uid for uid in outcome.stored if uid not in known]
-        try:
-            client.delete_instances(added)
-        except ServiceUnavailable:
-            log.exception("could not roll back %d instances after a failed STOW-RS", len(added))
-        names = {str(i.dataset.SOPInstanceUID): i.name for i in instances}
-        raise InvalidUpload([FileProblem(names.get(uid, uid), f"Orthanc refused the instance (failure reason {code})")
-                             for uid, code in outcome.failed])
+    _store_all_or_nothing(instances, client)
 
     by_study: dict[str, list[UploadedInstance]] = defaultdict(list)
     for instance in instances:
@@ -61,6 +54,30 @@ def store_upload(instances: list[UploadedInstance], client: OrthancClient | None
         new = sum(1 for i in items if str(i.dataset.SOPInstanceUID) not in known)
         reports.append(IngestReport(study, created, len(items), new))
     return reports
+
+
+def _store_all_or_nothing(instances: list[UploadedInstance], client: OrthancClient) -> None:
+    added: list[str] = []
+    try:
+        for n, instance in enumerate(instances):
+            stored = client.store_file(instance.path)
+            if stored.refused:
+                untried = len(instances) - n - 1
+                raise InvalidUpload([FileProblem(instance.name, f"Orthanc refused it: {stored.refused}")] + (
+                    [FileProblem("(upload)", f"{untried} later files were not tried")] if untried else []))
+            if stored.added:
+                added.append(stored.orthanc_id)
+    except (InvalidUpload, ServiceUnavailable):
+        _roll_back(added, client)
+        raise
+
+
+def _roll_back(orthanc_ids: list[str], client: OrthancClient) -> None:
+    try:
+        client.delete_orthanc_instances(orthanc_ids)
+    except ServiceUnavailable:
+        log.exception("could not roll back %d instances of a failed upload; `manage.py sync_orthanc` "
+                      "indexes what Orthanc kept", len(orthanc_ids))
 
 
 def index_from_orthanc(study_instance_uid: str, source: str = "orthanc",

@@ -12,8 +12,9 @@ from rest_framework.views import APIView
 from backend.accounts.permissions import CanResyncIndex, CanUploadStudies, CanViewStudies
 
 from . import webhook
-from .dicom_files import InvalidUpload, read_upload
+from .dicom_files import InvalidUpload, UploadWorkspace, read_upload
 from .ingest import index_from_orthanc, resync_from_orthanc, store_upload
+from .orthanc.client import get_client
 from .models import Study
 from .serializers import StableStudySerializer, StudyDetailSerializer, StudySerializer
 
@@ -42,20 +43,24 @@ class StudyUpload(APIView):
         responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT,
                    503: OpenApiTypes.OBJECT})
     def post(self, request):
+        too_large = Response({"error": "too_large", "detail": f"an upload may be at most "
+                              f"{settings.SPINEAGENT_MAX_UPLOAD_BYTES} bytes; nothing was stored"},
+                             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.SPINEAGENT_MAX_UPLOAD_BYTES:
+            return too_large  # refused before the body is read
         uploaded = request.FILES.getlist("files")
         if not uploaded:
             return Response({"error": "no_files", "detail": "send DICOM files or zips in the 'files' field"},
                             status=status.HTTP_400_BAD_REQUEST)
-        total = sum(f.size for f in uploaded)
-        if total > settings.SPINEAGENT_MAX_UPLOAD_BYTES:
-            return Response({"error": "too_large", "detail": f"upload of {total} bytes exceeds the limit"},
-                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        if sum(f.size for f in uploaded) > settings.SPINEAGENT_MAX_UPLOAD_BYTES:
+            return too_large
         try:
-            instances = read_upload((f.name, f.read()) for f in uploaded)
-            reports = store_upload(instances)
+            with UploadWorkspace() as workspace:
+                reports = store_upload(read_upload(((f.name, f) for f in uploaded), workspace))
         except InvalidUpload as exc:
-            return Response({"error": "invalid_dicom", "detail": "nothing was stored",
-                             "files": [p.as_dict() for p in exc.problems]}, status=status.HTTP_400_BAD_REQUEST)
+            error = "too_large" if exc.status == 413 else "invalid_dicom"
+            return Response({"error": error, "detail": "nothing was stored",
+                             "files": [p.as_dict() for p in exc.problems]}, status=exc.status)
         return Response({"studies": [
             {"study_instance_uid": r.study.study_instance_uid, "created": r.created,
              "instances_received": r.instances_received, "instances_new": r.instances_new}
@@ -76,6 +81,8 @@ class OrthancStableStudy(APIView):
         body = request.body
         problem = webhook.verify(settings.ORTHANC_WEBHOOK_SECRET, request.headers.get("X-SpineAgent-Timestamp"),
                                  request.headers.get("X-SpineAgent-Signature"), body)
+        if not problem and not webhook.first_use(request.headers["X-SpineAgent-Signature"]):
+            problem = "replayed signature"
         if problem:
             return Response({"error": "forbidden", "detail": problem}, status=status.HTTP_403_FORBIDDEN)
         serializer = StableStudySerializer(data=request.data)
@@ -85,6 +92,19 @@ class OrthancStableStudy(APIView):
         except LookupError as exc:
             return Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         return Response({"study_instance_uid": study.study_instance_uid, "created": created})
+
+
+class DicomModalities(APIView):
+    """GET: our AE title and port, and the modalities allowed to C-STORE, as Orthanc enforces them now.
+
+    The list is configuration (``SPINEAGENT_DICOM_MODALITIES`` of the Orthanc process, registered by our
+    plugin at start); anyone else's C-STORE is refused."""
+
+    permission_classes = [CanUploadStudies]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response(get_client().dicom_intake())
 
 
 class StudyResync(APIView):

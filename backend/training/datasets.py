@@ -16,7 +16,6 @@ which ``counts`` shows.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -29,6 +28,7 @@ from django.db.models import Max
 from django.utils.dateparse import parse_date, parse_datetime
 
 from backend.annotations.models import LabelTask, VerifiedLabels
+from backend.spreadsheets import csv_lines
 from spinefm.conditions import CONDITIONS, PRESENT, UNCERTAIN
 
 from .errors import Conflict, Invalid
@@ -258,15 +258,9 @@ def json_chunks(ds: DatasetVersion) -> Iterator[str]:
     yield "\n]}\n"
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def csv_chunks(ds: DatasetVersion) -> Iterator[str]:
     """One row per item: the item's fields, then one column per condition (1 / 0 / -1, empty if absent)."""
-    writer = csv.writer(_Echo())
     conditions = condition_columns(ds)
-    yield writer.writerow([*ITEM_FIELDS, *conditions])
-    for item in ds.items:
-        yield writer.writerow([*(item[f] for f in ITEM_FIELDS), *(item["labels"].get(c, "") for c in conditions)])
+    return csv_lines([*ITEM_FIELDS, *conditions],
+                     ([*(item[f] for f in ITEM_FIELDS), *(item["labels"].get(c, "") for c in conditions)]
+                      for item in ds.items))

@@ -39,13 +39,16 @@ def _start_orthanc(data_dir: Path, **kw) -> OrthancProcess:
     if not orthanc_plugins_available():
         pytest.fail("Orthanc with its DICOMweb and Python plugins is required: run scripts/setup.sh")
     return OrthancProcess(OrthancSettings(data_dir=data_dir, http_port=free_port(), dicom_port=free_port(),
-                                          password="test-orthanc-secret", **kw)).start()
+                                          password="test-orthanc-secret", gateway_password="test-gateway-secret",
+                                          **kw)).start()
 
 
 @contextlib.contextmanager
 def _backend_uses(proc: OrthancProcess):
     with override_settings(ORTHANC_URL=proc.settings.url, ORTHANC_USERNAME=proc.settings.username,
-                           ORTHANC_PASSWORD=proc.settings.password):
+                           ORTHANC_PASSWORD=proc.settings.password,
+                           ORTHANC_GATEWAY_USERNAME=proc.settings.gateway_username,
+                           ORTHANC_GATEWAY_PASSWORD=proc.settings.gateway_password):
         yield proc
 
 
@@ -186,6 +189,7 @@ def start_worker(orthanc, transactional_db):
     env = dict(os.environ,
                DATABASE_URL=f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
                ORTHANC_URL=orthanc.settings.url, ORTHANC_PASSWORD=orthanc.settings.password,
+               ORTHANC_GATEWAY_PASSWORD=orthanc.settings.gateway_password,
                CELERY_VISIBILITY_TIMEOUT="4", DJANGO_SETTINGS_MODULE="backend.settings", PYTHONUNBUFFERED="1")
     redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()  # no messages left by earlier tests
     started: list[Worker] = []

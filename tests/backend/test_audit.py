@@ -74,12 +74,19 @@ def test_report_view_edit_sign_are_recorded_with_user_and_address(client_for, us
     assert rows[1].detail["version"] == 1 and rows[2].detail["signed_number"] == 1
 
 
-def test_failed_and_unlisted_requests_are_not_recorded(client_for):
+def test_failed_and_unlisted_requests_are_not_recorded_but_refusals_are(client_for, users):
     c = client_for("radiologist")
     assert c.get(f"/api/studies/{UID}/report").status_code == 404  # no such study: nothing was shown
-    assert client_for("annotator").get(f"/api/studies/{UID}/report").status_code == 403
     assert c.get("/api/worklist").status_code == 200  # not in the table
     assert AuditEvent.objects.exclude(action="login").count() == 0  # client_for logs in: that one is real
+    annotator = client_for("annotator")
+    for _ in range(3):  # a refusal is recorded once per caller, route and status per window
+        assert annotator.get(f"/api/studies/{UID}/report").status_code == 403
+    (refused,) = AuditEvent.objects.exclude(action="login")
+    assert (refused.action, refused.user, refused.target_type, refused.target_id) == (
+        "refused", users["annotator"], "study-report", f"/api/studies/{UID}/report")
+    assert refused.detail["status"] == 403 and refused.detail["method"] == "GET"
+    assert "reports.view_report" in refused.detail["reason"]
 
 
 def test_the_table_only_names_routes_that_exist():

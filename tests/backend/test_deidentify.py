@@ -6,7 +6,7 @@ import pydicom
 import pytest
 
 from backend.studies.deidentify import METHOD, deidentify_instances
-from backend.studies.dicom_files import InvalidUpload, read_upload
+from backend.studies.dicom_files import InvalidUpload, UploadWorkspace, read_upload
 from backend.studies.models import Instance, Series, Study
 
 pytestmark = [pytest.mark.django_db, pytest.mark.services]
@@ -34,13 +34,19 @@ def original_uids(files):
             {str(d.SOPInstanceUID) for d in datasets})
 
 
-def test_same_key_same_pseudonyms_and_structure_kept(phantom_files, settings):
+@pytest.fixture
+def workspace():
+    with UploadWorkspace() as ws:
+        yield ws
+
+
+def test_same_key_same_pseudonyms_and_structure_kept(phantom_files, settings, workspace):
     files = with_patient(phantom_files(seed=9201))
-    first = deidentify_instances(read_upload(files))
-    again = deidentify_instances(read_upload(files))
+    first = deidentify_instances(read_upload(files, workspace))
+    again = deidentify_instances(read_upload(files, workspace))
     assert [i.dataset.SOPInstanceUID for i in first] == [i.dataset.SOPInstanceUID for i in again]
     studies, series, sops = original_uids(files)
-    new = [pydicom.dcmread(io.BytesIO(i.data)) for i in first]
+    new = [pydicom.dcmread(i.path) for i in first]
     assert len({str(d.StudyInstanceUID) for d in new}) == len(studies) == 1  # still one study
     assert len({str(d.SeriesInstanceUID) for d in new}) == len(series)
     assert {str(d.SOPInstanceUID) for d in new}.isdisjoint(sops)
@@ -51,18 +57,18 @@ def test_same_key_same_pseudonyms_and_structure_kept(phantom_files, settings):
         assert 0x00291010 not in d and "H4" not in str(d.get("InstitutionName", ""))
         assert d.PixelData  # pixels still there
     settings.SPINEAGENT_DEIDENTIFY_KEY = "another-site-key"
-    other = deidentify_instances(read_upload(files))
+    other = deidentify_instances(read_upload(files, workspace))
     assert other[0].dataset.StudyInstanceUID != first[0].dataset.StudyInstanceUID
 
 
-def test_burned_in_annotation_is_refused(phantom_files):
+def test_burned_in_annotation_is_refused(phantom_files, workspace):
     name, data = phantom_files(seed=9202)[0]
     ds = pydicom.dcmread(io.BytesIO(data))
     ds.BurnedInAnnotation = "YES"
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
     with pytest.raises(InvalidUpload, match="burned-in"):
-        deidentify_instances(read_upload([(name, buffer.getvalue())]))
+        deidentify_instances(read_upload([(name, buffer.getvalue())], workspace))
 
 
 def orthanc_holds_name(orthanc_admin, name: str) -> bool:

@@ -12,10 +12,12 @@ ROLES = {"radiologist", "annotator", "admin"}
 # url name -> (method, kwargs, roles allowed). Anonymous is always refused, except where noted.
 MATRIX = {
     "me": ("get", {}, ALL),
+    "me-logout-all": ("post", {}, ALL),
     "study-list": ("get", {}, ROLES),
     "study-detail": ("get", {"study_instance_uid": UID}, ROLES),
     "study-upload": ("post", {}, {"admin"}),
     "study-resync": ("post", {}, {"admin"}),
+    "dicom-modalities": ("get", {}, {"admin"}),
     "study-queue-job": ("post", {"study_instance_uid": UID}, {"admin"}),
     "study-result": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
     "job-list": ("get", {}, {"radiologist", "admin"}),
@@ -23,6 +25,7 @@ MATRIX = {
     "model-version-list": ("get", {}, {"admin"}),
     "model-version-promote": ("post", {"pk": 1}, {"admin"}),
     "study-report": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "study-report-claim": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-versions": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-sign": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-addenda": ("post", {"study_instance_uid": UID}, {"radiologist"}),
@@ -64,6 +67,7 @@ EXEMPT = {
     "health": "liveness probe, reveals nothing",
     "login": "the login page itself",
     "logout": "ends the caller's own session",
+    "logout-everywhere": "ends the caller's own sessions and tokens (page form; login_required, POST, CSRF)",
     "worklist-page": "HTML page: login_required redirects to /login; its data comes from the worklist API",
     "page-asset": "static JS/CSS of the login and worklist pages, no data",
     "viewer": "OHIF's public static build; index.html is login_required (redirect), data only via /dicom-web/",

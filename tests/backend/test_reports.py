@@ -107,15 +107,22 @@ def test_get_report_payload_and_first_open(drafted, client_for):
     assert body["model_version"]["name"] == "phantom-nano" and body["model_version"]["synthetic_training"]
     assert body["result"]["conditions"][0]["condition"] == "herniation" and "embedding" not in body["result"]
     assert body["job"]["status"] == "succeeded"
-    assert body["permissions"] == {"edit": False, "sign": False, "addendum": False}
+    assert body["permissions"] == {"edit": False, "sign": False, "addendum": False, "claim": False,
+                                   "take_over": False}
     assert Report.objects.get().first_opened_at is None
 
-    rad = client_for("radiologist").get(url()).json()
-    assert rad["status"] == "in_review" and rad["reader"] == "radiologist"
-    assert rad["permissions"] == {"edit": True, "sign": True, "addendum": False}
+    rad = client_for("radiologist")
+    body = rad.get(url()).json()  # reading changes nothing (a GET a cross-site link can trigger)
+    assert body["status"] == "draft_ready" and body["reader"] is None and Report.objects.get().first_opened_at is None
+    assert body["permissions"] == {"edit": True, "sign": True, "addendum": False, "claim": True, "take_over": False}
+    claimed = rad.post(url("/claim"), {}, format="json")
+    assert claimed.status_code == 200 and claimed.json() == {"status": "in_review", "reader": "radiologist",
+                                                              "took_over_from": None}
+    body = rad.get(url()).json()
+    assert body["status"] == "in_review" and body["reader"] == "radiologist"
     opened = Report.objects.get().first_opened_at
     assert opened is not None
-    client_for("radiologist").get(url())
+    assert rad.post(url("/claim"), {}, format="json").status_code == 200  # idempotent for the reader
     assert Report.objects.get().first_opened_at == opened  # set once
 
 

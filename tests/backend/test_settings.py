@@ -16,7 +16,8 @@ def run_settings(**env):
 def test_production_refuses_defaults():
     result = run_settings(SPINEAGENT_ENV="production", DATABASE_URL="postgres://spineagent:spineagent@db:5432/x")
     assert result.returncode != 0
-    for problem in ("DJANGO_SECRET_KEY", "ORTHANC_PASSWORD", "ORTHANC_WEBHOOK_SECRET", "DATABASE_URL"):
+    for problem in ("DJANGO_SECRET_KEY", "ORTHANC_PASSWORD", "ORTHANC_GATEWAY_PASSWORD", "ORTHANC_WEBHOOK_SECRET",
+                    "DATABASE_URL"):
         assert problem in result.stderr
 
 
@@ -28,7 +29,8 @@ def test_production_refuses_debug():
 
 def test_production_starts_with_real_settings():
     result = run_settings(SPINEAGENT_ENV="production", DJANGO_SECRET_KEY="x" * 50, ORTHANC_PASSWORD="p",
-                          ORTHANC_WEBHOOK_SECRET="s", DATABASE_URL="postgres://u:p@db.internal:5432/spineagent")
+                          ORTHANC_GATEWAY_PASSWORD="g", ORTHANC_WEBHOOK_SECRET="s",
+                          DATABASE_URL="postgres://u:p@db.internal:5432/spineagent")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "db.internal"
 
@@ -36,7 +38,7 @@ def test_production_starts_with_real_settings():
 # --- issue 9: database password, HTTPS-only, throttling, CORS, SSO configuration -----------------------------
 
 REAL = dict(SPINEAGENT_ENV="production", DJANGO_SECRET_KEY="x" * 50, ORTHANC_PASSWORD="p", ORTHANC_WEBHOOK_SECRET="s",
-            DATABASE_URL="postgres://u:p@db.internal:5432/spineagent")
+            ORTHANC_GATEWAY_PASSWORD="g", DATABASE_URL="postgres://u:p@db.internal:5432/spineagent")
 SHOW = ("import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({k: getattr(s, k, None)"
         " for k in %r}, default=str))")
 
@@ -111,3 +113,8 @@ def test_sso_needs_its_endpoints_and_turns_on_with_a_client_id():
                     OIDC_OP_TOKEN_ENDPOINT="https://idp/t", OIDC_OP_USER_ENDPOINT="https://idp/u")
     assert s["SPINEAGENT_OIDC_ENABLED"] is True
     assert s["AUTHENTICATION_BACKENDS"][0] == "backend.accounts.oidc.RoleMappingOIDCBackend"
+
+
+def test_gateway_account_must_not_be_the_backends():
+    result = run_settings(ORTHANC_USERNAME="same", ORTHANC_GATEWAY_USERNAME="same")
+    assert result.returncode != 0 and "ORTHANC_GATEWAY_USERNAME must differ" in result.stderr

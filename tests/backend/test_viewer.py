@@ -24,7 +24,10 @@ def test_viewer_deep_link_needs_login_then_serves_index(client_for):
     if response.status_code == 503:
         pytest.fail("the OHIF viewer is not built: run scripts/build_viewer.sh")
     html = b"".join(response.streaming_content).decode()
-    assert 'window.PUBLIC_URL="/viewer/"' in html and 'src="/viewer/app-config.js"' in html
+    assert 'src="/viewer/app-config.js"' in html and "<script>" not in html  # no inline script (our CSP)
+    assert "script-src 'self' 'wasm-unsafe-eval';" in response["Content-Security-Policy"]
+    inline = client_for("annotator").get("/viewer/inline-1.js")  # OHIF's first inline script, moved to a file
+    assert 'window.PUBLIC_URL="/viewer/"' in b"".join(inline.streaming_content).decode()
 
 
 def test_extension_files_are_served_and_contained(client):

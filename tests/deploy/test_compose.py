@@ -24,8 +24,8 @@ def _docker_compose_v2() -> bool:
 
 
 needs_compose_v2 = pytest.mark.skipif(not _docker_compose_v2(), reason="the docker compose v2 plugin is not installed")
-SECRETS = ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "ORTHANC_PASSWORD", "ORTHANC_DB_PASSWORD",
-           "ORTHANC_WEBHOOK_SECRET")
+SECRETS = ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "ORTHANC_PASSWORD", "ORTHANC_GATEWAY_PASSWORD",
+           "ORTHANC_DB_PASSWORD", "ORTHANC_WEBHOOK_SECRET")
 
 
 def compose(*args, env_file=None):
@@ -53,7 +53,7 @@ def test_services_and_isolation():
     assert {"postgres", "redis", "orthanc", "web", "worker-inference", "worker-training", "worker-default",
             "nginx"} <= set(services)
     # Orthanc's HTTP API is reachable only inside the deployment (through our gateway), DICOM port published.
-    assert services["orthanc"]["ports"] == ["${DICOM_PORT:-4242}:4242"]
+    assert services["orthanc"]["ports"] == ["${DICOM_BIND:-0.0.0.0}:${DICOM_PORT:-4242}:4242"]
     for name in ("worker-inference", "worker-training"):
         devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
         assert devices[0]["capabilities"] == ["gpu"]
@@ -102,3 +102,29 @@ def test_orthanc_has_dicomweb_and_postgres_index_and_no_public_http():
     nginx = (ROOT / "docker" / "nginx" / "nginx.conf").read_text()
     assert "orthanc" not in nginx and "8042" not in nginx, "nginx must not route to Orthanc directly"
     assert re.search(r"location / \{[^}]*proxy_pass http://spineagent_web", nginx)
+
+
+def test_orthanc_refuses_strangers_and_confines_the_gateway():
+    """C-STORE only from registered modalities (issue 17); the plugin that registers them and confines the
+    gateway's account is loaded; the gateway's account is a user of its own, not the backend's."""
+    config = json.loads((ROOT / "docker" / "orthanc" / "orthanc.json").read_text())
+    assert (config["DicomAlwaysAllowStore"], config["DicomAlwaysAllowEcho"]) == (False, False)
+    assert config["DicomCheckCalledAet"] is True and config["DicomCheckModalityHost"] is True
+    assert "DicomModalities" not in config  # the plugin registers them from SPINEAGENT_DICOM_MODALITIES
+    assert config["PythonScript"] == "/etc/spineagent/orthanc_plugin.py"
+    assert "/etc/spineagent/orthanc_plugin.py" in (ROOT / "docker" / "orthanc" / "Dockerfile").read_text()
+    assert set(config["RegisteredUsers"]) == {"${ORTHANC_USERNAME}", "${ORTHANC_GATEWAY_USERNAME}"}
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    orthanc_env, web_env = services["orthanc"]["environment"], services["web"]["environment"]
+    assert orthanc_env["SPINEAGENT_GATEWAY_USER"] == orthanc_env["ORTHANC_GATEWAY_USERNAME"] \
+        == web_env["ORTHANC_GATEWAY_USERNAME"] != web_env["ORTHANC_USERNAME"]
+    assert "SPINEAGENT_DICOM_MODALITIES" in orthanc_env
+
+
+def test_nginx_serves_the_viewer_with_the_settings_csp():
+    """nginx answers /viewer/ files itself: it must send the same Content-Security-Policy as Django does."""
+    from django.conf import settings
+
+    nginx = (ROOT / "docker" / "nginx" / "nginx.conf").read_text()
+    policies = re.findall(r'add_header Content-Security-Policy "([^"]+)" always;', nginx)
+    assert policies and set(policies) == {settings.SPINEAGENT_CSP_VIEWER}

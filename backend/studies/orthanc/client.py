@@ -21,6 +21,15 @@ SERVICE = "Orthanc"
 
 
 @dataclass
+class StoredFile:
+    """Orthanc's answer to one instance: its id and whether this call added it, or why it was refused."""
+
+    orthanc_id: str = ""
+    added: bool = False
+    refused: str = ""  # Orthanc's reason for a 4xx
+
+
+@dataclass
 class StowOutcome:
     stored: list[str] = field(default_factory=list)  # SOPInstanceUIDs Orthanc accepted
     failed: list[tuple[str, str]] = field(default_factory=list)  # (SOPInstanceUID, failure reason code)
@@ -60,7 +69,7 @@ class OrthancClient:
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else "?"
             if status == 404:
-                raise LookupError(str(exc)) from exc
+                raise LookupError("Orthanc has no such DICOMweb resource") from exc
             raise ServiceUnavailable(SERVICE, f"DICOMweb answered HTTP {status}") from exc
         except requests.RequestException as exc:
             raise ServiceUnavailable(SERVICE, f"DICOMweb: {exc.__class__.__name__}") from exc
@@ -92,11 +101,34 @@ class OrthancClient:
             raise ServiceUnavailable(SERVICE, f"STOW-RS answered HTTP {response.status_code}")
         return _parse_stow_response(response.json() if response.content else {})
 
-    def delete_instances(self, sop_instance_uids: list[str]) -> None:
-        for uid in sop_instance_uids:
-            for match in self.lookup(uid):
-                if match.get("Type") == "Instance":
-                    self.request("DELETE", f"/instances/{match['ID']}")
+    def store_file(self, path) -> StoredFile:
+        """POST one Part-10 file to /instances, streamed from disk. A 4xx is the instance's refusal (with
+        Orthanc's reason), not an outage; connection problems and 5xx are ServiceUnavailable."""
+        with open(path, "rb") as data:
+            response = self.request("POST", "/instances", data=data, timeout=max(self.timeout, 120),
+                                    headers={"Content-Type": "application/dicom"})
+        body = _json_or_empty(response)
+        if 400 <= response.status_code < 500:
+            reason = body.get("Details") or body.get("Message") or f"HTTP {response.status_code}"
+            return StoredFile(refused=str(reason)[:300])
+        if response.status_code != 200 or not body.get("ID"):
+            raise ServiceUnavailable(SERVICE, f"POST /instances answered HTTP {response.status_code}")
+        return StoredFile(orthanc_id=body["ID"], added=body.get("Status") == "Success")
+
+    def delete_orthanc_instances(self, orthanc_ids: list[str]) -> None:
+        for orthanc_id in orthanc_ids:
+            self.request("DELETE", f"/instances/{orthanc_id}")
+
+    def dicom_intake(self) -> dict:
+        """Who may send us studies by DICOM, as Orthanc enforces it now (our plugin registered the list)."""
+        system = self.request("GET", "/system").json()
+        modalities = self.request("GET", "/modalities?expand").json()
+        return {
+            "ae_title": system.get("DicomAet"), "port": system.get("DicomPort"),
+            "modalities": [{"name": name, "ae_title": m.get("AET"), "host": m.get("Host"), "port": m.get("Port"),
+                            "may_store": bool(m.get("AllowStore"))}
+                           for name, m in sorted(modalities.items())],
+        }
 
     def lookup(self, uid: str) -> list[dict]:
         return self.request("POST", "/tools/lookup", data=uid).json()
@@ -128,6 +160,14 @@ class OrthancClient:
             if len(batch) < page:
                 return uids
             offset += page
+
+
+def _json_or_empty(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _without_bulk_data(item: dict) -> dict:

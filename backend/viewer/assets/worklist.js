@@ -59,3 +59,23 @@ for (const [k, v] of new URLSearchParams(location.search)) if (form.elements[k])
 form.addEventListener('submit', (e) => { e.preventDefault(); load(); });
 load();
 setInterval(() => { if (!document.hidden) load(); }, 10000);
+
+// Admins: who may send studies by DICOM C-STORE, as Orthanc enforces it (GET /api/dicom/modalities).
+async function showIntake() {
+  const section = document.getElementById('intake');
+  if (!section) return;
+  const response = await fetch('/api/dicom/modalities', { credentials: 'same-origin' });
+  const data = await response.json().catch(() => ({}));
+  const text = document.createElement('p');
+  if (!response.ok) {
+    text.textContent = data.detail || `DICOM intake unavailable (${response.status})`;
+  } else {
+    const senders = data.modalities.filter((m) => m.may_store)
+      .map((m) => `${m.ae_title}@${m.host}:${m.port}`).join(', ');
+    text.textContent = `DICOM C-STORE to AE title ${data.ae_title} (port ${data.port}) is accepted from `
+      + `${senders || 'no modality'}; every other sender is refused. `
+      + 'The list is configuration: SPINEAGENT_DICOM_MODALITIES (docs/security.md).';
+  }
+  section.append(text);
+}
+showIntake();

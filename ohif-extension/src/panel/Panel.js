@@ -1,5 +1,6 @@
 // The report panel: job status, findings (jump + boxes), draft editor, RADPEER sign-off, similar cases.
-// Loads GET /api/studies/<uid>/report and polls it until the draft is there and the job is done.
+// Loads GET /api/studies/<uid>/report and polls it until the draft is there and the job is done. A radiologist
+// who may edit claims the report (POST .../claim, CSRF-protected); another reader's report offers a take-over.
 import { html, useEffect, useRef, useState } from '../vendor.js';
 import { api, reportUrl } from '../api.js';
 import { Findings, sortedFindings, statusOf, targetFor } from './Findings.js';
@@ -43,7 +44,11 @@ export function Panel({ viewer }) {
     let stop = false;
     let timer;
     const load = async () => {
-      const { ok, status, data } = await api(reportUrl(uid));
+      let { ok, status, data } = await api(reportUrl(uid));
+      if (ok && data.permissions?.claim) {
+        await api(`${reportUrl(uid)}/claim`, { method: 'POST', body: {} });
+        ({ ok, status, data } = await api(reportUrl(uid)));
+      }
       if (stop) return;
       if (status === 401 || status === 403) return setRefused(data?.detail || 'Your role cannot open reports.');
       if (status === 404) return setRefused('This study is not in SpineAgent\'s index.');
@@ -112,11 +117,20 @@ export function Panel({ viewer }) {
     const { ok, data } = await api(reportUrl(uid));
     if (ok) setReport(data);
   };
+  const takeOver = async () => {
+    const { ok, data } = await api(`${reportUrl(uid)}/claim`, { method: 'POST', body: { take_over: true } });
+    if (!ok) setRefused(data?.detail || 'Could not take the report over.');
+    reload();
+  };
   return html`<div class="sa-panel" data-testid="report-panel" data-status=${report.status}>
     <div class="sa-head">
       <span class="sa-pill" data-testid="report-status">${report.status}</span>
       ${report.reader && html`<span class="sa-muted"> reader ${report.reader}</span>`}
     </div>
+    ${report.permissions?.take_over && html`<div class="sa-claimed" data-testid="claimed">
+      <p>${report.reader} is reading this report. Editing and signing need a take-over, which is recorded.</p>
+      <button type="button" data-testid="take-over" onClick=${takeOver}>Take over</button>
+    </div>`}
     <${JobStatus} job=${report.job} />
     ${report.result && html`<${ModelLine} report=${report} />`}
     ${report.result && html`<${Findings} result=${report.result} findings=${findings} active=${active}

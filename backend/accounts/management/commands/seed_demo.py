@@ -2,6 +2,8 @@
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from backend.accounts.roles import ROLES, sync_role_groups
@@ -21,6 +23,10 @@ class Command(BaseCommand):
         sync_role_groups()
         for role in ROLES:
             user, _ = User.objects.get_or_create(username=role, defaults={"email": f"{role}@example.org"})
+            try:
+                validate_password(password, user)
+            except ValidationError as exc:
+                raise CommandError(f"password refused for {role}: {' '.join(exc.messages)}") from None
             user.set_password(password)
             user.is_staff = role == "admin"
             user.save()
