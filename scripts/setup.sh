@@ -13,8 +13,9 @@ if [ "${SPINEAGENT_WITH_BROWSER:-0}" = 1 ]; then
   APT_PACKAGES+=(chromium)
 fi
 
-# Test-only tools: docker-compose validates docker/compose.yaml offline (no engine runs here).
-[ "${SPINEAGENT_WITH_TEST_TOOLS:-0}" = 1 ] && APT_PACKAGES+=(docker-compose)
+# Test-only tools: docker-compose validates docker/compose.yaml offline (no engine runs here); nginx runs
+# docker/nginx/nginx.conf in front of the live server in the attack suite.
+[ "${SPINEAGENT_WITH_TEST_TOOLS:-0}" = 1 ] && APT_PACKAGES+=(docker-compose nginx-light)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from backend.errors import ServiceUnavailable
+from backend.errors import ServiceUnavailable, redact_addresses
 from backend.studies.models import Study
 
 from .models import InferenceJob, InferenceResult, ModelVersion

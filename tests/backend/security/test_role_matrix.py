@@ -1,9 +1,10 @@
-"""Every URL of the API x every role, generated from the URL conf: a new endpoint cannot be forgotten."""
+"""Every endpoint x every role: generated from the URL conf and from the OpenAPI schema (every operation,
+every method), so a new endpoint or a new method on an old one cannot be forgotten."""
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
-pytestmark = [pytest.mark.django_db]
+pytestmark = [pytest.mark.django_db, pytest.mark.security]
 
 UID = "1.2.826.0.1.3680043.10.999.7"
 ALL = {"radiologist", "annotator", "admin", "nobody"}
@@ -61,6 +62,11 @@ MATRIX = {
     "audit-event-list": ("get", {}, {"admin"}),
     "audit-export": ("get", {}, {"admin"}),
 }
+# Further methods on the same URLs (the schema lists them): (url name, method) -> roles allowed.
+METHODS = {
+    ("dataset-list", "post"): {"admin"},
+    ("training-run-list", "post"): {"admin"},
+}
 # Not user-facing: authenticated another way, or public by design.
 EXEMPT = {
     "orthanc-stable-study": "HMAC-signed by our Orthanc plugin; see test_orthanc_events.py",
@@ -115,3 +121,48 @@ def test_permission_matrix(name, role, client_for, settings):
         assert response.status_code not in (401, 403), f"{role} refused on {name}"
     else:
         assert response.status_code in (401, 403), f"{role} allowed on {name}: {response.status_code}"
+
+
+def schema_operations():
+    """(path, method, url name) of every operation in our OpenAPI schema."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    for path, item in schema["paths"].items():
+        concrete = path
+        for name in ("study_instance_uid", "pk", "id"):
+            concrete = concrete.replace("{" + name + "}", UID if name == "study_instance_uid" else "1")
+        for method in item:
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield path, method, resolve(concrete).url_name
+
+
+def expected_roles(name: str, method: str):
+    if (name, method) in METHODS:
+        return METHODS[(name, method)]
+    matrix_method, _, roles = MATRIX[name]
+    return roles if matrix_method == method else None
+
+
+def test_every_schema_operation_has_roles():
+    missing = [(path, method) for path, method, name in schema_operations()
+               if name not in EXEMPT and expected_roles(name, method) is None]
+    assert not missing, f"add these operations to MATRIX or METHODS with their roles: {missing}"
+
+
+@pytest.mark.parametrize("role", [None, "nobody", "radiologist", "annotator", "admin"])
+def test_every_schema_operation_x_role(role, client_for, settings):
+    """The schema's operations beyond the URL matrix (other methods), each refused or allowed as declared."""
+    from backend.devstack.services import free_port
+
+    settings.ORTHANC_URL = f"http://127.0.0.1:{free_port()}"
+    client = client_for(role)
+    for path, method, name in schema_operations():
+        if name in EXEMPT or (name, method) not in METHODS:
+            continue  # the URL matrix above already covers the rest
+        url = path.replace("{pk}", "1").replace("{study_instance_uid}", UID)
+        response = getattr(client, method)(url, {}, format="json")
+        if role is not None and role in METHODS[(name, method)]:
+            assert response.status_code not in (401, 403), f"{role} refused on {method} {path}"
+        else:
+            assert response.status_code in (401, 403), f"{role} allowed on {method} {path}: {response.status_code}"
