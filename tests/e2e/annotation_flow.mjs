@@ -12,7 +12,7 @@ const TASK = process.env.TASK_ID;
 const OUT = process.env.OUT_DIR || 'test-artifacts/e2e-annotation';
 const [USER, PASS] = process.env.ANNOTATOR.split(':');
 mkdirSync(OUT, { recursive: true });
-const report = { ok: false, steps: [], errors: [] };
+const report = { ok: false, steps: [], errors: [], csp: [] };
 // Anchored: the login page's own URL (/login?next=/annotate/) ends the same way.
 const QUEUE_URL = (url) => url.pathname === '/annotate/';
 
@@ -27,6 +27,9 @@ const browser = await chromium.launch({
 try {
   const page = await (await browser.newContext({ viewport: { width: 1500, height: 950 } })).newPage();
   page.on('pageerror', (e) => report.errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) report.csp.push(m.text().slice(0, 300));
+  });
   page.on('dialog', (d) => { report.errors.push(`dialog: ${d.message()}`); d.dismiss(); });
 
   await page.goto(`${BASE}/annotate/`);

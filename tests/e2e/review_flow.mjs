@@ -16,7 +16,7 @@ const [ANN_USER, ANN_PASS] = process.env.ANNOTATOR.split(':');
 const VIEWER_TIMEOUT = 180_000; // first paint of OHIF with software WebGL on 2 shared cores
 
 mkdirSync(OUT, { recursive: true });
-const report = { ok: false, steps: [], errors: [], failedRequests: [] };
+const report = { ok: false, steps: [], errors: [], failedRequests: [], csp: [] };
 let current = 'start';
 
 async function step(name, fn) {
@@ -32,7 +32,12 @@ function expect(condition, message) {
 
 function watch(page, who) {
   page.on('pageerror', (e) => report.errors.push(`${who} pageerror: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') report.errors.push(`${who} console: ${m.text().slice(0, 300)}`); });
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    report.errors.push(`${who} console: ${m.text().slice(0, 300)}`);
+    // Our Content-Security-Policy must not block anything the viewer or the panel needs.
+    if (/Content Security Policy/i.test(m.text())) report.csp.push(`${who}: ${m.text().slice(0, 300)}`);
+  });
   page.on('response', (r) => { if (r.status() >= 400) report.failedRequests.push(`${who} ${r.status()} ${r.url()}`); });
 }
 

@@ -45,6 +45,7 @@ def test_annotator_verifies_a_task_in_the_browser(live_server, users, password):
     except json.JSONDecodeError:
         pytest.fail(f"annotation_flow.mjs printed no JSON (exit {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
     assert run.returncode == 0 and report["ok"], json.dumps(report, indent=2)[:4000]
+    assert report["csp"] == [], report["csp"]
     verified = VerifiedLabels.objects.get(task=task)
     assert verified.labels == {**preset, "par": 1} and verified.method == "single"
     assert verified.task.annotations.get().comment == "pars defect clearly seen on the images"

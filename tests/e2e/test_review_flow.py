@@ -94,6 +94,7 @@ def test_radiologist_reviews_and_signs_annotator_is_refused(live_server, analyse
     # The viewer read images only through our gateway: nothing failed but the deliberate 409 and 403s.
     unexpected = [r for r in report["failedRequests"] if not (" 409 " in r or r.startswith("annotator 403"))]
     assert unexpected == [], unexpected
+    assert report["csp"] == [], report["csp"]  # the CSP blocked nothing the viewer or the panel needed
     if os.environ.get("SPINEAGENT_DOC_SCREENSHOTS") == "1":
         _copy_to_docs()
 
