@@ -52,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "spinefm " + shlex.join(argv)  # recorded in bundle manifests
     from .bundle import BundleError
     from .convert import CheckpointError
+    from .text import TextModelError
 
     try:
         result = args._run(args)
-    except (BundleError, CheckpointError) as exc:  # a bad bundle or checkpoint: its message, not a traceback
+    except (BundleError, CheckpointError, TextModelError) as exc:  # bad input: its message, not a traceback
         parser.exit(2, f"spinefm {args.command}: {exc}\n")
     return result if isinstance(result, int) else 0
 

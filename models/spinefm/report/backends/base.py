@@ -19,11 +19,20 @@ class Draft:
     backend: str
     version: str
     settings: dict[str, Any] = field(default_factory=dict)
+    fallback: str = ""  # why the configured drafter did not write this draft ("" when it did)
+    configured: str = ""  # the drafter that was asked for, when another one wrote the draft
 
     @property
     def tag(self) -> str:
         """Short provenance string, e.g. for AnalysisResult.draft_backend."""
         return f"{self.backend}:{self.version}"
+
+    @property
+    def label(self) -> str:
+        """Who wrote the text, for AnalysisResult.draft_backend: ``name/version``, and on a fallback
+        ``template/1.0 (fallback from llava)``; the reason itself is in ``fallback``."""
+        label = f"{self.backend}/{self.version}"
+        return f"{label} (fallback from {self.configured})" if self.fallback else label
 
 
 class Drafter:
