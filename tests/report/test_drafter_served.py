@@ -59,7 +59,7 @@ def test_llava_from_a_local_llama_directory_with_our_projector_and_adapter(llava
     assert drafter.primary.eos == [drafter.primary.agent.tokenizer.convert_tokens_to_ids("<|eot_id|>")]
     record = drafter.draft_record(result, embeddings())
     assert record.label == "llava/t1+Llama-3.1-tiny+agents" and record.fallback == ""
-    assert isinstance(record.text, str)
+    assert isinstance(record.text, str) and all(ch in "\n\t" or ord(ch) >= 32 for ch in record.text)
     texts = drafter.primary.draft_many([result] * 3, [embeddings(), embeddings(2), None])  # one batch of 3
     assert len(texts) == 3
     # the merged adapter is in the served weights: they differ from the base LM's
@@ -147,3 +147,9 @@ def test_openai_drafter_and_its_fallback_when_the_server_fails(server, result):
     assert record.text == TemplateDrafter().draft(result)
     assert record.label == "template/1.0 (fallback from openai)"
     assert record.fallback.startswith("openai failed: DrafterError: openai backend:") and "HTTP 503" in record.fallback
+
+
+def test_control_characters_an_lm_emits_never_reach_the_draft():
+    from spinefm.report.backends.base import printable
+
+    assert printable("FINDINGS:\r\nL4-L5:\x00 disc\x1b[31m herniation.\tok\x7f") == "FINDINGS:\nL4-L5: disc[31m herniation.\tok"

@@ -13,6 +13,15 @@ from typing import Any
 from spinefm.results import AnalysisResult
 
 
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
+
+
+def printable(text: str) -> str:
+    """An LM's text without control characters (NUL, escape, ...): a language model can emit any token, and
+    PostgreSQL's JSON, the DICOM SR and the viewer refuse or mangle them. Newlines and tabs stay."""
+    return text.replace("\r\n", "\n").translate(_CONTROL)
+
+
 @dataclass
 class Draft:
     text: str

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from spinefm.report.backends.base import Drafter
+from spinefm.report.backends.base import Drafter, printable
 from spinefm.results import AnalysisResult
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -82,5 +82,5 @@ class LlavaDrafter(Drafter):
             x, mask, _, _ = self.agent.assemble(items, list(chunk_e), left_pad=True)
             rows = self.decoder.generate(x, mask, self.max_new_tokens, self.eos,
                                          pad_id=self.agent.tokenizer.pad_token_id or 0)
-            out.extend(self.agent.tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows)
+            out.extend(printable(self.agent.tokenizer.decode(r, skip_special_tokens=True)).strip() for r in rows)
         return out
