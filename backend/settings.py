@@ -191,6 +191,24 @@ SPINEAGENT_DEFAULT_BUNDLE = Path(
 )
 SPINEAGENT_MAX_JOB_ATTEMPTS = int(env("SPINEAGENT_MAX_JOB_ATTEMPTS", "3"))
 
+# The report drafter (docs/weights.md). Empty: the bundle's choice (its manifest's "report" section;
+# "llava" when it ships a report agent, else "template"). Set, it wins for every bundle on this site:
+#   template                                  deterministic text from the agent outputs, no LM
+#   openai  + _BASE_URL, _MODEL, _API_KEY, _TIMEOUT_S    any OpenAI-compatible endpoint (vLLM, ...)
+#   llava   + _LM_PATH (local causal-LM directory, Llama-3.x layout) + _AGENT_DIR (our projector and LoRA
+#             adapter for that LM; default <bundle>/report_agent), _DEVICE, _DTYPE (GPU and bf16 when present)
+# Checked and loaded once per worker process at start-up; one that cannot load is reported in the worker
+# log then, and the template writes the drafts with the fallback recorded in each result.
+SPINEAGENT_DRAFTER = (env("SPINEAGENT_DRAFTER", "") or "").strip().lower()
+SPINEAGENT_DRAFTER_BASE_URL = env("SPINEAGENT_DRAFTER_BASE_URL", "")
+SPINEAGENT_DRAFTER_MODEL = env("SPINEAGENT_DRAFTER_MODEL", "")
+SPINEAGENT_DRAFTER_API_KEY = env("SPINEAGENT_DRAFTER_API_KEY", "")
+SPINEAGENT_DRAFTER_TIMEOUT_S = env("SPINEAGENT_DRAFTER_TIMEOUT_S", "60")
+SPINEAGENT_DRAFTER_LM_PATH = env("SPINEAGENT_DRAFTER_LM_PATH", "")
+SPINEAGENT_DRAFTER_AGENT_DIR = env("SPINEAGENT_DRAFTER_AGENT_DIR", "")
+SPINEAGENT_DRAFTER_DEVICE = env("SPINEAGENT_DRAFTER_DEVICE", "")
+SPINEAGENT_DRAFTER_DTYPE = env("SPINEAGENT_DRAFTER_DTYPE", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

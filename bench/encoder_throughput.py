@@ -1,5 +1,10 @@
 """Encoder throughput: slices/s of spinefm's ViT vs a plain SDPA reference ViT of the same size.
 
+Our ViT is timed in each architecture it can take (``--variants``): ``learnt`` (learnt positions, GELU:
+every bundle so far), ``rope`` (DINOv3 ViT-S/B/L: 2-D RoPE, GELU, eps 1e-5) and ``rope-swiglu`` (DINOv3
+S+/H+/7B); ``ratio_rope_over_learnt`` compares the first two in the same run. ``--timm`` adds timm's ViT
+and its DINOv3 (Eva, RoPE) of the same size where timm imports (not beside the CPU torch here: noted).
+
 Both models are built in the same process, with the same size, batch, dtype and
 device, and timed alternately, so the ratio is meaningful even on a busy CPU.
 The reference is a minimal timm-style ViT (fused qkv + F.scaled_dot_product_attention,
@@ -8,6 +13,7 @@ in bf16 at batch 256 on one H100.
 
     python bench/encoder_throughput.py                       # CPU: nano, 112 px, batch 32
     python bench/encoder_throughput.py --size base --img-size 224 --batch 256 --dtype bf16 --compile   # GPU
+    python bench/encoder_throughput.py --size large --img-size 224 --batch 128 --dtype bf16 --timm    # ViT-L/16
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--timm", action="store_true",
                    help="also time timm's own ViT of this size with 4 registers (random init; where timm is installed)")
+    p.add_argument("--variants", default="learnt,rope,rope-swiglu", help="our ViT architectures to time")
     p.add_argument("--json", default=None, help="also write the result here")
     args = p.parse_args(argv)
     if args.threads:
@@ -97,15 +104,28 @@ def main(argv=None) -> dict:
              "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     cfg = ViTConfig(size=args.size, img_size=args.img_size, depth=args.depth)
     dim, depth, heads = cfg.dims()
-    ours = VisionTransformer(cfg).to(device, dtype).eval()
-    ref = RefViT(dim, depth, heads, args.img_size, registers=cfg.num_registers).to(device, dtype).eval()
-    models = {"spinefm": ours, "reference_sdpa": ref}
+    arch = {"learnt": {}, "rope": {"pos_embed": "rope", "norm_eps": 1e-5},
+            "rope-swiglu": {"pos_embed": "rope", "ffn": "swiglu", "norm_eps": 1e-5}}
+    variants = [v for v in args.variants.split(",") if v]
+    models = {}
+    for v in variants:
+        vcfg = ViTConfig(size=args.size, img_size=args.img_size, depth=args.depth, **arch[v])
+        models["spinefm" if v == "learnt" else f"spinefm_{v}"] = VisionTransformer(vcfg).to(device, dtype).eval()
+    ours = next(iter(models.values()))
+    models["reference_sdpa"] = RefViT(dim, depth, heads, args.img_size, registers=cfg.num_registers).to(device, dtype).eval()
+    notes = []
     if args.timm:  # the issue's reference point was measured with timm's ViT-B/16-reg4
-        import timm
-
-        models["timm"] = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0,
-                                           embed_dim=dim, depth=depth, num_heads=heads, reg_tokens=cfg.num_registers,
-                                           img_size=args.img_size).to(device, dtype).eval()
+        try:
+            import timm
+        except ImportError as exc:  # PyPI torchvision does not load beside the CPU torch wheel
+            notes.append(f"timm not importable here ({exc}); timm rows left out")
+        else:
+            common = dict(pretrained=False, num_classes=0, embed_dim=dim, depth=depth, num_heads=heads,
+                          img_size=args.img_size)
+            models["timm"] = timm.create_model("vit_base_patch16_224", reg_tokens=cfg.num_registers,
+                                               **common).to(device, dtype).eval()
+            models["timm_dinov3"] = timm.create_model("vit_base_patch16_dinov3", global_pool="token",
+                                                      **common).to(device, dtype).eval()
     if args.compile:
         models = {k: torch.compile(m) for k, m in models.items()}
     x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device, dtype=dtype)
@@ -121,10 +141,17 @@ def main(argv=None) -> dict:
         "batch": args.batch, "dtype": str(dtype).replace("torch.", ""), "compile": args.compile,
         "params_m": round(sum(p.numel() for p in ours.parameters()) / 1e6, 2),
         "slices_per_s": {k: round(v, 1) for k, v in rate.items()},
-        "ratio_spinefm_over_reference": round(rate["spinefm"] / rate["reference_sdpa"], 3),
     }
-    if "timm" in rate:
+    if "spinefm" in rate:
+        result["ratio_spinefm_over_reference"] = round(rate["spinefm"] / rate["reference_sdpa"], 3)
+    if "spinefm" in rate and "spinefm_rope" in rate:
+        result["ratio_rope_over_learnt"] = round(rate["spinefm_rope"] / rate["spinefm"], 3)
+    if "timm" in rate and "spinefm" in rate:
         result["ratio_spinefm_over_timm"] = round(rate["spinefm"] / rate["timm"], 3)
+    if "timm_dinov3" in rate and "spinefm_rope" in rate:
+        result["ratio_spinefm_rope_over_timm_dinov3"] = round(rate["spinefm_rope"] / rate["timm_dinov3"], 3)
+    if notes:
+        result["notes"] = notes
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:

@@ -41,6 +41,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # torch first, pinned: its CPU wheel; an open range would pull a multi-GB CUDA build.
   .venv/bin/pip install -q "torch==2.13.0"
   .venv/bin/pip install -q -e ".[test]"
+  # timm without its dependencies: its torchvision requirement would pull PyPI's CUDA build, which does
+  # not load beside the CPU torch; the model library uses timm's ViT code only, never torchvision
+  # (tests/models/test_convert.py compares converted timm checkpoints with timm's own forward pass).
+  .venv/bin/pip install -q --no-deps "timm==1.0.31"
   touch "$stamp"
 fi
 

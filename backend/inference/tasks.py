@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 from backend.errors import ServiceUnavailable
 from spinefm.results import UnsupportedStudy
@@ -39,6 +40,10 @@ def run_inference_job(self, job_id: int) -> str:
         log.exception("job %s failed", job_id)
         jobs.end(job_id, InferenceJob.FAILED, f"{exc.__class__.__name__}: {exc}")
         return InferenceJob.FAILED
+    if data.get("draft_fallback"):
+        log.warning("job %s: draft written by %s; %s", job_id, data.get("draft_backend"), data["draft_fallback"])
+    else:
+        log.info("job %s: draft written by %s", job_id, data.get("draft_backend") or "no drafter")
     jobs.succeed(job_id, data, timings)
     return InferenceJob.SUCCEEDED
 
@@ -46,6 +51,25 @@ def run_inference_job(self, job_id: int) -> str:
 @shared_task(name="backend.inference.tasks.dispatch_pending_jobs")
 def dispatch_pending_jobs() -> int:
     return jobs.dispatch_pending()
+
+
+@worker_process_init.connect
+def _load_model_on_start(**kwargs):
+    """Each process that runs jobs (the prefork children, or the solo pool's process) loads the active model
+    and its drafter when it starts, so the log says at start-up which drafter will write, or why it cannot.
+    In a thread: the prefork pool kills a child whose start-up takes more than a few seconds, and loading an
+    8B drafter takes longer; a job arriving meanwhile waits for the same load (analyzers._lock)."""
+    def load():
+        from django.db import connection
+
+        from .analyzers import preload_active_model
+
+        try:
+            preload_active_model()
+        finally:
+            connection.close()
+
+    threading.Thread(target=load, name="spineagent-model-preload", daemon=True).start()
 
 
 @worker_ready.connect

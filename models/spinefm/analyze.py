@@ -171,9 +171,9 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
             slice_embeddings = {}
             for e in embedded.values():
                 slice_embeddings.setdefault(e["series"].stream, e["cls"])
-            try:
-                result.draft_text = drafter.draft(result, slice_embeddings)
-                result.draft_backend = f"{drafter.name}/{drafter.version}"
+            try:  # the drafter falls back to the template itself; this guards the predictions against the rest
+                record = drafter.draft_record(result, slice_embeddings)
+                result.draft_text, result.draft_backend, result.draft_fallback = record.text, record.label, record.fallback
             except Exception as exc:  # a drafter failure must not lose the predictions
                 log.exception("report drafter failed")
                 result.draft_backend = f"error: {type(exc).__name__}: {exc}"

@@ -247,25 +247,29 @@ class Bundle:
         self.synthetic_training = bool(manifest["synthetic_training"])
         self._drafter = None
         self._drafter_error: str | None = None
+        self._site_drafter: dict | None = None
         self._text_encoder = None
 
     @property
     def conditions(self) -> list[str]:
         return list(self.manifest["conditions"])
 
+    def configure_drafter(self, site: dict | None) -> None:
+        """The site's drafter settings (backend/settings.py SPINEAGENT_DRAFTER*); they win over the
+        manifest's ``report`` section when they name a backend. Takes effect at the next drafter()."""
+        self._site_drafter, self._drafter, self._drafter_error = site, None, None
+
     def drafter(self):
-        """spinefm.report's drafter when that package is importable (template backend by default)."""
+        """spinefm.report's drafter (spinefm.report.load_drafter), loaded once: the configured one with the
+        template behind it; None only when spinefm.report itself is not importable."""
         if self._drafter is None and self._drafter_error is None:
             try:
-                from .report import make_drafter
+                from .report import load_drafter
             except ImportError as exc:
                 self._drafter_error = f"spinefm.report unavailable ({exc})"
                 return None
-            try:
-                self._drafter = make_drafter(self.manifest.get("report"), self.path)
-            except Exception as exc:  # a broken drafter must not stop the predictions
-                self._drafter_error = f"make_drafter failed: {type(exc).__name__}: {exc}"
-                log.exception("spinefm.report.make_drafter failed")
+            self._drafter = load_drafter(self._site_drafter, self.manifest.get("report"), self.path)
+            (log.info if self._drafter.primary is not None else log.error)("%s: %s", self.name, self._drafter.status)
         return self._drafter
 
     def text_encoder(self):

@@ -7,6 +7,7 @@
     spinefm levels ...          level head (also adds one to a finished bundle)
     spinefm evaluate ...        metrics JSON + Markdown for a bundle (and baselines)
     spinefm build-bundle ...    final bundle: weights + retrieval index + manifest
+    spinefm convert-encoder ... a published DINOv2/DINOv3 checkpoint (transformers, timm) as our encoder
     spinefm train-default ...   the whole documented pipeline for the default bundle
 
 Multi-GPU: ``torchrun --nproc_per_node=8 -m spinefm.cli align ...``.
@@ -29,6 +30,7 @@ STAGES = {
     "evaluate": ("spinefm.evaluate", "evaluate a bundle on held-out phantoms (+ baselines)"),
     "build-bundle": ("spinefm.build", "assemble a bundle with retrieval index and metrics"),
     "train-default": ("spinefm.train.default", "train the default phantom bundle end to end"),
+    "convert-encoder": ("spinefm.convert.cli", "convert a DINOv2/DINOv3 checkpoint (transformers, timm) to our encoder"),
 }
 
 
@@ -49,10 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = "spinefm " + shlex.join(argv)  # recorded in bundle manifests
     from .bundle import BundleError
+    from .convert import CheckpointError
+    from .text import TextModelError
 
     try:
         result = args._run(args)
-    except BundleError as exc:  # a missing, corrupt or mismatched bundle: its message, not a traceback
+    except (BundleError, CheckpointError, TextModelError) as exc:  # bad input: its message, not a traceback
         parser.exit(2, f"spinefm {args.command}: {exc}\n")
     return result if isinstance(result, int) else 0
 

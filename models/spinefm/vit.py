@@ -1,11 +1,19 @@
-"""Vision Transformer with register tokens (DINOv2/DINOv3 style), patch 16.
+"""Vision Transformer with register tokens (DINOv2/DINOv3 style).
 
 Small and explicit, after timm's ``VisionTransformer`` and DINOv2's
-``DinoVisionTransformer``: patch embedding, [CLS] + register tokens, learnt
-position embeddings (interpolated for other crop sizes), pre-norm blocks using
-``scaled_dot_product_attention``, LayerScale. ``prepare_tokens`` / ``blocks`` /
-``norm`` are public so the synthesizer can run the blocks of two encoders
-layer by layer, and ``masks`` lets iBOT replace patches with a mask token.
+``DinoVisionTransformer``: patch embedding, [CLS] + register tokens, pre-norm
+blocks using ``scaled_dot_product_attention``, LayerScale. Two architectures
+share the code, chosen by ``ViTConfig``:
+
+* DINOv2 style (the default, every bundle so far): learnt position embeddings
+  (interpolated for other crop sizes), GELU MLP, LayerNorm eps 1e-6;
+* DINOv3 style: ``pos_embed="rope"`` (2-D rotary embedding on the patch tokens,
+  spinefm.rope), ``ffn="swiglu"`` where the checkpoint has it, ``norm_eps=1e-5``.
+
+``spinefm.convert`` loads published DINOv2/DINOv3 checkpoints into either.
+``prepare_tokens`` / ``blocks`` / ``norm`` / ``rope_for`` are public so the
+synthesizer can run the blocks of two encoders layer by layer, and ``masks``
+lets iBOT replace patches with a mask token.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .rope import RopePositionEmbedding, apply_rope
 
 VIT_SIZES = {
     # name: (embed_dim, depth, num_heads)
@@ -40,10 +50,32 @@ class ViTConfig:
     embed_dim: int | None = None  # override the size table
     depth: int | None = None
     num_heads: int | None = None
+    pos_embed: str = "learnt"          # "learnt" (DINOv2) or "rope" (DINOv3: 2-D rotary, patch tokens only)
+    rope_theta: float = 100.0          # RoPE base period (DINOv3: 100)
+    rope_rescale: float | None = None  # training-only coordinate rescaling (DINOv3 pretraining: 2.0)
+    ffn: str = "gelu"                  # "gelu" MLP or "swiglu" (gated SiLU; DINOv3 S+/H+/7B, DINOv2 giant)
+    mlp_hidden: int | None = None      # feed-forward width; default mlp_ratio * dim (2/3 of it for swiglu, to x8)
+    norm_eps: float = 1e-6             # LayerNorm eps (DINOv2 1e-6, DINOv3 1e-5)
 
     def dims(self) -> tuple[int, int, int]:
         d, n, h = VIT_SIZES[self.size]
         return self.embed_dim or d, self.depth or n, self.num_heads or h
+
+    def ffn_hidden(self) -> int:
+        if self.mlp_hidden:
+            return int(self.mlp_hidden)
+        dim = self.dims()[0]
+        hidden = int(dim * self.mlp_ratio)
+        return (int(hidden * 2 / 3) + 7) // 8 * 8 if self.ffn == "swiglu" else hidden
+
+    def validate(self) -> None:
+        if self.pos_embed not in ("learnt", "rope"):
+            raise ValueError(f"ViTConfig.pos_embed must be 'learnt' or 'rope', got {self.pos_embed!r}")
+        if self.ffn not in ("gelu", "swiglu"):
+            raise ValueError(f"ViTConfig.ffn must be 'gelu' or 'swiglu', got {self.ffn!r}")
+        dim, _, heads = self.dims()
+        if dim % heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {heads}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,10 +98,12 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -81,6 +115,19 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward: w3(silu(gate) * up), gate and up from one fused w12 (DINOv2's SwiGLUFFNFused)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.w3 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(gate) * up)
 
 
 class LayerScale(nn.Module):
@@ -100,23 +147,25 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, layerscale_init: float, drop_path: float):
+    def __init__(self, dim: int, num_heads: int, hidden: int, layerscale_init: float, drop_path: float,
+                 ffn: str = "gelu", norm_eps: float = 1e-6):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads)
         self.ls1 = LayerScale(dim, layerscale_init)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = SwiGLU(dim, hidden) if ffn == "swiglu" else Mlp(dim, hidden)
         self.ls2 = LayerScale(dim, layerscale_init)
         self.drop_path = drop_path
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + drop_path(self.ls1(self.attn(self.norm1(x))), self.drop_path, self.training)
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``rope``: the encoder's ``rope_for(image)`` (None with learnt position embeddings)."""
+        x = x + drop_path(self.ls1(self.attn(self.norm1(x), rope)), self.drop_path, self.training)
         return x + drop_path(self.ls2(self.mlp(self.norm2(x))), self.drop_path, self.training)
 
 
 class VisionTransformer(nn.Module):
-    """ViT-{nano,tiny,small,base,large}/16 with register tokens.
+    """ViT-{nano,tiny,small,base,large}/16 with register tokens, learnt positions or RoPE.
 
     ``forward_features`` returns a dict: ``cls`` (B, D), ``registers`` (B, R, D),
     ``patches`` (B, N, D), all after the final norm; ``forward`` returns ``cls``.
@@ -125,6 +174,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, config: ViTConfig | None = None):
         super().__init__()
         self.config = config = config or ViTConfig()
+        config.validate()
         dim, depth, heads = config.dims()
         self.embed_dim, self.num_registers = dim, config.num_registers
         self.patch_size = config.patch_size
@@ -133,16 +183,22 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.register_tokens = nn.Parameter(torch.zeros(1, config.num_registers, dim))
         self.mask_token = nn.Parameter(torch.zeros(1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
+        self.pos_embed = self.rope = None
+        if config.pos_embed == "rope":
+            self.rope = RopePositionEmbedding(dim // heads, config.rope_theta, config.rope_rescale)
+        else:
+            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
         rates = torch.linspace(0, config.drop_path, depth).tolist()
         self.blocks = nn.ModuleList(
-            Block(dim, heads, config.mlp_ratio, config.layerscale_init, r) for r in rates
+            Block(dim, heads, config.ffn_hidden(), config.layerscale_init, r, config.ffn, config.norm_eps)
+            for r in rates
         )
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = nn.LayerNorm(dim, eps=config.norm_eps)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.pos_embed is not None:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
         nn.init.normal_(self.register_tokens, std=1e-6)
         for m in self.modules():
@@ -170,9 +226,16 @@ class VisionTransformer(nn.Module):
         if masks is not None:
             tokens = torch.where(masks.unsqueeze(-1), self.mask_token.to(tokens.dtype), tokens)
         tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
-        tokens = tokens + self.interpolate_pos_encoding(tokens.shape[1] - 1, h, w)
+        if self.pos_embed is not None:
+            tokens = tokens + self.interpolate_pos_encoding(tokens.shape[1] - 1, h, w)
         regs = self.register_tokens.expand(b, -1, -1)
         return torch.cat([tokens[:, :1], regs, tokens[:, 1:]], dim=1)
+
+    def rope_for(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The rotary embedding for an image batch (B, C, H, W); None with learnt position embeddings."""
+        if self.rope is None:
+            return None
+        return self.rope(x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size, x.device)
 
     def split_tokens(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         r = self.num_registers
@@ -180,8 +243,9 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         tokens = self.prepare_tokens(x, masks)
+        rope = self.rope_for(x)
         for block in self.blocks:
-            tokens = block(tokens)
+            tokens = block(tokens, rope)
         return self.split_tokens(self.norm(tokens))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

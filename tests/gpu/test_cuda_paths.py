@@ -95,3 +95,47 @@ def test_static_decoder_matches_hf_generate_on_gpu():
         x = lm.get_input_embeddings()(ids)
     ours = StaticDecoder(lm, compile=False).generate(x, mask, 12, eos_ids=[-1], stop_early=False)
     assert ours == ref
+
+
+def test_rope_swiglu_vit_under_bf16_autocast_matches_fp32():
+    """The DINOv3 architecture (RoPE cos/sin cast to the activations' dtype, SwiGLU) on CUDA in bf16."""
+    from spinefm.vit import ViTConfig, VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(ViTConfig(size="small", img_size=224, layerscale_init=1.0, pos_embed="rope",
+                                      ffn="swiglu", norm_eps=1e-5)).cuda().eval()
+    x = torch.randn(8, 3, 224, 224, device="cuda")
+    with torch.no_grad():
+        ref = vit.forward_features(x)["patches"]
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            low = vit.forward_features(x)["patches"]
+    assert low.dtype == torch.bfloat16 and not torch.equal(ref, low.float())
+    assert F.cosine_similarity(ref, low.float(), dim=-1).min() > 0.98
+
+
+def test_configured_llava_drafter_loads_on_the_gpu_in_bf16(tmp_path):
+    """A worker's drafter: Llama-3-layout LM directory + our projector and LoRA, on CUDA in bf16 by default."""
+    import importlib.util
+    from pathlib import Path
+
+    from spinefm.report import load_drafter
+    from spinefm.report.agent_io import save_report_agent
+    from spinefm.report.model import AgentConfig, ReportAgent
+    from spinefm.results import AnalysisResult, ConditionPrediction, SeriesUsed
+
+    spec = importlib.util.spec_from_file_location("tiny_weights", Path(__file__).parents[2] / "scripts" / "tiny_weights.py")
+    tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny)
+    lm = tiny.llama(tmp_path / "llama")
+    agent = ReportAgent.build(AgentConfig(in_dim=16, n_queries=4, lm_path=str(lm), lora_r=4, lora_alpha=8,
+                                          max_new_tokens=8), torch_dtype=torch.float32)
+    agent.add_lora()
+    save_report_agent(agent, tmp_path / "agent")
+    drafter = load_drafter({"backend": "llava", "lm_path": str(lm), "agent_dir": str(tmp_path / "agent")})
+    assert drafter.primary is not None, drafter.status
+    assert drafter.settings()["device"].startswith("cuda") and drafter.settings()["dtype"] == "bfloat16"
+    result = AnalysisResult("t", "0", True, conditions=[ConditionPrediction("canal", 0.9, True, "L4-L5", "present")],
+                            series=[SeriesUsed("1", "T2", "sagittal", "t2", 5)])
+    emb = {"t2": torch.randn(5, 16, device="cuda")}
+    records = [drafter.draft_record(result, emb) for _ in range(2)]
+    assert records[0].label.startswith("llava/") and records[0].text == records[1].text  # greedy: reproducible

@@ -1,12 +1,13 @@
+import pytest
 import torch
 
 from spinefm.synthesizer import LayerwiseSynthesizer
 from spinefm.vit import ViTConfig, VisionTransformer
 
 
-def _encoders():
+def _encoders(**arch):
     torch.manual_seed(0)
-    cfg = ViTConfig(size="nano", img_size=32, depth=2, layerscale_init=0.5)
+    cfg = ViTConfig(size="nano", img_size=32, depth=2, layerscale_init=0.5, **arch)
     return VisionTransformer(cfg).eval(), VisionTransformer(cfg).eval()
 
 
@@ -22,17 +23,19 @@ def test_alphas_start_at_half_and_encoders_are_frozen():
     assert all(p.grad is None for p in list(t1.parameters()) + list(t2.parameters()))
 
 
-def test_alpha_one_reproduces_the_t1_encoder_and_zero_mixes_t2_blocks():
-    t1, t2 = _encoders()
+@pytest.mark.parametrize("arch", [{}, {"pos_embed": "rope", "ffn": "swiglu", "norm_eps": 1e-5}],
+                         ids=["learnt-gelu", "rope-swiglu"])
+def test_alpha_one_reproduces_the_t1_encoder_and_zero_mixes_t2_blocks(arch):
+    t1, t2 = _encoders(**arch)
     synth = LayerwiseSynthesizer(t1, t2).eval()
     with torch.no_grad():
         synth.logits.fill_(30.0)  # sigmoid -> 1: pure T1 path
         x = torch.randn(2, 3, 32, 32)
         assert torch.allclose(synth(x), t1(x), atol=1e-5)
         synth.logits.fill_(-30.0)  # pure T2 blocks, but T1's final norm
-        f = t2.prepare_tokens(x)
+        f, rope = t2.prepare_tokens(x), t2.rope_for(x)
         for b in t2.blocks:
-            f = b(f)
+            f = b(f, rope)
         assert torch.allclose(synth(x), t1.norm(f)[:, 0], atol=1e-5)
 
 

@@ -9,6 +9,10 @@ Entry point: :func:`make_drafter` picks a backend by config.
 * ``openai``   - any OpenAI-compatible chat endpoint (e.g. vLLM), text only.
 
 Every drafter has ``.name`` and ``.version``; ``draft_record`` also returns settings.
+Serving goes through :func:`load_drafter`: the site's or the bundle's configuration
+(spinefm.report.config), checked, loaded once, with the template behind it
+(backends/fallback.py) so a drafter that cannot load or fails on a study still leaves a draft,
+marked as a fallback with its reason.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from spinefm.report.backends.template import TemplateDrafter
 AGENT_SUBDIR = "report_agent"
 BACKENDS = ("template", "llava", "openai")
 
-__all__ = ["make_drafter", "Drafter", "Draft", "TemplateDrafter", "save_report_agent",
+__all__ = ["make_drafter", "load_drafter", "Drafter", "Draft", "TemplateDrafter", "save_report_agent",
            "load_report_agent", "AGENT_SUBDIR", "BACKENDS"]
 
 
@@ -63,6 +67,27 @@ def make_drafter(config: dict[str, Any] | None = None, bundle_dir: Path | None =
         from spinefm.report.backends.llava import LlavaDrafter
         return LlavaDrafter.from_dir(agent_dir, config)
     raise ValueError(f"unknown report backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def load_drafter(site: dict[str, Any] | None = None, bundle: dict[str, Any] | None = None,
+                 bundle_dir: Path | None = None):
+    """The drafter a worker serves with (a GuardedDrafter); never raises.
+
+    ``site``: the site's settings (backend/settings.py SPINEAGENT_DRAFTER*), which win when they name a
+    backend; ``bundle``: the manifest's ``report`` section. A configuration that does not check out or a
+    drafter that does not load leaves the template writing the drafts, with the reason recorded.
+    """
+    from spinefm.report.backends.fallback import GuardedDrafter, one_line
+    from spinefm.report.config import check, choose
+
+    config, origin = choose(site, bundle)
+    configured = config.get("backend") or ("llava" if _agent_dir(config, bundle_dir) is not None else "template")
+    try:
+        drafter = GuardedDrafter(make_drafter(check(config), bundle_dir), configured)
+    except Exception as exc:  # reported once at start-up; every draft then records the fallback
+        drafter = GuardedDrafter(None, configured, one_line(exc))
+    drafter.origin = origin
+    return drafter
 
 
 def save_report_agent(agent, directory: Path) -> Path:

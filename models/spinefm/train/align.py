@@ -37,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p)
     p.add_argument("--freeze-encoders", action="store_true", help="train only poolers/projections (after SSL)")
     p.add_argument("--encoder-lr-scale", type=float, default=1.0)
+    p.add_argument("--init-encoder", default=None,
+                   help="start both encoders from a published checkpoint: a transformers DINOv2/DINOv3 directory, "
+                        "a timm state dict or an encoder.safetensors (spinefm convert-encoder); the ViT "
+                        "architecture is taken from it")
     p.add_argument("--t1-init", default=None, help="encoder weights (safetensors/pt state dict) for T1, e.g. from pretrain")
     p.add_argument("--t2-init", default=None, help="same for T2")
     p.add_argument("--label-weight", type=float, default=0.0,
@@ -137,12 +141,40 @@ def load_encoder_init(encoder: nn.Module, path: str) -> None:
     log.info("encoder initialised from %s (%d unexpected keys ignored)", path, len(unexpected))
 
 
+def model_from_encoder(args):
+    """A fresh SpineFM whose T1 and T2 encoders are the converted checkpoint (architecture included)."""
+    import copy
+
+    from ..convert import CheckpointError, convert_checkpoint
+    from ..model import SpineFM
+    from .common import fresh_config
+
+    if args.init:
+        raise CheckpointError("--init-encoder starts a fresh model from encoder weights; it cannot be combined "
+                              "with --init (a previous stage)")
+    encoder, info = convert_checkpoint(args.init_encoder)
+    cfg = fresh_config(args)
+    cfg.vit = copy.deepcopy(encoder.config)
+    cfg.clip.hidden = max(cfg.clip.hidden, 256)  # as for every encoder larger than nano
+    model = SpineFM(cfg)
+    for enc in (model.t1, model.t2):
+        enc.load_state_dict(encoder.state_dict(), strict=True)
+    dim, depth, heads = cfg.vit.dims()
+    log.info("encoders initialised from %s (%s: dim %d, depth %d, heads %d, %s positions)", args.init_encoder,
+             info.get("architecture", info["format"]), dim, depth, heads, cfg.vit.pos_embed)
+    return model, info
+
+
 def run(args) -> str:
     setup_logging()
     set_threads(args.threads)
     seed_everything(args.seed)
     rank, world, device = dist_utils.init_from_env()
-    model = build_model(args)
+    encoder_init = None
+    if args.init_encoder:
+        model, encoder_init = model_from_encoder(args)
+    else:
+        model = build_model(args)
     if args.t1_init:
         load_encoder_init(model.t1, args.t1_init)
     if args.t2_init:
@@ -207,8 +239,10 @@ def run(args) -> str:
     if dist_utils.is_main():
         from ..bundle import save_bundle
 
-        save_bundle(model.cpu(), args.out, name="stage-align", synthetic_training=args.data != "real",
-                    extra={"stage": "align", "steps": step, "final_loss": out["loss"].item()})
+        extra = {"stage": "align", "steps": step, "final_loss": out["loss"].item()}
+        if encoder_init:
+            extra["encoder_init"] = encoder_init
+        save_bundle(model.cpu(), args.out, name="stage-align", synthetic_training=args.data != "real", extra=extra)
         log.info("align: %d steps, final loss %.4f -> %s", step, out["loss"].item(), args.out)
     dist_utils.barrier()
     dist_utils.cleanup()

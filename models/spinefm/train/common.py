@@ -95,10 +95,12 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def fresh_config(args) -> SpineFMConfig:
-    from ..text import TextConfig, text_dim_of
+    from ..text import TextConfig, pooling_of, text_dim_of
 
-    text_cfg = TextConfig(model=args.text_model or TextConfig.model,
-                          pooling=args.text_pooling or ("cls" if args.text_model else "mean"))
+    model = args.text_model or TextConfig.model
+    # sentence-transformers directories say their pooling; a plain BERT (BiomedBERT) takes [CLS], as in the paper
+    text_cfg = TextConfig(model=model, pooling=args.text_pooling or pooling_of(model) or
+                          ("cls" if args.text_model else "mean"))
     text_dim = text_dim_of(text_cfg)
     cfg = nano_config(img_size=args.img_size, text_dim=text_dim, proj_dim=args.proj_dim,
                       depth=args.depth or 4)

@@ -27,6 +27,8 @@ function ModelLine({ report }) {
   const synthetic = result.synthetic_training ?? mv?.synthetic_training;
   return html`<div class="sa-model">
     Model <b>${result.model_name || mv?.name || '?'} ${result.model_version || mv?.version || ''}</b>
+    ${result.draft_backend && html`<div class="sa-drafter" data-testid="drafter" title=${result.draft_fallback || ''}>
+      Draft by ${result.draft_backend}${result.draft_fallback ? ': ' + result.draft_fallback : ''}</div>`}
     ${synthetic && html`<div class="sa-synthetic" data-testid="synthetic-label">Trained on synthetic phantoms, not on patient data</div>`}
   </div>`;
 }

@@ -13,17 +13,35 @@ from typing import Any
 from spinefm.results import AnalysisResult
 
 
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
+
+
+def printable(text: str) -> str:
+    """An LM's text without control characters (NUL, escape, ...): a language model can emit any token, and
+    PostgreSQL's JSON, the DICOM SR and the viewer refuse or mangle them. Newlines and tabs stay."""
+    return text.replace("\r\n", "\n").translate(_CONTROL)
+
+
 @dataclass
 class Draft:
     text: str
     backend: str
     version: str
     settings: dict[str, Any] = field(default_factory=dict)
+    fallback: str = ""  # why the configured drafter did not write this draft ("" when it did)
+    configured: str = ""  # the drafter that was asked for, when another one wrote the draft
 
     @property
     def tag(self) -> str:
         """Short provenance string, e.g. for AnalysisResult.draft_backend."""
         return f"{self.backend}:{self.version}"
+
+    @property
+    def label(self) -> str:
+        """Who wrote the text, for AnalysisResult.draft_backend: ``name/version``, and on a fallback
+        ``template/1.0 (fallback from llava)``; the reason itself is in ``fallback``."""
+        label = f"{self.backend}/{self.version}"
+        return f"{label} (fallback from {self.configured})" if self.fallback else label
 
 
 class Drafter:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from spinefm.report.backends.base import Drafter
+from spinefm.report.backends.base import Drafter, printable
 from spinefm.results import AnalysisResult
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -54,7 +54,8 @@ class LlavaDrafter(Drafter):
         from spinefm.report.agent_io import load_report_agent
         config = config or {}
         device = config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = _DTYPES.get(config.get("dtype") or ("bfloat16" if device.startswith("cuda") else ""), None)
+        # bf16 on a GPU; float32 on a CPU, where bf16 matmuls are slow on most processors (SPINEAGENT_DRAFTER_DTYPE)
+        dtype = _DTYPES.get(config.get("dtype") or ("bfloat16" if device.startswith("cuda") else "float32"))
         agent = load_report_agent(Path(directory), lm_path=config.get("lm_path"), device=device,
                                   dtype=dtype, merge=True)
         return cls(agent, config.get("max_new_tokens"), config.get("compile", "auto"),
@@ -62,7 +63,8 @@ class LlavaDrafter(Drafter):
 
     def settings(self) -> dict[str, Any]:
         c = self.agent.config
-        return {"source": self.source, "lm_path": c.lm_path, "n_queries": c.n_queries,
+        return {"source": self.source, "lm_path": c.lm_path, "device": str(self.agent.device),
+                "dtype": str(self.agent.dtype).replace("torch.", ""), "n_queries": c.n_queries,
                 "agents": c.agents, "max_new_tokens": self.max_new_tokens, "decoding": "greedy",
                 "threshold": c.threshold, "margin": c.margin}
 
@@ -80,5 +82,5 @@ class LlavaDrafter(Drafter):
             x, mask, _, _ = self.agent.assemble(items, list(chunk_e), left_pad=True)
             rows = self.decoder.generate(x, mask, self.max_new_tokens, self.eos,
                                          pad_id=self.agent.tokenizer.pad_token_id or 0)
-            out.extend(self.agent.tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows)
+            out.extend(printable(self.agent.tokenizer.decode(r, skip_special_tokens=True)).strip() for r in rows)
         return out

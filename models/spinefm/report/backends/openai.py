@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from spinefm.report.backends.base import Drafter
+from spinefm.report.backends.base import Drafter, printable
 from spinefm.report.prompt import PROMPT_VERSION, build_messages
 from spinefm.results import AnalysisResult
 
@@ -76,7 +76,7 @@ class OpenAIDrafter(Drafter):
                 text = r.json()["choices"][0]["message"]["content"]
             except (ValueError, KeyError, IndexError, TypeError):
                 raise DrafterError(f"openai backend: malformed reply from {url}: {r.text[:300]}") from None
-            if not isinstance(text, str) or not text.strip():
+            if not isinstance(text, str) or not printable(text).strip():
                 raise DrafterError(f"openai backend: empty draft from {url} (model {self.model})")
-            return text.strip()
+            return printable(text).strip()
         raise last  # type: ignore[misc]
