@@ -26,6 +26,8 @@ api = [
     path("studies/<str:study_instance_uid>/", studies.StudyDetail.as_view(), name="study-detail"),
     path("studies/<str:study_instance_uid>/jobs", inference.QueueJob.as_view(), name="study-queue-job"),
     path("studies/<str:study_instance_uid>/result", inference.LatestResult.as_view(), name="study-result"),
+    path("studies/<str:study_instance_uid>/result/sr-export", reports.RetrySRExport.as_view(),
+         name="study-result-sr-export"),
     path("studies/<str:study_instance_uid>/report", reports.StudyReport.as_view(), name="study-report"),
     path("studies/<str:study_instance_uid>/report/versions", reports.ReportVersions.as_view(),
          name="study-report-versions"),

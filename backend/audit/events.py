@@ -46,6 +46,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("study-upload", "POST"): Route(AuditEvent.EDIT, "study-upload", ""),
     ("study-queue-job", "POST"): Route(AuditEvent.EDIT, "inference-job", "study_instance_uid"),
     ("model-version-promote", "POST"): Route(AuditEvent.ADMIN, "model-version", "pk"),
+    ("study-result-sr-export", "POST"): Route(AuditEvent.ADMIN, "sr-export", "study_instance_uid"),
     # Label work and what feeds retraining (issue 17).
     ("annotation-submit", "POST"): Route(AuditEvent.EDIT, "annotation-task", "pk"),
     ("annotation-adjudicate", "POST"): Route(AuditEvent.EDIT, "annotation-task", "pk"),

@@ -1,4 +1,5 @@
-"""Run one job: fetch the study over DICOMweb, check it is a spine MR, call the model."""
+"""Run one job: fetch the study over DICOMweb (as stored, decoded here: fetch.py), check it is a spine MR,
+call the model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from spinefm.results import UnsupportedStudy
 from spinefm.sequences import OTHER, plane_from_orientation, sequence_type
 from spinefm.study import StudyInput
 
-from . import jobs
+from . import fetch, jobs
 from .analyzers import load_analyzer
 from .models import InferenceJob
 
@@ -53,9 +54,7 @@ def run(job: InferenceJob, client: OrthancClient | None = None) -> tuple[dict, d
         raise RuntimeError("no active model version: register and promote one (manage.py register_model)")
 
     jobs.set_stage(job, "fetching images", 15)
-    datasets = []
-    for series_uid in usable_series(headers):
-        datasets.extend(client.retrieve_series(job.study.study_instance_uid, series_uid))
+    datasets, skipped = fetch.fetch_readable(client, job.study.study_instance_uid, usable_series(headers))
     timings["fetch_s"] = time.perf_counter() - t0
 
     jobs.set_stage(job, "loading model", 40)
@@ -68,4 +67,6 @@ def run(job: InferenceJob, client: OrthancClient | None = None) -> tuple[dict, d
     result = analyzer.analyze(StudyInput.from_datasets(datasets))
     timings["analyze_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
-    return result.to_dict(), timings
+    data = result.to_dict()
+    data["series_skipped"] = skipped  # wanted but unreadable: the reader sees what the draft did not read
+    return data, timings

@@ -29,4 +29,4 @@ class InferenceResultSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = InferenceResult
-        fields = ["job", "model_version", "data", "created_at"]
+        fields = ["job", "model_version", "data", "created_at", "sr_status", "sr_error"]

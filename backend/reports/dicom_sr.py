@@ -145,6 +145,22 @@ def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, al
     return groups, list(referenced.values())
 
 
+# Type 2 attributes of the Patient and General Study modules that the SR copies from its evidence. Real
+# exports often leave them out (de-identified studies, some scanners); present-but-empty is what DICOM asks.
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _evidence_header(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """A copy of an evidence header with every Type 2 attribute the SR copies present (empty if absent)."""
+    header = pydicom.Dataset()
+    header.update(ds)
+    for keyword in TYPE2_COPIED:
+        if keyword not in header or header[keyword].value is None:
+            setattr(header, keyword, "")
+    return header
+
+
 def series_description(synthetic: bool) -> str:
     return "SpineAgent AI results" + (" (synthetic-trained model)" if synthetic else "")
 
@@ -176,7 +192,7 @@ def build_sr(result, headers: list[pydicom.Dataset]) -> hd.sr.Comprehensive3DSR 
         report[0].ContentSequence.append(hd.sr.TextContentItem(
             name=DRAFT_TEXT, value=draft, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     # Box-free results still need one evidence image (the SR's study and patient come from it).
-    evidence = referenced or list(by_uid.values())[:1]
+    evidence = [_evidence_header(ds) for ds in (referenced or list(by_uid.values())[:1])]
     if not evidence:
         return None
     sr = hd.sr.Comprehensive3DSR(

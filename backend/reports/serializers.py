@@ -55,6 +55,7 @@ def report_payload(study, report: Report | None, versions: list[ReportVersion], 
         "first_opened_at": report.first_opened_at.isoformat() if report and report.first_opened_at else None,
         "model_version": ModelVersionSerializer(model_version).data if model_version else None,
         "result_id": result.pk if result else None,
+        "sr_export": {"status": result.sr_status, "error": result.sr_error} if result else None,
         "result": data,
         "job": ({"id": job.pk, "status": job.status, "stage": job.stage, "progress": job.progress,
                  "error": job.error} if job else None),
@@ -72,6 +73,7 @@ def _permissions(report: Report | None, user, signed: bool) -> dict:
         "addendum": user.has_perm("reports.sign_report") and signed,
         "claim": can_edit and not others and not (report and report.reader_id == user.pk),
         "take_over": can_edit and others,
+        "retry_sr_export": user.has_perm("inference.queue_job"),
     }
 
 

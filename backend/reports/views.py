@@ -13,7 +13,7 @@ from backend.api_errors import error_response
 from backend.inference.models import InferenceJob, InferenceResult
 from backend.studies.models import Study
 
-from . import versions, worklist
+from . import receivers, versions, worklist
 from .diff import word_diff
 from .models import Report
 from .serializers import VersionSerializer, report_payload, worklist_row
@@ -161,6 +161,22 @@ class ReportDiff(APIView):
                 return Response({"error": "not_found", "detail": f"no version {chosen[key]} ({key})"}, status=404)
         return Response({"from": chosen["from"], "to": chosen["to"],
                          **word_diff(texts[chosen["from"]], texts[chosen["to"]])})
+
+
+class RetrySRExport(APIView):
+    """POST: export the newest result's DICOM SR again (after a failure the reader and the admin see)."""
+
+    permission_classes = [require_perms("inference.queue_job")]
+
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    def post(self, request, study_instance_uid):
+        result = InferenceResult.objects.filter(study__study_instance_uid=study_instance_uid).first()
+        if result is None:
+            return Response({"error": "not_found", "detail": "no result for this study yet"}, status=404)
+        receivers.dispatch_sr_export(result.pk)
+        result.refresh_from_db(fields=["sr_status", "sr_error"])
+        return Response({"result_id": result.pk, "sr_status": result.sr_status, "sr_error": result.sr_error},
+                        status=status.HTTP_202_ACCEPTED)
 
 
 class WorklistPagination(LimitOffsetPagination):

@@ -156,11 +156,13 @@ def _pixel_problem(ds: pydicom.Dataset, path: Path) -> str | None:
     tell = getattr(raw, "value_tell", None)
     if length is None or tell is None:
         return None
+    syntax = ds.file_meta.get("TransferSyntaxUID", UID("1.2.840.10008.1.2"))
+    deflated = syntax.is_deflated  # positions are in the inflated stream, not in the file
     if length == 0xFFFFFFFF:  # encapsulated (compressed): the fragments must at least start in the file
-        return None if tell < file_size else "truncated pixel data (no encapsulated fragments)"
-    if tell + length > file_size:
+        return None if deflated or tell < file_size else "truncated pixel data (no encapsulated fragments)"
+    if not deflated and tell + length > file_size:
         return f"truncated pixel data ({file_size - tell} of {length} bytes)"
-    if not ds.file_meta.get("TransferSyntaxUID", UID("1.2.840.10008.1.2")).is_compressed:
+    if not syntax.is_compressed:
         try:
             expected = get_expected_length(ds, unit="bytes")
         except (AttributeError, KeyError, TypeError, ValueError):

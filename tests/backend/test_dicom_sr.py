@@ -169,3 +169,82 @@ def test_export_failures_never_raise(db, monkeypatch, caplog):
     monkeypatch.setattr(tasks.export_sr, "apply_async", broker_down)
     receivers.dispatch_sr_export(result.pk)  # logged, not raised
     assert "could not queue the DICOM SR export" in caplog.text
+
+
+# --- issue 18: SR for any study ---------------------------------------------------------------------------------
+
+STRIPPED = ("PatientBirthDate", "PatientSex", "AccessionNumber", "ReferringPhysicianName", "StudyID", "PatientName",
+            "PatientID", "StudyDate", "StudyTime")
+# Every MR file pydicom ships in its wheel (others are downloads, and this machine has no network).
+PYDICOM_MR = ("MR_small.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm", "MR_small_expb.dcm",
+              "MR_small_implicit.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+              "MR_small_padded.dcm", "MR_truncated.dcm")
+
+
+def _sr_result(study, sop_uid, condition="herniation"):
+    job = InferenceJob.objects.filter(study=study).first() or InferenceJob.objects.create(study=study)
+    InferenceJob.objects.filter(pk=job.pk).update(status=InferenceJob.SUCCEEDED)
+    return InferenceResult.objects.create(job=job, study=study, data={
+        "model_name": "m", "model_version": "1", "synthetic_training": True, "draft_text": "x",
+        "conditions": [{"condition": condition, "probability": 0.9, "present": True, "status": "present",
+                        "level": "L4-L5"}],
+        "boxes": [{"condition": condition, "sop_instance_uid": sop_uid, "box": [1, 2, 10, 12], "score": 0.5,
+                   "level": "L4-L5"}]})
+
+
+@pytest.mark.parametrize("name", PYDICOM_MR)
+@pytest.mark.parametrize("how", ["as shipped", "de-identified (Type 2 attributes removed)", "Type 2 empty"])
+def test_sr_builds_for_pydicom_mr_files_with_missing_type2_attributes(db, name, how):
+    from pydicom.data import get_testdata_file
+
+    header = pydicom.dcmread(get_testdata_file(name), stop_before_pixels=True)
+    for keyword in STRIPPED:
+        if how.startswith("de-identified") and keyword in header:
+            delattr(header, keyword)
+        elif how == "Type 2 empty":
+            setattr(header, keyword, "")
+    study = Study.objects.create(study_instance_uid=str(header.StudyInstanceUID))
+    result = _sr_result(study, str(header.SOPInstanceUID))
+    sr = dicom_sr.build_sr(result, [header])
+    assert sr is not None and sr.StudyInstanceUID == header.StudyInstanceUID
+    for keyword in ("PatientBirthDate", "PatientSex", "AccessionNumber", "ReferringPhysicianName", "StudyID"):
+        assert keyword in sr  # Type 2: present, empty where the study had nothing
+    if how.startswith("de-identified"):
+        assert sr.PatientBirthDate == "" and sr.AccessionNumber == ""
+    again = pydicom.dcmread(io.BytesIO(dicom_sr.to_part10(sr)))
+    assert hd.sr.Comprehensive3DSR.from_dataset(again).content.get_planar_roi_measurement_groups()
+
+
+def test_failed_sr_export_is_recorded_visible_and_retryable(orthanc, orthanc_admin, users, client_for, testdata_file,
+                                                            monkeypatch, django_capture_on_commit_callbacks):
+    """An export that fails is on the result for the reader and the admin; an admin's retry stores it."""
+    data = testdata_file("MR_small.dcm")
+    header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    for keyword in STRIPPED[:5]:
+        delattr(header, keyword) if keyword in header else None
+    buffer = io.BytesIO()
+    full = pydicom.dcmread(io.BytesIO(data))
+    for keyword in STRIPPED[:5]:
+        delattr(full, keyword) if keyword in full else None
+    full.save_as(buffer, enforce_file_format=True)
+    orthanc_admin.post_instance(buffer.getvalue())
+    study, _ = index_from_orthanc(str(header.StudyInstanceUID))
+    result = _sr_result(study, str(header.SOPInstanceUID))
+    original = dicom_sr.build_sr
+    monkeypatch.setattr(dicom_sr, "build_sr", lambda *a: (_ for _ in ()).throw(AttributeError("PatientBirthDate")))
+    monkeypatch.setattr("backend.reports.tasks.export_sr.apply_async",
+                        lambda args, **kw: tasks.export_sr.apply(args=args))
+    receivers.dispatch_sr_export(result.pk)
+    result.refresh_from_db()
+    assert (result.sr_status, result.sr_error) == ("failed", "AttributeError: PatientBirthDate")
+    report = client_for("radiologist").get(f"/api/studies/{study.study_instance_uid}/report").json()
+    assert report["sr_export"] == {"status": "failed", "error": "AttributeError: PatientBirthDate"}
+    assert client_for("admin").get(f"/api/studies/{study.study_instance_uid}/result").json()["sr_status"] == "failed"
+
+    monkeypatch.setattr(dicom_sr, "build_sr", original)
+    assert client_for("radiologist").post(f"/api/studies/{study.study_instance_uid}/result/sr-export").status_code == 403
+    retried = client_for("admin").post(f"/api/studies/{study.study_instance_uid}/result/sr-export")
+    assert retried.status_code == 202 and retried.json()["sr_status"] == "stored", retried.content
+    _, sop_uid = dicom_sr.sr_uids(result)
+    stored = _read_back(orthanc_admin, sop_uid)
+    assert stored.PatientBirthDate == "" and stored.StudyInstanceUID == header.StudyInstanceUID

@@ -95,3 +95,95 @@ def test_orthanc_down_answers_503_and_stores_nothing(orthanc, client_for, phanto
     assert response.status_code == 503
     assert response.json()["service"] == "Orthanc"
     assert Study.objects.count() == 0
+
+
+# --- issue 18: uploads that tell the truth --------------------------------------------------------------------
+
+ORTHANC_REFUSES = ("SC_rgb_jpeg.dcm",)  # valid DICOM that Orthanc 1.10 will not store (POST /instances: 400)
+
+
+def _orthanc_study_uids(orthanc_admin) -> set[str]:
+    return {s["MainDicomTags"]["StudyInstanceUID"] for s in orthanc_admin.get("/studies?expand").json()}
+
+
+def _index_equals_orthanc(orthanc_admin) -> None:
+    assert set(Study.objects.values_list("study_instance_uid", flat=True)) <= _orthanc_study_uids(orthanc_admin)
+
+
+@pytest.mark.parametrize("name", ORTHANC_REFUSES)
+def test_a_file_orthanc_refuses_is_a_400_naming_it_and_orthancs_reason(orthanc_admin, client_for, upload, users,
+                                                                      testdata_file, name):
+    before = orthanc_admin.count_instances()
+    response = upload(client_for("admin"), [(name, testdata_file(name))])
+    assert response.status_code == 400, response.content  # was a 503 "Orthanc is unavailable" with Retry-After
+    body = response.json()
+    assert body["error"] == "invalid_dicom" and "Retry-After" not in response
+    [problem] = body["files"]
+    assert problem["file"] == name and problem["reason"].startswith("Orthanc refused it: ") and len(problem["reason"]) > 25
+    assert orthanc_admin.count_instances() == before
+
+
+def test_a_batch_with_one_refused_file_stores_nothing(orthanc_admin, client_for, upload, users, testdata_file,
+                                                      phantom_files):
+    good = phantom_files(seed=1802)[:3]
+    before = orthanc_admin.count_instances()
+    response = upload(client_for("admin"), [*good, ("SC_rgb_jpeg.dcm", testdata_file("SC_rgb_jpeg.dcm"))])
+    assert response.status_code == 400, response.content
+    assert [p["file"] for p in response.json()["files"]] == ["SC_rgb_jpeg.dcm"]
+    assert orthanc_admin.count_instances() == before  # the three stored first were deleted again
+    _index_equals_orthanc(orthanc_admin)
+    import pydicom
+
+    assert not Study.objects.filter(
+        study_instance_uid=str(pydicom.dcmread(io.BytesIO(good[0][1])).StudyInstanceUID)).exists()
+
+
+def test_subsampled_colour_is_not_truncated(orthanc_admin, client_for, upload, users, testdata_file):
+    response = upload(client_for("admin"), [("ybr.dcm", testdata_file("SC_ybr_full_422_uncompressed.dcm"))])
+    assert response.status_code == 201, response.content  # 2 bytes per pixel for YBR_FULL_422, not 3
+
+
+@pytest.mark.parametrize("uid, why", [("1.2.840 113619.2", "not a valid DICOM UID"), ("1.2.abc.3", "not a valid"),
+                                      ("1." + "2" * 70, "at most 64"), ("1.02.3", "leading zeros")])
+def test_non_conformant_uids_are_refused_before_anything_is_stored(orthanc_admin, client_for, upload, users,
+                                                                   testdata_file, uid, why):
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(testdata_file("MR_small.dcm")))
+    ds.StudyInstanceUID = uid
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    before = orthanc_admin.count_instances()
+    response = upload(client_for("admin"), [("spaces.dcm", buffer.getvalue())])
+    assert response.status_code == 400
+    [problem] = response.json()["files"]
+    assert problem["file"] == "spaces.dcm" and "StudyInstanceUID" in problem["reason"] and "not a valid DICOM UID" in problem["reason"]
+    assert orthanc_admin.count_instances() == before
+
+
+def test_no_file_of_pydicoms_corpus_nor_a_garbled_one_gives_a_5xx(orthanc_admin, client_for, upload, users):
+    """Every DICOM file pydicom ships, uploaded alone, and garbled copies: 201 or a 4xx naming the file;
+    never a 5xx, and the index never holds a study Orthanc does not."""
+    import random
+    from pathlib import Path
+
+    from pydicom.data import get_testdata_files
+
+    admin = client_for("admin")
+    rng = random.Random(18)
+    outcomes = {}
+    for path in sorted(get_testdata_files("*.dcm")):
+        data = Path(path).read_bytes()
+        variants = {Path(path).name: data, "truncated-" + Path(path).name: data[: rng.randrange(1, max(2, len(data)))]}
+        garbled = bytearray(data)
+        for _ in range(20):
+            garbled[rng.randrange(len(garbled))] = rng.randrange(256)
+        variants["garbled-" + Path(path).name] = bytes(garbled)
+        for name, blob in variants.items():
+            response = upload(admin, [(name, blob)])
+            outcomes[name] = response.status_code
+            assert response.status_code < 500, (name, response.content[:300])
+            if response.status_code >= 400:
+                assert response.json()["files"][0]["file"].startswith(name)
+    _index_equals_orthanc(orthanc_admin)
+    assert sum(1 for s in outcomes.values() if s == 201) >= 30 and sum(1 for s in outcomes.values() if s == 400) >= 30

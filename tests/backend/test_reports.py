@@ -108,13 +108,14 @@ def test_get_report_payload_and_first_open(drafted, client_for):
     assert body["result"]["conditions"][0]["condition"] == "herniation" and "embedding" not in body["result"]
     assert body["job"]["status"] == "succeeded"
     assert body["permissions"] == {"edit": False, "sign": False, "addendum": False, "claim": False,
-                                   "take_over": False}
+                                   "take_over": False, "retry_sr_export": True}
     assert Report.objects.get().first_opened_at is None
 
     rad = client_for("radiologist")
     body = rad.get(url()).json()  # reading changes nothing (a GET a cross-site link can trigger)
     assert body["status"] == "draft_ready" and body["reader"] is None and Report.objects.get().first_opened_at is None
-    assert body["permissions"] == {"edit": True, "sign": True, "addendum": False, "claim": True, "take_over": False}
+    assert body["permissions"] == {"edit": True, "sign": True, "addendum": False, "claim": True, "take_over": False,
+                                   "retry_sr_export": False}
     claimed = rad.post(url("/claim"), {}, format="json")
     assert claimed.status_code == 200 and claimed.json() == {"status": "in_review", "reader": "radiologist",
                                                               "took_over_from": None}

@@ -18,6 +18,12 @@ from django.conf import settings
 from backend.errors import ServiceUnavailable
 
 SERVICE = "Orthanc"
+AS_STORED = (("application/dicom", "*"),)  # WADO-RS: instances in their stored transfer syntax, no transcoding
+
+
+class OrthancRefused(Exception):
+    """Orthanc answered, but not with the resource (a 4xx, or a 5xx about this resource while Orthanc is up):
+    not an outage, so nothing to retry."""
 
 
 @dataclass
@@ -146,8 +152,19 @@ class OrthancClient:
         return [pydicom.Dataset.from_json(_without_bulk_data(item)) for item in items]
 
     def retrieve_series(self, study_instance_uid: str, series_instance_uid: str) -> list[pydicom.Dataset]:
-        """Full instances (with pixel data) of one series, WADO-RS."""
-        return self._dicomweb_call(self.dicomweb.retrieve_series, study_instance_uid, series_instance_uid)
+        """Full instances (with pixel data) of one series, WADO-RS, in the transfer syntax they were stored in:
+        the worker decodes them itself (pydicom + pylibjpeg), so a JPEG 2000 series Orthanc cannot transcode
+        is still read. An error answer about this series is OrthancRefused; only an outage is
+        ServiceUnavailable."""
+        try:
+            return self.dicomweb.retrieve_series(study_instance_uid, series_instance_uid, media_types=AS_STORED)
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status >= 500 or status in (0, 401):
+                self.ping()  # raises ServiceUnavailable when Orthanc itself is down
+            raise OrthancRefused(f"Orthanc answered HTTP {status} for this series") from exc
+        except requests.RequestException as exc:
+            raise ServiceUnavailable(SERVICE, f"DICOMweb: {exc.__class__.__name__}") from exc
 
     def study_instance_uids(self, page: int = 500) -> list[str]:
         """Every StudyInstanceUID Orthanc holds (QIDO-RS, paged)."""

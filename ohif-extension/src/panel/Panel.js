@@ -21,6 +21,23 @@ function JobStatus({ job }) {
   </div>`;
 }
 
+// A DICOM SR export that failed is the reader's business too (other PACS will not see the AI results).
+function SRExport({ uid, report, onRetried }) {
+  const sr = report.sr_export;
+  const [message, setMessage] = useState('');
+  if (!sr || sr.status !== 'failed') return null;
+  const retry = async () => {
+    const { ok, data } = await api(`/api/studies/${encodeURIComponent(uid)}/result/sr-export`, { method: 'POST' });
+    setMessage(ok ? `SR export ${data.sr_status}` : (data?.detail || 'Retry refused'));
+    onRetried();
+  };
+  return html`<div class="sa-error" data-testid="sr-export-failed">
+    DICOM SR export failed: ${sr.error || 'unknown reason'}
+    ${report.permissions?.retry_sr_export && html` <button type="button" onClick=${retry}>Retry export</button>`}
+    ${message && html` <span class="sa-muted">${message}</span>`}
+  </div>`;
+}
+
 function ModelLine({ report }) {
   const mv = report.model_version;
   const result = report.result || {};
@@ -134,6 +151,7 @@ export function Panel({ viewer }) {
       <button type="button" data-testid="take-over" onClick=${takeOver}>Take over</button>
     </div>`}
     <${JobStatus} job=${report.job} />
+    <${SRExport} uid=${uid} report=${report} onRetried=${reload} />
     ${report.result && html`<${ModelLine} report=${report} />`}
     ${report.result && html`<${Findings} result=${report.result} findings=${findings} active=${active}
         onJump=${jumpToFinding} viewer=${viewer} boxCount=${boxCount} />`}

@@ -21,6 +21,7 @@ MATRIX = {
     "dicom-modalities": ("get", {}, {"admin"}),
     "study-queue-job": ("post", {"study_instance_uid": UID}, {"admin"}),
     "study-result": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "study-result-sr-export": ("post", {"study_instance_uid": UID}, {"admin"}),
     "job-list": ("get", {}, {"radiologist", "admin"}),
     "job-detail": ("get", {"pk": 1}, {"radiologist", "admin"}),
     "model-version-list": ("get", {}, {"admin"}),
