@@ -44,6 +44,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("study-report-addenda", "POST"): Route(AuditEvent.EDIT, "report", "study_instance_uid"),
     ("study-report-sign", "POST"): Route(AuditEvent.SIGN, "report", "study_instance_uid"),
     ("study-upload", "POST"): Route(AuditEvent.EDIT, "study-upload", ""),
+    ("dicomweb", "POST"): Route(AuditEvent.EDIT, "study-upload", ""),  # STOW-RS
     ("study-queue-job", "POST"): Route(AuditEvent.EDIT, "inference-job", "study_instance_uid"),
     ("model-version-promote", "POST"): Route(AuditEvent.ADMIN, "model-version", "pk"),
     ("study-result-sr-export", "POST"): Route(AuditEvent.ADMIN, "sr-export", "study_instance_uid"),

@@ -91,24 +91,47 @@ class UploadWorkspace:
     def __exit__(self, *exc) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def write(self, name: str, source: BinaryIO) -> Path:
-        """Stream ``source`` into a new numbered file, enforcing the caps as bytes arrive."""
+    def new_file(self, name: str) -> "CappedFile":
+        """A new numbered file to write ``name`` into; the caps are enforced as bytes arrive."""
         self.files += 1
         if self.files > self.limits.max_files:
             raise UploadTooLarge([FileProblem(name, f"more than {self.limits.max_files} files in one upload")])
-        path = self.root / f"{self.files:07d}.dcm"
-        written = 0
-        with open(path, "wb") as out:
+        return CappedFile(self, name, self.root / f"{self.files:07d}.dcm")
+
+    def write(self, name: str, source: BinaryIO) -> Path:
+        """Stream ``source`` into a new numbered file."""
+        with self.new_file(name) as out:
             while chunk := source.read(CHUNK):
-                written += len(chunk)
-                self.expanded += len(chunk)
-                if written > self.limits.max_file_bytes:
-                    raise UploadTooLarge([FileProblem(name, f"larger than {self.limits.max_file_bytes} bytes")])
-                if self.expanded > self.limits.max_expanded_bytes:
-                    raise UploadTooLarge([FileProblem(
-                        name, f"the upload expands to more than {self.limits.max_expanded_bytes} bytes")])
                 out.write(chunk)
-        return path
+        return out.path
+
+
+class CappedFile:
+    """One file of a workspace, open for writing, counting its bytes against the workspace's caps."""
+
+    def __init__(self, workspace: UploadWorkspace, name: str, path: Path):
+        self.workspace, self.name, self.path, self.written = workspace, name, path, 0
+        self._out = open(path, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        limits = self.workspace.limits
+        self.written += len(chunk)
+        self.workspace.expanded += len(chunk)
+        if self.written > limits.max_file_bytes:
+            raise UploadTooLarge([FileProblem(self.name, f"larger than {limits.max_file_bytes} bytes")])
+        if self.workspace.expanded > limits.max_expanded_bytes:
+            raise UploadTooLarge([FileProblem(
+                self.name, f"the upload expands to more than {limits.max_expanded_bytes} bytes")])
+        self._out.write(chunk)
+
+    def close(self) -> None:
+        self._out.close()
+
+    def __enter__(self) -> "CappedFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _is_zip(source: BinaryIO) -> bool:
@@ -203,23 +226,32 @@ def read_instance(name: str, path: Path) -> UploadedInstance | None:
 def read_upload(sources: Iterable[tuple[str, BinaryIO | bytes]], workspace: UploadWorkspace) -> list[UploadedInstance]:
     """Stream every upload (zips expanded) into ``workspace`` and validate each file; collects all problems
     before failing. A cap reached stops at once (UploadTooLarge)."""
-    instances: list[UploadedInstance] = []
+    def files():
+        for name, source in sources:
+            source = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+            try:
+                yield from expand_upload(name, source, workspace)
+            except UploadTooLarge:
+                raise
+            except InvalidUpload as exc:
+                problems.extend(exc.problems)
+
     problems: list[FileProblem] = []
-    for name, source in sources:
-        source = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    return validate_files(files(), problems)
+
+
+def validate_files(files: Iterable[tuple[str, Path]], problems: list[FileProblem] | None = None) -> list[UploadedInstance]:
+    """Check every (name, path) already on disk; all problems (with those passed in) or the instances."""
+    problems = problems if problems is not None else []
+    instances: list[UploadedInstance] = []
+    for name, path in files:
         try:
-            for member_name, path in expand_upload(name, source, workspace):
-                try:
-                    instance = read_instance(member_name, path)
-                except InvalidUpload as exc:
-                    problems.extend(exc.problems)
-                    continue
-                if instance is not None:
-                    instances.append(instance)
-        except UploadTooLarge:
-            raise
+            instance = read_instance(name, path)
         except InvalidUpload as exc:
             problems.extend(exc.problems)
+            continue
+        if instance is not None:
+            instances.append(instance)
     if problems:
         raise InvalidUpload(problems)
     if not instances:

@@ -59,7 +59,9 @@ def test_only_dicomweb_resources_and_reads(stored_study, client_for):
     client = client_for("admin")
     assert client.get("/dicom-web/servers").status_code == 404
     assert client.get("/dicom-web/../system").status_code == 404
-    assert client.post(f"/dicom-web/studies/{stored_study}", b"", content_type="application/dicom").status_code == 405
+    # POST is STOW-RS (tests/backend/test_stow.py): multipart/related only, never a raw body
+    assert client.post(f"/dicom-web/studies/{stored_study}", b"", content_type="application/dicom").status_code == 415
+    assert client.post(f"/dicom-web/studies/{stored_study}/series", b"", content_type="application/dicom").status_code == 404
     assert client.delete(f"/dicom-web/studies/{stored_study}").status_code == 405
 
 
