@@ -94,9 +94,16 @@ def resync_from_orthanc(client: OrthancClient | None = None) -> dict[str, int]:
     """Bring the index in line with Orthanc: index every study, drop rows Orthanc no longer has."""
     client = client or get_client()
     uids = client.study_instance_uids()
-    created = 0
+    created = unreadable = 0
     for uid in uids:
-        _, was_created = index_from_orthanc(uid, source="sync", client=client)
+        try:
+            _, was_created = index_from_orthanc(uid, source="sync", client=client)
+        except LookupError:
+            # Orthanc lists the study but serves no DICOMweb metadata for it (seen for odd non-image objects
+            # of real archives): one such study must not stop the others from being indexed.
+            unreadable += 1
+            log.warning("re-sync: Orthanc has study %s but no DICOMweb metadata for it; not indexed", uid)
+            continue
         created += was_created
     removed = kept = 0
     for stale in Study.objects.exclude(study_instance_uid__in=uids):
@@ -108,4 +115,5 @@ def resync_from_orthanc(client: OrthancClient | None = None) -> dict[str, int]:
             # Rows that others protect (a radiologist's report) outlive the images: keep, report it.
             kept += 1
             log.warning("study %s is gone from Orthanc but has protected records; index row kept", stale)
-    return {"studies": len(uids), "created": created, "removed": removed, "kept_protected": kept}
+    return {"studies": len(uids), "created": created, "removed": removed, "kept_protected": kept,
+            "unreadable": unreadable}

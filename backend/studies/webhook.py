@@ -35,8 +35,11 @@ def verify(secret: str, timestamp: str | None, signature: str | None, body: byte
         return "missing signature headers"
     if not TIMESTAMP.match(timestamp):
         return "bad timestamp (whole seconds since the epoch)"
-    if abs((now or time.time()) - int(timestamp)) > MAX_SKEW_SECONDS:
-        return "timestamp outside the accepted window"
+    age = (now or time.time()) - int(timestamp)
+    if age > MAX_SKEW_SECONDS:
+        return "timestamp too old"
+    if age < -MAX_SKEW_SECONDS:
+        return "timestamp in the future"
     if not SIGNATURE.match(signature) or not hmac.compare_digest(sign(secret, timestamp, body), signature):
         return "bad signature"
     return None

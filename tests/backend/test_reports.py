@@ -231,7 +231,8 @@ def test_sign_locks_and_addenda_follow(drafted, client_for, users):
     assert body["status"] == "signed" and body["locked"] and body["current"]["number"] == 1
     assert body["radpeer"] == {"score": "3b", "comment": "missed cord compression"}
     assert body["addenda"][0]["text"].startswith("Addendum") and len(body["versions"]) == 3
-    assert body["permissions"] == {"edit": False, "sign": False, "addendum": True}
+    assert body["permissions"] == {"edit": False, "sign": False, "addendum": True, "claim": False, "take_over": False,
+                                   "retry_sr_export": False}
 
 
 def test_rerun_never_touches_a_signed_report(drafted, make_result, client_for, django_capture_on_commit_callbacks):

@@ -81,7 +81,10 @@ def test_evaluate_writes_json_and_markdown(runs):
     inits = res["random_inits"]["views"]["all"]
     assert res["random_inits"]["seeds"] == [0, 1] and len(inits["per_init"]) == 2
     assert inits["per_init"][0] == res["variants"]["random_encoder"]["diagnosis"]["all"]["mean_auroc"]
-    assert inits["per_init"][0] != inits["per_init"][1]  # another init is another baseline
+    # Another init is another baseline. On 2 test cases the "all" view's probes can tie for both inits (0.5 each:
+    # seen on this machine's CPU for the unchanged code of 9ace845), so the claim is checked over every view.
+    views = res["random_inits"]["views"].values()
+    assert any(v["per_init"][0] != v["per_init"][1] for v in views), res["random_inits"]
     assert "over 2 initialisations" in (out / "metrics.md").read_text()
     assert "all" in res["variants"]["spinefm"]["diagnosis"] and "segmentation" in res["variants"]["spinefm"]
     seg = res["variants"]["spinefm"]["segmentation"]["t1"]

@@ -18,6 +18,7 @@ EXPORTS = {
     "analytics-export": "test_analytics_figures.py::test_csv_reports_has_times_and_error_counts_and_defuses_formulas",
     "analytics-export-xlsx": "test_xlsx_cells_are_text_never_formulas (here)",
     "audit-export": "test_audit.py::test_csv_export_streams_escapes_formulas_and_is_itself_recorded",
+    "study-result-sr-export": "a DICOM SR written to Orthanc, not a spreadsheet",
 }
 
 
