@@ -39,6 +39,7 @@ PRESENCE = hd.sr.CodedConcept("presence", SCHEME, "AI finding presence")
 # The model's call per condition (spinefm.results STATUSES); "not_assessed" carries no presence claim.
 PRESENCE_CODES = {PRESENT: codes.SCT.Present, POSSIBLE: codes.SCT.Equivocal, ABSENT: codes.SCT.Absent}
 DRAFT_TEXT = hd.sr.CodedConcept("draft_text", SCHEME, "AI draft report text")
+DRAFTER = hd.sr.CodedConcept("drafter", SCHEME, "AI draft written by")
 NOTICE = hd.sr.CodedConcept("ai_notice", SCHEME, "AI-generated content notice")
 PROCEDURE = hd.sr.CodedConcept("mr_spine", SCHEME, "MRI of spine")
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
@@ -191,6 +192,11 @@ def build_sr(result, headers: list[pydicom.Dataset]) -> hd.sr.Comprehensive3DSR 
     if (draft := (data.get("draft_text") or "").strip()):
         report[0].ContentSequence.append(hd.sr.TextContentItem(
             name=DRAFT_TEXT, value=draft, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+        drafter = str(data.get("draft_backend") or "unknown")
+        if data.get("draft_fallback"):
+            drafter += f"; fallback because {data['draft_fallback']}"
+        report[0].ContentSequence.append(hd.sr.TextContentItem(
+            name=DRAFTER, value=drafter[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     # Box-free results still need one evidence image (the SR's study and patient come from it).
     evidence = [_evidence_header(ds) for ds in (referenced or list(by_uid.values())[:1])]
     if not evidence:

@@ -116,6 +116,7 @@ def test_sr_round_trip_through_orthanc(phantom_result, orthanc_admin):
     assert lesion.roi.value.tolist()[0] == [0.0, 10.0] and lesion.roi.value.tolist()[2] == [30.0, 256.0]
     texts = [item.TextValue for item in sr.ContentSequence if item.ValueType == "TEXT"]
     assert any("synthetic" in t for t in texts) and any("L4-L5 disc herniation" in t for t in texts)
+    assert "template" in texts  # which drafter wrote the draft (docs/weights.md)
 
     # Building again gives the same UIDs; a result with nothing to report gives no SR.
     headers = get_client().study_metadata(result.study.study_instance_uid)
