@@ -5,7 +5,7 @@ from django.http import JsonResponse
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from backend.accounts.views import LogoutAll, MeView
+from backend.accounts.views import AcknowledgeNotice, LogoutAll, MeView
 from backend.dicomweb.views import DicomWebGateway
 from backend.inference import views as inference
 from backend.reports import views as reports
@@ -19,6 +19,7 @@ def health(request):
 api = [
     path("me", MeView.as_view(), name="me"),
     path("me/logout-all", LogoutAll.as_view(), name="me-logout-all"),
+    path("me/notices/<str:notice>", AcknowledgeNotice.as_view(), name="me-acknowledge-notice"),
     path("studies/", studies.StudyList.as_view(), name="study-list"),
     path("studies/upload", studies.StudyUpload.as_view(), name="study-upload"),
     path("studies/resync", studies.StudyResync.as_view(), name="study-resync"),
@@ -31,6 +32,7 @@ api = [
     path("studies/<str:study_instance_uid>/report", reports.StudyReport.as_view(), name="study-report"),
     path("studies/<str:study_instance_uid>/report/versions", reports.ReportVersions.as_view(),
          name="study-report-versions"),
+    path("studies/<str:study_instance_uid>/report/state", reports.ReportState.as_view(), name="study-report-state"),
     path("studies/<str:study_instance_uid>/report/claim", reports.ClaimReport.as_view(), name="study-report-claim"),
     path("studies/<str:study_instance_uid>/report/sign", reports.SignReport.as_view(), name="study-report-sign"),
     path("studies/<str:study_instance_uid>/report/addenda", reports.ReportAddenda.as_view(),

@@ -1,4 +1,4 @@
-"""The worklist: derived statuses, filters, ordering, and a query count that does not grow with rows."""
+"""The worklist: derived statuses, filters, quick filters, sorting, and a query count that does not grow with rows."""
 
 import datetime as dt
 
@@ -18,7 +18,7 @@ def model_version(db):
 
 
 def _study(n, job_status=None, report_status=None, model_version=None, reader=None, signed_by=None, day=1,
-           earlier_job=None):
+           earlier_job=None, priority=None, opened=None):
     study = Study.objects.create(study_instance_uid=f"1.2.826.0.1.3680043.10.999.7{n:03d}", patient_id=f"P{n}",
                                  patient_name=f"Phantom^{n}", study_date=dt.date(2026, 3, day),
                                  study_description="MR LSPINE", modalities="MR", num_series=4)
@@ -26,11 +26,13 @@ def _study(n, job_status=None, report_status=None, model_version=None, reader=No
     if earlier_job:
         InferenceJob.objects.create(study=study, status=earlier_job, trigger="auto", model_version=model_version)
     if job_status:
+        error = {"unsupported": "modality CT is not MR", "failed": "Orthanc stayed unavailable"}.get(job_status, "")
         InferenceJob.objects.create(study=study, status=job_status, trigger="manual", model_version=model_version,
-                                    error="modality CT is not MR" if job_status == "unsupported" else "")
+                                    error=error)
     if report_status:
         Report.objects.create(study=study, status=report_status, reader=reader, signed_by=signed_by,
-                              current_number=0 if report_status != "no_draft" else None)
+                              current_number=0 if report_status != "no_draft" else None, ai_priority=priority,
+                              first_opened_at=opened if opened is not None else (timezone.now() if reader else None))
     return study
 
 
@@ -42,9 +44,9 @@ def worklist(users, model_version):
         "running": _study(2, "running", model_version=model_version, day=2),
         "failed": _study(3, "failed", day=3),
         "unsupported": _study(4, "unsupported", day=4),
-        "draft ready": _study(5, "succeeded", "draft_ready", model_version, day=5),
-        "in review": _study(6, "succeeded", "in_review", model_version, reader=rad, day=6),
-        "signed": _study(7, "succeeded", "signed", model_version, reader=rad, signed_by=rad, day=7),
+        "draft ready": _study(5, "succeeded", "draft_ready", model_version, day=5, priority=2),
+        "in review": _study(6, "succeeded", "in_review", model_version, reader=rad, day=6, priority=0),
+        "signed": _study(7, "succeeded", "signed", model_version, reader=rad, signed_by=rad, day=7, priority=1),
         "rerun queued on signed": _study(8, "queued", "signed", model_version, signed_by=rad, day=8,
                                          earlier_job="succeeded"),
         "rerun failed, draft kept": _study(9, "failed", "draft_ready", model_version, day=9,
@@ -63,7 +65,7 @@ def test_statuses_and_ordering(worklist, client_for):
     body = _rows(client_for("radiologist"))
     assert body["count"] == 10
     rows = {row["study_instance_uid"]: row for row in body["results"]}
-    expected = {"queued": "queued", "running": "running", "failed": "failed", "unsupported": "failed",
+    expected = {"queued": "queued", "running": "running", "failed": "failed", "unsupported": "unsupported",
                 "draft ready": "draft ready", "in review": "in review", "signed": "signed",
                 "rerun queued on signed": "signed", "rerun failed, draft kept": "draft ready",
                 "nothing": "not queued"}
@@ -72,7 +74,13 @@ def test_statuses_and_ordering(worklist, client_for):
     # newest received first
     assert [r["patient_id"] for r in body["results"]] == [f"P{n}" for n in range(10, 0, -1)]
     row = rows[worklist["unsupported"].study_instance_uid]
-    assert row["job_status"] == "unsupported" and row["job_error"] == "modality CT is not MR"
+    assert row["job_status"] == "unsupported" and row["reason"] == "modality CT is not MR"
+    assert row["status_label"] == "Unsupported (not a spine MRI)"
+    row = rows[worklist["failed"].study_instance_uid]
+    assert row["reason"] == "Orthanc stayed unavailable" and row["status_label"] == "Analysis failed"
+    # a failed re-run beside a kept draft is no reason to show: the draft is there to read
+    assert rows[worklist["rerun failed, draft kept"].study_instance_uid]["reason"] is None
+    assert rows[worklist["draft ready"].study_instance_uid]["priority_label"] == "urgent finding"
     row = rows[worklist["signed"].study_instance_uid]
     assert row["reader"] == "radiologist" and row["model_version"]["name"] == "phantom-nano"
     assert set(row) >= {"study_instance_uid", "patient_id", "patient_name", "study_date", "study_description",
@@ -84,7 +92,7 @@ def test_statuses_and_ordering(worklist, client_for):
 def test_filters_and_paging(worklist, client_for):
     c = client_for("admin")
     assert {r["status"] for r in _rows(c, "?status=failed")["results"]} == {"failed"}
-    assert _rows(c, "?status=failed")["count"] == 2
+    assert _rows(c, "?status=failed")["count"] == 1
     assert _rows(c, "?status=draft_ready,in%20review")["count"] == 3
     dated = _rows(c, "?date_from=2026-03-03&date_to=2026-03-05")["results"]
     assert sorted(r["patient_id"] for r in dated) == ["P3", "P4", "P5"]
@@ -94,10 +102,55 @@ def test_filters_and_paging(worklist, client_for):
     # With a status filter the total is read off the page's rows; past the end it is counted apart.
     second = _rows(c, "?status=draft_ready,in%20review&limit=2&offset=2")
     assert second["count"] == 3 and len(second["results"]) == 1 and second["previous"] and not second["next"]
-    beyond = _rows(c, "?status=failed&offset=5")
+    beyond = _rows(c, "?status=failed,unsupported&offset=5")
     assert beyond["count"] == 2 and beyond["results"] == []
     assert c.get("/api/worklist?status=bogus").status_code == 400
     assert c.get("/api/worklist?date_from=03/01/2026").status_code == 400
+
+
+def test_unsupported_hidden_on_request_failed_kept(worklist, client_for):
+    c = client_for("radiologist")
+    shown = _rows(c, "?hide=unsupported")
+    assert shown["count"] == 9 and "unsupported" not in {r["status"] for r in shown["results"]}
+    assert "failed" in {r["status"] for r in shown["results"]}
+    assert _rows(c, "?status=unsupported")["count"] == 1
+    assert _rows(c, "?status=failed,unsupported&hide=unsupported")["count"] == 1
+    assert c.get("/api/worklist?status=unsupported&hide=unsupported").status_code == 400
+    assert c.get("/api/worklist?hide=nonsense").status_code == 400
+
+
+def test_quick_filters(worklist, client_for, users):
+    c = client_for("radiologist")
+    mine = _rows(c, "?mine=1")["results"]
+    assert sorted(r["patient_id"] for r in mine) == ["P6", "P7", "P8"]
+    assert _rows(client_for("admin"), "?mine=1")["count"] == 0
+    # unread: nobody opened it and it is not signed (no report yet counts as unread)
+    unread = sorted(r["patient_id"] for r in _rows(c, "?unread=1")["results"])
+    assert unread == ["P1", "P10", "P2", "P3", "P4", "P5", "P9"]
+    assert [r["patient_id"] for r in _rows(c, "?unread=1&status=draft_ready")["results"]] == ["P9", "P5"]
+    assert c.get("/api/worklist?mine=maybe").status_code == 400
+
+
+@pytest.mark.parametrize("ordering, first, last", [
+    ("-received", "P10", "P1"), ("received", "P1", "P10"), ("date", "P1", "P10"), ("-date", "P10", "P1"),
+    # workflow order: queued, running, draft ready (P9 before P5: newest first within a status), ...
+    ("status", "P1", "P10"), ("-status", "P10", "P1"),
+    ("-priority", "P5", "P1"), ("priority", "P6", "P1"),  # no priority (no draft) last
+])
+def test_sorting(worklist, client_for, ordering, first, last):
+    rows = _rows(client_for("admin"), f"?ordering={ordering}")["results"]
+    assert (rows[0]["patient_id"], rows[-1]["patient_id"]) == (first, last), [r["patient_id"] for r in rows]
+
+
+def test_sorting_by_status_and_reader_pages_in_order(worklist, client_for):
+    c = client_for("admin")
+    ids = [r["patient_id"] for r in _rows(c, "?ordering=status")["results"]]
+    assert ids == ["P1", "P2", "P9", "P5", "P6", "P8", "P7", "P3", "P4", "P10"]
+    paged = _rows(c, "?ordering=status&limit=4&offset=4")
+    assert paged["count"] == 10 and [r["patient_id"] for r in paged["results"]] == ids[4:8]
+    by_reader = [r["reader"] for r in _rows(c, "?ordering=reader")["results"]]
+    assert by_reader[:3] == ["radiologist"] * 3 and by_reader[3:] == [None] * 7  # no reader last
+    assert c.get("/api/worklist?ordering=patient_name").status_code == 400
 
 
 def test_query_count_does_not_grow_with_rows(worklist, client_for, model_version,

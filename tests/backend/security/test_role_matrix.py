@@ -14,6 +14,7 @@ ROLES = {"radiologist", "annotator", "admin"}
 MATRIX = {
     "me": ("get", {}, ALL),
     "me-logout-all": ("post", {}, ALL),
+    "me-acknowledge-notice": ("post", {"notice": "investigational-use"}, ALL),
     "study-list": ("get", {}, ROLES),
     "study-detail": ("get", {"study_instance_uid": UID}, ROLES),
     "study-upload": ("post", {}, {"admin"}),
@@ -27,6 +28,7 @@ MATRIX = {
     "model-version-list": ("get", {}, {"admin"}),
     "model-version-promote": ("post", {"pk": 1}, {"admin"}),
     "study-report": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "study-report-state": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
     "study-report-claim": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-versions": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-sign": ("post", {"study_instance_uid": UID}, {"radiologist"}),
