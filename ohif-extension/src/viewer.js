@@ -95,7 +95,7 @@ export class Viewer {
   labelOurBoxes() {
     const { ToolGroupManager } = this.libs.cornerstoneTools;
     for (const group of ToolGroupManager.getAllToolGroups?.() || []) {
-      const tool = group.getToolInstance?.('RectangleROI');
+      const tool = group.hasTool?.('RectangleROI') && group.getToolInstance('RectangleROI');
       if (!tool?.configuration || tool.configuration.spineagentLabels) continue;
       const statistics = tool.configuration.getTextLines;
       tool.configuration.getTextLines = (data, targetId) => (data?.label?.startsWith('AI: ')
@@ -162,7 +162,16 @@ export class Viewer {
   /** Hang the study where the reading starts. `layout`: sequence types left to right (site setting, e.g.
    * ["T1", "T2"]); `series`: the index's series with plane and sequence type; `target`: the image to show first
    * (a key slice or box), else every viewport opens on its series' middle (mid-sagittal) slice. */
-  async openReading({ layout = ['T1', 'T2'], series = [], target = null }) {
+  async openReading(options) {
+    try {
+      return await this.hangReading(options);
+    } catch (error) { // the viewer may be closed or re-laid out meanwhile: the reader just sees OHIF's layout
+      console.warn('SpineAgent: could not open the reading layout:', error?.message || error);
+      return false;
+    }
+  }
+
+  async hangReading({ layout = ['T1', 'T2'], series = [], target = null }) {
     const { displaySetService, hangingProtocolService, viewportGridService } = this.services;
     const sagittal = (type) => series.find((s) => s.plane === 'sagittal' && s.sequence_type === type && s.modality === 'MR');
     const wanted = layout.map(sagittal).filter(Boolean).map((s) => s.series_instance_uid);
@@ -176,6 +185,14 @@ export class Viewer {
       return found.every(Boolean) ? found : null;
     }, 60000);
     if (!sets) return false;
+    // Let OHIF's first viewport finish its first image: replacing it mid-load leaves cornerstone timers
+    // pointing at a destroyed viewport.
+    const { cornerstone } = this.libs;
+    await waitFor(() => {
+      const imageId = this.activeViewport()?.viewport.getCurrentImageId?.();
+      return imageId && cornerstone.cache.isLoaded?.(imageId);
+    }, 15000);
+    await sleep(300);
     const study = sets[0].StudyInstanceUID;
     const ids = sets.map((_, i) => `spineagent-${i}`);
     const protocol = {

@@ -12,8 +12,7 @@ function DiffView({ diff }) {
   if (diff.error) return html`<p class="sa-error" data-testid="diff-error">${diff.error}</p>`;
   const w = diff.words;
   return html`<div class="sa-diff" data-testid="diff" data-from=${diff.from} data-to=${diff.to}>
-    <p class="sa-muted">Version ${diff.from} → ${diff.to}: <span data-testid="diff-counts">${w.inserted} words added,
-      ${w.deleted} removed</span>, similarity ${Math.round(diff.similarity * 100)}%</p>
+    <p class="sa-muted">Version ${diff.from} → ${diff.to}: <span data-testid="diff-counts">${`${w.inserted} words added, ${w.deleted} removed`}</span>, similarity ${Math.round(diff.similarity * 100)}%</p>
     <pre class="sa-merge-text">${diff.ops.map((op, i) => (op.op === 'equal' ? op.text
       : op.op === 'insert' ? html`<ins key=${i}>${op.text}</ins>` : html`<del key=${i}>${op.text}</del>`))}</pre>
   </div>`;
@@ -52,8 +51,11 @@ export function History({ uid, report }) {
 
 /** The signed report and its addenda, read-only, as one document; "Add addendum" for who may. */
 export function SignedDocument({ uid, report, onChanged }) {
+  // Text typed in this tab that a save could not store because the report was signed meanwhile: its lines
+  // that the signed text lacks are what the reader may still want to add.
   const kept = pending.recall(uid);
-  const unsaved = kept && kept.text !== report.current?.text ? kept.text : '';
+  const signedLines = new Set((report.current?.text || '').split('\n').map((l) => l.trim()));
+  const unsaved = kept ? kept.text.split('\n').filter((l) => l.trim() && !signedLines.has(l.trim())).join('\n') : '';
   const [text, setText] = useState('');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
@@ -76,7 +78,7 @@ export function SignedDocument({ uid, report, onChanged }) {
         <pre>${a.text}</pre></div>`)}
     </div>
     ${unsaved && html`<div class="sa-conflict" data-testid="unsaved-after-signing">
-      <p>This text was typed in this tab but not saved before the report was signed:</p>
+      <p>These lines were typed in this tab but not saved before the report was signed:</p>
       <pre class="sa-merge-text">${unsaved}</pre>
       ${report.permissions?.addendum && html`<button type="button" onClick=${() => setText(unsaved)}>Use it as an addendum</button>`}
       <button type="button" onClick=${() => { pending.forget(uid); onChanged?.(); }}>Discard it</button>

@@ -27,11 +27,11 @@ export function Merge({ conflict, onResolve, onTakeTheirs }) {
     <p><b>Version ${theirs.number}${who} was saved while you edited.</b> Nothing is lost: merge the two below.
       ${conflicts.length === 0 ? ' Your changes and theirs touch different lines and are merged already.'
         : ` ${conflicts.length} place${conflicts.length > 1 ? 's' : ''} changed on both sides: choose for each.`}</p>
-    <div class="sa-three">
-      <div><b>Version you edited</b><pre class="sa-merge-text" data-testid="merge-base">${base}</pre></div>
-      <div><b>Yours</b><${Marked} base=${base} text=${mine} testid="merge-mine" /></div>
-      <div><b>Version ${theirs.number}${who}</b><${Marked} base=${base} text=${theirs.text} testid="merge-theirs" /></div>
-    </div>
+    <details open><summary>Their changes: version ${theirs.number}${who}</summary>
+      <${Marked} base=${base} text=${theirs.text} testid="merge-theirs" /></details>
+    <details open><summary>Your changes</summary><${Marked} base=${base} text=${mine} testid="merge-mine" /></details>
+    <details><summary>The version you edited (base)</summary>
+      <pre class="sa-merge-text" data-testid="merge-base">${base}</pre></details>
     ${conflicts.map((c, n) => html`<div class="sa-merge-choice" key=${n} data-testid="merge-conflict">
       <span class="sa-muted">Both changed: </span>
       <code>${(c.mine.join(' ') || '(removed)').slice(0, 60)}</code> / <code>${(c.theirs.join(' ') || '(removed)').slice(0, 60)}</code>

@@ -119,7 +119,7 @@ export function Panel({ viewer }) {
       if (ok && fingerprint(data) !== seen) {
         seen = fingerprint(data);
         const fresh = await reload();
-        if (fresh?.permissions?.claim) await claim();
+        if (fresh?.permissions?.claim && fresh.current) await claim();
       }
       if (!ok || !data.final) timer = setTimeout(poll, POLL_MS);
     };
@@ -130,7 +130,7 @@ export function Panel({ viewer }) {
     (async () => {
       const first = await reload();
       if (stop || !first) return;
-      if (first.permissions?.claim) await claim();
+      if (first.permissions?.claim && first.current) await claim(); // a reader claims a draft, not a failure
       seen = fingerprint({ ...first, current_number: first.current?.number ?? null,
         version_count: first.versions.length });
       if (!first.final) timer = setTimeout(poll, POLL_MS);
