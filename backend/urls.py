@@ -6,7 +6,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from backend.accounts.views import AcknowledgeNotice, LogoutAll, MeView
-from backend.dicomweb.views import DicomWebGateway
+from backend.dicomweb.views import DicomWebGateway, fast_path_decision
 from backend.inference import views as inference
 from backend.reports import views as reports
 from backend.studies import views as studies
@@ -57,6 +57,8 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
     re_path(r"^dicom-web/(?P<path>.*)$", DicomWebGateway.as_view(), name="dicomweb"),
+    # nginx's auth_request for /dicom-web/ reads (docker/nginx/nginx.conf); nginx refuses it from outside.
+    path("internal/dicomweb-decision", fast_path_decision, name="dicomweb-fast-path"),
     path("", include("backend.accounts.urls")),  # /oidc/... hospital SSO, only when OIDC is configured
     path("annotate/", include("backend.annotations.page_urls")),  # the annotator's HTML pages
     path("analytics/", include("backend.analytics.page_urls")),  # the admin's analytics dashboard

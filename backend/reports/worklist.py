@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import (Case, CharField, Count, F, FilteredRelation, IntegerField, OuterRef, Q, QuerySet,
-                              Subquery, Value, When, Window)
+from django.db.models import (Case, CharField, Count, Exists, F, FilteredRelation, IntegerField, OuterRef, Q,
+                              QuerySet, Subquery, Value, When, Window)
 from django.db.models.functions import Coalesce
 
 from backend.inference.models import InferenceJob
@@ -114,6 +114,27 @@ def _statuses(params) -> set[str]:
     return wanted if wanted != set(STATUSES) else set()
 
 
+def _needs_every_status(params) -> bool:
+    """Whether the query needs every study's display status: an explicit status filter, a hidden status
+    other than unsupported, or sorting by status. Hiding unsupported studies alone does not: those are
+    found from the few unsupported jobs (``unsupported_study_ids``)."""
+    hidden = _status_list(params, "hide")
+    return bool(_status_list(params, "status")) or bool(hidden - {UNSUPPORTED}) or \
+        _ordering(params)[0] == "status_rank"
+
+
+def unsupported_study_ids() -> QuerySet:
+    """Ids of the studies whose display status is ``unsupported``: the latest job is unsupported and the
+    report has no draft (the CASE in worklist_queryset gives every other status precedence over it; the
+    test suite checks the two agree). Starts from the unsupported jobs, few, by the status index."""
+    newer = InferenceJob.objects.filter(
+        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__gt=OuterRef("pk")),
+        study=OuterRef("study"))
+    return (InferenceJob.objects.filter(status=InferenceJob.UNSUPPORTED).exclude(Exists(newer))
+            .exclude(study__report__status__in=(Report.SIGNED, Report.IN_REVIEW, Report.DRAFT_READY))
+            .values("study_id"))
+
+
 def _flag(params, name: str) -> bool:
     value = (params.get(name) or "").strip().lower()
     if value in ("", "0", "false", "no"):
@@ -158,36 +179,58 @@ def _reader_is(username: str) -> Q:
 
 
 def filtered(params, user=None) -> QuerySet:
-    """Apply the filters (?status=&hide=&date_from=&date_to=&reader=&mine=&unread=) and ?ordering=."""
+    """Apply the filters (?status=&hide=&date_from=&date_to=&reader=&mine=&unread=) and ?ordering=, on the
+    every-row form of the query (see the module docstring)."""
     wanted = _statuses(params)
     field, descending = _ordering(params)
-    every_row = bool(wanted) or (field, descending) != _ordering({})
-    qs = _study_filters(worklist_queryset(every_row=every_row), params, user)
+    qs = _study_filters(worklist_queryset(every_row=True), params, user)
     if wanted:
         qs = qs.filter(display_status__in=wanted)
     if field == "status_rank":
         qs = qs.annotate(status_rank=_status_rank())
-    if (field, descending) != _ordering({}):
-        key = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
-        qs = qs.order_by(key, "-received_at", "-pk")
+    return qs.order_by(_sort_key(field, descending), "-received_at", "-pk")
+
+
+def _sort_key(field: str, descending: bool):
+    return F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
+
+
+def _cheap_studies(params, user=None) -> QuerySet:
+    """The studies the worklist shows when no display status is needed to filter or sort: the study and
+    report filters, minus unsupported studies when those are hidden."""
+    qs = _study_filters(Study.objects.all(), params, user)
+    if UNSUPPORTED in _status_list(params, "hide"):
+        qs = qs.exclude(pk__in=unsupported_study_ids())
     return qs
 
 
 def count(params, user=None) -> int:
-    """How many rows ``filtered(params)`` has; without a status filter, counted on the studies alone
+    """How many rows the worklist has for ``params``; without a status filter, counted on the studies alone
     (every join of the worklist adds at most one row per study, so the number is the same)."""
-    if _statuses(params):
+    if _needs_every_status(params):
         return filtered(params, user).count()
-    return _study_filters(Study.objects.all(), params, user).count()
+    return _cheap_studies(params, user).count()
 
 
 def page(params, offset: int, limit: int, user=None) -> tuple[list, int]:
-    """One page of ``filtered(params)`` and the total number of rows.
+    """One page of the worklist and the total number of rows.
 
-    With a status filter both need every study's display status, so the total is read off the page's
-    own rows (a window count) instead of a second query; an empty page (offset past the end) counts apart.
+    Needing every study's display status (status filter or sort), the page and its total come from one
+    every-row query (a window count; an empty page past the end counts apart). Otherwise the page's ids are
+    picked on the studies (and their report, to sort by priority or reader) without any job, then those rows
+    alone are annotated with the per-row form of the query, and the total is counted on the studies.
     """
-    if not _statuses(params):
-        return list(filtered(params, user)[offset:offset + limit]), count(params, user)
-    rows = list(filtered(params, user).annotate(total_rows=Window(Count("pk")))[offset:offset + limit])
-    return rows, (rows[0].total_rows if rows else count(params, user))
+    if _needs_every_status(params):
+        rows = list(filtered(params, user).annotate(total_rows=Window(Count("pk")))[offset:offset + limit])
+        return rows, (rows[0].total_rows if rows else count(params, user))
+    field, descending = _ordering(params)
+    studies = _cheap_studies(params, user)
+    if field == "received_at":
+        ids = studies.order_by(_sort_key(field, descending), "-pk")
+    else:
+        ids = studies.annotate(priority=F("report__ai_priority"), reader_name=Coalesce(
+            F("report__signed_by__username"), F("report__reader__username"))).order_by(
+            _sort_key(field, descending), "-received_at", "-pk")
+    ids = list(ids.values_list("pk", flat=True)[offset:offset + limit])
+    rows = {row.pk: row for row in worklist_queryset(every_row=False).filter(pk__in=ids)}
+    return [rows[pk] for pk in ids if pk in rows], _cheap_studies(params, user).count()

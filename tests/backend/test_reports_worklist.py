@@ -157,8 +157,8 @@ def test_query_count_does_not_grow_with_rows(worklist, client_for, model_version
                                              django_assert_max_num_queries):
     c = client_for("radiologist")
     c.get("/api/worklist")  # warm the session and permission caches of this client
-    # session, user, 2 permission lookups, count, page: independent of the number of rows
-    with django_assert_max_num_queries(6) as few:
+    # session, user, 2 permission lookups, the page's ids, its rows, the count: independent of the number of rows
+    with django_assert_max_num_queries(7) as few:
         _rows(c)
     for n in range(11, 41):
         _study(n, "succeeded", "draft_ready", model_version)
@@ -172,3 +172,35 @@ def test_annotator_sees_statuses_but_not_reports(worklist, client_for):
     assert rows and all("status" in row and "text" not in row for row in rows)
     assert client.get(f"/api/studies/{rows[0]['study_instance_uid']}/report").status_code == 403
     assert client_for("nobody").get("/api/worklist").status_code == 403
+
+
+def test_the_unsupported_shortcut_agrees_with_the_display_status(worklist, model_version, users):
+    """Hiding unsupported studies uses unsupported_study_ids (from the few unsupported jobs), not the CASE
+    over every study: the two must name the same studies, whatever came before or after the unsupported job."""
+    from backend.reports import worklist as wl
+
+    rad = users["radiologist"]
+    _study(11, "unsupported", earlier_job="succeeded", model_version=model_version)  # re-run found it unsupported
+    _study(12, "succeeded", "draft_ready", model_version, earlier_job="unsupported")  # re-run after a fix
+    _study(13, "unsupported", "in_review", model_version, reader=rad)  # someone reads it anyway
+    _study(14, "unsupported", "no_draft", model_version)  # a report row without a version
+    by_case = set(wl.worklist_queryset(every_row=True).filter(display_status="unsupported").values_list("pk", flat=True))
+    assert by_case == set(wl.unsupported_study_ids().values_list("study_id", flat=True))
+    assert {Study.objects.get(pk=pk).patient_id for pk in by_case} == {"P4", "P11", "P14"}
+
+
+@pytest.mark.parametrize("query", ["?hide=unsupported", "?hide=unsupported&ordering=-priority",
+                                   "?hide=unsupported&ordering=reader", "?ordering=-date&limit=3&offset=2",
+                                   "?hide=unsupported&unread=1&ordering=date"])
+def test_the_cheap_path_pages_like_the_every_row_path(worklist, client_for, query):
+    """Without a status filter the page is picked on the studies alone; it must equal the every-row query."""
+    c = client_for("radiologist")
+    cheap = _rows(c, query)
+    full = _rows(c, query + "&status=" + ",".join(s.replace(" ", "%20") for s in
+                                                   ("queued", "running", "draft ready", "in review", "signed",
+                                                    "failed", "not queued")))
+    hidden = "hide=unsupported" in query
+    if not hidden:
+        full = _rows(c, query + "&status=queued,running,draft_ready,in_review,signed,failed,unsupported,not_queued")
+    assert [r["patient_id"] for r in cheap["results"]] == [r["patient_id"] for r in full["results"]]
+    assert cheap["count"] == full["count"]

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from .test_review_flow import ARTIFACTS, CHROMIUM, ROOT, _require_browser_stack
+from .test_review_flow import ARTIFACTS, CHROMIUM, DOC_IMAGES, ROOT, _require_browser_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.slow]
 
 OUT = ARTIFACTS.parent / "e2e-states"
+KEY_SCREENSHOTS = ["01-worklist-states", "02-panel-failed", "03-panel-unsupported", "04-panel-after-retry",
+                   "05-signed-elsewhere"]
 FAILED_REASON = "Orthanc stayed unavailable after 3 attempts (e2e: the analysis was ended as an outage ends it)"
 
 
@@ -111,3 +113,9 @@ def test_failed_and_unsupported_studies_say_why_and_offer_what_fits(live_server,
     assert report["csp"] == [], report["csp"]
     views = AuditEvent.objects.filter(target_type="report", target_id=failed_uid, action=AuditEvent.VIEW).count()
     assert views < 40, views  # reloads after real changes only (one per open, save, sign), never per poll
+    if os.environ.get("SPINEAGENT_DOC_SCREENSHOTS") == "1":
+        from PIL import Image
+
+        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+        for name in KEY_SCREENSHOTS:  # as JPEG for docs/review.md, named states-*
+            Image.open(OUT / f"{name}.png").convert("RGB").save(DOC_IMAGES / f"states-{name}.jpg", quality=82)
