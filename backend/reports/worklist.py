@@ -195,12 +195,13 @@ def _sort_key(field: str, descending: bool):
     return F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
 
 
-def _cheap_studies(params, user=None) -> QuerySet:
+def _cheap_studies(params, user=None, hidden_ids: list[int] | None = None) -> QuerySet:
     """The studies the worklist shows when no display status is needed to filter or sort: the study and
-    report filters, minus unsupported studies when those are hidden."""
+    report filters, minus unsupported studies when those are hidden (``hidden_ids``: their ids, when the
+    caller has them already)."""
     qs = _study_filters(Study.objects.all(), params, user)
     if UNSUPPORTED in _status_list(params, "hide"):
-        qs = qs.exclude(pk__in=unsupported_study_ids())
+        qs = qs.exclude(pk__in=hidden_ids if hidden_ids is not None else unsupported_study_ids())
     return qs
 
 
@@ -216,21 +217,26 @@ def page(params, offset: int, limit: int, user=None) -> tuple[list, int]:
     """One page of the worklist and the total number of rows.
 
     Needing every study's display status (status filter or sort), the page and its total come from one
-    every-row query (a window count; an empty page past the end counts apart). Otherwise the page's ids are
-    picked on the studies (and their report, to sort by priority or reader) without any job, then those rows
-    alone are annotated with the per-row form of the query, and the total is counted on the studies.
+    every-row query (a window count; an empty page past the end counts apart). Otherwise the total is counted
+    on the studies, and the page is either the per-row form of the query in arrival order (an index walk,
+    when nothing is hidden) or its ids picked on the studies and their report without any job (hiding
+    unsupported studies, or sorted by date, priority or reader), then those rows alone annotated.
     """
     if _needs_every_status(params):
         rows = list(filtered(params, user).annotate(total_rows=Window(Count("pk")))[offset:offset + limit])
         return rows, (rows[0].total_rows if rows else count(params, user))
     field, descending = _ordering(params)
-    studies = _cheap_studies(params, user)
-    if field == "received_at":
-        ids = studies.order_by(_sort_key(field, descending), "-pk")
-    else:
-        ids = studies.annotate(priority=F("report__ai_priority"), reader_name=Coalesce(
-            F("report__signed_by__username"), F("report__reader__username"))).order_by(
-            _sort_key(field, descending), "-received_at", "-pk")
+    if field == "received_at" and not _status_list(params, "hide"):
+        # Newest first, nothing hidden: PostgreSQL walks the received_at index and stops after one page.
+        rows = _study_filters(worklist_queryset(every_row=False), params, user)
+        if not descending:
+            rows = rows.order_by("received_at", "pk")
+        return list(rows[offset:offset + limit]), _cheap_studies(params, user).count()
+    hidden = list(unsupported_study_ids().values_list("study_id", flat=True)) \
+        if UNSUPPORTED in _status_list(params, "hide") else None  # few: read once for the page and the count
+    ids = _cheap_studies(params, user, hidden).annotate(priority=F("report__ai_priority"), reader_name=Coalesce(
+        F("report__signed_by__username"), F("report__reader__username"))).order_by(
+        _sort_key(field, descending), "-received_at", "-pk")
     ids = list(ids.values_list("pk", flat=True)[offset:offset + limit])
     rows = {row.pk: row for row in worklist_queryset(every_row=False).filter(pk__in=ids)}
-    return [rows[pk] for pk in ids if pk in rows], _cheap_studies(params, user).count()
+    return [rows[pk] for pk in ids if pk in rows], _cheap_studies(params, user, hidden).count()
