@@ -192,6 +192,9 @@ def filtered(params, user=None) -> QuerySet:
 
 
 def _sort_key(field: str, descending: bool):
+    """Rows without a value last; received_at is never null, and plain ASC/DESC lets its index serve."""
+    if field == "received_at":
+        return F(field).desc() if descending else F(field).asc()
     return F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
 
 
@@ -218,22 +221,22 @@ def page(params, offset: int, limit: int, user=None) -> tuple[list, int]:
 
     Needing every study's display status (status filter or sort), the page and its total come from one
     every-row query (a window count; an empty page past the end counts apart). Otherwise the total is counted
-    on the studies, and the page is either the per-row form of the query in arrival order (an index walk,
-    when nothing is hidden) or its ids picked on the studies and their report without any job (hiding
-    unsupported studies, or sorted by date, priority or reader), then those rows alone annotated.
+    on the studies (minus hidden unsupported ones, read once), and the page is either the per-row form of the
+    query in arrival order when nothing is hidden (an index walk) or its ids picked on the studies and their
+    report without any job, then those rows alone annotated (cheap at any offset).
     """
     if _needs_every_status(params):
         rows = list(filtered(params, user).annotate(total_rows=Window(Count("pk")))[offset:offset + limit])
         return rows, (rows[0].total_rows if rows else count(params, user))
     field, descending = _ordering(params)
-    if field == "received_at" and not _status_list(params, "hide"):
-        # Newest first, nothing hidden: PostgreSQL walks the received_at index and stops after one page.
+    hidden = list(unsupported_study_ids().values_list("study_id", flat=True)) \
+        if UNSUPPORTED in _status_list(params, "hide") else None  # few: read once for the page and the count
+    if field == "received_at" and hidden is None:
+        # In arrival order, nothing hidden: PostgreSQL walks the received_at index and stops after one page.
         rows = _study_filters(worklist_queryset(every_row=False), params, user)
         if not descending:
             rows = rows.order_by("received_at", "pk")
-        return list(rows[offset:offset + limit]), _cheap_studies(params, user).count()
-    hidden = list(unsupported_study_ids().values_list("study_id", flat=True)) \
-        if UNSUPPORTED in _status_list(params, "hide") else None  # few: read once for the page and the count
+        return list(rows[offset:offset + limit]), _cheap_studies(params, user, hidden).count()
     ids = _cheap_studies(params, user, hidden).annotate(priority=F("report__ai_priority"), reader_name=Coalesce(
         F("report__signed_by__username"), F("report__reader__username"))).order_by(
         _sort_key(field, descending), "-received_at", "-pk")
