@@ -22,6 +22,7 @@ from backend.accounts.models import NoticeAcknowledgement, has_acknowledged
 from backend.accounts.roles import role_of
 
 from backend.reports.labels import WORKLIST_STATUS
+from backend.studies.models import Study
 from backend.reports.worklist import STATUSES
 
 from .config import app_config_js
@@ -72,6 +73,13 @@ def viewer(request, path: str | None = None):
 
 @login_required
 def _index(request):
+    """OHIF's index.html; a link to studies our index does not hold gets our own page instead of OHIF's bare
+    "not available" screen, with the way back to the worklist."""
+    wanted = [u for u in (request.GET.get("StudyInstanceUIDs") or "").split(",") if u]
+    if wanted:
+        known = set(Study.objects.filter(study_instance_uid__in=wanted).values_list("study_instance_uid", flat=True))
+        if missing := [u for u in wanted if u not in known]:
+            return render(request, "viewer/study_not_found.html", {"missing": missing}, status=404)
     return _send(VIEWER_DIR / "index.html")
 
 

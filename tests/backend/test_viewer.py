@@ -17,6 +17,9 @@ def test_app_config_has_only_our_gateway(client):
 
 
 def test_viewer_deep_link_needs_login_then_serves_index(client_for):
+    from backend.studies.models import Study
+
+    Study.objects.create(study_instance_uid=UID)
     url = f"/viewer/spineagent?StudyInstanceUIDs={UID}"
     response = client_for(None).get(url)
     assert response.status_code == 302 and response["Location"].startswith("/login?next=/viewer/spineagent")
@@ -118,3 +121,17 @@ def test_worklist_page_offers_quick_filters_and_sorting(client_for):
                  'data-page="next"', "Unsupported (not a spine MRI)"):
         assert hook in html, hook
     assert " style=" not in html and "<script>" not in html  # our CSP: no inline style or script
+
+
+def test_a_link_to_a_study_we_do_not_hold_gets_our_page(client_for):
+    from backend.studies.models import Study
+
+    Study.objects.create(study_instance_uid=UID)
+    c = client_for("radiologist")
+    missing = c.get("/viewer/spineagent?StudyInstanceUIDs=1.2.3.404")
+    assert missing.status_code == 404 and b"1.2.3.404" in missing.content and b"Back to the worklist" in missing.content
+    assert c.get(f"/viewer/spineagent?StudyInstanceUIDs={UID},1.2.3.404").status_code == 404
+    known = c.get(f"/viewer/spineagent?StudyInstanceUIDs={UID}")
+    if known.status_code == 503:
+        pytest.fail("the OHIF viewer is not built: run scripts/build_viewer.sh")
+    assert known.status_code == 200

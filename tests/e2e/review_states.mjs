@@ -197,6 +197,19 @@ try {
     const signed = await getJson(rad, `/api/studies/${FAILED}/report`);
     same(await rad.locator('[data-testid=addendum] pre').allTextContents(), signed.addenda.map((a) => a.text), 'addenda shown');
   });
+  await step('a study UID that does not exist', async () => {
+    const bogus = '1.2.826.0.1.3680043.10.999.404404';
+    // A link to a study the index does not hold: our page says so and leads back, not OHIF's bare screen.
+    const response = await rad.goto(`${BASE}/viewer/spineagent?StudyInstanceUIDs=${bogus}`);
+    same(response.status(), 404, 'the page\'s status');
+    const api = await rad.evaluate((uid) => fetch(`/api/studies/${uid}/report`).then((r) => r.status), bogus);
+    same(api, 404, 'the API answer for an unknown study');
+    expect((await rad.locator('[data-testid=study-not-found] .error').textContent()).includes(bogus), 'the UID is not named');
+    await shot(rad, '06-study-not-found');
+    await rad.getByRole('link', { name: 'Back to the worklist' }).click();
+    await rad.waitForURL(`${BASE}/`);
+    return { bogus };
+  });
   report.ok = true;
 } catch (error) {
   report.failed_step = current;
