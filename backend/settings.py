@@ -88,6 +88,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "backend.viewer.navigation.navigation",
             ],
         },
     },
@@ -313,6 +314,13 @@ SPINEAGENT_DEIDENTIFY_KEY = env("SPINEAGENT_DEIDENTIFY_KEY", "")
 
 # Image views are audited once per user and study within this many seconds (a viewer fetches every frame).
 SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS = int(env("SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS", "900"))
+
+# The viewer's site settings (backend/viewer/config.py): the sagittal sequence types hung side by side when
+# a study opens (left to right), and how often OHIF's "investigational use only" notice is shown:
+# once-per-user (acknowledged once, recorded on the account) or every-session (OHIF's own default).
+SPINEAGENT_VIEWER_LAYOUT = tuple(s.strip().upper() for s in env("SPINEAGENT_VIEWER_LAYOUT", "T1,T2").split(",")
+                                 if s.strip())
+SPINEAGENT_VIEWER_NOTICE = env("SPINEAGENT_VIEWER_NOTICE", "once-per-user")
 
 
 if PRODUCTION:

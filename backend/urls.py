@@ -5,8 +5,8 @@ from django.http import JsonResponse
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from backend.accounts.views import LogoutAll, MeView
-from backend.dicomweb.views import DicomWebGateway
+from backend.accounts.views import AcknowledgeNotice, LogoutAll, MeView
+from backend.dicomweb.views import DicomWebGateway, fast_path_decision
 from backend.inference import views as inference
 from backend.reports import views as reports
 from backend.studies import views as studies
@@ -19,6 +19,7 @@ def health(request):
 api = [
     path("me", MeView.as_view(), name="me"),
     path("me/logout-all", LogoutAll.as_view(), name="me-logout-all"),
+    path("me/notices/<str:notice>", AcknowledgeNotice.as_view(), name="me-acknowledge-notice"),
     path("studies/", studies.StudyList.as_view(), name="study-list"),
     path("studies/upload", studies.StudyUpload.as_view(), name="study-upload"),
     path("studies/resync", studies.StudyResync.as_view(), name="study-resync"),
@@ -31,6 +32,7 @@ api = [
     path("studies/<str:study_instance_uid>/report", reports.StudyReport.as_view(), name="study-report"),
     path("studies/<str:study_instance_uid>/report/versions", reports.ReportVersions.as_view(),
          name="study-report-versions"),
+    path("studies/<str:study_instance_uid>/report/state", reports.ReportState.as_view(), name="study-report-state"),
     path("studies/<str:study_instance_uid>/report/claim", reports.ClaimReport.as_view(), name="study-report-claim"),
     path("studies/<str:study_instance_uid>/report/sign", reports.SignReport.as_view(), name="study-report-sign"),
     path("studies/<str:study_instance_uid>/report/addenda", reports.ReportAddenda.as_view(),
@@ -55,6 +57,8 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
     re_path(r"^dicom-web/(?P<path>.*)$", DicomWebGateway.as_view(), name="dicomweb"),
+    # nginx's auth_request for /dicom-web/ reads (docker/nginx/nginx.conf); nginx refuses it from outside.
+    path("internal/dicomweb-decision", fast_path_decision, name="dicomweb-fast-path"),
     path("", include("backend.accounts.urls")),  # /oidc/... hospital SSO, only when OIDC is configured
     path("annotate/", include("backend.annotations.page_urls")),  # the annotator's HTML pages
     path("analytics/", include("backend.analytics.page_urls")),  # the admin's analytics dashboard

@@ -67,6 +67,10 @@ def fill(n_studies: int, seed: int = 0) -> None:
     call_command("migrate", verbosity=0)
     if Study.objects.filter(study_instance_uid__startswith=BENCH_UID_ROOT).count() == n_studies:
         print(f"database already holds {n_studies} bench studies")
+        if not Report.objects.exclude(ai_priority=None).exclude(ai_priority=0).exists():  # filled before priorities
+            for level in (1, 2):
+                ids = list(Report.objects.order_by("?").values_list("pk", flat=True)[: Report.objects.count() // (4 * level)])
+                Report.objects.filter(pk__in=ids).update(ai_priority=level)
         analyze()
         return
     if Study.objects.exists():
@@ -121,6 +125,7 @@ def fill(n_studies: int, seed: int = 0) -> None:
             reader = rng.choice(readers)
             opened = status != Report.DRAFT_READY
             reports.append(Report(study=s, status=status, current_number=1 if opened else 0,
+                                  ai_priority=rng.choice([0] * 8 + [1] * 3 + [2]),
                                   reader=reader if opened else None, first_opened_at=now if opened else None,
                                   signed_by=reader if status == Report.SIGNED else None,
                                   signed_at=now if status == Report.SIGNED else None,
@@ -160,6 +165,17 @@ def endpoints() -> dict[str, list[str]]:
         "worklist filtered": ["/api/worklist?status=draft_ready,in_review&date_from=2024-03-01&date_to=2025-06-30",
                               "/api/worklist?reader=bench-radiologist&offset=200",
                               "/api/worklist?status=failed&limit=100"],
+        # What the radiologist's page sends by default (unsupported studies hidden), its quick filters, sorts.
+        "worklist radiologist page": ["/api/worklist?hide=unsupported&limit=50",
+                                      "/api/worklist?hide=unsupported&limit=50&offset=5000"],
+        "worklist quick filters": ["/api/worklist?mine=1&hide=unsupported&limit=50",
+                                   "/api/worklist?unread=1&hide=unsupported&limit=50",
+                                   "/api/worklist?status=draft%20ready&hide=unsupported&limit=50"],
+        "worklist sorted": ["/api/worklist?ordering=status&hide=unsupported&limit=50",
+                            "/api/worklist?ordering=-priority&hide=unsupported&limit=50",
+                            "/api/worklist?ordering=reader&limit=50&offset=200",
+                            "/api/worklist?ordering=-date&hide=unsupported&limit=50"],
+        "report state (poll)": [f"/api/studies/{uid}/report/state" for uid in readonly],
         "report GET": [f"/api/studies/{uid}/report" for uid in readonly],
         "study list": ["/api/studies/", "/api/studies/?offset=5000"],
     }
@@ -304,7 +320,7 @@ def main() -> int:
         print(f"{name:24s} {len(values):5d} {p50:8.1f} {p95:8.1f} {p99:8.1f} "
               f"{p50 / (ref50 * 1000):8.1f} {p95 / (ref95 * 1000):8.1f}")
     worst = max(percentile(timings[n], 95) for n in timings if n.startswith("worklist")) * 1000
-    print(f"worklist p95 (worst of the two): {worst:.1f} ms -> "
+    print(f"worklist p95 (worst of the worklist endpoints): {worst:.1f} ms -> "
           f"{'meets' if worst < 100 else 'MISSES'} the 100 ms target")
     return 0
 

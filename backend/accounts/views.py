@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
 
+from .models import NoticeAcknowledgement
 from .roles import role_of
 from .tokens import revoke_credentials
 
@@ -55,3 +56,16 @@ def logout_everywhere(request):
     """The page form of LogoutAll (CSRF-checked by Django's middleware)."""
     _log_out_everywhere(request)
     return redirect("login")
+
+
+class AcknowledgeNotice(APIView):
+    """POST: the caller acknowledged a site notice (the viewer's investigational-use notice); it is not shown to
+    them again, in any browser. Idempotent; 404 for a notice we do not know."""
+
+    @extend_schema(request=None, responses={200: inline_serializer("NoticeAcknowledged", {
+        "notice": serializers.CharField(), "acknowledged_at": serializers.DateTimeField()})})
+    def post(self, request, notice):
+        if notice not in dict(NoticeAcknowledgement.NOTICES):
+            return Response({"error": "not_found", "detail": f"no notice {notice!r}"}, status=404)
+        row, _ = NoticeAcknowledgement.objects.get_or_create(user=request.user, notice=notice)
+        return Response({"notice": row.notice, "acknowledged_at": row.acknowledged_at.isoformat()})

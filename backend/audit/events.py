@@ -57,6 +57,8 @@ ROUTES: dict[tuple[str, str], Route] = {
 }
 
 IMAGES_ROUTE = "dicomweb"
+# Image reads are also decided for nginx, which then serves the bytes itself (dicomweb.views.fast_path_decision).
+IMAGES_ROUTES = (IMAGES_ROUTE, "dicomweb-fast-path")
 IMAGES_TARGET = "images"
 # QIDO searches at the root name their study in the query, by keyword or by tag.
 STUDY_QUERY_KEYS = ("StudyInstanceUID", "0020000D")

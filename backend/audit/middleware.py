@@ -91,15 +91,16 @@ class AuditMiddleware:
 
     def _audit(self, request, response) -> None:
         match = request.resolver_match
-        if match.url_name == events.IMAGES_ROUTE and request.method == "GET":
-            seen = events.image_view(getattr(request, "dicomweb_resource", None), request.GET)
+        if match.url_name in events.IMAGES_ROUTES and request.method == "GET":
+            seen = events.image_view(getattr(request, "dicomweb_resource", None),
+                                     getattr(request, "dicomweb_query", request.GET))
             if seen is None:
                 return
             study_uid, detail = seen
             scope = f"images|{study_uid}|{detail.get('series', '')}"
             if _first_in_window(request, scope, settings.SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS):
                 record(AuditEvent.VIEW, events.IMAGES_TARGET, study_uid, user=_user(request),
-                       request=request, detail={"path": request.path, **detail})
+                       request=request, detail={"path": getattr(request, "dicomweb_path", request.path), **detail})
             return
         route = events.ROUTES.get((match.url_name, request.method))
         if route is None:

@@ -1,7 +1,15 @@
-"""``/dicom-web/``: QIDO-RS and WADO-RS for users with image access; STOW-RS for users who may upload."""
+"""``/dicom-web/``: QIDO-RS and WADO-RS for users with image access; STOW-RS for users who may upload.
+
+Two ways out for the bytes of a read: this gateway streams Orthanc's answer itself (the demo, any deployment
+without our nginx), or, in the compose deployment, nginx asks ``fast_path_decision`` first (``auth_request``)
+and, when it allows, takes the bytes straight from Orthanc. The decision allows exactly what the gateway's own
+fast path allows (a credential that passed the full check moments ago and was not revoked since, a path of
+the grammar, a clean raw target) and records the same audit event; everything else is declined, and nginx
+then hands the request to this gateway, which decides as it always does.
+"""
 
 from django.conf import settings
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
@@ -97,3 +105,29 @@ class DicomWebGateway(APIView):
                 return response
             body = stow.stored_response(reports, request.build_absolute_uri("/dicom-web").rstrip("/"))
         return JsonResponse(body, status=200, content_type=DICOM_JSON)
+
+PREFIX = "/dicom-web/"
+# What nginx copies from the decision onto the bytes it serves (the headers Django's middleware sets on every
+# answer, so the fast path's answers carry the same ones); see docker/nginx/nginx.conf.
+UPSTREAM_HEADER = "X-SpineAgent-Upstream"
+
+
+def fast_path_decision(request):
+    """nginx's ``auth_request`` for a ``/dicom-web/`` read: 200 with the grammar's rebuilt upstream path when
+    the gateway's fast path would serve it, else 403 (nginx then sends the request to the gateway itself).
+
+    Reveals nothing the caller could not learn by asking the gateway; holds no Orthanc credential.
+    """
+    raw = request.headers.get("X-Original-URI", "")
+    target, _, query = raw.partition("?")
+    if (request.headers.get("X-Original-Method", "GET") != "GET" or not target.startswith(PREFIX)
+            or "%" in target or not paths.raw_target_is_clean(raw)):
+        return HttpResponse(status=403)
+    resource = paths.parse(target[len(PREFIX):])
+    if resource is None or not access_cache.is_allowed(access_cache.credential_key(request)):
+        return HttpResponse(status=403)
+    request.dicomweb_resource = resource  # what the audit middleware records, as for the gateway
+    request.dicomweb_query = QueryDict(query)
+    request.dicomweb_path = target
+    return HttpResponse(status=200, headers={UPSTREAM_HEADER: resource.upstream,
+                                             "Cache-Control": "private, max-age=0"})

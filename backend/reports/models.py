@@ -33,6 +33,8 @@ class Report(models.Model):
     signed_number = models.IntegerField(null=True, blank=True)
     radpeer_score = models.CharField(max_length=2, choices=SCORE_CHOICES, blank=True)
     radpeer_comment = models.TextField(blank=True)
+    # From the latest AI draft's result (priority.py); null before any draft. The worklist sorts by it.
+    ai_priority = models.SmallIntegerField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

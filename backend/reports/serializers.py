@@ -6,24 +6,81 @@ from rest_framework import serializers
 
 from backend.inference.serializers import ModelVersionSerializer
 
+from . import labels, sentences
+from .priority import LABELS as PRIORITY_LABELS
 from .models import Report, ReportVersion
 
 
 class VersionSummarySerializer(serializers.ModelSerializer):
     author = serializers.CharField(source="author.username", default=None, read_only=True)
+    kind = serializers.SerializerMethodField(help_text="ai draft | edit | signed | addendum (what the history shows)")
 
     class Meta:
         model = ReportVersion
-        fields = ["number", "author", "source", "created_at", "base_number"]
+        fields = ["number", "author", "source", "kind", "created_at", "base_number"]
+
+    def get_kind(self, version: ReportVersion) -> str:
+        if version.source == ReportVersion.AI:
+            return "ai draft"
+        if version.source == ReportVersion.ADDENDUM:
+            return "addendum"
+        signed = self.context.get("signed_number")
+        return "signed" if signed is not None and version.number == signed else "edit"
 
 
 class VersionSerializer(VersionSummarySerializer):
     class Meta(VersionSummarySerializer.Meta):
-        fields = ["number", "text", "author", "source", "created_at", "base_number", "draft_backend"]
+        fields = ["number", "text", "author", "source", "kind", "created_at", "base_number", "draft_backend"]
 
 
 def _username(user) -> str | None:
     return user.username if user else None
+
+
+def panel_state(report: Report | None, job) -> dict:
+    """What the panel shows, decided here once: ``state`` (analysing, failed, unsupported, not_analysed,
+    ready, signed) and ``final``: True once nothing will change unless a person acts, so the panel stops
+    polling. A report with a version is ready whatever a later re-run did (its failure is shown beside)."""
+    job_status = job.status if job else None
+    has_text = bool(report and report.current_number is not None)
+    if report and report.locked:
+        state = "signed"
+    elif has_text:
+        state = "ready"
+    elif job_status in ("queued", "running", "succeeded"):
+        state = "analysing"  # succeeded: the draft is being stored
+    elif job_status in ("failed", "unsupported"):
+        state = job_status
+    else:
+        state = "not_analysed"
+    final = job_status not in ("queued", "running") and not (job_status == "succeeded" and not has_text)
+    return {"state": state, "final": final}
+
+
+def job_payload(job) -> dict | None:
+    if job is None:
+        return None
+    return {"id": job.pk, "status": job.status, "status_label": labels.JOB_STATUS.get(job.status, job.status),
+            "stage": job.stage, "progress": job.progress, "error": job.error}
+
+
+def state_payload(study, report: Report | None, job, result_id: int | None) -> dict:
+    """The small answer the panel polls (no report text, no findings): enough to know when to reload."""
+    status = report.status if report else Report.NO_DRAFT
+    return {"study_instance_uid": study.study_instance_uid, **panel_state(report, job), "status": status,
+            "status_label": labels.REPORT_STATUS[status],
+            "current_number": report.current_number if report else None,
+            "version_count": report.versions.count() if report else 0,
+            "result_id": result_id, "job": job_payload(job)}
+
+
+def series_payload(study) -> list[dict]:
+    """The study's series from the index (plane and sequence type as our rule table read them), for the
+    viewer's layout: which series to hang side by side."""
+    return [{"series_instance_uid": s.series_instance_uid, "series_number": s.series_number,
+             "description": s.series_description, "modality": s.modality, "plane": s.plane,
+             "sequence_type": s.sequence_type, "num_instances": s.num_instances}
+            for s in study.series.all()]
 
 
 def report_payload(study, report: Report | None, versions: list[ReportVersion], result, job, user) -> dict:
@@ -38,13 +95,20 @@ def report_payload(study, report: Report | None, versions: list[ReportVersion], 
     data = None
     if result is not None:
         data = {k: v for k, v in (result.data or {}).items() if k != "embedding"}
+    status = report.status if report else Report.NO_DRAFT
+    context = {"signed_number": report.signed_number if signed else None}
+    named = {c.get("condition") for c in (data or {}).get("conditions") or []} | set(labels.CONDITION_NAMES)
     return {
         "study_instance_uid": study.study_instance_uid,
-        "status": report.status if report else Report.NO_DRAFT,
-        "current": VersionSerializer(current).data if current else None,
-        "ai_draft": VersionSerializer(ai_draft).data if ai_draft else None,
-        "versions": VersionSummarySerializer(versions, many=True).data,
-        "addenda": VersionSerializer([v for v in versions if v.source == ReportVersion.ADDENDUM], many=True).data,
+        "status": status,
+        "status_label": labels.REPORT_STATUS[status],
+        **panel_state(report, job),
+        "current": VersionSerializer(current, context=context).data if current else None,
+        "sentences": sentences.link(current.text, data) if current else [],
+        "ai_draft": VersionSerializer(ai_draft, context=context).data if ai_draft else None,
+        "versions": VersionSummarySerializer(versions, many=True, context=context).data,
+        "addenda": VersionSerializer([v for v in versions if v.source == ReportVersion.ADDENDUM], many=True,
+                                     context=context).data,
         "radpeer": ({"score": report.radpeer_score, "comment": report.radpeer_comment}
                     if signed and report.radpeer_score else None),
         "signed_by": _username(report.signed_by) if report else None,
@@ -57,8 +121,11 @@ def report_payload(study, report: Report | None, versions: list[ReportVersion], 
         "result_id": result.pk if result else None,
         "sr_export": {"status": result.sr_status, "error": result.sr_error} if result else None,
         "result": data,
-        "job": ({"id": job.pk, "status": job.status, "stage": job.stage, "progress": job.progress,
-                 "error": job.error} if job else None),
+        "condition_names": {key: labels.condition_name(key) for key in sorted(k for k in named if k)},
+        "calls": labels.CALL,
+        "score": labels.score_meaning(model_version.metrics if model_version else None),
+        "series": series_payload(study),
+        "job": job_payload(job),
         "permissions": _permissions(report, user, signed),
     }
 
@@ -74,6 +141,7 @@ def _permissions(report: Report | None, user, signed: bool) -> dict:
         "claim": can_edit and not others and not (report and report.reader_id == user.pk),
         "take_over": can_edit and others,
         "retry_sr_export": user.has_perm("inference.queue_job"),
+        "retry_job": user.has_perm("inference.queue_job"),
     }
 
 
@@ -93,6 +161,11 @@ def worklist_row(study) -> dict:
         "num_series": study.num_series,
         "received_at": study.received_at.isoformat(),
         "status": study.display_status,
+        "status_label": labels.WORKLIST_STATUS.get(study.display_status, study.display_status),
+        # why there is no draft: the failure or the unsupported study's reason (the row's own status says which)
+        "reason": (study.job_error or None) if study.display_status in ("failed", "unsupported") else None,
+        "priority": study.priority,
+        "priority_label": PRIORITY_LABELS.get(study.priority),
         "job_id": study.job_id,
         "job_status": study.job_status,
         "job_error": study.job_error or None,

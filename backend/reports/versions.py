@@ -16,6 +16,7 @@ from backend.errors import DomainError
 from backend.studies.models import Study
 
 from . import radpeer, signals
+from .priority import priority_of
 from .models import Report, ReportVersion
 
 
@@ -72,6 +73,10 @@ def add_ai_draft(result: InferenceResult) -> ReportVersion | None:
     report = _locked_report(result.study)
     if report.status == Report.SIGNED:
         return None
+    newest = report.versions.filter(inference_result__gt=result.pk).exists()
+    if not newest and report.ai_priority != (value := priority_of(result.data)):
+        report.ai_priority = value  # the latest result's calls, even when its text is not taken
+        report.save(update_fields=["ai_priority", "updated_at"])
     versions = list(report.versions.all())
     if any(v.source != ReportVersion.AI for v in versions):
         return None  # a radiologist edited: their text wins over a re-run

@@ -13,10 +13,10 @@ from backend.api_errors import error_response
 from backend.inference.models import InferenceJob, InferenceResult
 from backend.studies.models import Study
 
-from . import receivers, versions, worklist
+from . import receivers, sentences, versions, worklist
 from .diff import word_diff
 from .models import Report
-from .serializers import VersionSerializer, report_payload, worklist_row
+from .serializers import VersionSerializer, report_payload, state_payload, worklist_row
 
 CanViewReports = require_perms("reports.view_report")
 CanEditReports = require_perms("reports.view_report", "reports.change_report")
@@ -33,8 +33,11 @@ SIGN_BODY = inline_serializer("ReportSignRequest", {
 ADDENDUM_BODY = inline_serializer("ReportAddendumRequest", {"text": serializers.CharField()})
 ERRORS = {400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT}
 WORKLIST_PARAMS = [OpenApiParameter(name, str, description=text) for name, text in (
-    ("status", "comma-separated display statuses"), ("date_from", "study date YYYY-MM-DD, inclusive"),
-    ("date_to", "study date YYYY-MM-DD, inclusive"), ("reader", "username of the reader or signer"))] + [
+    ("status", "comma-separated display statuses"), ("hide", "comma-separated display statuses to leave out"),
+    ("date_from", "study date YYYY-MM-DD, inclusive"), ("date_to", "study date YYYY-MM-DD, inclusive"),
+    ("reader", "username of the reader or signer"), ("mine", "1: studies the caller reads or signed"),
+    ("unread", "1: studies nobody has opened yet (not signed)"),
+    ("ordering", "received, date, status, priority or reader; prefix - for descending (default -received)"))] + [
     OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
 
 
@@ -61,8 +64,26 @@ class StudyReport(APIView):
         report = Report.objects.select_related("signed_by", "reader").filter(study=study).first()
         rows = list(report.versions.select_related("author", "model_version")) if report else []
         result = InferenceResult.objects.select_related("model_version").filter(study=study).first()
-        job = InferenceJob.objects.filter(study=study).order_by("-created_at", "-pk").first()
-        return Response(report_payload(study, report, rows, result, job, request.user))
+        return Response(report_payload(study, report, rows, result, _latest_job(study), request.user))
+
+
+def _latest_job(study: Study) -> InferenceJob | None:
+    return InferenceJob.objects.filter(study=study).order_by("-created_at", "-pk").first()
+
+
+class ReportState(APIView):
+    """GET what the panel polls while an analysis runs: the report's and the latest job's state, version
+    numbers, no text and no findings. Not an access to the report (not audited: a panel left open must not
+    write audit rows by itself); when something changed the panel reloads the report, which is audited."""
+
+    permission_classes = [CanViewReports]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    def get(self, request, study_instance_uid):
+        study = _study(study_instance_uid)
+        report = Report.objects.filter(study=study).first()
+        result_id = InferenceResult.objects.filter(study=study).values_list("pk", flat=True).first()
+        return Response(state_payload(study, report, _latest_job(study), result_id))
 
 
 class ClaimRequest(serializers.Serializer):
@@ -100,7 +121,10 @@ class ReportVersions(APIView):
             version = versions.save_version(study, request.user, body.get("text"), body.get("base_number"))
         except versions.ReportError as exc:
             return error_response(exc)
-        return Response({"version": VersionSerializer(version).data}, status=status.HTTP_201_CREATED)
+        result = InferenceResult.objects.filter(study=study).first()
+        return Response({"version": VersionSerializer(version).data,
+                         "sentences": sentences.link(version.text, result.data if result else None)},
+                        status=status.HTTP_201_CREATED)
 
 
 class SignReport(APIView):
@@ -185,15 +209,16 @@ class WorklistPagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 500
 
-    def paginate_params(self, params, request) -> list:
+    def paginate_params(self, params, request, user=None) -> list:
         self.request = request
         self.limit, self.offset = self.get_limit(request), self.get_offset(request)
-        rows, self.count = worklist.page(params, self.offset, self.limit)
+        rows, self.count = worklist.page(params, self.offset, self.limit, user)
         return rows
 
 
 class Worklist(APIView):
-    """GET the reading worklist, newest received first; filters ?status=&date_from=&date_to=&reader=."""
+    """GET the reading worklist, newest received first (or ?ordering=); filters ?status=&hide=&date_from=
+    &date_to=&reader=&mine=&unread= (see worklist.py)."""
 
     permission_classes = [CanViewWorklist]
 
@@ -201,7 +226,7 @@ class Worklist(APIView):
     def get(self, request):
         paginator = WorklistPagination()
         try:
-            rows = paginator.paginate_params(request.query_params, request)
+            rows = paginator.paginate_params(request.query_params, request, request.user)
         except worklist.BadFilter as exc:
             return Response({"error": "invalid", "detail": str(exc)}, status=400)
         return paginator.get_paginated_response([worklist_row(s) for s in rows])

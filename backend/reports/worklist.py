@@ -10,14 +10,18 @@ column, in one of two forms (bench/load_api.py, docs/benchmarks.md, 10,000 studi
 - status filter: the display status is needed for every study, so the condition is membership in
   the set of latest jobs (one DISTINCT ON over the job table, hashed once), not 10,000 lookups;
   the total comes from the same query (COUNT(*) OVER ()), so that work is done once per request.
+  Sorting by anything but arrival (status, priority, reader, study date) takes the second form too.
+
+Quick filters: ``mine`` (the caller reads or signed it), ``unread`` (nobody opened it yet and it is not
+signed), ``hide`` (display statuses left out: the radiologist's page hides ``unsupported`` by default).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import (Case, CharField, Count, F, FilteredRelation, OuterRef, Q, QuerySet, Subquery, Value,
-                              When, Window)
+from django.db.models import (Case, CharField, Count, Exists, F, FilteredRelation, IntegerField, OuterRef, Q,
+                              QuerySet, Subquery, Value, When, Window)
 from django.db.models.functions import Coalesce
 
 from backend.inference.models import InferenceJob
@@ -25,9 +29,13 @@ from backend.studies.models import Study
 
 from .models import Report
 
-QUEUED, RUNNING, DRAFT_READY, IN_REVIEW, SIGNED, FAILED, NOT_QUEUED = (
-    "queued", "running", "draft ready", "in review", "signed", "failed", "not queued")
-STATUSES = (QUEUED, RUNNING, DRAFT_READY, IN_REVIEW, SIGNED, FAILED, NOT_QUEUED)
+QUEUED, RUNNING, DRAFT_READY, IN_REVIEW, SIGNED, FAILED, UNSUPPORTED, NOT_QUEUED = (
+    "queued", "running", "draft ready", "in review", "signed", "failed", "unsupported", "not queued")
+STATUSES = (QUEUED, RUNNING, DRAFT_READY, IN_REVIEW, SIGNED, FAILED, UNSUPPORTED, NOT_QUEUED)
+# ?ordering=<key> or -<key>; sorting by status follows the reading workflow (STATUSES order).
+ORDERINGS = {"received": "received_at", "date": "study_date", "status": "status_rank", "priority": "priority",
+             "reader": "reader_name"}
+DEFAULT_ORDERING = "-received"
 
 
 def _latest_job_condition(every_row: bool) -> Q:
@@ -45,7 +53,8 @@ def worklist_queryset(every_row: bool = False) -> QuerySet:
 
     Precedence: signed; in review (a radiologist is on it, even if a re-run is queued);
     queued/running; draft ready (also when the latest job succeeded and the draft is being
-    built); failed (latest job failed or unsupported and no draft); not queued.
+    built); failed (latest job failed, no draft); unsupported (latest job found the study is not a
+    spine MRI it can read, no draft); not queued.
     """
     qs = Study.objects.annotate(
         latest_job=FilteredRelation("jobs", condition=_latest_job_condition(every_row)),
@@ -58,6 +67,7 @@ def worklist_queryset(every_row: bool = False) -> QuerySet:
         job_model_synthetic=F("latest_job__model_version__synthetic_training"),
         report_status=F("report__status"),
         reader_name=Coalesce(F("report__signed_by__username"), F("report__reader__username")),
+        priority=F("report__ai_priority"),
     )
     return qs.annotate(display_status=Case(
         When(Q(report_status=Report.SIGNED), then=Value(SIGNED)),
@@ -65,9 +75,15 @@ def worklist_queryset(every_row: bool = False) -> QuerySet:
         When(Q(job_status=InferenceJob.QUEUED), then=Value(QUEUED)),
         When(Q(job_status=InferenceJob.RUNNING), then=Value(RUNNING)),
         When(Q(report_status=Report.DRAFT_READY) | Q(job_status=InferenceJob.SUCCEEDED), then=Value(DRAFT_READY)),
-        When(Q(job_status__in=(InferenceJob.FAILED, InferenceJob.UNSUPPORTED)), then=Value(FAILED)),
+        When(Q(job_status=InferenceJob.FAILED), then=Value(FAILED)),
+        When(Q(job_status=InferenceJob.UNSUPPORTED), then=Value(UNSUPPORTED)),
         default=Value(NOT_QUEUED), output_field=CharField(),
     )).order_by("-received_at", "-pk")
+
+
+def _status_rank() -> Case:
+    return Case(*(When(display_status=s, then=Value(i)) for i, s in enumerate(STATUSES)),
+                output_field=IntegerField())
 
 
 class BadFilter(ValueError):
@@ -81,48 +97,149 @@ def _parse_date(name: str, value: str) -> dt.date:
         raise BadFilter(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
-def _statuses(params) -> set[str]:
-    wanted = {s.strip().replace("_", " ") for s in (params.get("status") or "").split(",") if s.strip()}
+def _status_list(params, name: str) -> set[str]:
+    wanted = {s.strip().replace("_", " ") for s in (params.get(name) or "").split(",") if s.strip()}
     if unknown := wanted - set(STATUSES):
-        raise BadFilter(f"unknown status {', '.join(sorted(unknown))}; one of {', '.join(STATUSES)}")
+        raise BadFilter(f"unknown status {', '.join(sorted(unknown))} in {name}; one of {', '.join(STATUSES)}")
     return wanted
 
 
-def _study_filters(qs: QuerySet, params) -> QuerySet:
-    """The filters on the study and its report, which need no job: dates (study date, inclusive), reader."""
+def _statuses(params) -> set[str]:
+    """The display statuses asked for (``status``), minus those hidden (``hide``); empty = no status filter."""
+    wanted, hidden = _status_list(params, "status"), _status_list(params, "hide")
+    if hidden:
+        wanted = (wanted or set(STATUSES)) - hidden
+        if not wanted:
+            raise BadFilter("status and hide leave no status to show")
+    return wanted if wanted != set(STATUSES) else set()
+
+
+def _needs_every_status(params) -> bool:
+    """Whether the query needs every study's display status: an explicit status filter, a hidden status
+    other than unsupported, or sorting by status. Hiding unsupported studies alone does not: those are
+    found from the few unsupported jobs (``unsupported_study_ids``)."""
+    hidden = _status_list(params, "hide")
+    return bool(_status_list(params, "status")) or bool(hidden - {UNSUPPORTED}) or \
+        _ordering(params)[0] == "status_rank"
+
+
+def unsupported_study_ids() -> QuerySet:
+    """Ids of the studies whose display status is ``unsupported``: the latest job is unsupported and the
+    report has no draft (the CASE in worklist_queryset gives every other status precedence over it; the
+    test suite checks the two agree). Starts from the unsupported jobs, few, by the status index."""
+    newer = InferenceJob.objects.filter(
+        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__gt=OuterRef("pk")),
+        study=OuterRef("study"))
+    return (InferenceJob.objects.filter(status=InferenceJob.UNSUPPORTED).exclude(Exists(newer))
+            .exclude(study__report__status__in=(Report.SIGNED, Report.IN_REVIEW, Report.DRAFT_READY))
+            .values("study_id"))
+
+
+def _flag(params, name: str) -> bool:
+    value = (params.get(name) or "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise BadFilter(f"{name} must be 1 or 0, got {value!r}")
+
+
+def _ordering(params) -> tuple[str, bool]:
+    """(annotation to sort by, descending) from ?ordering=; 400 for an unknown key."""
+    raw = (params.get("ordering") or DEFAULT_ORDERING).strip()
+    key = raw.lstrip("-")
+    if key not in ORDERINGS:
+        raise BadFilter(f"ordering must be one of {', '.join(ORDERINGS)} (prefix - for descending), got {raw!r}")
+    return ORDERINGS[key], raw.startswith("-")
+
+
+def _study_filters(qs: QuerySet, params, user=None) -> QuerySet:
+    """The filters on the study and its report, which need no job: dates (study date, inclusive), reader,
+    mine (the caller's name as reader), unread (nobody opened it, not signed)."""
     if value := params.get("date_from"):
         qs = qs.filter(study_date__gte=_parse_date("date_from", value))
     if value := params.get("date_to"):
         qs = qs.filter(study_date__lte=_parse_date("date_to", value))
     if reader := params.get("reader"):
-        # Spelled out (not the Coalesce annotation) so PostgreSQL can use the username and FK indexes.
-        qs = qs.filter(Q(report__signed_by__username=reader)
-                       | Q(report__signed_by__isnull=True, report__reader__username=reader))
+        qs = qs.filter(_reader_is(reader))
+    if _flag(params, "mine"):
+        if user is None or not user.is_authenticated:
+            raise BadFilter("mine needs a logged-in user")
+        qs = qs.filter(_reader_is(user.get_username()))
+    if _flag(params, "unread"):
+        qs = qs.filter(Q(report__isnull=True) | Q(report__first_opened_at__isnull=True)).exclude(
+            report__status=Report.SIGNED)
     return qs
 
 
-def filtered(params) -> QuerySet:
-    """Apply ?status=&date_from=&date_to=&reader= (dates are the study date, inclusive)."""
+def _reader_is(username: str) -> Q:
+    # Spelled out (not the Coalesce annotation) so PostgreSQL can use the username and FK indexes.
+    return (Q(report__signed_by__username=username)
+            | Q(report__signed_by__isnull=True, report__reader__username=username))
+
+
+def filtered(params, user=None) -> QuerySet:
+    """Apply the filters (?status=&hide=&date_from=&date_to=&reader=&mine=&unread=) and ?ordering=, on the
+    every-row form of the query (see the module docstring)."""
     wanted = _statuses(params)
-    qs = _study_filters(worklist_queryset(every_row=bool(wanted)), params)
-    return qs.filter(display_status__in=wanted) if wanted else qs
+    field, descending = _ordering(params)
+    qs = _study_filters(worklist_queryset(every_row=True), params, user)
+    if wanted:
+        qs = qs.filter(display_status__in=wanted)
+    if field == "status_rank":
+        qs = qs.annotate(status_rank=_status_rank())
+    return qs.order_by(_sort_key(field, descending), "-received_at", "-pk")
 
 
-def count(params) -> int:
-    """How many rows ``filtered(params)`` has; without a status filter, counted on the studies alone
+def _sort_key(field: str, descending: bool):
+    """Rows without a value last; received_at is never null, and plain ASC/DESC lets its index serve."""
+    if field == "received_at":
+        return F(field).desc() if descending else F(field).asc()
+    return F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
+
+
+def _cheap_studies(params, user=None, hidden_ids: list[int] | None = None) -> QuerySet:
+    """The studies the worklist shows when no display status is needed to filter or sort: the study and
+    report filters, minus unsupported studies when those are hidden (``hidden_ids``: their ids, when the
+    caller has them already)."""
+    qs = _study_filters(Study.objects.all(), params, user)
+    if UNSUPPORTED in _status_list(params, "hide"):
+        qs = qs.exclude(pk__in=hidden_ids if hidden_ids is not None else unsupported_study_ids())
+    return qs
+
+
+def count(params, user=None) -> int:
+    """How many rows the worklist has for ``params``; without a status filter, counted on the studies alone
     (every join of the worklist adds at most one row per study, so the number is the same)."""
-    if _statuses(params):
-        return filtered(params).count()
-    return _study_filters(Study.objects.all(), params).count()
+    if _needs_every_status(params):
+        return filtered(params, user).count()
+    return _cheap_studies(params, user).count()
 
 
-def page(params, offset: int, limit: int) -> tuple[list, int]:
-    """One page of ``filtered(params)`` and the total number of rows.
+def page(params, offset: int, limit: int, user=None) -> tuple[list, int]:
+    """One page of the worklist and the total number of rows.
 
-    With a status filter both need every study's display status, so the total is read off the page's
-    own rows (a window count) instead of a second query; an empty page (offset past the end) counts apart.
+    Needing every study's display status (status filter or sort), the page and its total come from one
+    every-row query (a window count; an empty page past the end counts apart). Otherwise the total is counted
+    on the studies (minus hidden unsupported ones, read once), and the page is either the per-row form of the
+    query in arrival order when nothing is hidden (an index walk) or its ids picked on the studies and their
+    report without any job, then those rows alone annotated (cheap at any offset).
     """
-    if not _statuses(params):
-        return list(filtered(params)[offset:offset + limit]), count(params)
-    rows = list(filtered(params).annotate(total_rows=Window(Count("pk")))[offset:offset + limit])
-    return rows, (rows[0].total_rows if rows else count(params))
+    if _needs_every_status(params):
+        rows = list(filtered(params, user).annotate(total_rows=Window(Count("pk")))[offset:offset + limit])
+        return rows, (rows[0].total_rows if rows else count(params, user))
+    field, descending = _ordering(params)
+    hidden = list(unsupported_study_ids().values_list("study_id", flat=True)) \
+        if UNSUPPORTED in _status_list(params, "hide") else None  # few: read once for the page and the count
+    if field == "received_at" and hidden is None:
+        # In arrival order, nothing hidden: PostgreSQL walks the received_at index and stops after one page.
+        rows = _study_filters(worklist_queryset(every_row=False), params, user)
+        if not descending:
+            rows = rows.order_by("received_at", "pk")
+        return list(rows[offset:offset + limit]), _cheap_studies(params, user, hidden).count()
+    ids = _cheap_studies(params, user, hidden).annotate(priority=F("report__ai_priority"), reader_name=Coalesce(
+        F("report__signed_by__username"), F("report__reader__username"))).order_by(
+        _sort_key(field, descending), "-received_at", "-pk")
+    ids = list(ids.values_list("pk", flat=True)[offset:offset + limit])
+    rows = {row.pk: row for row in worklist_queryset(every_row=False).filter(pk__in=ids)}
+    return [rows[pk] for pk in ids if pk in rows], _cheap_studies(params, user, hidden).count()

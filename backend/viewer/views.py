@@ -14,11 +14,16 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import FileResponse, Http404, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils._os import safe_join
 from django.views.decorators.http import require_GET
 
+from backend.accounts.models import NoticeAcknowledgement, has_acknowledged
 from backend.accounts.roles import role_of
+
+from backend.reports.labels import WORKLIST_STATUS
+from backend.studies.models import Study
+from backend.reports.worklist import STATUSES
 
 from .config import app_config_js
 
@@ -61,19 +66,32 @@ def viewer(request, path: str | None = None):
                             content_type="text/plain")
     if path and path != "index.html" and (file := _file(VIEWER_DIR, path)):
         return _send(file, immutable=bool(HASHED.search(file.name)))
+    if not path or path == "index.html":
+        return redirect("worklist-page")  # OHIF's study list is off (config.py): ours is the list
     return _index(request)
 
 
 @login_required
 def _index(request):
+    """OHIF's index.html; a link to studies our index does not hold gets our own page instead of OHIF's bare
+    "not available" screen, with the way back to the worklist."""
+    wanted = [u for u in (request.GET.get("StudyInstanceUIDs") or "").split(",") if u]
+    if wanted:
+        known = set(Study.objects.filter(study_instance_uid__in=wanted).values_list("study_instance_uid", flat=True))
+        if missing := [u for u in wanted if u not in known]:
+            return render(request, "viewer/study_not_found.html", {"missing": missing}, status=404)
     return _send(VIEWER_DIR / "index.html")
 
 
 @require_GET
 def app_config(request):
-    """window.config for OHIF: our gateway as the only data source, our extension and mode."""
-    body = app_config_js(dicomweb_root=request.build_absolute_uri("/dicom-web").rstrip("/"))
-    return HttpResponse(body, content_type="text/javascript", headers={"Cache-Control": "no-cache"})
+    """window.config for OHIF: our gateway as the only data source, our extension and mode, the site's
+    viewer settings; per user (the notice), so never cached."""
+    policy = settings.SPINEAGENT_VIEWER_NOTICE
+    acknowledged = policy == "once-per-user" and has_acknowledged(request.user, NoticeAcknowledgement.INVESTIGATIONAL_USE)
+    body = app_config_js(dicomweb_root=request.build_absolute_uri("/dicom-web").rstrip("/"),
+                         notice_acknowledged=acknowledged, notice=policy, layout=settings.SPINEAGENT_VIEWER_LAYOUT)
+    return HttpResponse(body, content_type="text/javascript", headers={"Cache-Control": "private, no-store"})
 
 
 @require_GET
@@ -96,8 +114,9 @@ def worklist(request):
     context = {
         "role": role_of(request.user) or "none",
         "can_review": can_review(request.user),
-        "statuses": ["queued", "running", "draft ready", "in review", "signed", "failed"],
+        "statuses": [(s, WORKLIST_STATUS[s]) for s in STATUSES],
         "me": {"username": request.user.get_username(), "role": role_of(request.user),
-               "can_review": can_review(request.user), "can_worklist": request.user.has_perm("reports.view_worklist")},
+               "can_review": can_review(request.user), "can_worklist": request.user.has_perm("reports.view_worklist"),
+               "can_retry": request.user.has_perm("inference.queue_job")},
     }
     return render(request, "viewer/worklist.html", context)

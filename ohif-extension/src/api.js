@@ -5,14 +5,20 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : '';
 }
 
-/** fetch JSON; resolves to {ok, status, data} and never throws on HTTP errors (the caller decides). */
-export async function api(path, { method = 'GET', body } = {}) {
+/** fetch JSON; resolves to {ok, status, data} and never throws: an HTTP error is the caller's to read, a lost
+ * connection is status 0 with `offline: true`. `keepalive` lets a save outlive the page (beforeunload). */
+export async function api(path, { method = 'GET', body, keepalive = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET') headers['X-CSRFToken'] = csrfToken();
-  const response = await fetch(path, {
-    method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let response;
+  try {
+    response = await fetch(path, {
+      method, headers, credentials: 'same-origin', keepalive, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    return { ok: false, status: 0, offline: true, data: { detail: `No connection to the server (${error.message})` } };
+  }
   const data = await response.json().catch(() => null);
   return { ok: response.ok, status: response.status, data };
 }

@@ -4,6 +4,7 @@
 // hooks inside OHIF's tree. So the panel component OHIF renders is hook-free and returns a bare <div>
 // whose callback ref mounts our own React root (vendor.js) into it.
 import { React, createRoot } from './vendor.js';
+import { api } from './api.js';
 import { EXTENSION_ID, PANEL_NAME } from './ids.js';
 import { Panel } from './panel/Panel.js';
 import { Viewer } from './viewer.js';
@@ -37,8 +38,22 @@ function islandComponent(managers) {
   };
 }
 
+// OHIF's "investigational use only" notice: when this user confirms it, record that on their account
+// (POST /api/me/notices/...), so our app-config.js stops showing it to them in any browser (site setting
+// SPINEAGENT_VIEWER_NOTICE=once-per-user).
+function rememberNoticeAcknowledgement() {
+  const notice = window.config?.spineagent?.notice;
+  if (!notice || notice.policy !== 'once-per-user' || notice.acknowledged) return;
+  document.addEventListener('click', (event) => {
+    if (event.target.closest?.('[data-cy="confirm-and-hide-button"]')) api(notice.url, { method: 'POST' });
+  }, true);
+}
+
 export default {
   id: EXTENSION_ID,
+  preRegistration() {
+    rememberNoticeAcknowledgement();
+  },
   getPanelModule({ servicesManager, extensionManager, commandsManager }) {
     return [{
       name: PANEL_NAME,

@@ -1,5 +1,6 @@
-// The panel's handle on OHIF and cornerstone: find an image by SOP Instance UID, jump the active
-// viewport to it, draw the model's boxes as locked RectangleROI annotations.
+// The panel's handle on OHIF and cornerstone: hang the study as the reading starts (T1 | T2 sagittal, mid-sagittal
+// slice or the top finding's key slice), find an image by SOP Instance UID, show it in the viewport that holds
+// its series, draw the model's boxes as locked RectangleROI annotations labelled with condition, level and call.
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -13,8 +14,6 @@ async function waitFor(check, timeoutMs = 20000, intervalMs = 250) {
   }
 }
 
-// How a box's label names its condition's call; results without calls fall back to `present`.
-const CALL_SUFFIX = { present: '', possible: ', possible', absent: ', below threshold', not_assessed: ', not validated' };
 const cross = (a, b) => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
 
 export class Viewer {
@@ -60,14 +59,26 @@ export class Viewer {
     return { imageId, seriesInstanceUID: instance.SeriesInstanceUID, sopInstanceUID: instance.SOPInstanceUID };
   }
 
-  /** Show the key slice in the active viewport, switching it to the slice's series first if needed. */
+  /** The viewport id that shows `displaySetInstanceUID`, if any. */
+  viewportShowing(displaySetInstanceUID) {
+    for (const [id, vp] of this.services.viewportGridService.getState().viewports) {
+      if ((vp.displaySetInstanceUIDs || []).includes(displaySetInstanceUID)) return id;
+    }
+    return null;
+  }
+
+  /** Show an image: in the viewport that already shows its series (made active), else in the active viewport
+   * switched to that series. */
   async jumpTo({ series_instance_uid: seriesUID, sop_instance_uid: sopUID }) {
     const found = await waitFor(() => this.findImage(seriesUID, sopUID));
-    const active = await waitFor(() => this.activeViewport());
-    if (!found || !active) return false;
+    if (!found) return false;
     const { viewportGridService } = this.services;
+    const holder = this.viewportShowing(found.displaySet.displaySetInstanceUID);
+    if (holder && holder !== viewportGridService.getActiveViewportId()) viewportGridService.setActiveViewportId(holder);
+    const active = await waitFor(() => this.activeViewport());
+    if (!active) return false;
     const shows = () => this.activeViewport()?.viewport.getImageIds?.().indexOf(found.imageId) ?? -1;
-    if (shows() < 0) {
+    if (!(await waitFor(() => shows() >= 0, holder ? 5000 : 1)) && shows() < 0) {
       viewportGridService.setDisplaySetsForViewport({
         viewportId: active.id, displaySetInstanceUIDs: [found.displaySet.displaySetInstanceUID],
       });
@@ -79,10 +90,25 @@ export class Viewer {
     return true;
   }
 
+  /** Our boxes show their label (condition, level, call, score) on the image instead of the rectangle's
+   * statistics, which stay in OHIF's measurement panel; a reader's own rectangles are untouched. */
+  labelOurBoxes() {
+    const { ToolGroupManager } = this.libs.cornerstoneTools;
+    for (const group of ToolGroupManager.getAllToolGroups?.() || []) {
+      const tool = group.hasTool?.('RectangleROI') && group.getToolInstance('RectangleROI');
+      if (!tool?.configuration || tool.configuration.spineagentLabels) continue;
+      const statistics = tool.configuration.getTextLines;
+      tool.configuration.getTextLines = (data, targetId) => (data?.label?.startsWith('AI: ')
+        ? [data.label] : statistics?.(data, targetId));
+      tool.configuration.spineagentLabels = true;
+    }
+  }
+
   /** Add each box not drawn yet; returns how many boxes are on the images now. */
   drawBoxes(boxes) {
     const { cornerstone, cornerstoneTools } = this.libs;
     const { annotation } = cornerstoneTools;
+    this.labelOurBoxes();
     for (const box of boxes) {
       const key = `${box.sop_instance_uid}|${box.condition}|${box.box.join(',')}`;
       if (this.drawn.has(key) && annotation.state.getAnnotation(this.drawn.get(key))) continue;
@@ -94,7 +120,6 @@ export class Viewer {
       const points = [[x0, y0], [x1, y0], [x0, y1], [x1, y1]]
         .map((p) => cornerstone.utilities.imageToWorldCoords(found.imageId, p));
       const uid = cornerstone.utilities.uuidv4();
-      const label = [box.condition, box.level].filter(Boolean).join(' ');
       annotation.state.addAnnotation({
         annotationUID: uid,
         highlighted: false,
@@ -109,7 +134,7 @@ export class Viewer {
           viewUp: plane.columnCosines.map((v) => -v),
         },
         data: {
-          label: `AI: ${label} (${Math.round(box.score * 100)}%)${CALL_SUFFIX[box.status] ?? (box.present === false ? ', below threshold' : '')}`,
+          label: box.label || `AI: ${box.condition}${box.level ? ` ${box.level}` : ''}`,
           handles: {
             points,
             activeHandleIndex: null,
@@ -132,6 +157,89 @@ export class Viewer {
     const { annotation } = this.libs.cornerstoneTools;
     return [...this.drawn.values()].map((uid) => annotation.state.getAnnotation(uid))
       .filter((a) => a && a.metadata.referencedImageId === imageId).length;
+  }
+
+  /** Hang the study where the reading starts. `layout`: sequence types left to right (site setting, e.g.
+   * ["T1", "T2"]); `series`: the index's series with plane and sequence type; `target`: the image to show first
+   * (a key slice or box), else every viewport opens on its series' middle (mid-sagittal) slice. */
+  async openReading(options) {
+    try {
+      return await this.hangReading(options);
+    } catch (error) { // the viewer may be closed or re-laid out meanwhile: the reader just sees OHIF's layout
+      console.warn('SpineAgent: could not open the reading layout:', error?.message || error);
+      return false;
+    }
+  }
+
+  async hangReading({ layout = ['T1', 'T2'], series = [], target = null }) {
+    const { displaySetService, hangingProtocolService, viewportGridService } = this.services;
+    const sagittal = (type) => series.find((s) => s.plane === 'sagittal' && s.sequence_type === type && s.modality === 'MR');
+    const wanted = layout.map(sagittal).filter(Boolean).map((s) => s.series_instance_uid);
+    if (target && !wanted.includes(target.series_instance_uid)) {
+      wanted.splice(Math.max(0, wanted.length - 1), 1, target.series_instance_uid); // the finding's series in view
+    }
+    if (!wanted.length) return false;
+    const sets = await waitFor(() => {
+      const all = displaySetService.getActiveDisplaySets();
+      const found = wanted.map((uid) => all.find((d) => d.SeriesInstanceUID === uid && (d.images || d.instances)?.length));
+      return found.every(Boolean) ? found : null;
+    }, 60000);
+    if (!sets) return false;
+    // Let OHIF's first viewport finish its first image: replacing it mid-load leaves cornerstone timers
+    // pointing at a destroyed viewport.
+    const { cornerstone } = this.libs;
+    await waitFor(() => {
+      const imageId = this.activeViewport()?.viewport.getCurrentImageId?.();
+      return imageId && cornerstone.cache.isLoaded?.(imageId);
+    }, 15000);
+    await sleep(300);
+    const study = sets[0].StudyInstanceUID;
+    const ids = sets.map((_, i) => `spineagent-${i}`);
+    const protocol = {
+      id: 'spineagent-reading', name: 'SpineAgent reading', protocolMatchingRules: [],
+      displaySetSelectors: Object.fromEntries(ids.map((id) => [id, { seriesMatchingRules: [] }])),
+      stages: [{
+        name: layout.join(' | '), viewportStructure: { layoutType: 'grid', properties: { rows: 1, columns: sets.length } },
+        viewports: ids.map((id) => ({ viewportOptions: { viewportId: id, toolGroupId: 'default',
+          initialImageOptions: { preset: 'middle' } }, displaySets: [{ id }] })),
+      }],
+    };
+    hangingProtocolService.addProtocol(protocol.id, protocol);
+    hangingProtocolService.setProtocol(protocol.id, { displaySetSelectorMap: Object.fromEntries(
+      ids.map((id, i) => [`${study}:${id}:0`, [sets[i].displaySetInstanceUID]])) });
+    // OHIF may restore a series' last position: set the middle slice (or the target) explicitly.
+    for (const [i, id] of ids.entries()) {
+      const viewport = await waitFor(() => this.services.cornerstoneViewportService.getCornerstoneViewport(id)
+        ?.getImageIds?.().length && this.services.cornerstoneViewportService.getCornerstoneViewport(id), 20000);
+      if (!viewport) continue;
+      const count = viewport.getImageIds().length;
+      await viewport.setImageIdIndex(count % 2 ? (count - 1) / 2 : count / 2);
+      this.windowIfUnset(viewport);
+      if (target && sets[i].SeriesInstanceUID === target.series_instance_uid) viewportGridService.setActiveViewportId(id);
+    }
+    if (target) await this.jumpTo(target);
+    return true;
+  }
+
+  /** A sensible window where the images carry none (DICOM Window Center/Width): the 1st-99th percentile of the
+   * displayed slice. Images that carry one keep it. */
+  windowIfUnset(viewport) {
+    const imageId = viewport.getCurrentImageId?.();
+    const voi = imageId && this.libs.cornerstone.metaData.get('voiLutModule', imageId);
+    if (!imageId || (voi?.windowCenter != null && voi?.windowCenter !== '')) return;
+    const image = this.libs.cornerstone.cache.getImage?.(imageId);
+    const pixels = image?.getPixelData?.();
+    if (!pixels?.length) return;
+    const step = Math.max(1, Math.floor(pixels.length / 20000));
+    const sample = [];
+    for (let i = 0; i < pixels.length; i += step) sample.push(pixels[i] * (image.slope ?? 1) + (image.intercept ?? 0));
+    sample.sort((a, b) => a - b);
+    const lower = sample[Math.floor(sample.length * 0.01)];
+    const upper = sample[Math.floor(sample.length * 0.99)];
+    if (upper > lower) {
+      viewport.setProperties({ voiRange: { lower, upper } });
+      viewport.render();
+    }
   }
 
   /** OHIF's measurement for a drawn box (area, statistics), if OHIF has mapped it already. */

@@ -72,3 +72,32 @@ def test_orthanc_down_gives_503(stored_study, client_for, settings):
     response = client_for("radiologist").get("/dicom-web/studies")
     assert response.status_code == 503
     assert "Orthanc" in response.json()["detail"]
+
+
+def test_fast_path_decision_allows_only_what_the_gateways_fast_path_would(stored_study, client_for, users):
+    """nginx's auth_request answer (docker/nginx/nginx.conf): 200 with the grammar's rebuilt path only for a
+    credential the gateway checked in full moments ago, a clean GET of the grammar; 403 (nginx then asks the
+    gateway itself) for anything else. It carries no Orthanc credential."""
+    from backend.audit.models import AuditEvent
+    from backend.dicomweb import access_cache
+
+    access_cache.forget_all()
+    c = client_for("annotator")
+    path = f"/dicom-web/studies/{stored_study}/series"
+    decide = lambda target, method="GET": c.get("/internal/dicomweb-decision",  # noqa: E731
+                                                HTTP_X_ORIGINAL_URI=target, HTTP_X_ORIGINAL_METHOD=method)
+    assert decide(path).status_code == 403  # not checked in full yet
+    assert c.get(path).status_code == 200  # the gateway's full check remembers the credential
+    allowed = decide(path + "?limit=5")
+    assert allowed.status_code == 200 and allowed["X-SpineAgent-Upstream"] == f"studies/{stored_study}/series"
+    assert "Authorization" not in allowed and allowed.content == b""
+    assert AuditEvent.objects.filter(target_type="images", target_id=stored_study,
+                                     detail__path=path).exists()
+    for refused in (f"/dicom-web/studies/{stored_study}/../../system", f"/dicom-web/studies/{stored_study}%2f..",
+                    "/dicom-web/servers", "/api/studies/", f"/dicom-web/studies/{stored_study}/series/1.2/x",
+                    "/dicom-web/studies/%2e%2e/system"):
+        assert decide(refused).status_code == 403, refused
+    assert decide(path, method="POST").status_code == 403
+    assert client_for(None).get("/internal/dicomweb-decision", HTTP_X_ORIGINAL_URI=path).status_code == 403
+    access_cache.revoke_user(users["annotator"].pk)
+    assert decide(path).status_code == 403  # revoked: on the very next read

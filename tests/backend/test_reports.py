@@ -101,21 +101,25 @@ def test_get_report_payload_and_first_open(drafted, client_for):
     assert body["status"] == "draft_ready"  # an admin looking does not start the review
     assert body["current"]["number"] == 0 and body["current"]["text"] == DRAFT
     assert body["ai_draft"]["source"] == "ai" and body["ai_draft"]["author"] is None
-    assert body["versions"] == [{"number": 0, "author": None, "source": "ai",
+    assert body["versions"] == [{"number": 0, "author": None, "source": "ai", "kind": "ai draft",
                                  "created_at": body["ai_draft"]["created_at"], "base_number": None}]
+    assert (body["status_label"], body["state"], body["final"]) == ("Draft ready", "ready", True)
+    assert body["job"]["status_label"] == "Analysis done"
+    assert body["condition_names"]["herniation"] == "Disc herniation"
+    assert body["score"]["kind"] == "raw" and "not a calibrated probability" in body["score"]["meaning"]
     assert body["locked"] is False and body["radpeer"] is None and body["signed_by"] is None
     assert body["model_version"]["name"] == "phantom-nano" and body["model_version"]["synthetic_training"]
     assert body["result"]["conditions"][0]["condition"] == "herniation" and "embedding" not in body["result"]
     assert body["job"]["status"] == "succeeded"
     assert body["permissions"] == {"edit": False, "sign": False, "addendum": False, "claim": False,
-                                   "take_over": False, "retry_sr_export": True}
+                                   "take_over": False, "retry_sr_export": True, "retry_job": True}
     assert Report.objects.get().first_opened_at is None
 
     rad = client_for("radiologist")
     body = rad.get(url()).json()  # reading changes nothing (a GET a cross-site link can trigger)
     assert body["status"] == "draft_ready" and body["reader"] is None and Report.objects.get().first_opened_at is None
     assert body["permissions"] == {"edit": True, "sign": True, "addendum": False, "claim": True, "take_over": False,
-                                   "retry_sr_export": False}
+                                   "retry_sr_export": False, "retry_job": False}
     claimed = rad.post(url("/claim"), {}, format="json")
     assert claimed.status_code == 200 and claimed.json() == {"status": "in_review", "reader": "radiologist",
                                                               "took_over_from": None}
@@ -231,8 +235,12 @@ def test_sign_locks_and_addenda_follow(drafted, client_for, users):
     assert body["status"] == "signed" and body["locked"] and body["current"]["number"] == 1
     assert body["radpeer"] == {"score": "3b", "comment": "missed cord compression"}
     assert body["addenda"][0]["text"].startswith("Addendum") and len(body["versions"]) == 3
-    assert body["permissions"] == {"edit": False, "sign": False, "addendum": True, "claim": False, "take_over": False,
-                                   "retry_sr_export": False}
+    assert [v["kind"] for v in body["versions"]] == ["ai draft", "signed", "addendum"]
+    assert body["addenda"][0]["kind"] == "addendum" and body["current"]["kind"] == "signed"
+    assert (body["state"], body["status_label"]) == ("signed", "Signed")
+    perms = body["permissions"]
+    assert (perms["edit"], perms["sign"], perms["addendum"]) == (False, False, True)
+    assert (perms["claim"], perms["take_over"], perms["retry_sr_export"]) == (False, False, False)
 
 
 def test_rerun_never_touches_a_signed_report(drafted, make_result, client_for, django_capture_on_commit_callbacks):
@@ -279,3 +287,103 @@ def test_diff_draft_vs_current(drafted, client_for):
     assert c.get(url("/diff?from=1&to=0")).json()["from"] == 1
     assert c.get(url("/diff?from=0&to=9")).status_code == 404
     assert c.get(url("/diff?from=x")).status_code == 400
+
+
+def _job(status, error=""):
+    study, _ = Study.objects.get_or_create(study_instance_uid=UID)
+    return InferenceJob.objects.create(study=study, status=status, trigger="manual", error=error)
+
+
+@pytest.mark.parametrize("job_status, error, state, final", [
+    ("queued", "", "analysing", False), ("running", "", "analysing", False),
+    ("succeeded", "", "analysing", False),  # the draft is being stored: keep polling
+    ("failed", "Orthanc stayed unavailable", "failed", True),
+    ("unsupported", "body part KNEE is not spine", "unsupported", True),
+    (None, "", "not_analysed", True),
+])
+def test_panel_state_without_a_draft(client_for, users, job_status, error, state, final):
+    Study.objects.create(study_instance_uid=UID)
+    if job_status:
+        _job(job_status, error)
+    body = client_for("radiologist").get(url()).json()
+    assert (body["state"], body["final"], body["current"], body["sentences"]) == (state, final, None, [])
+    polled = client_for("radiologist").get(url("/state")).json()
+    assert (polled["state"], polled["final"], polled["current_number"]) == (state, final, None)
+    if job_status:
+        assert polled["job"]["status"] == job_status and polled["job"]["error"] == error
+        assert body["job"]["status_label"] == polled["job"]["status_label"]
+
+
+def test_a_failed_rerun_beside_a_draft_keeps_the_draft_readable(drafted, client_for):
+    _job("failed", "decoder crashed")
+    body = client_for("radiologist").get(url()).json()
+    assert (body["state"], body["final"], body["job"]["status"]) == ("ready", True, "failed")
+
+
+def test_polling_the_state_writes_no_audit_rows_and_reveals_no_text(drafted, client_for):
+    from backend.audit.models import AuditEvent
+
+    c = client_for("radiologist")
+    before = AuditEvent.objects.count()
+    for _ in range(5):
+        body = c.get(url("/state")).json()
+    assert AuditEvent.objects.count() == before
+    assert DRAFT not in str(body) and "herniation" not in str(body)
+    assert (body["current_number"], body["version_count"], body["result_id"]) == (0, 1, drafted.pk)
+    c.get(url())
+    assert AuditEvent.objects.count() == before + 1  # reading the report itself is audited
+    assert client_for("annotator").get(url("/state")).status_code == 403
+
+
+def test_sentences_link_to_findings_and_follow_edits(make_result, exports, client_for,
+                                                     django_capture_on_commit_callbacks):
+    box = {"condition": "herniation", "series_instance_uid": "1.2.3", "sop_instance_uid": "1.2.3.4",
+           "box": [10, 20, 30, 40], "score": 0.7, "level": "L4-L5"}
+    key = {"condition": "herniation", "series_instance_uid": "1.2.3", "sop_instance_uid": "1.2.3.5",
+           "slice_index": 6, "score": 0.8}
+    result = make_result(boxes=[box], key_slices=[key])
+    with django_capture_on_commit_callbacks(execute=True):
+        inference_succeeded.send(sender=InferenceResult, result=result)
+    c = client_for("radiologist")
+    body = c.get(url()).json()
+    by_text = {s["text"]: s for s in body["sentences"]}
+    assert "FINDINGS:" not in by_text  # a heading alone is no sentence
+    line = by_text["L4-L5: disc herniation with mild canal stenosis."]
+    assert DRAFT[line["start"]:line["end"]] == line["text"]
+    links = {(l["condition"], l["level"]): l for l in line["links"]}
+    assert set(links) == {("herniation", "L4-L5"), ("canal", "L4-L5")}
+    assert links[("herniation", "L4-L5")]["key_slice"]["sop_instance_uid"] == "1.2.3.5"
+    assert links[("herniation", "L4-L5")]["box"]["box"] == [10, 20, 30, 40]
+    assert links[("herniation", "L4-L5")]["matches_model"] and not links[("canal", "L4-L5")]["matches_model"]
+    # An edit that still names the condition and level keeps the link; one that names another level does not.
+    edited = DRAFT.replace("disc herniation with mild canal stenosis", "small disc protrusion").replace(
+        "1. L4-L5 disc herniation.", "1. Disc herniation at L5-S1.")
+    saved = c.post(url("/versions"), {"text": edited, "base_number": 0}, format="json").json()
+    links = [(l["condition"], l["level"], l["matches_model"]) for s in saved["sentences"] for l in s["links"]]
+    assert links == [("herniation", "L4-L5", True), ("herniation", "L5-S1", False)]
+    assert c.get(url()).json()["sentences"] == saved["sentences"]
+
+
+def test_sentence_offsets_are_utf16_and_levels_are_not_sequences():
+    from backend.reports.sentences import levels_in, link
+
+    text = "Note \U0001F600 first. Disc herniation at L4-5 on sagittal T2 images."
+    [first, second] = link(text, None)
+    assert (second["start"], second["end"]) == (text.index("Disc") + 1, len(text) + 1)  # one surrogate pair
+    assert [(l["condition"], l["level"]) for l in second["links"]] == [("herniation", "L4-L5")]
+    assert levels_in("T2 sagittal, T1-weighted, sagittal T1, axial T2 and T2 STIR") == []
+    assert levels_in("fracture of T12 and of T2, also C7-T1 and L5/S1") == ["T12", "T2", "C7-T1", "L5-S1"]
+    assert levels_in("sagittal T1 and T2.") == []  # ambiguous "and T2" reads as a sequence: no link, never a wrong one
+
+
+def test_ai_priority_from_the_latest_result(make_result, exports, django_capture_on_commit_callbacks):
+    urgent = make_result(conditions=[{"condition": "compression", "probability": 0.9, "present": True,
+                                      "status": "present", "level": "C5-C6"}])
+    with django_capture_on_commit_callbacks(execute=True):
+        inference_succeeded.send(sender=InferenceResult, result=urgent)
+    assert Report.objects.get().ai_priority == 2
+    calm = make_result(conditions=[{"condition": "compression", "probability": 0.3, "present": False,
+                                    "status": "not_assessed", "level": "C5-C6"}])
+    with django_capture_on_commit_callbacks(execute=True):
+        inference_succeeded.send(sender=InferenceResult, result=calm)
+    assert Report.objects.get().ai_priority == 0

@@ -100,8 +100,25 @@ def test_orthanc_has_dicomweb_and_postgres_index_and_no_public_http():
     assert config["PostgreSQL"]["EnableIndex"] is True and config["DicomWeb"]["Enable"] is True
     assert config["AuthenticationEnabled"] is True
     nginx = (ROOT / "docker" / "nginx" / "nginx.conf").read_text()
-    assert "orthanc" not in nginx and "8042" not in nginx, "nginx must not route to Orthanc directly"
     assert re.search(r"location / \{[^}]*proxy_pass http://spineagent_web", nginx)
+    # nginx reaches Orthanc in one place only: the fast image path, behind Django's decision (auth_request),
+    # with the path the grammar rebuilt, the client's own headers dropped and the gateway's confined account.
+    assert nginx.count("orthanc:8042") == 1 and "upstream spineagent_orthanc { server orthanc:8042;" in nginx
+    to_orthanc = re.findall(r"location ([^{]+)\{((?:[^{}]|\{[^}]*\})*)\}", nginx)
+    to_orthanc = [(where.strip(), body) for where, body in to_orthanc if "spineagent_orthanc" in body]
+    assert [where for where, _ in to_orthanc] == ["/dicom-web/"]
+    body = to_orthanc[0][1]
+    assert "auth_request /_dicomweb_decision;" in body and "error_page 401 403 = @web;" in body
+    assert "proxy_pass http://spineagent_orthanc/dicom-web/$dicomweb_upstream$is_args$args;" in body
+    assert "proxy_pass_request_headers off;" in body and "orthanc-gateway-auth.conf" in body
+    assert re.search(r"location = /_dicomweb_decision \{\s*internal;", nginx)
+    assert "location /internal/ { return 404; }" in nginx
+    script = (ROOT / "docker" / "nginx" / "orthanc-gateway-auth.sh").read_text()
+    assert "ORTHANC_GATEWAY_PASSWORD:?" in script and "umask 077" in script
+    assert "orthanc-gateway-auth.sh /docker-entrypoint.d/" in (ROOT / "docker" / "nginx" / "Dockerfile").read_text()
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert services["nginx"]["environment"]["ORTHANC_GATEWAY_USERNAME"] == \
+        services["orthanc"]["environment"]["ORTHANC_GATEWAY_USERNAME"]
 
 
 def test_orthanc_refuses_strangers_and_confines_the_gateway():

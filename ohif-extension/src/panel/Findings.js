@@ -1,5 +1,7 @@
-// Condition predictions (most probable first; click to jump to the key slice) and the boxes drawn on
-// the images, with OHIF's own measurement of each box once it has mapped the annotation.
+// Condition predictions (most probable first; click to see the finding: its sentence in the report is
+// highlighted and the viewer shows its box or key slice) and the boxes drawn on the images, with OHIF's own
+// measurement of each box once it has mapped the annotation. One number per finding: the model's score,
+// named for what it is (report.score: a raw score or a calibrated probability).
 import { html } from '../vendor.js';
 
 const pct = (p) => `${Math.round(p * 100)}%`;
@@ -8,22 +10,14 @@ export function sortedFindings(result) {
   return [...(result?.conditions || [])].sort((a, b) => b.probability - a.probability);
 }
 
-/** Where a finding is best seen: its best-scoring key slice, else its best box, else null. */
-export function targetFor(result, finding) {
-  if (!result || !finding) return null;
-  const same = (x) => x.condition === finding.condition && (!finding.level || !x.level || x.level === finding.level);
-  const best = (list) => list.filter(same).sort((a, b) => b.score - a.score)[0] || null;
-  return best(result.key_slices || []) || best(result.boxes || []);
-}
+const sameLevel = (a, b) => !a || !b || a === b;
 
-function BoxRow({ box, viewer }) {
-  const [x0, y0, x1, y1] = box.box;
-  const measurement = viewer.measurementFor(box);
-  const stats = measurement?.displayText?.primary?.join?.(', ');
-  return html`<li>
-    <button class="sa-link" onClick=${() => viewer.jumpTo(box)}>${box.condition} ${box.level || ''}</button>
-    <span class="sa-muted"> ${pct(box.score)} · ${Math.round(x1 - x0)}×${Math.round(y1 - y0)} px${stats ? ` · ${stats}` : ''}</span>
-  </li>`;
+/** Where a finding is best seen, box first (the reader sees what the model marked), then its key slice. */
+export function targetFor(result, finding, level = finding?.level) {
+  if (!result || !finding) return null;
+  const of = (list) => list.filter((x) => x.condition === finding.condition && sameLevel(level, x.level))
+    .sort((a, b) => b.score - a.score)[0] || null;
+  return of(result.boxes || []) || of(result.key_slices || []);
 }
 
 // The bundle's call at its operating points; results written before them carry only `present`.
@@ -35,28 +29,55 @@ const MARK = {
   not_assessed: ['–', 'not assessed: the model failed held-out validation for this condition'],
 };
 
+/** What a box's label on the image says: condition, level, the model's call, its one score. */
+export function boxLabel(box, finding, names, score) {
+  const call = finding ? statusOf(finding) : 'absent';
+  const callText = { present: 'present', possible: 'possible', absent: 'below threshold', not_assessed: 'not validated' }[call];
+  const name = names?.[box.condition] || box.condition;
+  const number = finding ? ` · ${score?.kind === 'calibrated' ? 'p' : 'score'} ${pct(finding.probability)}` : '';
+  return `AI: ${name}${box.level ? ` ${box.level}` : ''} · ${callText}${number}`;
+}
+
 // Listed up front: findings called present or possible or over 50%, and always the three most
 // probable (sorted list), so a reviewer sees the model's strongest signals even when it calls nothing.
 const shown = (f, i) => ['present', 'possible'].includes(statusOf(f)) || f.probability >= 0.5 || i < 3;
 
-export function Findings({ result, findings, active, onJump, viewer, boxCount }) {
+function BoxRow({ box, viewer, names, onShow }) {
+  const [x0, y0, x1, y1] = box.box;
+  const measurement = viewer.measurementFor(box);
+  const stats = measurement?.displayText?.primary?.join?.(', ');
+  return html`<li>
+    <button class="sa-link" onClick=${() => onShow(box)}>${names[box.condition] || box.condition} ${box.level || ''}</button>
+    <span class="sa-muted"> ${Math.round(x1 - x0)}×${Math.round(y1 - y0)} px${stats ? ` · ${stats}` : ''}</span>
+  </li>`;
+}
+
+export function Findings({ report, findings, active, highlighted, onJump, onShowBox, viewer, boxCount }) {
+  const result = report.result;
+  const names = report.condition_names || {};
+  const calls = report.calls || {};
+  const score = report.score || { name: 'model score', meaning: '' };
   const boxes = result.boxes || [];
   const findingRow = (f, i) => {
     const target = targetFor(result, f);
-    const [mark, meaning] = MARK[statusOf(f)] || MARK.absent;
-    return html`<li key=${f.condition + (f.level || '')} class=${i === active ? 'sa-active' : ''}>
-      <button class="sa-finding" data-present=${String(f.present)} data-status=${statusOf(f)} data-condition=${f.condition} disabled=${!target}
-          data-target-sop=${target?.sop_instance_uid || ''}
-          title=${target ? 'Show the key slice' : 'No key slice for this finding'} onClick=${() => onJump(i)}>
+    const call = statusOf(f);
+    const [mark, meaning] = MARK[call] || MARK.absent;
+    const classes = [i === active ? 'sa-active' : '', highlighted.has(f.condition) ? 'sa-linked-finding' : '']
+      .filter(Boolean).join(' ');
+    return html`<li key=${f.condition + (f.level || '')} class=${classes}>
+      <button class="sa-finding" data-present=${String(f.present)} data-status=${call} data-condition=${f.condition}
+          data-target-sop=${target?.sop_instance_uid || ''} data-level=${f.level || ''}
+          title=${`${meaning}. ${target ? 'Click: show it on the image and in the report.' : 'No key slice or box for this finding.'}`}
+          onClick=${() => onJump(i)}>
         <span class="sa-prob" style=${{ width: pct(f.probability) }}></span>
-        <span><span title=${meaning}>${mark}</span> ${f.condition}${f.level ? ` ${f.level}` : ''}${
-          statusOf(f) === 'not_assessed' ? html`<i class="sa-muted"> not validated</i>` : ''}</span>
-        <b>${pct(f.probability)}</b>
+        <span><span title=${meaning}>${mark}</span> ${names[f.condition] || f.condition}${f.level ? ` ${f.level}` : ''}
+          <i class="sa-muted sa-call"> ${calls[call] || call}</i></span>
+        <b title=${score.meaning}>${pct(f.probability)}</b>
       </button>
     </li>`;
   };
   return html`<section>
-    <h4>Findings</h4>
+    <h4>Findings <span class="sa-muted" title=${score.meaning} data-testid="score-kind">${score.name} per finding</span></h4>
     ${findings.length === 0 && html`<p class="sa-muted">The model reported no conditions.</p>`}
     <ol class="sa-findings" data-testid="findings">
       ${findings.map((f, i) => shown(f, i) && findingRow(f, i))}
@@ -65,7 +86,9 @@ export function Findings({ result, findings, active, onJump, viewer, boxCount })
         ${findings.filter((f, i) => !shown(f, i)).length} more conditions, less probable</summary>
       <ol class="sa-findings">${findings.map((f, i) => !shown(f, i) && findingRow(f, i))}</ol>
     </details>`}
+    <p class="sa-muted sa-score-note" data-testid="score-meaning">${score.meaning}</p>
     <h4>Boxes <span class="sa-muted" data-testid="box-count">${boxCount}/${boxes.length} on images</span></h4>
-    <ul class="sa-boxes">${boxes.map((b) => html`<${BoxRow} key=${b.sop_instance_uid + b.condition} box=${b} viewer=${viewer} />`)}</ul>
+    <ul class="sa-boxes">${boxes.map((b) => html`<${BoxRow} key=${b.sop_instance_uid + b.condition} box=${b} viewer=${viewer}
+      names=${names} onShow=${onShowBox} />`)}</ul>
   </section>`;
 }

@@ -1,4 +1,5 @@
-// RADPEER score of the AI draft against the final read, then Sign (locks the report).
+// RADPEER score of the AI draft against the final read, then Sign (locks the report). Offered only when there
+// is a version to sign; a report written without an AI draft is signed without a score (nothing to rate).
 import { html, useState } from '../vendor.js';
 import { api, reportUrl } from '../api.js';
 
@@ -11,7 +12,7 @@ const SCORES = [
 ];
 const NEEDS_COMMENT = new Set(['2b', '3a', '3b']);
 
-export function Signoff({ uid, report, editor, onSigned }) {
+export function Signoff({ uid, report, editor, onSigned, hasText }) {
   const [score, setScore] = useState('');
   const [comment, setComment] = useState('');
   const [error, setError] = useState('');
@@ -23,9 +24,10 @@ export function Signoff({ uid, report, editor, onSigned }) {
         ${report.radpeer && html` RADPEER <b>${report.radpeer.score}</b>${report.radpeer.comment ? `: ${report.radpeer.comment}` : ''}`}</p>
     </section>`;
   }
-  if (!report.permissions?.sign) return null;
+  if (!report.permissions?.sign || !hasText) return null;
+  const rated = Boolean(report.ai_draft);
 
-  const commentMissing = NEEDS_COMMENT.has(score) && !comment.trim();
+  const commentMissing = rated && NEEDS_COMMENT.has(score) && !comment.trim();
   const sign = async () => {
     setBusy(true);
     setError('');
@@ -36,14 +38,22 @@ export function Signoff({ uid, report, editor, onSigned }) {
       return setError(state === 'stale' ? 'Resolve the newer version first.' : 'Nothing saved to sign yet.');
     }
     const { ok, data } = await api(`${reportUrl(uid)}/sign`, {
-      method: 'POST', body: { number, radpeer_score: score, radpeer_comment: comment },
+      method: 'POST', body: rated ? { number, radpeer_score: score, radpeer_comment: comment } : { number },
     });
     setBusy(false);
     if (!ok) return setError(data?.detail || 'Signing failed');
     onSigned?.();
   };
 
-  return html`<section class="sa-radpeer">
+  if (!rated) {
+    return html`<section class="sa-radpeer" data-testid="sign-unrated">
+      <h4>Sign</h4>
+      <p class="sa-muted">No AI draft to score: this report is signed without RADPEER.</p>
+      ${error && html`<p class="sa-error" data-testid="sign-error">${error}</p>`}
+      <button class="sa-sign" disabled=${busy} onClick=${sign}>Sign report</button>
+    </section>`;
+  }
+  return html`<section class="sa-radpeer" data-testid="radpeer">
     <h4>RADPEER of the AI draft</h4>
     <div role="radiogroup" aria-label="RADPEER score">
       ${SCORES.map(([value, text]) => html`<label key=${value} title=${text}>

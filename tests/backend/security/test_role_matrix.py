@@ -14,6 +14,7 @@ ROLES = {"radiologist", "annotator", "admin"}
 MATRIX = {
     "me": ("get", {}, ALL),
     "me-logout-all": ("post", {}, ALL),
+    "me-acknowledge-notice": ("post", {"notice": "investigational-use"}, ALL),
     "study-list": ("get", {}, ROLES),
     "study-detail": ("get", {"study_instance_uid": UID}, ROLES),
     "study-upload": ("post", {}, {"admin"}),
@@ -27,6 +28,7 @@ MATRIX = {
     "model-version-list": ("get", {}, {"admin"}),
     "model-version-promote": ("post", {"pk": 1}, {"admin"}),
     "study-report": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "study-report-state": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
     "study-report-claim": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-versions": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-sign": ("post", {"study_instance_uid": UID}, {"radiologist"}),
@@ -80,6 +82,9 @@ EXEMPT = {
     "viewer": "OHIF's public static build; index.html is login_required (redirect), data only via /dicom-web/",
     "viewer-app-config": "static viewer config (URLs of our own gateway and extension), no data",
     "viewer-ext": "our extension's static ES modules, no data",
+    "dicomweb-fast-path": "nginx's auth_request decision for /dicom-web/ reads: allows only a credential the gateway "
+                          "checked in full (test_gateway.py::test_fast_path_decision_allows_only_what_the_gateways_"
+                          "fast_path_would); nginx refuses /internal/ from outside (security/test_nginx_front.py)",
     # -- exempt additions (issues 7, 8, 9) --
     "analytics-dashboard": "HTML page: login_required + view_analytics checked on the server (test_analytics_figures.py)",
     "oidc_authentication_init": "hospital SSO start (only when OIDC is configured): redirects to the IdP",

@@ -1,0 +1,25 @@
+"""The worklist's AI priority of a study, from its latest result: which drafts a reader should open first.
+
+2 urgent: a condition the drafts call urgent (spinefm.report.findings.URGENT: compression, fracture,
+  intradural lesions, inflammation) is called present;
+1 flagged: another condition is called present, or an urgent one possible;
+0 routine: the model called nothing present (which is not "normal": unvalidated conditions are not called).
+Stored on the report when its AI draft is written (``Report.ai_priority``), so the worklist sorts in SQL.
+"""
+
+from __future__ import annotations
+
+from spinefm.report.findings import URGENT
+from spinefm.results import POSSIBLE, PRESENT, call_of
+
+URGENT_FINDING, FLAGGED, ROUTINE = 2, 1, 0
+LABELS = {URGENT_FINDING: "urgent finding", FLAGGED: "finding", ROUTINE: "routine"}
+
+
+def priority_of(result_data: dict | None) -> int:
+    calls = [(c.get("condition"), call_of(c)) for c in (result_data or {}).get("conditions") or []]
+    if any(key in URGENT and call == PRESENT for key, call in calls):
+        return URGENT_FINDING
+    if any(call == PRESENT or (key in URGENT and call == POSSIBLE) for key, call in calls):
+        return FLAGGED
+    return ROUTINE
