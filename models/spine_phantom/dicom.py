@@ -91,8 +91,8 @@ def series_template(study, series) -> Dataset:
     ds.Columns = int(series.pixels.shape[2])
     ds.PixelSpacing = [_ds("%.6f", series.pixel_spacing[0]), _ds("%.6f", series.pixel_spacing[1])]
     ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
+    ds.BitsStored = 12 if int(series.pixels.max(initial=0)) <= 4095 else 16
+    ds.HighBit = ds.BitsStored - 1
     ds.PixelRepresentation = 0
     ds.WindowCenter = _ds("%.0f", series.window[0])
     ds.WindowWidth = _ds("%.0f", series.window[1])
