@@ -63,6 +63,8 @@ class PhantomConfig:
     # and rare lumbosacral transitional vertebrae (docs/phantoms.md, "Varied acquisitions").
     acquisition: str = "fixed"
     variant_probability: float = 0.06  # "varied" only: share of spines with a transitional vertebra
+    # False: BodyPartExamined blank and StudyDescription without the region, as many exports are
+    region_tags: bool = True
 
     def __post_init__(self):
         if self.acquisition not in ACQUISITIONS:

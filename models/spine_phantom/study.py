@@ -227,6 +227,8 @@ def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -
                           disc_levels=anatomy["visible_discs"] if varied else None)
     study.truth = _truth(study, kept, report, conus)
     study.truth["anatomy"] = {"variant": spine.variant, **study.acquisition, **anatomy}
+    if not cfg.region_tags:
+        study.truth["region_tags"] = False
     return study
 
 

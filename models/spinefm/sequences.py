@@ -72,7 +72,7 @@ _DIXON_NAME_PARTS = (("water", re.compile(r"water|\bw\b")), ("fat", re.compile(r
 _DIXON_TYPE_PARTS = {"water": "water", "w": "water", "fat": "fat", "f": "fat", "in_phase": "in", "ip": "in",
                      "out_phase": "opp", "opp_phase": "opp", "op": "opp"}
 _STIR_WORDS = re.compile(r"stir|tirm|\bir\b|short tau")
-_PRE_WORDS = re.compile(r"\bpre\b|pre ?(gad|gd|contrast|c\b)|non ?contrast|w ?o\b|without")
+_PRE_WORDS = re.compile(r"\bpre ?(gad|gd|contrast|c\b)|non ?contrast|\bw ?o\b( contrast)?|without( contrast)?|\bpre\b")
 _POST_WORDS = re.compile(r"\bpost\b|\+ ?c\b|\+ ?gd|\bgad|\bgd\b|contrast|\bc ?\+|\bce\b|\bkm\b|mdc")
 _LOCALIZER_WORDS = re.compile(r"locali[sz]er|\bscout\b|\bsurvey\b|3 ?pl(ane)? ?loc|tri ?pilot|\bloc\b|aahead|aascout")
 _DIFFUSION_WORDS = re.compile(r"\bdwi\b|diff|\bdti\b|\btrace|\badc\b|\bb ?\d{3,4}\b|ep2d diff")
@@ -100,18 +100,20 @@ class SequenceInfo:
     rule: str
     detail: str = ""       # water / fat / in / opp for DIXON; post_contrast, localizer, ... for OTHER
     contrast: bool = False
+    weighting: str = ""    # for post-contrast series: T1 / T2 by the plain rules, when they tell
 
     @property
     def label(self) -> str:
         """'T1', 'post-contrast T1', 'Dixon water', 'STIR', 'diffusion', ..."""
         if self.sequence == DIXON:
             name = f"Dixon {self.detail}" if self.detail else "Dixon"
+        elif self.sequence == OTHER and self.detail == POST_CONTRAST:
+            return f"post-contrast {self.weighting}".strip()
         elif self.sequence == OTHER:
-            name = {POST_CONTRAST: "post-contrast", PROTON_DENSITY: "proton density",
-                    GRADIENT_ECHO: "gradient echo"}.get(self.detail, self.detail or "other")
+            name = {PROTON_DENSITY: "proton density", GRADIENT_ECHO: "gradient echo"}.get(self.detail, self.detail or "other")
         else:
             name = self.sequence
-        return f"post-contrast {name}" if self.contrast and self.detail != POST_CONTRAST else name
+        return name
 
 
 # ---------------------------------------------------------------- physics tests
@@ -127,7 +129,8 @@ def _diffusion_physics(h: Any) -> bool:
 
 
 def _pre_contrast_named(h: Any) -> bool:
-    return bool(_PRE_WORDS.search(_describes(h))) and not _POST_WORDS.search(_describes(h))
+    d = _describes(h)
+    return bool(_PRE_WORDS.search(d)) and not _POST_WORDS.search(_PRE_WORDS.sub(" ", d))
 
 
 def _contrast_agent(h: Any) -> bool:
@@ -212,7 +215,7 @@ def _dixon_named(h: Any) -> bool:
 
 
 def _post_named(h: Any) -> bool:
-    return bool(_POST_WORDS.search(_describes(h))) and not _pre_contrast_named(h)
+    return bool(_POST_WORDS.search(_PRE_WORDS.sub(" ", _describes(h))))
 
 
 def _stir_named(h: Any) -> bool:
@@ -268,7 +271,8 @@ def describe_sequence(header: Any) -> SequenceInfo:
         if rule.test(header):
             detail = dixon_part(header) if rule.sequence == DIXON else rule.detail
             contrast = rule.detail == POST_CONTRAST
-            return SequenceInfo(rule.sequence, rule.name, detail, contrast)
+            weighting = next((r.sequence for r in RULES if r.sequence in (T1, T2) and r.test(header)), "") if contrast else ""
+            return SequenceInfo(rule.sequence, rule.name, detail, contrast, weighting)
     return SequenceInfo(OTHER, "no_rule")
 
 

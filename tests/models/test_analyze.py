@@ -31,15 +31,20 @@ def _check(result: AnalysisResult, bundle, study):
 
 
 def test_analyze_full_study(bundle, study_factory):
-    study = study_factory(kinds=("T1", "T2", "STIR", "AXT2"))
+    study = study_factory(kinds=("T1", "T2", "STIR", "AXT2", "POST"))
     result = bundle.analyze(study, localize_all=True)
     _check(result, bundle, study)
-    assert sorted(s.encoder for s in result.series) == ["synthesizer", "t1", "t2"]
+    # as the paper routes: STIR through the T2 encoder, post-contrast through the synthesizer; axial not read
+    assert [(s.sequence, s.encoder) for s in result.series] == [("T1", "t1"), ("T2", "t2"), ("STIR", "t2"),
+                                                                ("OTHER", "synthesizer")]
+    assert [s.label for s in result.series] == ["T1", "T2", "STIR", "post-contrast T1"]
     assert len(result.boxes) == len(bundle.conditions)
+    # tags name the lumbar spine; this bundle has no locator, so no coverage and no image region
+    assert (result.region, result.region_source, result.region_image, result.coverage) == ("lumbar", "dicom", "", [])
 
 
-@pytest.mark.parametrize("kinds,encoders", [(("T1",), ["t1"]), (("T2", "AXT2"), ["t2"]), (("STIR",), ["synthesizer"]),
-                                            (("DIXON",), ["synthesizer"])])
+@pytest.mark.parametrize("kinds,encoders", [(("T1",), ["t1"]), (("T2", "AXT2"), ["t2"]), (("STIR",), ["t2"]),
+                                            (("DIXON",), ["t2"]), (("POST",), ["synthesizer"])])
 def test_analyze_partial_studies(bundle, study_factory, kinds, encoders):
     study = study_factory(kinds=kinds)
     result = bundle.analyze(study, localize_all=True, draft=False)
@@ -52,6 +57,11 @@ def test_unsupported_studies(bundle, study_factory):
         bundle.analyze(study_factory(kinds=("T1",), modality="CT"))
     with pytest.raises(UnsupportedStudy, match="no sagittal MR"):
         bundle.analyze(study_factory(kinds=("AXT2",)))
+    with pytest.raises(UnsupportedStudy, match="not a spine MRI: BodyPartExamined 'KNEE'"):
+        bundle.analyze(study_factory(kinds=("T1", "T2"), body_part="KNEE"))
+    # blank tags: only the images could confirm a spine, and this bundle has no locator
+    with pytest.raises(UnsupportedStudy, match="do not name the spine.*no spine locator"):
+        bundle.analyze(study_factory(kinds=("T1", "T2"), body_part=""))
 
 
 def test_report_drafter_is_called_when_available(bundle, study_factory):
@@ -99,13 +109,22 @@ def test_default_bundle_on_a_held_out_phantom():
     for box in result.boxes:
         ds = sops[box.sop_instance_uid]
         assert 0 <= box.box[0] <= box.box[2] <= ds.Columns and 0 <= box.box[1] <= box.box[3] <= ds.Rows
-    # the shipped bundle has a trained level head: every box has a level the registry allows
-    from spinefm.heads.level import LEVELS, allowed_levels
+    # every box has a level the registry allows, inside the field of view the images show, or says
+    # "level uncertain" (level None) instead of naming one
+    from spinefm.heads.level import LEVELS, allowed_levels, level_position
 
-    assert bundle.model.level.is_fitted and "level.safetensors" in bundle.manifest["files"]
     assert bundle.manifest["metrics"]["level"]["label"].startswith("SYNTHETIC")
+    assert result.region == " and ".join(ph.regions) and result.region_source == "dicom"
+    if bundle.model.locator.is_fitted:
+        assert result.levels_source == "locator" and result.spine_check["is_spine"] and result.coverage
     for box in result.boxes:
+        if box.level is None:
+            assert box.level_uncertain, box
+            continue
         assert box.level in LEVELS and allowed_levels(box.condition)[LEVELS.index(box.level)], box
+        if result.coverage:
+            first, last = level_position(result.coverage[0]), level_position(result.coverage[-1])
+            assert first - 0.5 <= level_position(box.level) <= last + 0.5, (box, result.coverage)
     # operating points from held-out cases: the conditions that failed validation are never called
     points = {p["condition"]: p for p in bundle.manifest["operating_points"]["points"]}
     for c in result.conditions:
