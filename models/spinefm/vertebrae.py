@@ -198,48 +198,53 @@ def find_peaks(heat: np.ndarray, logp: np.ndarray, cfg: LocatorConfig) -> list[P
     return kept
 
 
-def chain(peaks: list[Peak], cfg: LocatorConfig) -> list[Peak]:
+def _theil_sen(us: list[float], vs: list[float], u: float) -> float:
+    """Column predicted at row u by the Theil-Sen line through (us, vs): robust to one stray point in four."""
+    if len(us) == 1:
+        return vs[0]
+    slopes = [(vs[b] - vs[a]) / (us[b] - us[a]) for a in range(len(us)) for b in range(a + 1, len(us)) if us[b] != us[a]]
+    slope = float(np.median(slopes)) if slopes else 0.0
+    return float(np.median([v - slope * x for x, v in zip(us, vs)])) + slope * u
+
+
+def chain(peaks: list[Peak], cfg: LocatorConfig, neighbours: int = 4) -> list[Peak]:
     """The peaks on one smooth head-to-feet course (the spine), ordered by row.
 
-    A peak is dropped when its column is more than MAX_CHAIN_OFFSET_MM away from the line
-    through its two nearest neighbours along the rows (repeated until nothing changes).
+    Each peak's column is predicted from its ``neighbours`` nearest peaks along the rows (Theil-Sen
+    line, so one stray neighbour does not move it); the peak furthest from its prediction is dropped
+    while that is more than MAX_CHAIN_OFFSET_MM, weaker peaks first on ties.
     """
     pts = sorted(peaks, key=lambda p: (p.u, p.v))
     cell_mm = cfg.mm * STRIDE
-    changed = True
-    while changed and len(pts) >= 3:
-        changed = False
-        worst, worst_off = None, 0.0
-        for i, p in enumerate(pts):
-            nb = sorted((q for q in pts if q is not p), key=lambda q: abs(q.u - p.u))[:2]
-            a, b = nb
-            if a.u == b.u:
-                expect = (a.v + b.v) / 2
-            else:
-                expect = a.v + (b.v - a.v) * (p.u - a.u) / (b.u - a.u)
-            off = abs(p.v - expect) * cell_mm
-            if off > MAX_CHAIN_OFFSET_MM and off - p.score > worst_off:
-                worst, worst_off = i, off - p.score
-        if worst is not None:
-            pts.pop(worst)
-            changed = True
+    while len(pts) >= 3:
+        offs = []
+        for p in pts:
+            nb = sorted((q for q in pts if q is not p), key=lambda q: abs(q.u - p.u))[:neighbours]
+            offs.append(abs(p.v - _theil_sen([q.u for q in nb], [q.v for q in nb], p.u)) * cell_mm)
+        worst = max(range(len(pts)), key=lambda i: (offs[i], -pts[i].score))
+        if offs[worst] <= MAX_CHAIN_OFFSET_MM:
+            break
+        pts.pop(worst)
     return pts
 
 
 # ---------------------------------------------------------------- decoding
 
-SKIP_PENALTY = 3.0       # log-score cost of one undetected disc between two detections
-STEP_GAP_PENALTY = 2.0   # cost of calling a gap that looks like two spacings a single step
-
-
 def _transitions(gaps: np.ndarray) -> list[dict[int, float]]:
-    """Per consecutive pair: allowed label steps (1, or 2 for a missed disc) and their log-costs."""
-    med = float(np.median(gaps)) if len(gaps) else 1.0
+    """Per consecutive pair: allowed label steps (1, or 2 for a missed disc) and their log-costs.
+
+    A gap is compared with its neighbouring gaps (spacing grows down the spine): about one
+    spacing makes a missed disc very unlikely (cost 9), about two spacings makes it likely
+    (cost 0.5) and a single step unlikely.
+    """
     out = []
-    for g in gaps:
-        ratio = g / max(med, 1e-6)
-        long = ratio > 1.6
-        out.append({1: -(STEP_GAP_PENALTY if long else 0.0), 2: -(SKIP_PENALTY - (2.5 if long else 0.0))})
+    for i, g in enumerate(gaps):
+        ref = [gaps[j] for j in (i - 1, i + 1) if 0 <= j < len(gaps)]
+        base = float(np.median(ref)) if ref else float(g)
+        ratio = g / max(base, 1e-6)
+        skip = 9.0 - 8.5 * float(np.clip((ratio - 1.0) / 0.8, 0.0, 1.0))
+        one = 8.0 * max(0.0, ratio - 1.5)
+        out.append({1: -one, 2: -skip})
     return out
 
 
@@ -383,7 +388,7 @@ class SpineLabels:
             return None, "finding lies off the spine"
         if kind == "disc":
             k = int(np.argmin([abs(pos - c) for c in cum]))
-            if abs(pos - cum[k]) > 0.5 * (gaps[min(k, len(gaps) - 1)] if len(gaps) else gap):
+            if abs(pos - cum[k]) > 0.4 * (gaps[min(k, len(gaps) - 1)] if len(gaps) else gap):
                 return None, "finding lies between discs"
             d = self.discs[k]
             return (d.level, "") if d.level else (None, "disc level uncertain")
