@@ -252,6 +252,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-seed", type=int, default=None, help="held-out varied phantoms for the coverage table (7)")
     p.add_argument("--eval-cases", type=int, default=200)
     p.add_argument("--report", default=None, help="directory for coverage.json/.md (default: <out>-coverage)")
+    p.add_argument("--baseline-bundle", default=None,
+                   help="an older bundle whose level head is scored on the same discs (e.g. 0.3.1)")
+    p.add_argument("--frequent-level", default=None,
+                   help="the most frequent training finding level, scored as a baseline on every disc (L4-L5)")
+    p.add_argument("--locator-from", default=None,
+                   help="take the trained locator (and its training record) of this bundle instead of training one")
+    p.add_argument("--skip-training", action="store_true",
+                   help="evaluate the --init bundle's locator as it is (no training, nothing written but the report)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -265,27 +273,45 @@ def run(args) -> str:
     model, manifest = open_finished_model(args, "locator")
     cfg = LocatorConfig(width=args.width)
     pcfg = json.loads(args.phantom_config)
-    cases = locator_examples(args.phantom_seed, range(args.n_cases), cfg, args.cache_dir, pcfg)
-    negatives = []
-    for k, kind in enumerate(("knee", "brain")):
-        negatives += locator_examples(args.phantom_seed + 1000 * (k + 1), range(args.nonspine_cases), cfg,
-                                      args.cache_dir, kind=kind)
+    cases, negatives = [], []
+    if not args.skip_training and not args.locator_from:
+        cases = locator_examples(args.phantom_seed, range(args.n_cases), cfg, args.cache_dir, pcfg)
+        for k, kind in enumerate(("knee", "brain")):
+            negatives += locator_examples(args.phantom_seed + 1000 * (k + 1), range(args.nonspine_cases), cfg,
+                                          args.cache_dir, kind=kind)
     train = [c for c in cases if c["meta"]["split"] == "train"] + [n for n in negatives if n["meta"]["split"] == "train"]
     val = [c for c in cases if c["meta"]["split"] == "val"]
     log.info("locator: %d training examples (%d spine), %d val", len(train), len(train) - sum(not c["meta"]["spine"] for c in train), len(val))
-    torch.manual_seed(args.seed)
-    locator = SpineLocator(cfg)
-    info = train_locator(locator, train, args.locator_steps, args.locator_batch, args.locator_lr, args.seed)
-    info["temperature"] = fit_temperature(locator, val)
-    info.update({"phantom_seed": args.phantom_seed, "n_cases": args.n_cases, "phantom_config": pcfg,
-                 "nonspine_cases": args.nonspine_cases, "train_examples": len(train)})
-    model.locator = locator
-    model.cfg.locator = cfg
+    info = {}
+    if args.locator_from:
+        from ..bundle import load_bundle
+
+        donor = load_bundle(args.locator_from)
+        if not donor.model.locator.is_fitted:
+            raise SystemExit(f"locator: {args.locator_from} has no trained spine locator")
+        model.locator, model.cfg.locator = donor.model.locator, donor.model.cfg.locator
+        info = {**donor.manifest.get("locator_training", {}), "copied_from": f"{donor.name} {donor.version}",
+                "copied_by": getattr(args, "command_line", None)}
+    elif not args.skip_training:
+        torch.manual_seed(args.seed)
+        locator = SpineLocator(cfg)
+        info = train_locator(locator, train, args.locator_steps, args.locator_batch, args.locator_lr, args.seed)
+        info["temperature"] = fit_temperature(locator, val)
+        info.update({"phantom_seed": args.phantom_seed, "n_cases": args.n_cases, "phantom_config": pcfg,
+                     "nonspine_cases": args.nonspine_cases, "train_examples": len(train)})
+        model.locator = locator
+        model.cfg.locator = cfg
+    elif not model.locator.is_fitted:
+        raise SystemExit(f"locator: {args.init} has no trained spine locator to evaluate")
     metrics = dict(manifest.get("metrics") or {})
     if args.eval_seed is not None:
+        from ..bundle import load_bundle
         from ..coverage_eval import coverage_markdown, evaluate_coverage, summarize_coverage
 
-        res = evaluate_coverage(model, args.eval_seed, args.eval_cases, pcfg, args.cache_dir, progress=not args.no_progress)
+        baseline = load_bundle(args.baseline_bundle) if args.baseline_bundle else None
+        res = evaluate_coverage(model, args.eval_seed, args.eval_cases, pcfg, args.cache_dir, progress=not args.no_progress,
+                                baseline=baseline, frequent_level=args.frequent_level)
+        res["command"] = getattr(args, "command_line", None)
         md = coverage_markdown(res)
         print(md)
         report = Path(args.report) if args.report else Path(args.out).parent / f"{Path(args.out).name}-coverage"
@@ -293,6 +319,8 @@ def run(args) -> str:
         (report / "coverage.json").write_text(json.dumps(res, indent=2))
         (report / "coverage.md").write_text(md)
         metrics["locator"] = summarize_coverage(res)
+    if args.skip_training:
+        return args.out
     resave_bundle(model, args.init, args.out, manifest, name=args.name, version=args.version, metrics=metrics,
                   extra={"locator_training": {"command": getattr(args, "command_line", None), **info}})
     log.info("bundle with spine locator written to %s", args.out)
