@@ -232,12 +232,12 @@ def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -
     return study
 
 
-LANDMARK_MARGIN_MM = 2.0
+LANDMARK_MARGIN_MM = 4.0  # a disc centre this far inside the image: most of the disc shows
 
 
 def anatomy_truth(spine: Spine, plan: StackPlan) -> dict:
     """Where every vertebral body and disc centre (C2 ... S1, and S1-S2 when mobile) lies on the
-    sagittal grid, and which of them the field of view shows (centre at least 2 mm inside)."""
+    sagittal grid, and which of them the field of view shows (centre at least LANDMARK_MARGIN_MM inside)."""
     names = list(NAMES[NAMES.index("C2"): NAMES.index("S1") + 1])
     discs = [f"{a}-{b}" for a, b in zip(names[:-1], names[1:])]
     if not spine.fused[NAMES.index("S1")]:

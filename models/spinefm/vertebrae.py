@@ -34,7 +34,7 @@ from .preprocess import pixels_from_dataset, window
 
 CELL_MM_FACTOR = STRIDE  # one output cell = STRIDE input pixels
 MIN_PEAK_DISTANCE_MM = 10.0
-MAX_CHAIN_OFFSET_MM = 20.0   # a peak this far off the chain's course is not a disc of it
+BORDER_MM = 3.0              # peaks closer than this to the image edge (a cut disc, or edge artefact) are ignored
 GAP_RANGE_MM = (8.0, 60.0)   # plausible spacing of neighbouring discs
 
 
@@ -182,10 +182,17 @@ class Peak:
     logp: np.ndarray = field(repr=False)
 
 
-def find_peaks(heat: np.ndarray, logp: np.ndarray, cfg: LocatorConfig) -> list[Peak]:
-    """Local maxima above the threshold, at least MIN_PEAK_DISTANCE_MM apart (stronger first)."""
+def find_peaks(heat: np.ndarray, logp: np.ndarray, cfg: LocatorConfig,
+               grid_shape: tuple[int, int] | None = None) -> list[Peak]:
+    """Local maxima above the threshold, at least MIN_PEAK_DISTANCE_MM apart (stronger first), not within
+    BORDER_MM of the image edge (``grid_shape``: the grid's (rows, columns) before padding)."""
     t = torch.from_numpy(heat)[None, None]
     local = (F.max_pool2d(t, 3, 1, 1) == t)[0, 0].numpy() & (heat >= cfg.heat_threshold)
+    if grid_shape is not None:
+        gi, gj = cell_to_grid(np.arange(heat.shape[0]), np.arange(heat.shape[1]))
+        inside_r = (gi * cfg.mm >= BORDER_MM) & ((grid_shape[0] - 1 - gi) * cfg.mm >= BORDER_MM)
+        inside_c = (gj * cfg.mm >= BORDER_MM) & ((grid_shape[1] - 1 - gj) * cfg.mm >= BORDER_MM)
+        local &= inside_r[:, None] & inside_c[None, :]
     us, vs = np.nonzero(local)
     order = np.argsort(-heat[us, vs])
     cell_mm = cfg.mm * STRIDE
@@ -198,34 +205,68 @@ def find_peaks(heat: np.ndarray, logp: np.ndarray, cfg: LocatorConfig) -> list[P
     return kept
 
 
-def _theil_sen(us: list[float], vs: list[float], u: float) -> float:
-    """Column predicted at row u by the Theil-Sen line through (us, vs): robust to one stray point in four."""
-    if len(us) == 1:
-        return vs[0]
-    slopes = [(vs[b] - vs[a]) / (us[b] - us[a]) for a in range(len(us)) for b in range(a + 1, len(us)) if us[b] != us[a]]
-    slope = float(np.median(slopes)) if slopes else 0.0
-    return float(np.median([v - slope * x for x, v in zip(us, vs)])) + slope * u
+MAX_TURN_DEG = 50.0          # the spine's course turns less than this from one disc to the next
+STEP_RATIO = (0.45, 2.5)     # next spacing relative to the previous one (2.x: one disc not detected)
 
 
-def chain(peaks: list[Peak], cfg: LocatorConfig, neighbours: int = 4) -> list[Peak]:
+def _angle_deg(a: tuple[float, float], b: tuple[float, float]) -> float:
+    na, nb = math.hypot(*a), math.hypot(*b)
+    if na < 1e-9 or nb < 1e-9:
+        return 0.0
+    return math.degrees(math.acos(max(-1.0, min(1.0, (a[0] * b[0] + a[1] * b[1]) / (na * nb)))))
+
+
+def _grow(start: Peak, peaks: list[Peak], cell_mm: float) -> list[Peak]:
+    """A head-to-feet path of peaks through ``start``: each step goes on along the course (turning
+    less than MAX_TURN_DEG, spacing within STEP_RATIO of the last one), the best-fitting candidate first."""
+    path, used = [start], {id(start)}
+    for sign in (1, -1):  # down the rows, then up
+        cur, prev = start, None
+        while True:
+            best = None
+            for q in peaks:
+                if id(q) in used:
+                    continue
+                d = ((q.u - cur.u) * sign, (q.v - cur.v) * sign)
+                dist = math.hypot(*d) * cell_mm
+                if d[0] <= 0 or not GAP_RANGE_MM[0] <= dist <= 2.2 * GAP_RANGE_MM[1]:
+                    continue
+                if prev is None:
+                    turn = _angle_deg(d, (1.0, 0.0))  # first step: roughly along the rows (head to feet)
+                    if turn > 60.0 or dist > GAP_RANGE_MM[1]:
+                        continue
+                    cost = dist / 30.0 + turn / 60.0
+                else:
+                    turn = _angle_deg(d, prev)
+                    ratio = math.hypot(*d) / max(math.hypot(*prev), 1e-9)
+                    if turn > MAX_TURN_DEG or not STEP_RATIO[0] <= ratio <= STEP_RATIO[1]:
+                        continue
+                    cost = turn / MAX_TURN_DEG + abs(math.log(ratio))
+                cost -= 0.3 * q.score
+                if best is None or cost < best[0]:
+                    best = (cost, q, d)
+            if best is None:
+                break
+            _, q, d = best
+            used.add(id(q))
+            path.append(q)
+            cur, prev = q, d
+    return sorted(path, key=lambda p: (p.u, p.v))
+
+
+def chain(peaks: list[Peak], cfg: LocatorConfig, starts: int = 3) -> list[Peak]:
     """The peaks on one smooth head-to-feet course (the spine), ordered by row.
 
-    Each peak's column is predicted from its ``neighbours`` nearest peaks along the rows (Theil-Sen
-    line, so one stray neighbour does not move it); the peak furthest from its prediction is dropped
-    while that is more than MAX_CHAIN_OFFSET_MM, weaker peaks first on ties.
+    The course is grown from each of the ``starts`` strongest peaks, step by step along the spine
+    (it may curve: lordosis, kyphosis, the lumbosacral angle), and the longest path is kept
+    (ties: the higher summed heat). Peaks off it (duplicates within a wide disc, bowel, vessels,
+    the other end of a knee) are dropped.
     """
-    pts = sorted(peaks, key=lambda p: (p.u, p.v))
+    if len(peaks) < 2:
+        return list(peaks)
     cell_mm = cfg.mm * STRIDE
-    while len(pts) >= 3:
-        offs = []
-        for p in pts:
-            nb = sorted((q for q in pts if q is not p), key=lambda q: abs(q.u - p.u))[:neighbours]
-            offs.append(abs(p.v - _theil_sen([q.u for q in nb], [q.v for q in nb], p.u)) * cell_mm)
-        worst = max(range(len(pts)), key=lambda i: (offs[i], -pts[i].score))
-        if offs[worst] <= MAX_CHAIN_OFFSET_MM:
-            break
-        pts.pop(worst)
-    return pts
+    paths = [_grow(p, peaks, cell_mm) for p in sorted(peaks, key=lambda p: -p.score)[:starts]]
+    return max(paths, key=lambda path: (len(path), sum(p.score for p in path)))
 
 
 # ---------------------------------------------------------------- decoding
@@ -428,13 +469,14 @@ def label_series(locator: SpineLocator, datasets: list, series_instance_uid: str
     idx = central_indices(len(datasets), cfg.n_slices)
     sop = str(datasets[idx[len(idx) // 2]].get("SOPInstanceUID", ""))
     out = SpineLabels(series_instance_uid, sop, spacing_known=grid.frame.spacing_known, grid=grid)
-    peaks = chain(find_peaks(heat, logp, cfg), cfg)
+    peaks = chain(find_peaks(heat, logp, cfg, grid.pixels.shape[-2:]), cfg)
     cell_mm = cfg.mm * STRIDE
     if len(peaks) >= 2:
         gaps = np.array([math.hypot(b.u - a.u, b.v - a.v) * cell_mm for a, b in zip(peaks[:-1], peaks[1:])])
     else:
         gaps = np.zeros(0)
-    labels, post, run = decode(np.stack([p.logp for p in peaks]) if peaks else np.zeros((0, len(DISC_CLASSES))), gaps)
+    logp_all = np.stack([p.logp for p in peaks]) if peaks else np.zeros((0, len(DISC_CLASSES)))
+    labels, post, run = decode(cfg.evidence * logp_all, gaps)
     out.run_confidence = run
     for p, lab, q in zip(peaks, labels, post):
         i, j = cell_to_grid(p.u, p.v)

@@ -50,11 +50,19 @@ def peaks_at(rows, cols, scores=None):
             for k, (r, c) in enumerate(zip(rows, cols))]
 
 
-def test_chain_drops_a_peak_off_the_spine():
+def test_chain_drops_peaks_off_the_spine():
     pts = peaks_at([0, 5, 10, 15, 20], [10, 11, 30, 12, 13], [0.9, 0.9, 0.5, 0.9, 0.9])
-    kept = chain(pts, CFG)
-    assert [p.u for p in kept] == [0, 5, 15, 20]
-    curve = peaks_at([0, 5, 10, 15, 20], [10, 12, 15, 19, 24])  # a smooth curve stays whole
+    assert [p.u for p in chain(pts, CFG)] == [0, 5, 15, 20]
+    # a second peak in the same (wide) disc, beside the first: not a disc of the chain
+    dup = peaks_at([0, 9, 9, 18, 27], [10, 10, 14, 11, 12], [0.9, 0.9, 0.6, 0.9, 0.9])
+    assert [(p.u, p.v) for p in chain(dup, CFG)] == [(0, 10), (9, 10), (18, 11), (27, 12)]
+
+
+def test_chain_follows_the_lumbosacral_turn():
+    """Lordosis and the sacral angle bend the course by ~25-40 degrees at L5-S1: the last disc stays."""
+    lumbar = peaks_at([0, 9, 18, 27, 35], [30, 28, 27, 27, 33])
+    assert len(chain(lumbar, CFG)) == 5
+    curve = peaks_at([0, 5, 10, 15, 20], [10, 12, 15, 19, 24])
     assert len(chain(curve, CFG)) == 5
 
 

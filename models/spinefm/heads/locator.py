@@ -41,6 +41,9 @@ class LocatorConfig:
     heat_threshold: float = 0.3
     min_discs: int = 3         # a chain of at least this many discs confirms a spine
     confidence: float = 0.9    # decoded labels below this posterior are "level uncertain"
+    # weight of each disc's label evidence in the decoded run: neighbouring discs see the same
+    # context, so their evidence is not independent and multiplying it in full is overconfident
+    evidence: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -233,19 +233,98 @@ def fit_temperature(locator: SpineLocator, examples: list[dict], grid=(0.5, 0.75
     return {"temperature": float(best), "nll": {str(k): round(v, 4) for k, v in nll.items()}, "n": len(labels)}
 
 
+@torch.no_grad()
+def _val_maps(locator: SpineLocator, examples: list[dict]) -> list[tuple]:
+    """(heat, level log-probabilities, grid shape, truth discs) of the series analyze would read, per val study."""
+    from ..heads.locator import pad_to_multiple
+
+    order = ("T2", "T1", "STIR", "DIXON", "OTHER")
+    out = []
+    locator.eval()
+    for ex in examples:
+        if not ex["series"]:
+            continue
+        seq, pix, discs = min(ex["series"], key=lambda s: order.index(s[0]) if s[0] in order else 9)
+        x = pad_to_multiple(torch.from_numpy(pix / 255.0).float()[:, None])
+        res = locator(x)
+        h, w = (pix.shape[1] + STRIDE - 1) // STRIDE, (pix.shape[2] + STRIDE - 1) // STRIDE
+        heat = torch.sigmoid(res["heat"][:, 0, :h, :w]).mean(0).numpy()
+        logits = res["level"][:, :, :h, :w] / float(locator.temperature)
+        out.append((heat, torch.log_softmax(logits, 1).mean(0).numpy(), pix.shape[1:], discs))
+    return out
+
+
+def _score_decoding(maps: list[tuple], cfg: LocatorConfig) -> dict:
+    """Studies with every visible disc named correctly, and with a wrong name, under one decoding setting."""
+    from ..vertebrae import chain, decode, find_peaks
+
+    n = ok = wrong = 0
+    cell_mm = cfg.mm * STRIDE
+    margin = 4.0 / cfg.mm  # the generator's visible margin, on the grid
+    for heat, logp, shape, discs in maps:
+        truth = [(i, j, int(c)) for i, j, c in discs
+                 if margin <= i <= shape[0] - 1 - margin and margin <= j <= shape[1] - 1 - margin]
+        if not truth:
+            continue
+        peaks = chain(find_peaks(heat, logp, cfg, shape), cfg)
+        gaps = np.array([math.hypot(b.u - a.u, b.v - a.v) * cell_mm for a, b in zip(peaks[:-1], peaks[1:])])
+        labels, post, _ = decode(cfg.evidence * np.stack([p.logp for p in peaks]) if peaks
+                                 else np.zeros((0, len(DISC_CLASSES))), gaps)
+        det = [(p.u * STRIDE + (STRIDE - 1) / 2, p.v * STRIDE + (STRIDE - 1) / 2,
+                DISC_CLASSES[k] if q >= cfg.confidence else None) for p, k, q in zip(peaks, labels, post)]
+        used, good, bad = set(), True, False
+        for i, j, c in truth:
+            dist = [math.hypot(i - a, j - b) * cfg.mm if k not in used else np.inf for k, (a, b, _) in enumerate(det)]
+            k = int(np.argmin(dist)) if dist else -1
+            if k < 0 or dist[k] > 10.0:
+                good = False
+                continue
+            used.add(k)
+            if det[k][2] != DISC_CLASSES[c]:
+                good = False
+                bad = bad or det[k][2] is not None
+        n, ok, wrong = n + 1, ok + good, wrong + bad
+    return {"n": n, "all_correct": ok / max(n, 1), "wrong": wrong / max(n, 1)}
+
+
+def tune_decoding(locator: SpineLocator, examples: list[dict], max_wrong: float = 0.03) -> dict:
+    """Heat threshold, evidence weight and confidence with the most val studies fully correct among the
+    settings that name a wrong level in at most ``max_wrong`` of them (else the fewest wrong)."""
+    from dataclasses import replace
+
+    maps = _val_maps(locator, examples)
+    grid = []
+    for thr in (0.3, 0.4, 0.5):
+        for evidence in (1.0, 0.5, 0.3):
+            for confidence in (0.9, 0.97):
+                cfg = replace(locator.cfg, heat_threshold=thr, evidence=evidence, confidence=confidence)
+                grid.append((cfg, _score_decoding(maps, cfg)))
+    safe = [g for g in grid if g[1]["wrong"] <= max_wrong]
+    cfg, score = (max(safe, key=lambda g: (g[1]["all_correct"], -g[1]["wrong"])) if safe
+                  else min(grid, key=lambda g: (g[1]["wrong"], -g[1]["all_correct"])))
+    locator.cfg = cfg
+    return {"heat_threshold": cfg.heat_threshold, "evidence": cfg.evidence, "confidence": cfg.confidence,
+            "val": score, "max_wrong": max_wrong,
+            "grid": [{"heat_threshold": c.heat_threshold, "evidence": c.evidence, "confidence": c.confidence, **r}
+                     for c, r in grid]}
+
+
 # ---------------------------------------------------------------- stage
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", required=True, help="stage directory or bundle to add the locator to")
     p.add_argument("--out", required=True)
     p.add_argument("--phantom-seed", type=int, default=0)
-    p.add_argument("--n-cases", type=int, default=600, help="phantom indices 0..n-1; train split trains, val fits the temperature")
+    p.add_argument("--n-cases", type=int, default=600, help="phantom indices 0..n-1; the train split trains, val + test tune temperature and decoding")
     p.add_argument("--phantom-config", default=json.dumps(VARIED), help="PhantomConfig JSON of the training phantoms")
     p.add_argument("--nonspine-cases", type=int, default=120, help="knee and brain phantoms (each) as negatives")
     p.add_argument("--locator-steps", type=int, default=3000)
     p.add_argument("--locator-batch", type=int, default=8)
     p.add_argument("--locator-lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=16)
+    p.add_argument("--max-wrong", type=float, default=0.03,
+                   help="decoding is tuned on the val split for the most fully correct studies among settings that "
+                        "name a wrong level in at most this share of them")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE)
     p.add_argument("--name", default=None)
     p.add_argument("--version", default=None)
@@ -280,7 +359,7 @@ def run(args) -> str:
             negatives += locator_examples(args.phantom_seed + 1000 * (k + 1), range(args.nonspine_cases), cfg,
                                           args.cache_dir, kind=kind)
     train = [c for c in cases if c["meta"]["split"] == "train"] + [n for n in negatives if n["meta"]["split"] == "train"]
-    val = [c for c in cases if c["meta"]["split"] == "val"]
+    val = [c for c in cases if c["meta"]["split"] in ("val", "test")]  # never trained on: temperature and decoding
     log.info("locator: %d training examples (%d spine), %d val", len(train), len(train) - sum(not c["meta"]["spine"] for c in train), len(val))
     info = {}
     if args.locator_from:
@@ -297,6 +376,8 @@ def run(args) -> str:
         locator = SpineLocator(cfg)
         info = train_locator(locator, train, args.locator_steps, args.locator_batch, args.locator_lr, args.seed)
         info["temperature"] = fit_temperature(locator, val)
+        info["decoding"] = tune_decoding(locator, val, args.max_wrong)
+        cfg = locator.cfg
         info.update({"phantom_seed": args.phantom_seed, "n_cases": args.n_cases, "phantom_config": pcfg,
                      "nonspine_cases": args.nonspine_cases, "train_examples": len(train)})
         model.locator = locator
