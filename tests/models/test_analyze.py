@@ -129,3 +129,75 @@ def test_default_bundle_on_a_held_out_phantom():
     points = {p["condition"]: p for p in bundle.manifest["operating_points"]["points"]}
     for c in result.conditions:
         assert (c.status == NOT_ASSESSED) == (not points[c.condition]["validated"]), c
+
+
+def _blank_tag_study(datasets):
+    from spinefm.study import StudyInput
+
+    for ds in datasets:
+        ds.BodyPartExamined = ""
+        ds.StudyDescription = "SYNTHETIC PHANTOM MRI"
+    return StudyInput.from_datasets(datasets)
+
+
+@pytest.mark.skipif(not (phantom_ready() and (DEFAULT_BUNDLE / "manifest.json").exists()), reason="needs phantoms + bundle")
+@pytest.mark.parametrize("kind", ["knee", "brain"])
+def test_default_bundle_refuses_a_sagittal_non_spine_mr_with_blank_tags(kind):
+    """Blank BodyPartExamined and generic descriptions: only the images can say spine, and they say no."""
+    from spine_phantom.nonspine import generate_nonspine
+
+    bundle = load_bundle(DEFAULT_BUNDLE)
+    assert bundle.model.locator.is_fitted
+    ph = generate_nonspine(8, 3, kind, body_part="")
+    study = _blank_tag_study([ds for s in ph.series for ds in s.datasets()])
+    with pytest.raises(UnsupportedStudy, match="do not name the spine and the images do not show one"):
+        bundle.analyze(study)
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").exists(), reason="needs the bundle")
+def test_default_bundle_refuses_pydicoms_mr_small_made_sagittal():
+    """A real MR image (pydicom's MR_small, 64 x 64) stored as a sagittal stack with no body part."""
+    import copy
+
+    import numpy as np
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    src = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    series_uid, datasets = generate_uid(), []
+    for k in range(5):
+        ds = copy.deepcopy(src)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series_uid, generate_uid()
+        ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+        ds.ImagePositionPatient = [float(4 * k), 0.0, 0.0]
+        ds.SeriesDescription, ds.InstanceNumber = "t2_tse_sag", k + 1
+        ds.RepetitionTime, ds.EchoTime = 3000, 100
+        datasets.append(ds)
+    study = _blank_tag_study(datasets)
+    assert np.asarray(datasets[0].pixel_array).shape == (64, 64)
+    with pytest.raises(UnsupportedStudy, match="the images do not show one"):
+        load_bundle(DEFAULT_BUNDLE).analyze(study)
+
+
+@pytest.mark.skipif(not (phantom_ready() and (DEFAULT_BUNDLE / "manifest.json").exists()), reason="needs phantoms + bundle")
+def test_default_bundle_reads_region_and_levels_from_the_images_when_tags_are_blank():
+    import spine_phantom
+
+    bundle = load_bundle(DEFAULT_BUNDLE)
+    ph = spine_phantom.generate_study(7, 2, spine_phantom.PhantomConfig(acquisition="varied", regions=("cervical",),
+                                                                       region_tags=False))
+    study = _blank_tag_study([ds for s in ph.series for ds in s.datasets()])
+    result = bundle.analyze(study, localize_all=True)
+    assert result.region_source == "image" and result.region_dicom == "unknown" and result.spine_check["is_spine"]
+    assert result.region == "cervical", (result.region, result.coverage, ph.truth["anatomy"]["coverage"])
+    # every named disc sits where that disc truly is (within 10 mm), and most visible discs are named
+    a = ph.truth["anatomy"]
+    named = [d for d in result.spine_check["discs"] if d["level"]]
+    for d in named:
+        r, c = a["discs"][d["level"]]
+        assert ((d["row"] - r) ** 2 + (d["col"] - c) ** 2) ** 0.5 * a["pixel_spacing"] <= 10.0, (d, (r, c))
+    assert len(named) >= len(a["visible_discs"]) - 1, (named, a["visible_discs"])
+    assert result.draft_text.startswith("TECHNIQUE: MRI of the cervical spine.")
+    assert result.draft_text.splitlines()[-1].startswith(f"Draft by {bundle.name} version {bundle.version}, a model "
+                                                         "trained on synthetic phantom data only")
