@@ -271,7 +271,9 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
             for e in embedded.values():
                 slice_embeddings.setdefault(e["series"].stream, e["cls"])
             try:
-                result.draft_text = drafter.draft(result, slice_embeddings)
+                from .report.findings import with_model_line
+
+                result.draft_text = with_model_line(drafter.draft(result, slice_embeddings), result)
                 result.draft_backend = f"{drafter.name}/{drafter.version}"
             except Exception as exc:  # a drafter failure must not lose the predictions
                 log.exception("report drafter failed")

@@ -162,3 +162,14 @@ def test_prompt_lists_calls_and_unassessed(result):
     tokens = agent_tokens(with_calls(result, {"canal": "present", "fracture": "not_assessed"}))
     assert "- Spinal canal stenosis: 0.86 present" in tokens and "Vertebral fracture:" not in tokens.split("Not assessed")[0]
     assert "Not assessed by the model (not validated): Vertebral fracture." in tokens
+
+
+def test_every_backends_text_gets_the_model_line_once(result):
+    """analyze appends the line to any backend's text (an LLM's too), never twice."""
+    from spinefm.report.findings import model_line, with_model_line
+
+    llm_text = "FINDINGS:\nL4-L5: Disc herniation.\n\nIMPRESSION:\n1. Disc herniation at L4-L5.\n"
+    once = with_model_line(llm_text, result)
+    assert once.endswith("\n\n" + model_line(result)) and once.count("Draft by") == 1
+    assert with_model_line(once, result) == once
+    assert with_model_line(TemplateDrafter().draft(result), result).count("Draft by") == 1

@@ -143,5 +143,12 @@ def model_line(result: AnalysisResult) -> str:
     return line + "; for radiologist review, not a final report."
 
 
+def with_model_line(text: str, result: AnalysisResult) -> str:
+    """``text`` ending with the model line (added once, whatever backend wrote the text)."""
+    line = model_line(result)
+    body = text.rstrip()
+    return body if body.endswith(line) else f"{body}\n\n{line}"
+
+
 def is_disc_condition(key: str) -> bool:
     return get_condition(key).level_kind == DISC_LEVEL
