@@ -22,7 +22,6 @@ Proportions carry Wilson 95% intervals; per-disc rates a study-resampling bootst
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 
 import numpy as np
@@ -109,7 +108,7 @@ def _old_head_levels(bundle, datasets, series_uid: str, points: list[tuple[float
     return out
 
 
-def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, cache_dir=None, progress: bool = False,
+def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, progress: bool = False,
                       baseline=None, frequent_level: str | None = None, n_nonspine: int = 40, n_boot: int = 200) -> dict:
     """The coverage table of ``model.locator`` (and of ``baseline``, an older Bundle, on the same discs)."""
     import spine_phantom
@@ -118,7 +117,7 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, cac
     from .train.locator import VARIED
 
     pcfg = dict(phantom_config or VARIED)
-    locator, cfg = model.locator.eval(), model.cfg.locator
+    locator = model.locator.eval()
     rows, finding_rows = [], []
     it = range(n)
     if progress:

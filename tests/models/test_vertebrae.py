@@ -1,13 +1,12 @@
 """spinefm.vertebrae: the locator grid's geometry, chain building, consecutive-label decoding, placing findings."""
 
-import math
 
 import numpy as np
 import pytest
 import torch
 
 from spinefm.heads.locator import DISC_CLASSES, LocatorConfig, SpineLocator
-from spinefm.vertebrae import (DiscMark, LocatorGrid, Peak, SliceFrame, SpineLabels, chain, decode, locator_grid,
+from spinefm.vertebrae import (DiscMark, Peak, SliceFrame, SpineLabels, chain, decode, locator_grid,
                                regions_from_discs)
 
 CFG = LocatorConfig()

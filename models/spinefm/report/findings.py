@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spinefm.conditions import (CONDITIONS, DISC_LEVEL, VERTEBRAE, get_condition,
-                                region_of_level)
+from spinefm.conditions import (CONDITIONS, DISC_LEVEL, VERTEBRAE, get_condition)
 from spinefm.results import ABSENT, POSSIBLE, PRESENT, AnalysisResult, Box, KeySlice
 
 # Impression order: what a reader must act on first.

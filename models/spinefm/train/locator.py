@@ -390,7 +390,7 @@ def run(args) -> str:
         from ..coverage_eval import coverage_markdown, evaluate_coverage, summarize_coverage
 
         baseline = load_bundle(args.baseline_bundle) if args.baseline_bundle else None
-        res = evaluate_coverage(model, args.eval_seed, args.eval_cases, pcfg, args.cache_dir, progress=not args.no_progress,
+        res = evaluate_coverage(model, args.eval_seed, args.eval_cases, pcfg, progress=not args.no_progress,
                                 baseline=baseline, frequent_level=args.frequent_level)
         res["command"] = getattr(args, "command_line", None)
         md = coverage_markdown(res)
