@@ -151,7 +151,7 @@ def test_locator_learns_discs_on_phantoms(tmp_path):
     batch = make_batch(examples, 8, rng)
     with torch.no_grad():
         before = locator_loss(loc(batch[0]), batch[1], batch[2])[1]
-    train_locator(loc, examples, steps=60, batch=4, lr=5e-3, log_every=0)
+    train_locator(loc, examples, steps=120, batch=4, lr=5e-3, log_every=0)
     loc.eval()
     with torch.no_grad():
         out = loc(batch[0])

@@ -127,3 +127,18 @@ def test_nonspine_phantoms(kind, part, word):
     assert blank.BodyPartExamined == "" and blank.StudyDescription == "SYNTHETIC PHANTOM MRI"
     with pytest.raises(ValueError, match="kind must be"):
         generate_nonspine(2, 1, "elbow")
+
+
+def test_cli_writes_varied_studies_with_blank_region_tags(tmp_path):
+    import json
+
+    import pydicom
+
+    from spine_phantom.cli import main
+
+    assert main(["generate", "--studies", "1", "--seed", "21", "--start", "1", "--out", str(tmp_path),
+                 "--acquisition", "varied", "--no-region-tags", "--quiet"]) == 0
+    truth = json.loads(next(tmp_path.rglob("truth.json")).read_text())
+    assert truth["region_tags"] is False and truth["anatomy"]["coverage_mode"] in ("planned", "partial", "crop")
+    ds = pydicom.dcmread(next(tmp_path.rglob("*.dcm")))
+    assert ds.BodyPartExamined == "" and ds.StudyDescription == "SYNTHETIC PHANTOM MRI"
