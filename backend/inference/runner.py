@@ -6,40 +6,24 @@ from __future__ import annotations
 import time
 
 from backend.studies.orthanc.client import OrthancClient, get_client
+from spinefm import intake
 from spinefm.results import UnsupportedStudy
-from spinefm.sequences import OTHER, plane_from_orientation, sequence_type
 from spinefm.study import StudyInput
 
 from . import fetch, jobs
 from .analyzers import load_analyzer
 from .models import InferenceJob
 
-SPINE_BODY_PARTS = ("SPINE", "CSPINE", "TSPINE", "LSPINE", "SSPINE", "NECK", "BACK", "COCCYX", "SACRUM", "")
-READ_PLANES = ("sagittal", "axial")
-
-
 def usable_series(headers: list) -> dict[str, object]:
-    """Series worth fetching pixels for: MR, a known sequence type, sagittal or axial."""
-    chosen: dict[str, object] = {}
-    for ds in headers:
-        uid = str(ds.SeriesInstanceUID)
-        if uid in chosen:
-            continue
-        if (str(ds.get("Modality", "")) == "MR" and sequence_type(ds) != OTHER
-                and plane_from_orientation(ds.get("ImageOrientationPatient")) in READ_PLANES):
-            chosen[uid] = ds
-    return chosen
+    """Series worth fetching pixels for: the model library's one rule (spinefm.intake.series_to_fetch):
+    sagittal MR series the bundle routes (T1, T2, STIR, Dixon, post-contrast and other sequences)."""
+    return intake.series_to_fetch(headers)
 
 
 def check_supported(headers: list) -> None:
-    modalities = sorted({str(ds.get("Modality", "")) for ds in headers} - {"SR", "SEG", "PR", "KO"})
-    if modalities != ["MR"]:
-        raise UnsupportedStudy(f"modality {', '.join(modalities) or 'unknown'} is not MR; SpineAgent reads spine MRI")
-    parts = {str(ds.get("BodyPartExamined", "")).upper().replace(" ", "") for ds in headers}
-    if not parts & set(SPINE_BODY_PARTS):
-        raise UnsupportedStudy(f"body part {', '.join(sorted(parts))} is not spine")
-    if not usable_series(headers):
-        raise UnsupportedStudy("no sagittal or axial T1, T2, STIR or Dixon series in this study")
+    """UnsupportedStudy (with the reason) unless the headers can be a spine MR (spinefm.intake.check_supported);
+    a study whose tags name no body part passes here and is checked on its images by analyze."""
+    intake.check_supported(headers)
 
 
 def run(job: InferenceJob, client: OrthancClient | None = None) -> tuple[dict, dict]:

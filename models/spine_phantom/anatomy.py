@@ -134,6 +134,9 @@ class Spine:
     z_grid: np.ndarray
     phi_grid: np.ndarray
     organ_waves: np.ndarray = field(default_factory=lambda: np.zeros((4, 4)))  # (wx, ws, wt, phase)
+    # discs drawn as bone (the fused sacrum and coccyx); a lumbarised S1 frees the S1-S2 disc
+    fused: np.ndarray = field(default_factory=lambda: (_KIND == 2) | (_KIND == 3))
+    variant: str = "none"  # anatomical variant (apply_variant): none, sacralised_L5, lumbarised_S1
     bumps: list[Bump] = field(default_factory=list)
     blobs: list[Blob] = field(default_factory=list)
 
@@ -174,6 +177,17 @@ class Spine:
         py, pz, phi = self.point(s)
         t = (y - py) * np.cos(phi) + (z - pz) * np.sin(phi)
         return s, t
+
+    def landmark(self, level: str) -> tuple[float, float]:
+        """Patient (y, z) of a vertebral body's centre ("L4") or a disc's centre ("L4-L5"), mid-AP."""
+        k = INDEX[level.split("-")[0]]
+        if "-" in level:
+            s, depth = self.disc_center(k), (self.depth[k] + self.depth[min(k + 1, len(self.h) - 1)]) / 2
+        else:
+            s, depth = self.body_center(k), self.depth[k]
+        y, z, phi = self.point(s)
+        t = -float(depth) / 2  # the normal to the centreline points posterior: (cos phi, sin phi)
+        return float(y + t * np.cos(phi)), float(z + t * np.sin(phi))
 
     def copy(self) -> "Spine":
         return copy.deepcopy(self)
@@ -304,7 +318,7 @@ class Spine:
         g["nuc_dt"] = ts + 0.45 * ddepth
         g["annulus"] = self.annulus[k]
         g["nucleus"] = self.nucleus[k]
-        g["sacral"] = (kind == 2) | (kind == 3)
+        g["sacral"] = self.fused[k]
         # atlas and dens (only near C1)
         c2 = INDEX["C2"]
         g["atlas"] = kind == 1
@@ -706,4 +720,29 @@ def make_spine(rng: np.random.Generator) -> Spine:
     direction = rng.normal(size=(4, 3))
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     spine.organ_waves = np.column_stack([direction * (2 * np.pi / lam)[:, None], rng.uniform(0, 2 * np.pi, 4)])
+    return spine
+
+
+VARIANTS = ("none", "sacralised_L5", "lumbarised_S1")
+
+
+def apply_variant(spine: Spine, variant: str) -> Spine:
+    """A lumbosacral transitional vertebra, in place (the names stay anatomical, counted from C2).
+
+    sacralised_L5: a rudimentary, desiccated L5-S1 disc (L5 half-fused to the sacrum);
+    lumbarised_S1: a mobile S1-S2 disc (disc tissue instead of the fused bone), so six
+    lumbar-type discs show above the sacrum and counting up from the sacrum is off by one.
+    Both are real (LSTV, roughly 10-20% of people); labelling tools must not be fooled.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    l5, s1 = INDEX["L5"], INDEX["S1"]
+    if variant == "sacralised_L5":
+        spine.disc[l5] *= 0.35
+        spine.nucleus[l5] = T.NUCLEUS_DRY
+    elif variant == "lumbarised_S1":
+        spine.fused[s1] = False
+        spine.disc[s1] = 0.7 * spine.disc[l5]
+        spine.concavity[s1] = 0.0
+    spine.variant = variant
     return spine

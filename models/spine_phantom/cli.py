@@ -31,6 +31,10 @@ def _parse(argv):
     g.add_argument("--uncertain-fraction", type=float, default=None)
     g.add_argument("--prevalence", type=float, default=None, help="one prevalence for every condition")
     g.add_argument("--no-other", action="store_true", help="never add a Dixon / post-contrast series")
+    g.add_argument("--acquisition", choices=["fixed", "varied"], default="fixed",
+                   help="varied: random coverage, FOV, spacing, rotation, intensity and transitional vertebrae")
+    g.add_argument("--no-region-tags", action="store_true",
+                   help="leave BodyPartExamined blank and StudyDescription without the region, as many exports do")
     g.add_argument("--quiet", action="store_true")
     sub.add_parser("eval-split", help="print the fixed evaluation split definition")
     return ap.parse_args(argv)
@@ -44,7 +48,8 @@ def main(argv=None) -> int:
         return 0
     from spinefm.conditions import CONDITION_KEYS
 
-    cfg = PhantomConfig(image_size=(args.size, args.size), include_other_sequence=not args.no_other)
+    cfg = PhantomConfig(image_size=(args.size, args.size), include_other_sequence=not args.no_other,
+                        acquisition=args.acquisition, region_tags=not args.no_region_tags)
     if args.regions:
         cfg.regions = tuple(r.strip() for r in args.regions.split(",") if r.strip())
     if args.uncertain_fraction is not None:

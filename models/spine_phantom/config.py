@@ -26,6 +26,8 @@ DEFAULT_REGION_MIX: tuple[tuple[tuple[str, ...], float], ...] = (
     (("cervical", "thoracic"), 0.08),
 )
 
+ACQUISITIONS = ("fixed", "varied")
+
 VENDORS: tuple[str, ...] = ("SIEMENS", "GE MEDICAL SYSTEMS", "Philips", "CANON_MEC")
 
 
@@ -54,6 +56,19 @@ class PhantomConfig:
     severity_weights: tuple[float, float, float] = (0.45, 0.35, 0.2)
     # Draw no findings at all (the "normal" twin used for ground-truth checks).
     normal: bool = False
+    # How the sagittal stack is acquired: "fixed" plans the field of view around the regions
+    # (generator 0.1; the default, so existing seeds keep their bytes); "varied" draws what real
+    # protocols vary: coverage (planned / partial / 6-9 cm crop), FOV size and offset, pixel
+    # spacing 0.4-1.2 mm, matrix, slices, in-plane rotation, intensity scale and bias field,
+    # and rare lumbosacral transitional vertebrae (docs/phantoms.md, "Varied acquisitions").
+    acquisition: str = "fixed"
+    variant_probability: float = 0.06  # "varied" only: share of spines with a transitional vertebra
+    # False: BodyPartExamined blank and StudyDescription without the region, as many exports are
+    region_tags: bool = True
+
+    def __post_init__(self):
+        if self.acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, not {self.acquisition!r}")
 
     def prevalence_of(self, key: str) -> float:
         return float(self.prevalence.get(key, DEFAULT_PREVALENCE[key]))

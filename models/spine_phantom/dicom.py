@@ -23,6 +23,18 @@ def _ds(fmt: str, v: float) -> str:
     return (fmt % v)[:16]
 
 
+def region_tags(study) -> tuple[str, str]:
+    """(StudyDescription, BodyPartExamined): spine regions as CSPINE/TSPINE/LSPINE/SPINE, other parts by
+    name; blank region tags (``truth["region_tags"] is False``, as in many exports) leave both without one."""
+    truth = study.truth or {}
+    if truth.get("region_tags") is False:
+        return "SYNTHETIC PHANTOM MRI", ""
+    if all(r in BODY_PART for r in study.regions):
+        part = BODY_PART[study.regions[0]] if len(study.regions) == 1 else "SPINE"
+        return f"SYNTHETIC PHANTOM MRI {' '.join(r.upper() for r in study.regions)} SPINE", part
+    return f"SYNTHETIC PHANTOM MRI {' '.join(r.upper() for r in study.regions)}", truth.get("body_part", study.regions[0].upper())
+
+
 def series_template(study, series) -> Dataset:
     """Attributes shared by every instance of one series."""
     ds = Dataset()
@@ -42,7 +54,7 @@ def series_template(study, series) -> Dataset:
     ds.Manufacturer = study.vendor
     ds.InstitutionName = "SpineAgent Synthetic Phantom"
     ds.ReferringPhysicianName = ""
-    ds.StudyDescription = f"SYNTHETIC PHANTOM MRI {' '.join(r.upper() for r in study.regions)} SPINE"
+    ds.StudyDescription, ds.BodyPartExamined = region_tags(study)
     ds.SeriesDescription = series.description
     ds.ProtocolName = series.description
     ds.ManufacturerModelName = study.model_name
@@ -54,7 +66,6 @@ def series_template(study, series) -> Dataset:
     ds.PatientComments = SYNTHETIC_NOTE
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = "Synthetic phantom: no real patient"
-    ds.BodyPartExamined = BODY_PART[study.regions[0]] if len(study.regions) == 1 else "SPINE"
     p = series.protocol
     ds.ScanningSequence = p.scanning_sequence.split("\\") if "\\" in p.scanning_sequence else p.scanning_sequence
     ds.SequenceVariant = p.sequence_variant.split("\\")
@@ -91,8 +102,8 @@ def series_template(study, series) -> Dataset:
     ds.Columns = int(series.pixels.shape[2])
     ds.PixelSpacing = [_ds("%.6f", series.pixel_spacing[0]), _ds("%.6f", series.pixel_spacing[1])]
     ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
+    ds.BitsStored = 12 if int(series.pixels.max(initial=0)) <= 4095 else 16
+    ds.HighBit = ds.BitsStored - 1
     ds.PixelRepresentation = 0
     ds.WindowCenter = _ds("%.0f", series.window[0])
     ds.WindowWidth = _ds("%.0f", series.window[1])

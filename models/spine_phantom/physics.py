@@ -108,13 +108,15 @@ def blur121(stack: np.ndarray) -> np.ndarray:
 
 
 def render_stack(labels: np.ndarray, protocol: Protocol, rng: np.random.Generator, *,
-                 texture: np.ndarray, bias: np.ndarray, snr: float, gain: float) -> np.ndarray:
+                 texture: np.ndarray, bias: np.ndarray, snr: float, gain: float,
+                 max_value: int = 4095) -> np.ndarray:
     """Label stack [n, rows, cols] -> uint16 12-bit image stack for one series.
 
     ``texture`` is a [n, rows, cols] (or broadcastable) field in [-1, 1]; ``bias``
     a [rows, cols] multiplicative coil-sensitivity field; ``snr`` relative to the
     brightest tissue; ``gain`` scales to the vendor's typical 12-bit range.
-    Noise is Rician: the magnitude of signal plus complex Gaussian noise.
+    Noise is Rician: the magnitude of signal plus complex Gaussian noise. Values are clipped to
+    ``max_value`` (12-bit by default; 65535 for scanners that scale into 16 bits).
     """
     lut = tissue_signals(protocol).astype(np.float32)
     tex_lut = lut * texture_amplitudes().astype(np.float32)
@@ -134,5 +136,5 @@ def render_stack(labels: np.ndarray, protocol: Protocol, rng: np.random.Generato
     s += imag
     np.sqrt(s, out=s)
     s *= gain / float(lut.max())
-    np.clip(s, 0, 4095, out=s)
+    np.clip(s, 0, max_value, out=s)
     return s.astype(np.uint16)

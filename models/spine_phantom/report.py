@@ -207,7 +207,9 @@ _LEVEL_CONDITIONS = {"herniation", "canal", "compression", "neuroforaminal", "su
                      "synovial", "par", "lipomatosis", "cyst", "lesion_extramedullary", "inflammation"}
 
 
-def write_report(study_regions, series, findings, conus_level: str, rng: np.random.Generator) -> dict:
+def write_report(study_regions, series, findings, conus_level: str, rng: np.random.Generator,
+                 disc_levels: list[str] | None = None) -> dict:
+    """``disc_levels``: the discs in the field of view (varied acquisitions); None lists the regions' discs."""
     say = _Say(rng)
     regions = list(study_regions)
     region_txt = " and ".join(regions)
@@ -267,7 +269,8 @@ def write_report(study_regions, series, findings, conus_level: str, rng: np.rand
         if f.condition in _LEVEL_CONDITIONS:
             per_level.setdefault(_level_of(f), []).append(f)
     level_lines = []
-    for lvl in _disc_levels(regions):
+    shown = _disc_levels(regions) if disc_levels is None else [lv for lv in _disc_levels(regions) if lv in disc_levels]
+    for lvl in shown:
         fs = sorted(per_level.pop(lvl, []), key=lambda f: _PRIORITY.index(f.condition))
         if fs:
             body = "; ".join(phrase(f, say) for f in fs)

@@ -78,6 +78,90 @@ def plan_sagittal(spine: Spine, regions: tuple[str, ...], rows: int, cols: int,
     return _ordered(plan)
 
 
+COVERAGE_MODES = ("planned", "partial", "crop")
+
+
+def plan_sagittal_varied(spine: Spine, regions: tuple[str, ...], rng: np.random.Generator,
+                         min_rows: int = 128, max_rows: int = 512) -> tuple[StackPlan, dict]:
+    """A sagittal stack planned the way real protocols vary (generator option ``acquisition="varied"``).
+
+    Coverage: the region's planned span (45%), a random sub-span of at least three vertebrae
+    such as C2-T1 or T10-S1 (40%), or a 55-90 mm crop anywhere in the region (15%); the field of
+    view is 1.05-1.35x the span along the spine and shifted by up to 12% of itself, its width
+    0.55-1.0x its height; pixel spacing 0.4-1.2 mm (square pixels; the matrix follows, 128-512
+    rows); in-plane rotation up to 12 degrees; 2.5-4.5 mm slices, gaps 0-1 mm, 11-19 slices,
+    the stack off the midline by up to 4 mm. Returns the plan and what was drawn.
+    """
+    tops = [INDEX[REGION_SPAN[r][0]] for r in regions]
+    bots = [INDEX[REGION_SPAN[r][1]] for r in regions]
+    i0, i1 = min(tops), max(bots)
+    u = rng.random()
+    mode = "planned" if u < 0.45 else ("partial" if u < 0.85 else "crop")
+    if mode == "planned":
+        s0, s1 = spine.top[i0] - (15.0 if i0 == 0 else 0.0), spine.bottom[i1]
+    elif mode == "partial":
+        lo = max(i0, INDEX["C2"])
+        a = int(rng.integers(lo, max(lo + 1, i1 - 1)))
+        b = int(rng.integers(min(a + 2, i1), i1 + 1))
+        s0, s1 = spine.top[a], spine.bottom[b]
+    else:
+        centre = rng.uniform(spine.top[max(i0, INDEX["C2"])], spine.bottom[i1])
+        half = rng.uniform(55.0, 90.0) / 2
+        s0, s1 = centre - half, centre + half
+    theta = float(np.deg2rad(rng.uniform(-12.0, 12.0))) if rng.random() < 0.7 else 0.0
+    r_dir = np.array([np.cos(theta), np.sin(theta)])    # (y, z) step of one column
+    c_dir = np.array([np.sin(theta), -np.cos(theta)])   # (y, z) step of one row (head to feet)
+    ss = np.linspace(s0, s1, 60)
+    y, z, _ = spine.point(ss)
+    pts = np.stack([y, z], 1)
+    along = pts @ c_dir
+    across = pts @ r_dir
+    if mode == "crop":
+        fov_rows = float(s1 - s0)
+    else:
+        fov_rows = float(along.max() - along.min()) * rng.uniform(1.05, 1.35)
+    fov_cols = max(fov_rows * rng.uniform(0.55, 1.0), 70.0)
+    spacing = float(rng.uniform(0.4, 1.2))
+    rows = int(round(fov_rows / spacing))
+    if rows > max_rows or rows < min_rows:
+        rows = int(np.clip(rows, min_rows, max_rows))
+        spacing = fov_rows / rows
+    cols = int(np.clip(round(fov_cols / spacing / 8) * 8, 64, max_rows))
+    rows = int(round(rows / 8) * 8)
+    centre_along = float((along.max() + along.min()) / 2 + rng.uniform(-0.12, 0.12) * fov_rows)
+    # the posterior body wall sits at ~45-60% of the width from the anterior (left) edge
+    left_across = float(np.median(across)) - spacing * cols * rng.uniform(0.45, 0.6)
+    top_along = centre_along - spacing * rows / 2
+    origin = left_across * r_dir + top_along * c_dir    # (y, z) of pixel (0, 0)
+    thickness = float(rng.choice([2.5, 3.0, 3.0, 3.5, 4.0, 4.0, 4.5]))
+    gap = float(rng.choice([0.0, 0.3, 0.4, 0.5, 0.8, 1.0]))
+    n = int(rng.choice([11, 13, 15, 15, 17, 19]))
+    x_off = float(rng.uniform(-4.0, 4.0))
+    xs = x_off + (np.arange(n) - (n - 1) / 2) * (thickness + gap)
+    plan = StackPlan("sagittal", rows, cols, thickness, gap)
+    r = np.arange(rows)[:, None]
+    c = np.arange(cols)[None, :]
+    yy = origin[0] + spacing * (c * r_dir[0] + r * c_dir[0])
+    zz = origin[1] + spacing * (c * r_dir[1] + r * c_dir[1])
+    s_img, t_img = spine.project(yy, zz)
+    orientation = (0.0, float(r_dir[0]), float(r_dir[1]), 0.0, float(c_dir[0]), float(c_dir[1]))
+    for x in xs:
+        plan.slices.append(SliceGeometry(position=(float(x), float(origin[0]), float(origin[1])),
+                                         orientation=orientation, spacing=(spacing, spacing), location=float(x)))
+        plan.coords.append((float(x), s_img, t_img))
+    info = {"coverage_mode": mode, "rotation_deg": round(float(np.rad2deg(theta)), 2),
+            "fov_mm": [round(rows * spacing, 1), round(cols * spacing, 1)]}
+    return _ordered(plan), info
+
+
+def pixel_of(plan: StackPlan, y: float, z: float) -> tuple[float, float]:
+    """(row, column) of patient point (y, z) in a sagittal plan's in-plane grid (any slice)."""
+    g = plan.slices[0]
+    r_dir, c_dir = np.array(g.orientation[1:3]), np.array(g.orientation[4:6])
+    d = np.array([y - g.position[1], z - g.position[2]])
+    return float(d @ c_dir / g.spacing[0]), float(d @ r_dir / g.spacing[1])
+
+
 def axial_levels(spine: Spine, regions: tuple[str, ...], max_discs: int, prefer: list[str]) -> list[str]:
     """Disc levels that get axial slices: the findings' discs first, then evenly spread."""
     from spinefm.conditions import DISC_LEVELS

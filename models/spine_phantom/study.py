@@ -17,7 +17,7 @@ import numpy as np
 from spinefm.conditions import ABSENT, CONDITION_KEYS, PRESENT, UNCERTAIN
 
 from . import __version__
-from .anatomy import NAMES, Spine, make_spine
+from .anatomy import NAMES, VARIANTS, Spine, apply_variant, make_spine
 from .config import PhantomConfig
 from .dicom import instance_datasets
 from .ids import patient_id, patient_name, split_of, study_datetime, uid
@@ -25,7 +25,7 @@ from .pathology import Finding, apply_finding, sample_findings
 from .physics import Protocol, render_stack, smooth_field, tissue_signals
 from .protocols import VENDOR_STYLES, protocol_for
 from .report import write_report
-from .scan import SliceGeometry, axial_levels, label_stack, plan_axial, plan_sagittal
+from .scan import SliceGeometry, StackPlan, axial_levels, label_stack, pixel_of, plan_axial, plan_sagittal, plan_sagittal_varied
 from .truth import locate
 
 SEQUENCE_ORDER = ("T1", "T2", "STIR", "DIXON", "OTHER")
@@ -81,6 +81,7 @@ class PhantomStudy:
     label_maps: dict = field(default_factory=dict)   # plane -> uint8 tissue labels [n, rows, cols]
     plans: dict = field(default_factory=dict)        # plane -> StackPlan
     spine: Spine | None = field(default=None, repr=False)
+    acquisition: dict = field(default_factory=dict)  # what the "varied" planner drew (coverage, rotation, ...)
 
     @property
     def study_dir(self) -> str:
@@ -142,6 +143,11 @@ def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -
     age = int(r_anat.integers(22, 86))
     sex = "F" if r_anat.random() < 0.5 else "M"
     spine = make_spine(r_anat)
+    varied = cfg.acquisition == "varied"
+    # the varied acquisition draws from its own stream, so "fixed" studies keep their bytes
+    r_var = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 20240917, 2]))
+    if varied and r_var.random() < cfg.variant_probability:
+        apply_variant(spine, str(r_var.choice(VARIANTS[1:])))
     normal = spine.copy()
     date, time = study_datetime(seed, index)
 
@@ -150,7 +156,10 @@ def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -
         apply_finding(spine, f, r_draw)
 
     # scan planning (independent of the findings, so the normal twin matches)
-    sag = plan_sagittal(spine, regions, rows, cols, r_scan)
+    if varied:
+        sag, acquisition = plan_sagittal_varied(spine, regions, r_var)
+    else:
+        sag, acquisition = plan_sagittal(spine, regions, rows, cols, r_scan), {"coverage_mode": "fixed"}
     other = None
     if cfg.include_other_sequence and r_scan.random() < cfg.other_sequence_probability:
         other = "DIXON" if r_scan.random() < 0.5 else "OTHER"
@@ -167,7 +176,8 @@ def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -
         birth_date=f"{int(date[:4]) - age}{date[4:]}", sex=sex, age=age,
         study_instance_uid=uid(seed, index, "study"), frame_of_reference_uid=uid(seed, index, "for"),
         study_date=date, study_time=time, accession=f"PH{seed % 1000:03d}{index:05d}",
-        study_id=f"{index % 100000}", split=split_of(seed, index), spine=spine, plans=plans)
+        study_id=f"{index % 100000}", split=split_of(seed, index), spine=spine, plans=plans,
+        acquisition=acquisition)
 
     seq_planes = [("T1", "sagittal"), ("T2", "sagittal"), ("STIR", "sagittal")]
     if other:
@@ -177,14 +187,20 @@ def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -
     protocols = [protocol_for(seq, plane, r_scan) for seq, plane in seq_planes]
 
     study.label_maps = {plane: label_stack(spine, plan) for plane, plan in plans.items()}
-    textures = {plane: _texture(r_noise, len(plan.slices), rows, cols) for plane, plan in plans.items()}
-    biases = {"sagittal": _bias(r_noise, rows, cols, 1), "axial": _bias(r_noise, rows, cols, 0)}
+    textures = {plane: _texture(r_noise, len(plan.slices), plan.rows, plan.cols) for plane, plan in plans.items()}
+    biases = {"sagittal": _bias(r_noise, sag.rows, sag.cols, 1), "axial": _bias(r_noise, rows, cols, 0)}
+    scale, max_value = 1.0, 4095
+    if varied:  # vendors scale differently (some into 16 bits), and coils and patients shade unevenly
+        scale, max_value = float(np.exp(r_var.uniform(np.log(0.25), np.log(4.0)))), 65535
+        extra = 1 + r_var.uniform(0.0, 0.4) * smooth_field(r_var, (sag.rows, sag.cols), 2)
+        biases["sagittal"] = (biases["sagittal"] * extra / (biases["sagittal"] * extra).max()).astype(np.float32)
+        study.acquisition["intensity_scale"] = round(scale, 3)
     for number, ((seq, plane), prot) in enumerate(zip(seq_planes, protocols), start=2):
         plan = plans[plane]
         snr = float(r_noise.uniform(14, 40)) * (1.3 if field_strength > 2 else 1.0)
-        gain = style.gain * float(r_noise.uniform(0.85, 1.15))
+        gain = style.gain * float(r_noise.uniform(0.85, 1.15)) * scale
         pixels = render_stack(study.label_maps[plane], prot, r_noise, texture=textures[plane],
-                              bias=biases[plane], snr=snr, gain=gain)
+                              bias=biases[plane], snr=snr, gain=gain, max_value=max_value)
         sample = pixels[:, ::4, ::4]
         lo, hi = np.percentile(sample, [1.0, 99.7])
         sid = uid(seed, index, "series", number)
@@ -206,9 +222,44 @@ def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -
             kept.append((f, hits))
     study.findings = [f for f, _ in kept]
     conus = _level_name(spine, spine.conus_s)
-    report = write_report(regions, study.series, study.findings, conus, r_text)
+    anatomy = anatomy_truth(spine, sag)
+    report = write_report(regions, study.series, study.findings, conus, r_text,
+                          disc_levels=anatomy["visible_discs"] if varied else None)
     study.truth = _truth(study, kept, report, conus)
+    study.truth["anatomy"] = {"variant": spine.variant, **study.acquisition, **anatomy}
+    if not cfg.region_tags:
+        study.truth["region_tags"] = False
     return study
+
+
+LANDMARK_MARGIN_MM = 4.0  # a disc centre this far inside the image: most of the disc shows
+
+
+def anatomy_truth(spine: Spine, plan: StackPlan) -> dict:
+    """Where every vertebral body and disc centre (C2 ... S1, and S1-S2 when mobile) lies on the
+    sagittal grid, and which of them the field of view shows (centre at least LANDMARK_MARGIN_MM inside)."""
+    names = list(NAMES[NAMES.index("C2"): NAMES.index("S1") + 1])
+    discs = [f"{a}-{b}" for a, b in zip(names[:-1], names[1:])]
+    if not spine.fused[NAMES.index("S1")]:
+        discs.append("S1-S2")
+    margin = LANDMARK_MARGIN_MM / plan.slices[0].spacing[0]
+
+    def where(levels):
+        out = {}
+        for lv in levels:
+            r, c = pixel_of(plan, *spine.landmark(lv))
+            out[lv] = [round(r, 2), round(c, 2)]
+        return out
+
+    def inside(points):
+        return [lv for lv, (r, c) in points.items()
+                if margin <= r <= plan.rows - 1 - margin and margin <= c <= plan.cols - 1 - margin]
+
+    d, v = where(discs), where(names)
+    vis_d, vis_v = inside(d), inside(v)
+    return {"grid": [plan.rows, plan.cols], "pixel_spacing": round(float(plan.slices[0].spacing[0]), 6),
+            "discs": d, "vertebrae": v, "visible_discs": vis_d, "visible_vertebrae": vis_v,
+            "coverage": f"{vis_v[0]}-{vis_v[-1]}" if vis_v else ""}
 
 
 def _truth(study: PhantomStudy, kept, report: dict, conus: str) -> dict:

@@ -1,11 +1,14 @@
 """``analyze(bundle, study) -> AnalysisResult``: the backend's one call into the model library.
 
-Route the study's sagittal MR series (T1 -> T1 encoder, T2 -> T2 encoder,
-anything else -> synthesizer), embed slices, pool to series and case
-embeddings, then run the agents: diagnosis probes, key slice + box per
-condition predicted present (boxes mapped back to the original instance's
-pixels) and the level of each box (level head, when the bundle has a trained
-one), retrieval of similar cases, and the report drafter when installed.
+Check the study (MR; the DICOM region by ``spinefm.intake``; a study whose tags do not
+name the spine must show one on its images, ``spinefm.vertebrae``), route its sagittal MR
+series (T1 -> T1 encoder; T2, STIR, Dixon -> T2 encoder; post-contrast and other ->
+synthesizer), embed slices, pool to series and case embeddings, then run the agents:
+diagnosis probes, key slice + box per condition (boxes mapped back to the original
+instance's pixels), the level of each box (discs counted on the images by the bundle's
+spine locator, constrained to the field of view and the condition; the level head for
+bundles without a locator, constrained to the study's region; otherwise "level
+uncertain"), retrieval of similar cases, and the report drafter when installed.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import time
 
 import torch
 
+from . import intake
 from .clip import case_embedding
-from .conditions import get_condition
+from .conditions import DISC_LEVEL, get_condition, region_of_level
 from .data import SeriesRecord, record_from_study_input
 from .results import (POSSIBLE, PRESENT, AnalysisResult, Box, ConditionPrediction, KeySlice, SeriesUsed, SimilarCase,
                       UnsupportedStudy)
+from .sequences import describe_sequence
 
 log = logging.getLogger(__name__)
 STREAM_NAMES = {"t1": "t1", "t2": "t2", "synthesizer": "synthesizer"}
@@ -34,8 +39,10 @@ def _check_modality(study) -> None:
 
 
 def choose_series(record) -> list[SeriesRecord]:
-    """One T1 and one T2 series (most slices), and every other routed series for the synthesizer."""
-    chosen = [s for s in (record.first("t1"), record.first("t2")) if s is not None]
+    """One T1 series, the T2 stream (the plain T2 first, then STIR and Dixon), and every synthesizer series."""
+    t1, t2 = record.first("t1"), record.first("t2")
+    chosen = [s for s in (t1, t2) if s is not None]
+    chosen += [s for s in record.by_stream("t2") if s is not t2]
     return chosen + record.by_stream("synthesizer")
 
 
@@ -100,16 +107,71 @@ def box_centre(box: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def localize(model, condition: str, e: dict, case: torch.Tensor | None = None) -> tuple[KeySlice, Box]:
-    """Key slice and box; with the case embedding and a trained level head, the box's level too."""
+def localize(model, condition: str, e: dict, case: torch.Tensor | None = None,
+             placer: "LevelPlacer | None" = None) -> tuple[KeySlice, Box, str]:
+    """Key slice and box, and the box's level with a note when it is uncertain (see LevelPlacer)."""
     s: SeriesRecord = e["series"]
     k, score, nbox = locate(model, condition, s.stream, e["cls"], e["patches"])
     box = s.geometry.to_pixels(nbox.tolist())
-    level = None
-    if case is not None and model.level.is_fitted and condition in model.level.conditions:
+    level, note = None, ""
+    if placer is not None:
+        level, note = placer.place(condition, s, k, box, case, box_centre(nbox))
+    elif case is not None and model.level.is_fitted and condition in model.level.conditions:
         level, _ = model.level.predict(case, box_centre(nbox), condition)
     ks = KeySlice(condition, s.series_instance_uid, s.sop_instance_uids[k], k, score)
-    return ks, Box(condition, s.series_instance_uid, s.sop_instance_uids[k], [round(v, 2) for v in box], score, level)
+    bx = Box(condition, s.series_instance_uid, s.sop_instance_uids[k], [round(v, 2) for v in box], score, level,
+             level_uncertain=level is None and bool(note))
+    return ks, bx, note
+
+
+class LevelPlacer:
+    """Names a box's level, never outside what the study shows.
+
+    With a fitted spine locator: the box centre in patient coordinates, placed on the discs
+    counted on the images (``SpineLabels.level_at``). Without one (older bundles): the level
+    head, kept only when its level lies in the study's region. Either way a level the registry
+    rules out for the condition is dropped. A dropped level is None with a note ("level uncertain").
+    """
+
+    def __init__(self, model, labels, datasets_by_series: dict[str, list], regions: tuple[str, ...]):
+        self.model, self.labels, self.datasets, self.regions = model, labels, datasets_by_series, regions
+
+    def place(self, condition: str, series: SeriesRecord, k: int, box: list[float], case, centre) -> tuple[str | None, str]:
+        from .heads.level import LEVELS, allowed_levels
+        from .vertebrae import SliceFrame
+
+        try:
+            kind = "disc" if get_condition(condition).level_kind == DISC_LEVEL else "vertebra"
+        except KeyError:
+            kind = "disc"
+        if self.labels is not None:
+            datasets = self.datasets.get(series.series_instance_uid) or []
+            if not 0 <= k < len(datasets):
+                return None, "key slice has no geometry"
+            frame = SliceFrame.from_dataset(datasets[k])
+            point = frame.to_patient((box[1] + box[3]) / 2, (box[0] + box[2]) / 2)
+            level, note = self.labels.level_at(point, kind)
+        elif case is not None and self.model.level.is_fitted and condition in self.model.level.conditions:
+            level, note = self.model.level.predict(case, centre, condition)[0], ""
+            region = region_of_level(level)
+            if self.regions and ("lumbar" if region == "sacral" else region) not in self.regions:
+                level, note = None, f"the level model placed it outside the {intake.region_name(self.regions)} spine"
+        else:
+            return None, "this bundle cannot place levels"
+        if level is not None and level in LEVELS and not allowed_levels(condition)[LEVELS.index(level)]:
+            return None, f"{level} is not a level this condition is reported at"
+        return level, note
+
+
+def _locator_series(study, record) -> tuple[str, list] | None:
+    """The sagittal series the locator reads: T2, else T1, else STIR / Dixon / other (most slices first)."""
+    order = {"T2": 0, "T1": 1, "STIR": 2, "DIXON": 3, "OTHER": 4}
+    routed = {s.series_instance_uid for s in record.series}
+    cands = [s for s in study.series if s.series_instance_uid in routed and s.datasets]
+    if not cands:
+        return None
+    best = min(cands, key=lambda s: (order.get(s.sequence, 5), -len(s.datasets)))
+    return best.series_instance_uid, best.datasets
 
 
 def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_top: int = 3, draft: bool = True,
@@ -125,12 +187,38 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     _check_modality(study)
+    dicom = intake.region_from_headers([s.datasets[0] for s in study.series if s.datasets])
+    if dicom.status == intake.NOT_SPINE:
+        raise UnsupportedStudy(f"not a spine MRI: {dicom.reason()}")
     record = record_from_study_input(study, model.cfg.preprocess)
     series = choose_series(record)
     if not series:
         seen = ", ".join(f"{s.sequence}/{s.plane}" for s in study.series) or "none"
         raise UnsupportedStudy(f"no sagittal MR spine series (T1, T2, STIR, Dixon) to analyse; series seen: {seen}")
     timings["preprocess_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    labels = None
+    if model.locator.is_fitted:
+        from .vertebrae import label_series
+
+        uid, datasets = _locator_series(study, record)
+        labels = label_series(model.locator, datasets, uid)
+    if dicom.status != intake.SPINE:  # tags name no body part: the images must show a spine
+        if labels is None:
+            raise UnsupportedStudy("the DICOM tags do not name the spine (BodyPartExamined and descriptions blank or "
+                                   "generic) and this bundle has no spine locator to confirm it from the images")
+        if not labels.is_spine:
+            raise UnsupportedStudy("the DICOM tags do not name the spine and the images do not show one: "
+                                   f"{labels.reason}")
+    image_regions = ()
+    if labels is not None:
+        from .vertebrae import regions_from_discs
+
+        image_regions = regions_from_discs([d.level for d in labels.named])
+    decision = intake.decide_region(dicom, image_regions)
+    placer = LevelPlacer(model, labels, {s.series_instance_uid: s.datasets for s in study.series}, decision.regions)
+    timings["locate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     embedded = embed_series(model, series, batch_size)
@@ -145,10 +233,12 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     most_probable = set(torch.argsort(probs, descending=True)[:localize_top].tolist())
     for i, c in enumerate(model.cfg.conditions):
         present = statuses[i] == PRESENT
-        conditions.append(ConditionPrediction(c, round(float(probs[i]), 4), present, status=statuses[i]))
+        conditions.append(ConditionPrediction(c, round(float(probs[i]), 4), present, status=statuses[i],
+                                              rule_out=bool(model.diagnosis.rule_out[i])))
         if present or statuses[i] == POSSIBLE or localize_all or i in most_probable:
-            ks, box = localize(model, c, _series_for(c, embedded), case)
+            ks, box, note = localize(model, c, _series_for(c, embedded), case, placer)
             conditions[-1].level = box.level
+            conditions[-1].level_uncertain, conditions[-1].level_note = box.level_uncertain, note
             key_slices.append(ks)
             boxes.append(box)
     timings["agents_s"] = time.perf_counter() - t
@@ -157,12 +247,21 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     if bundle.index is not None:
         similar = [SimilarCase(h.case_id, round(h.score, 4), h.report) for h in bundle.index.image_to_report(case, top_k)]
 
+    heads = {s.series_instance_uid: s.datasets[0] for s in study.series if s.datasets}
     result = AnalysisResult(
         model_name=bundle.name, model_version=bundle.version, synthetic_training=bundle.synthetic_training,
         conditions=conditions, key_slices=key_slices, boxes=boxes, similar_cases=similar,
         series=[SeriesUsed(e["series"].series_instance_uid, e["series"].sequence, e["series"].plane,
-                           STREAM_NAMES[e["series"].stream], int(e["cls"].shape[0])) for e in embedded.values()],
+                           STREAM_NAMES[e["series"].stream], int(e["cls"].shape[0]), e["series"].description,
+                           describe_sequence(heads[e["series"].series_instance_uid]).label
+                           if e["series"].series_instance_uid in heads else e["series"].sequence)
+                for e in embedded.values()],
         embedding=[round(float(v), 6) for v in case.tolist()],
+        region=decision.name, regions=list(decision.regions), region_source=decision.source,
+        region_dicom=decision.dicom, region_image=decision.image, region_disagreement=decision.disagreement,
+        coverage=labels.visible_levels() if labels is not None else [],
+        levels_source="locator" if labels is not None else ("level_head" if model.level.is_fitted else ""),
+        spine_check=labels.to_dict() if labels is not None else {},
     )
     if draft:
         t = time.perf_counter()
@@ -172,8 +271,11 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
             for e in embedded.values():
                 slice_embeddings.setdefault(e["series"].stream, e["cls"])
             try:  # the drafter falls back to the template itself; this guards the predictions against the rest
+                from .report.findings import with_model_line
+
                 record = drafter.draft_record(result, slice_embeddings)
-                result.draft_text, result.draft_backend, result.draft_fallback = record.text, record.label, record.fallback
+                result.draft_text = with_model_line(record.text, result)  # every backend's draft keeps its label
+                result.draft_backend, result.draft_fallback = record.label, record.fallback
             except Exception as exc:  # a drafter failure must not lose the predictions
                 log.exception("report drafter failed")
                 result.draft_backend = f"error: {type(exc).__name__}: {exc}"

@@ -11,6 +11,8 @@ Layout::
     segmentation.safetensors  key-slice + box heads per stream and condition
     level.safetensors      level head (finding -> spinal level); optional: bundles written
                            before it existed load without it and predict no levels
+    locator.safetensors    spine locator (discs and their levels on the images, spinefm.vertebrae);
+                           optional: bundles without it place levels with the level head only
     index.safetensors / index.json  retrieval bank: case/report embeddings, ids, reports
 
 The text encoder is not in the bundle (it is a pinned package, named in the
@@ -38,7 +40,7 @@ FORMAT = "spinefm-bundle/1"
 MANIFEST = "manifest.json"
 PART_FILES = {part: f"{part}.safetensors" for part in ("encoders", "clip", "synthesizer", "diagnosis", "segmentation")}
 # Parts added after the format was fixed: loaded (and hash-checked) when the manifest lists them.
-OPTIONAL_PART_FILES = {"level": "level.safetensors"}
+OPTIONAL_PART_FILES = {"level": "level.safetensors", "locator": "locator.safetensors"}
 INDEX_WEIGHTS, INDEX_META = "index.safetensors", "index.json"
 REQUIRED_KEYS = ("format", "name", "version", "conditions", "configs", "synthetic_training", "files")
 

@@ -5,6 +5,7 @@
     spinefm synth ...           synthesizer layer weights
     spinefm heads ...           diagnosis + segmentation heads
     spinefm levels ...          level head (also adds one to a finished bundle)
+    spinefm locator ...         spine locator: discs and their levels on the images (adds it to a bundle)
     spinefm evaluate ...        metrics JSON + Markdown for a bundle (and baselines)
     spinefm build-bundle ...    final bundle: weights + retrieval index + manifest
     spinefm convert-encoder ... a published DINOv2/DINOv3 checkpoint (transformers, timm) as our encoder
@@ -26,6 +27,7 @@ STAGES = {
     "synth": ("spinefm.train.synth", "train the synthesizer (layer-wise T1/T2 fusion)"),
     "heads": ("spinefm.train.heads", "train diagnosis and segmentation heads"),
     "levels": ("spinefm.train.levels", "train the level head (finding -> spinal level) on a stage or bundle"),
+    "locator": ("spinefm.train.locator", "train the spine locator (disc levels counted on the images) into a bundle"),
     "calibrate": ("spinefm.train.calibrate", "operating points (present / possible / not assessed) from held-out cases"),
     "evaluate": ("spinefm.evaluate", "evaluate a bundle on held-out phantoms (+ baselines)"),
     "build-bundle": ("spinefm.build", "assemble a bundle with retrieval index and metrics"),

@@ -3,9 +3,10 @@
 Preprocessing DICOM is the slow part on a CPU, so each study is turned into
 windowed uint8 crops once and cached as ``.npz`` (pixels + a JSON sidecar with
 labels, findings, report, vendor and series metadata). Training then reads
-small arrays. Series routing (which encoder sees which series) lives here too:
-sagittal T1 -> "t1", sagittal T2 -> "t2", other sagittal MR (STIR, Dixon,
-post-contrast) -> "synthesizer".
+small arrays. Series routing (which encoder sees which series) lives here too,
+as the paper routes: sagittal T1 -> "t1"; sagittal T2, STIR and Dixon -> "t2"
+(the T2 encoder was pretrained on all three); post-contrast and every other
+sagittal MR series -> "synthesizer".
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from .sequences import DIXON, OTHER, SAGITTAL, STIR, T1, T2, classify_sequence, 
 
 log = logging.getLogger(__name__)
 
-ROUTES = {T1: "t1", T2: "t2", STIR: "synthesizer", DIXON: "synthesizer", OTHER: "synthesizer"}
+ROUTES = {T1: "t1", T2: "t2", STIR: "t2", DIXON: "t2", OTHER: "synthesizer"}
+# Within a stream, the series that stands for it in the case embedding: a plain T2 before STIR or Dixon.
+STREAM_PREFERENCE = {T1: 0, T2: 0, STIR: 1, DIXON: 2, OTHER: 3}
 
 
 def route(sequence: str, plane: str, planes: tuple[str, ...] = (SAGITTAL,)) -> str | None:
@@ -64,8 +67,9 @@ class CaseRecord:
         return [s for s in self.series if s.stream == stream]
 
     def first(self, stream: str) -> SeriesRecord | None:
+        """The stream's main series: the plainest sequence (T2 before STIR / Dixon), then the most slices."""
         items = self.by_stream(stream)
-        return max(items, key=lambda s: len(s.sop_instance_uids)) if items else None
+        return min(items, key=lambda s: (STREAM_PREFERENCE.get(s.sequence, 3), -len(s.sop_instance_uids))) if items else None
 
     def label_vector(self, conditions: tuple[str, ...] = CONDITION_KEYS) -> torch.Tensor:
         return torch.tensor([float(self.labels.get(c, UNCERTAIN)) for c in conditions])

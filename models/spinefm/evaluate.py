@@ -55,6 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-inits", type=int, default=1,
                    help="random_encoder baseline over this many initialisations (seeds --seed, --seed+1, ...): "
                         "one random init is a noisy yardstick")
+    p.add_argument("--record-as", default=None,
+                   help="also store the headline numbers in the bundle's manifest under metrics[KEY] (weights untouched)")
+    p.add_argument("--from-json", default=None,
+                   help="with --record-as: take the results of an earlier run of this command (its metrics.json)")
 
 
 def diagnosis_metrics(probs: torch.Tensor, labels: torch.Tensor, conditions, n_boot: int) -> dict:
@@ -324,18 +328,38 @@ def to_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def record(bundle_dir, res: dict, key: str, command: str | None) -> None:
+    """The evaluation's headline numbers into the bundle's manifest (``metrics[key]``); weights untouched."""
+    from .bundle import load_bundle, resave_bundle
+    from .train.default import summarize
+
+    bundle = load_bundle(bundle_dir)
+    metrics = dict(bundle.manifest.get("metrics") or {})
+    metrics[key] = {**summarize(res), "command": res.get("command") or command}
+    resave_bundle(bundle.model, bundle_dir, bundle_dir, bundle.manifest, metrics=metrics)
+
+
 def run(args) -> dict:
     setup_logging()
     set_threads(args.threads)
     seed_everything(args.seed)
-    model, _ = load_model_dir(args.bundle)
-    train_cases = [c for c in load_cases(args, model.cfg.preprocess, args.splits)]
-    test_cases = load_eval_cases(args, model.cfg.preprocess)
-    res = evaluate(args.bundle, train_cases, test_cases, args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(res, indent=2))
-    (out / "metrics.md").write_text(to_markdown(res))
-    log.info("wrote %s and %s", out / "metrics.json", out / "metrics.md")
-    print(to_markdown(res))
+    if args.from_json:
+        if not args.record_as:
+            raise SystemExit("spinefm evaluate: --from-json only goes with --record-as")
+        res = json.loads(Path(args.from_json).read_text())
+    else:
+        model, _ = load_model_dir(args.bundle)
+        train_cases = [c for c in load_cases(args, model.cfg.preprocess, args.splits)]
+        test_cases = load_eval_cases(args, model.cfg.preprocess)
+        res = evaluate(args.bundle, train_cases, test_cases, args)
+        res["command"] = getattr(args, "command_line", None)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(res, indent=2))
+        (out / "metrics.md").write_text(to_markdown(res))
+        log.info("wrote %s and %s", out / "metrics.json", out / "metrics.md")
+        print(to_markdown(res))
+    if args.record_as:
+        record(args.bundle, res, args.record_as, getattr(args, "command_line", None))
+        log.info("recorded as metrics[%r] in %s", args.record_as, args.bundle)
     return 0

@@ -122,3 +122,19 @@ def grouped_mean_ci(values, groups, n_boot: int = 200, seed: int = 0, alpha: flo
         vals.append(sums[pick].sum() / counts[pick].sum())
     return {"value": float(v.mean()), "ci95": [float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))],
             "n": int(v.size), "n_groups": int(uniq.size)}
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None]:
+    """Wilson score 95% interval of a proportion k / n; (None, None) when n == 0."""
+    if n == 0:
+        return None, None
+    p = k / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(k: int, n: int) -> dict:
+    """{"value", "ci95" (Wilson), "k", "n"} of a proportion."""
+    return {"value": None if n == 0 else k / n, "ci95": list(wilson(k, n)), "k": int(k), "n": int(n)}

@@ -18,6 +18,7 @@ from .clip import ClipConfig, SeriesBranch, TriModalCLIP, case_embedding
 from .conditions import CONDITION_KEYS
 from .heads.diagnosis import DiagnosisHead
 from .heads.level import LevelHead
+from .heads.locator import LocatorConfig, SpineLocator
 from .heads.segmentation import StreamSegmentation
 from .preprocess import PreprocessConfig
 from .synthesizer import LayerwiseSynthesizer
@@ -35,6 +36,7 @@ class SpineFMConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     conditions: tuple[str, ...] = CONDITION_KEYS
     synth_gate: str = "scalar"   # "scalar" (paper) or "input" (ablation)
+    locator: LocatorConfig = field(default_factory=LocatorConfig)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -47,7 +49,8 @@ class SpineFMConfig:
                    text=TextConfig(**d.get("text", {})),
                    preprocess=PreprocessConfig.from_dict(d.get("preprocess", {})),
                    conditions=tuple(d.get("conditions", CONDITION_KEYS)),
-                   synth_gate=d.get("synth_gate", "scalar"))
+                   synth_gate=d.get("synth_gate", "scalar"),
+                   locator=LocatorConfig.from_dict(d.get("locator")))
 
 
 def nano_config(img_size: int = 112, conditions: tuple[str, ...] = CONDITION_KEYS, text_dim: int = 384,
@@ -75,13 +78,15 @@ class SpineFM(nn.Module):
         self.diagnosis = DiagnosisHead(cfg.clip.proj_dim, cfg.conditions)
         self.segmentation = StreamSegmentation(dim, cfg.conditions)
         self.level = LevelHead(cfg.clip.proj_dim, cfg.conditions)
+        # discs and their levels on the images (spinefm.vertebrae); fitted by the ``locator`` stage
+        self.locator = SpineLocator(cfg.locator)
 
     # -- parts, for bundle files and for freezing per stage
     def parts(self) -> dict[str, nn.Module]:
         synth = nn.ModuleDict({"logits": _ParamHolder(self.synthesizer), "branch": self.synth_branch})
         return {"encoders": nn.ModuleDict({"t1": self.t1, "t2": self.t2}), "clip": self.clip,
                 "synthesizer": synth, "diagnosis": self.diagnosis, "segmentation": self.segmentation,
-                "level": self.level}
+                "level": self.level, "locator": self.locator}
 
     def state_dicts(self) -> dict[str, dict[str, torch.Tensor]]:
         return {name: {k: v.detach().contiguous() for k, v in part.state_dict().items()} for name, part in self.parts().items()}

@@ -3,6 +3,9 @@
 Plain dataclasses, JSON-serialisable through ``to_dict``/``from_dict``, no torch.
 Pixel boxes are ``[x0, y0, x1, y1]`` in image pixel coordinates
 (column, row) of the referenced instance, x1/y1 exclusive.
+
+Fields added later have defaults, so results stored before them load unchanged
+(``from_dict``) and ``to_dict`` only gains keys.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ class ConditionPrediction:
     present: bool
     level: str | None = None
     status: str | None = None  # one of STATUSES; None in results written before operating points
+    # the model localised the condition but could not name its level (level is None); the note says why
+    level_uncertain: bool = False
+    level_note: str = ""
+    # whether the bundle's held-out operating point supports calling this condition absent (a normal
+    # statement in the draft); None in results written before it was recorded (treated as no)
+    rule_out: bool | None = None
 
 
 @dataclass
@@ -52,6 +61,7 @@ class Box:
     box: list[float]
     score: float
     level: str | None = None
+    level_uncertain: bool = False
 
 
 @dataclass
@@ -68,6 +78,8 @@ class SeriesUsed:
     plane: str
     encoder: str  # "t1", "t2" or "synthesizer"
     n_slices: int
+    description: str = ""  # SeriesDescription
+    label: str = ""        # sequence as read (spinefm.sequences.SequenceInfo.label): "Dixon water", "post-contrast T1"
 
 
 @dataclass
@@ -85,6 +97,16 @@ class AnalysisResult:
     draft_fallback: str = ""  # why the configured drafter did not write it ("" when it did)
     embedding: list[float] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # region of the spine the study shows (spinefm.intake.decide_region): DICOM first, images as fallback
+    region: str = ""                 # "cervical", "thoracic and lumbar", "whole", "spine" (not determined); "" before
+    regions: list[str] = field(default_factory=list)
+    region_source: str = ""          # "dicom" or "image"
+    region_dicom: str = ""           # what the DICOM tags say ("lumbar", "spine", "unknown")
+    region_image: str = ""           # what the images show ("" when no level could be named)
+    region_disagreement: str = ""    # a sentence for the reader when DICOM and images disagree
+    coverage: list[str] = field(default_factory=list)  # levels in the field of view, cranio-caudal
+    levels_source: str = ""          # "locator" (discs counted on the images), "level_head", or "" (no levels)
+    spine_check: dict[str, Any] = field(default_factory=dict)  # the image check (spinefm.vertebrae.SpineLabels)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,7 +13,8 @@ AX = [1, 0, 0, 0, 1, 0]
 
 def make_series(study_uid: str, description: str, n: int = 5, size: tuple[int, int] = (64, 80),
                 orientation=SAG, modality: str = "MR", slope: float = 1.0, intercept: float = 0.0,
-                series_number: int = 1, seed: int = 0, tr: float | None = None, te: float | None = None) -> list[Dataset]:
+                series_number: int = 1, seed: int = 0, tr: float | None = None, te: float | None = None,
+                body_part: str = "LSPINE") -> list[Dataset]:
     rng = np.random.default_rng(seed)
     series_uid = generate_uid()
     out = []
@@ -28,6 +29,7 @@ def make_series(study_uid: str, description: str, n: int = 5, size: tuple[int, i
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.Modality, ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = modality, description, series_number, k + 1
         ds.Manufacturer = "TEST"
+        ds.BodyPartExamined = body_part  # noise images: the tags must say spine (a blank part needs a real spine)
         ds.ImageOrientationPatient = orientation
         normal = np.cross(orientation[:3], orientation[3:])
         ds.ImagePositionPatient = [float(v) for v in normal * (k * 4.0)]
@@ -45,11 +47,12 @@ def make_series(study_uid: str, description: str, n: int = 5, size: tuple[int, i
 
 
 def make_study(kinds=("T1", "T2", "STIR", "AXT2"), modality: str = "MR", **kw):
+    """Noise-image series of the given kinds; ``body_part=""`` leaves BodyPartExamined blank."""
     from spinefm.study import StudyInput
 
     uid = generate_uid()
     descriptions = {"T1": ("SAG T1 FSE", SAG), "T2": ("SAG T2 FSE", SAG), "STIR": ("SAG STIR", SAG),
-                    "AXT2": ("AX T2 FSE", AX), "DIXON": ("SAG T2 DIXON W", SAG)}
+                    "AXT2": ("AX T2 FSE", AX), "DIXON": ("SAG T2 DIXON W", SAG), "POST": ("SAG T1 FS +C", SAG)}
     datasets = []
     for i, k in enumerate(kinds):
         desc, ori = descriptions[k]

@@ -31,15 +31,20 @@ def _check(result: AnalysisResult, bundle, study):
 
 
 def test_analyze_full_study(bundle, study_factory):
-    study = study_factory(kinds=("T1", "T2", "STIR", "AXT2"))
+    study = study_factory(kinds=("T1", "T2", "STIR", "AXT2", "POST"))
     result = bundle.analyze(study, localize_all=True)
     _check(result, bundle, study)
-    assert sorted(s.encoder for s in result.series) == ["synthesizer", "t1", "t2"]
+    # as the paper routes: STIR through the T2 encoder, post-contrast through the synthesizer; axial not read
+    assert [(s.sequence, s.encoder) for s in result.series] == [("T1", "t1"), ("T2", "t2"), ("STIR", "t2"),
+                                                                ("OTHER", "synthesizer")]
+    assert [s.label for s in result.series] == ["T1", "T2", "STIR", "post-contrast T1"]
     assert len(result.boxes) == len(bundle.conditions)
+    # tags name the lumbar spine; this bundle has no locator, so no coverage and no image region
+    assert (result.region, result.region_source, result.region_image, result.coverage) == ("lumbar", "dicom", "", [])
 
 
-@pytest.mark.parametrize("kinds,encoders", [(("T1",), ["t1"]), (("T2", "AXT2"), ["t2"]), (("STIR",), ["synthesizer"]),
-                                            (("DIXON",), ["synthesizer"])])
+@pytest.mark.parametrize("kinds,encoders", [(("T1",), ["t1"]), (("T2", "AXT2"), ["t2"]), (("STIR",), ["t2"]),
+                                            (("DIXON",), ["t2"]), (("POST",), ["synthesizer"])])
 def test_analyze_partial_studies(bundle, study_factory, kinds, encoders):
     study = study_factory(kinds=kinds)
     result = bundle.analyze(study, localize_all=True, draft=False)
@@ -52,6 +57,11 @@ def test_unsupported_studies(bundle, study_factory):
         bundle.analyze(study_factory(kinds=("T1",), modality="CT"))
     with pytest.raises(UnsupportedStudy, match="no sagittal MR"):
         bundle.analyze(study_factory(kinds=("AXT2",)))
+    with pytest.raises(UnsupportedStudy, match="not a spine MRI: BodyPartExamined 'KNEE'"):
+        bundle.analyze(study_factory(kinds=("T1", "T2"), body_part="KNEE"))
+    # blank tags: only the images could confirm a spine, and this bundle has no locator
+    with pytest.raises(UnsupportedStudy, match="do not name the spine.*no spine locator"):
+        bundle.analyze(study_factory(kinds=("T1", "T2"), body_part=""))
 
 
 def test_report_drafter_is_called_when_available(bundle, study_factory):
@@ -99,13 +109,22 @@ def test_default_bundle_on_a_held_out_phantom():
     for box in result.boxes:
         ds = sops[box.sop_instance_uid]
         assert 0 <= box.box[0] <= box.box[2] <= ds.Columns and 0 <= box.box[1] <= box.box[3] <= ds.Rows
-    # the shipped bundle has a trained level head: every box has a level the registry allows
-    from spinefm.heads.level import LEVELS, allowed_levels
+    # every box has a level the registry allows, inside the field of view the images show, or says
+    # "level uncertain" (level None) instead of naming one
+    from spinefm.heads.level import LEVELS, allowed_levels, level_position
 
-    assert bundle.model.level.is_fitted and "level.safetensors" in bundle.manifest["files"]
     assert bundle.manifest["metrics"]["level"]["label"].startswith("SYNTHETIC")
+    assert result.region == " and ".join(ph.regions) and result.region_source == "dicom"
+    if bundle.model.locator.is_fitted:
+        assert result.levels_source == "locator" and result.spine_check["is_spine"] and result.coverage
     for box in result.boxes:
+        if box.level is None:
+            assert box.level_uncertain, box
+            continue
         assert box.level in LEVELS and allowed_levels(box.condition)[LEVELS.index(box.level)], box
+        if result.coverage:
+            first, last = level_position(result.coverage[0]), level_position(result.coverage[-1])
+            assert first - 0.5 <= level_position(box.level) <= last + 0.5, (box, result.coverage)
     # operating points from held-out cases: the conditions that failed validation are never called
     points = {p["condition"]: p for p in bundle.manifest["operating_points"]["points"]}
     for c in result.conditions:
@@ -123,3 +142,75 @@ def test_site_drafter_that_cannot_load_leaves_a_template_draft_with_the_fallback
     bundle.configure_drafter({"backend": "template"})
     result = bundle.analyze(study_factory(kinds=("T1",)))
     assert (result.draft_backend, result.draft_fallback) == ("template/1.0", "")
+
+
+def _blank_tag_study(datasets):
+    from spinefm.study import StudyInput
+
+    for ds in datasets:
+        ds.BodyPartExamined = ""
+        ds.StudyDescription = "SYNTHETIC PHANTOM MRI"
+    return StudyInput.from_datasets(datasets)
+
+
+@pytest.mark.skipif(not (phantom_ready() and (DEFAULT_BUNDLE / "manifest.json").exists()), reason="needs phantoms + bundle")
+@pytest.mark.parametrize("kind", ["knee", "brain"])
+def test_default_bundle_refuses_a_sagittal_non_spine_mr_with_blank_tags(kind):
+    """Blank BodyPartExamined and generic descriptions: only the images can say spine, and they say no."""
+    from spine_phantom.nonspine import generate_nonspine
+
+    bundle = load_bundle(DEFAULT_BUNDLE)
+    assert bundle.model.locator.is_fitted
+    ph = generate_nonspine(8, 3, kind, body_part="")
+    study = _blank_tag_study([ds for s in ph.series for ds in s.datasets()])
+    with pytest.raises(UnsupportedStudy, match="do not name the spine and the images do not show one"):
+        bundle.analyze(study)
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").exists(), reason="needs the bundle")
+def test_default_bundle_refuses_pydicoms_mr_small_made_sagittal():
+    """A real MR image (pydicom's MR_small, 64 x 64) stored as a sagittal stack with no body part."""
+    import copy
+
+    import numpy as np
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    src = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    series_uid, datasets = generate_uid(), []
+    for k in range(5):
+        ds = copy.deepcopy(src)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series_uid, generate_uid()
+        ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+        ds.ImagePositionPatient = [float(4 * k), 0.0, 0.0]
+        ds.SeriesDescription, ds.InstanceNumber = "t2_tse_sag", k + 1
+        ds.RepetitionTime, ds.EchoTime = 3000, 100
+        datasets.append(ds)
+    study = _blank_tag_study(datasets)
+    assert np.asarray(datasets[0].pixel_array).shape == (64, 64)
+    with pytest.raises(UnsupportedStudy, match="the images do not show one"):
+        load_bundle(DEFAULT_BUNDLE).analyze(study)
+
+
+@pytest.mark.skipif(not (phantom_ready() and (DEFAULT_BUNDLE / "manifest.json").exists()), reason="needs phantoms + bundle")
+def test_default_bundle_reads_region_and_levels_from_the_images_when_tags_are_blank():
+    import spine_phantom
+
+    bundle = load_bundle(DEFAULT_BUNDLE)
+    ph = spine_phantom.generate_study(7, 2, spine_phantom.PhantomConfig(acquisition="varied", regions=("cervical",),
+                                                                       region_tags=False))
+    study = _blank_tag_study([ds for s in ph.series for ds in s.datasets()])
+    result = bundle.analyze(study, localize_all=True)
+    assert result.region_source == "image" and result.region_dicom == "unknown" and result.spine_check["is_spine"]
+    assert result.region == "cervical", (result.region, result.coverage, ph.truth["anatomy"]["coverage"])
+    # every named disc sits where that disc truly is (within 10 mm), and most visible discs are named
+    a = ph.truth["anatomy"]
+    named = [d for d in result.spine_check["discs"] if d["level"]]
+    for d in named:
+        r, c = a["discs"][d["level"]]
+        assert ((d["row"] - r) ** 2 + (d["col"] - c) ** 2) ** 0.5 * a["pixel_spacing"] <= 10.0, (d, (r, c))
+    assert len(named) >= len(a["visible_discs"]) - 1, (named, a["visible_discs"])
+    assert result.draft_text.startswith("TECHNIQUE: MRI of the cervical spine.")
+    assert result.draft_text.splitlines()[-1].startswith(f"Draft by {bundle.name} version {bundle.version}, a model "
+                                                         "trained on synthetic phantom data only")

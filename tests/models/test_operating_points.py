@@ -126,3 +126,34 @@ def test_calibrate_stage_writes_points_into_a_bundle(tmp_path, capsys):
     with pytest.raises(SystemExit, match="evaluation seed"):
         main(["calibrate", "--init", str(tmp_path / "heads"), "--out", str(tmp_path / "none"), "--data", "phantom",
               "--phantom-seed", "7", "--eval-seed", "7"])
+
+
+def test_rule_out_needs_a_held_out_sensitivity_lower_bound():
+    """A normal statement is supported only where calling 'possible' catches nearly every held-out positive."""
+    from spinefm.train.operating_points import confusion
+
+    g = np.random.default_rng(3)
+    n = 400
+    y = np.zeros((n, 2), dtype=int)
+    y[:100] = 1
+    p = g.uniform(0, 0.5, (n, 2))
+    p[:100, 0] += 0.5           # a: every positive scores above every negative -> sensitivity 1.0 at 80% spec
+    p[:100, 1] += 0.12          # b: informative (validated) but many positives fall below 'possible'
+    a, b = fit_operating_points(p, y, ["a", "b"])
+    assert a.validated and b.validated
+    assert a.rule_out and a.at_possible["sensitivity"]["value"] == 1.0 and a.at_possible["sensitivity"]["ci95"][0] > 0.9
+    assert not b.rule_out and "sensitivity" in b.rule_out_reason and b.at_possible["sensitivity"]["value"] < 0.9
+    # NPV / PPV at the calibration prevalence, with Wilson intervals
+    c = confusion(np.array([0.9, 0.8, 0.1, 0.2, 0.7]), np.array([1, 1, 0, 0, 0]), 0.5)
+    assert c["sensitivity"]["value"] == 1.0 and c["specificity"]["value"] == pytest.approx(2 / 3)
+    assert c["ppv"]["value"] == pytest.approx(2 / 3) and c["npv"]["value"] == 1.0 and c["npv"]["n"] == 2
+    lo, hi = c["npv"]["ci95"]
+    assert 0 < lo < 1.0 and hi == 1.0
+    # the head carries it, analyze reports it, old bundles never rule out
+    head = DiagnosisHead(4, ["a", "b"])
+    apply_operating_points(head, [a, b])
+    assert head.rule_out.tolist() == [True, False]
+    old = {k: v for k, v in head.state_dict().items() if k != "rule_out"}
+    fresh = DiagnosisHead(4, ["a", "b"])
+    fresh.load_state_dict(old)
+    assert fresh.rule_out.tolist() == [False, False]

@@ -45,5 +45,6 @@ def test_geometry_round_trip():
 def test_routing_uses_the_shared_rule_table(study_factory):
     study = study_factory(kinds=("T1", "T2", "STIR", "AXT2", "DIXON"))
     rec = record_from_study_input(study, PreprocessConfig(resize=32, crop=32))
-    assert sorted(s.stream for s in rec.series) == ["synthesizer", "synthesizer", "t1", "t2"]  # axial dropped
-    assert route("T1", "axial") is None and route("STIR", "sagittal") == "synthesizer"
+    assert sorted(s.stream for s in rec.series) == ["t1", "t2", "t2", "t2"]  # STIR, Dixon: T2 encoder; axial dropped
+    assert route("T1", "axial") is None and route("STIR", "sagittal") == "t2" and route("OTHER", "sagittal") == "synthesizer"
+    assert rec.first("t2").sequence == "T2"  # the plain T2 stands for the stream, not the STIR or Dixon

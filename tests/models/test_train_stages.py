@@ -94,6 +94,30 @@ def test_evaluate_writes_json_and_markdown(runs):
     assert "SYNTHETIC" in (out / "metrics.md").read_text()
 
 
+def test_evaluate_records_into_the_manifest(runs):
+    import shutil
+
+    root, cache = runs
+    bundle, out = root / "record-bundle", root / "eval-record"
+    shutil.copytree(root / "heads", bundle)
+    before = load_bundle(bundle).manifest["files"]
+    assert main(["evaluate", "--bundle", str(bundle), "--out", str(out), "--n-boot", "5", "--kfold", "0",
+                 "--diag-steps", "5", "--baselines", "random_encoder", "--no-segmentation", "--record-as", "held_out",
+                 *COMMON, *cache]) == 0
+    res = json.loads((out / "metrics.json").read_text())
+    after = load_bundle(bundle).manifest
+    assert after["files"] == before  # weights untouched
+    rec = after["metrics"]["held_out"]
+    assert rec["spinefm"]["mean_auroc_all"] == res["variants"]["spinefm"]["diagnosis"]["all"]["mean_auroc"]
+    assert rec["command"].startswith("spinefm evaluate") and rec["label"].startswith("SYNTHETIC")
+    # an earlier run's results can be recorded without recomputing; alone, --from-json is refused
+    assert main(["evaluate", "--bundle", str(bundle), "--from-json", str(out / "metrics.json"), "--record-as", "again",
+                 *COMMON, *cache]) == 0
+    assert load_bundle(bundle).manifest["metrics"]["again"]["spinefm"] == rec["spinefm"]
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--bundle", str(bundle), "--from-json", str(out / "metrics.json"), *COMMON, *cache])
+
+
 def test_train_default_pipeline_with_ssl(tmp_path):
     """The documented pipeline end to end (tiny, random data), SSL pretraining included when spinefm.ssl exists."""
     pytest.importorskip("spinefm.ssl.pretrain")

@@ -22,6 +22,7 @@ def make_result(similar: str = "FINDINGS:\nL4-L5: Disc herniation.\n\nIMPRESSION
         similar_cases=[SimilarCase("case-9", 0.91, similar), SimilarCase("case-3", 0.5, "other")],
         series=[SeriesUsed("1.2.3", "T2", "sagittal", "t2", 15),
                 SeriesUsed("1.2.4", "T1", "sagittal", "t1", 15)],
+        region="lumbar", regions=["lumbar"], region_source="dicom",
     )
 
 

@@ -37,7 +37,13 @@ def test_prompt_contents(result):
     assert user.startswith(f"Images: {IMAGE_PLACEHOLDER}")
     assert "Spinal canal stenosis: 0.86 present, L4-L5, key slice 8 T2 sagittal, box 10,20,40,50" in user
     assert "Disc herniation: 0.55 possible, L4-L5" in user
-    assert "Other cyst" not in user                        # far below threshold: not listed
+    findings = user.split("Conditions (")[1].split("Not detected")[0]
+    assert "Other cyst" not in findings                    # far below threshold: not listed as a finding
+    # ... and not turned into a normal statement either: the result does not say it can be ruled out
+    assert "Not detected, but the model cannot rule them out (do not call them normal): Other cyst" in user
+    assert "Ruled out" not in user
+    result.conditions[4].rule_out = True  # the cyst, ruled out at the operating point
+    assert "Ruled out at the model's held-out operating point: Other cyst." in build_messages(result)[1]["content"]
     assert "score 0.91" in user and "Disc herniation at L4-L5." in user  # top-1 similar case only
     assert "other" not in user.split("score 0.91")[1].split("Template:")[0].lower().split()
     assert "Template: TECHNIQUE" in user and user.rstrip().endswith("Write the report for this study.")

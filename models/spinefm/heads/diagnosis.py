@@ -37,6 +37,8 @@ class DiagnosisHead(nn.Module):
         self.register_buffer("thresholds", torch.full((n,), 0.5))
         self.register_buffer("possible_thresholds", torch.full((n,), 0.5))
         self.register_buffer("validated", torch.ones(n, dtype=torch.bool))
+        # whether the held-out operating point supports ruling the condition out (a normal statement)
+        self.register_buffer("rule_out", torch.zeros(n, dtype=torch.bool))
         for p in self.probes.values():
             nn.init.zeros_(p.weight)
             nn.init.zeros_(p.bias)
@@ -70,4 +72,7 @@ class DiagnosisHead(nn.Module):
         if prefix + "thresholds" in state_dict:
             state_dict.setdefault(prefix + "possible_thresholds", state_dict[prefix + "thresholds"].clone())
             state_dict.setdefault(prefix + "validated", torch.ones_like(self.validated))
+        # Bundles written before rule-out support was measured never rule a condition out.
+        if prefix + "thresholds" in state_dict:
+            state_dict.setdefault(prefix + "rule_out", torch.zeros_like(self.rule_out))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spinefm.conditions import (CONDITIONS, DISC_LEVEL, VERTEBRAE, get_condition,
-                                region_of_level)
+from spinefm.conditions import (CONDITIONS, DISC_LEVEL, VERTEBRAE, get_condition)
 from spinefm.results import ABSENT, POSSIBLE, PRESENT, AnalysisResult, Box, KeySlice
 
 # Impression order: what a reader must act on first.
@@ -42,6 +41,8 @@ class Finding:
     key_slice: KeySlice | None = None
     box: Box | None = None
     series_label: str | None = None  # "T2 sagittal" for the key slice's series
+    level_uncertain: bool = False    # localised, but the model could not name the level
+    rule_out: bool = False           # the bundle's held-out operating point supports calling it absent
 
     @property
     def section(self) -> str:
@@ -95,45 +96,57 @@ def triage(result: AnalysisResult, threshold: float = 0.5, margin: float = 0.1) 
             label = f"{s.sequence} {s.plane}"
         level = pred.level
         box = best_box.get(pred.condition)
-        if level is None and box is not None:
+        uncertain = bool(getattr(pred, "level_uncertain", False))
+        if level is None and box is not None and not uncertain:
             level = box.level
         out.append(Finding(pred.condition, cond.display_name, float(pred.probability),
                            status_of(float(pred.probability), bool(pred.present), threshold, margin,
                                      pred.status),
-                           level, ks, box, label))
+                           level, ks, box, label, level_uncertain=uncertain or level is None,
+                           rule_out=bool(getattr(pred, "rule_out", False))))
     return out
 
 
 def region(result: AnalysisResult) -> str | None:
-    """Spinal region from the predicted levels (majority), None when no level is known."""
-    counts: dict[str, int] = {}
-    for pred in result.conditions:
-        if pred.level:
-            try:
-                r = region_of_level(pred.level)
-            except (KeyError, IndexError):
-                continue
-            counts[r] = counts.get(r, 0) + 1
-    for bx in result.boxes:
-        if bx.level:
-            try:
-                counts[region_of_level(bx.level)] = counts.get(region_of_level(bx.level), 0) + 1
-            except (KeyError, IndexError):
-                pass
-    if not counts:
-        return None
-    r = max(counts, key=counts.get)
-    return "lumbar" if r == "sacral" else r
+    """The study's region as analyze decided it (DICOM first, the images as fallback), e.g. "cervical",
+    "thoracic and lumbar", "whole"; None when it is not known. Never guessed from finding levels: a level
+    placed by a model says nothing reliable about which part of the spine was imaged."""
+    r = getattr(result, "region", "") or ""
+    return r if r and r != "spine" else None
 
 
 def sequences_used(result: AnalysisResult) -> list[str]:
-    """'sagittal T1', ... in acquisition-table order, only what the study has."""
+    """The series the model read, in acquisition-table order: 'sagittal T2 (t2_tse_sag)', 'sagittal Dixon water'."""
     seen = []
     for s in result.series:
-        name = f"{s.plane} {s.sequence}".strip()
+        name = f"{s.plane} {getattr(s, 'label', '') or s.sequence}".strip()
+        desc = (getattr(s, "description", "") or "").strip()
+        if desc:
+            name += f" ({desc})"
         if name and name not in seen:
             seen.append(name)
     return seen
+
+
+def coverage_span(result: AnalysisResult) -> str | None:
+    """'T11 to S1': the first and last vertebra the images show, when the model counted them."""
+    vert = [lv for lv in getattr(result, "coverage", []) or [] if "-" not in lv]
+    return f"{vert[0]} to {vert[-1]}" if len(vert) >= 2 else None
+
+
+def model_line(result: AnalysisResult) -> str:
+    """The line every draft ends with, so copied text keeps its label."""
+    line = f"Draft by {result.model_name} version {result.model_version}"
+    if result.synthetic_training:
+        line += ", a model trained on synthetic phantom data only"
+    return line + "; for radiologist review, not a final report."
+
+
+def with_model_line(text: str, result: AnalysisResult) -> str:
+    """``text`` ending with the model line (added once, whatever backend wrote the text)."""
+    line = model_line(result)
+    body = text.rstrip()
+    return body if body.endswith(line) else f"{body}\n\n{line}"
 
 
 def is_disc_condition(key: str) -> bool:

@@ -10,7 +10,8 @@ template, so Llama-3.1 and our tiny tokenizer take the same path.
 
 from __future__ import annotations
 
-from spinefm.report.findings import POSSIBLE, PRESENT, level_order, region, sequences_used, triage
+from spinefm.report.findings import POSSIBLE, PRESENT, coverage_span, level_order, region, sequences_used, triage
+from spinefm.results import ABSENT
 from spinefm.results import NOT_ASSESSED, AnalysisResult
 
 IMAGE_PLACEHOLDER = "<image>"
@@ -40,15 +41,21 @@ def agent_tokens(result: AnalysisResult, threshold: float = 0.5, margin: float =
     """Structured text from the diagnosis, localisation and retrieval agents."""
     reg = region(result)
     seqs = sequences_used(result)
+    span = coverage_span(result)
     lines = [f"Study: {reg + ' ' if reg else ''}spine MRI. Sequences: "
-             f"{', '.join(seqs) if seqs else 'not listed'}. Prior study: none."]
+             f"{', '.join(seqs) if seqs else 'not listed'}. Prior study: none."
+             + (f" Levels in view: {span}." if span else "")]
+    if getattr(result, "region_disagreement", ""):
+        lines.append(f"Region warning: {result.region_disagreement}.")
     triaged = triage(result, threshold, margin)
     findings = [f for f in triaged if f.status in (PRESENT, POSSIBLE)]
     unassessed = [f.display for f in triaged if f.status == NOT_ASSESSED]
+    ruled_out = [f.display for f in triaged if f.status == ABSENT and f.rule_out]
+    not_ruled_out = [f.display for f in triaged if f.status == ABSENT and not f.rule_out]
     findings.sort(key=lambda f: level_order(f.level))
     lines.append(f"Conditions (probability, level; threshold {threshold:.2f}):")
     for f in findings:
-        item = f"- {f.display}: {f.probability:.2f} {f.status}, {f.level or 'level unknown'}"
+        item = f"- {f.display}: {f.probability:.2f} {f.status}, {f.level or 'level uncertain'}"
         if f.key_slice is not None:
             item += f", key slice {f.key_slice.slice_index + 1}"
             if f.series_label:
@@ -58,7 +65,11 @@ def agent_tokens(result: AnalysisResult, threshold: float = 0.5, margin: float =
         lines.append(item)
     if not findings:
         lines.append("- none above threshold")
-    lines.append("Other assessed conditions: not detected.")
+    if ruled_out:
+        lines.append(f"Ruled out at the model's held-out operating point: {', '.join(ruled_out)}.")
+    if not_ruled_out:
+        lines.append(f"Not detected, but the model cannot rule them out (do not call them normal): "
+                     f"{', '.join(not_ruled_out)}.")
     if unassessed:
         lines.append(f"Not assessed by the model (not validated): {', '.join(unassessed)}.")
     if result.similar_cases:

@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-cases", type=int, default=5, help="fewest held-out positives and negatives to validate")
     p.add_argument("--z", type=float, default=1.645,
                    help="one-sided z of the AUROC lower bound that must exceed 0.5 (1.645: 95%%)")
+    p.add_argument("--rule-out-sensitivity", type=float, default=0.9,
+                   help="Wilson 95%% lower bound of the held-out sensitivity (p >= possible) a condition needs "
+                        "before the draft may call it absent")
     p.add_argument("--name", default=None, help="bundle name (default: the --init manifest's)")
     p.add_argument("--version", default=None, help="bundle version (default: the --init manifest's)")
     p.add_argument("--eval-seed", type=int, default=None, help="also count the points on this phantom seed (7)")
@@ -58,14 +61,23 @@ def case_probabilities(model, cases) -> tuple[torch.Tensor, torch.Tensor]:
     return probs, labels
 
 
+def _rate(m: dict | None, key: str) -> str:
+    if not m or m[key]["value"] is None:
+        return "n/a"
+    lo, hi = m[key]["ci95"]
+    return f"{m[key]['value']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def markdown(points, counts: dict) -> str:
-    lines = ["| condition | held-out AUROC (lower bound) | pos / neg | validated | present at | possible at |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| condition | held-out AUROC (lower bound) | pos / neg | validated | present at | possible at "
+             "| sensitivity, p >= possible [95% CI] | NPV below possible | rule out (normal statement) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         auc = "n/a" if p.auroc is None else f"{p.auroc:.3f} ({p.auroc_lower:.3f})"
         at = (f"{p.present:.3f}", f"{p.possible:.3f}") if p.validated else ("never", "never")
         lines.append(f"| {p.condition} | {auc} | {p.n_pos} / {p.n_neg} | {'yes' if p.validated else 'no: ' + p.reason} "
-                     f"| {at[0]} | {at[1]} |")
+                     f"| {at[0]} | {at[1]} | {_rate(p.at_possible, 'sensitivity')} | {_rate(p.at_possible, 'npv')} "
+                     f"| {'yes' if p.rule_out else 'no'} |")
     lines += ["", "| cases, operating points | false findings / case | hedged false / case | sensitivity (asserted) "
               "| sensitivity (asserted or hedged) |", "|---|---|---|---|---|"]
     for name, c in counts.items():
@@ -88,7 +100,7 @@ def run(args) -> str:
     probs, labels = case_probabilities(model, cases)
     before = copy.deepcopy(model.diagnosis)
     points = fit_operating_points(probs, labels, model.cfg.conditions, args.present_specificity,
-                                  args.possible_specificity, args.min_cases, args.z)
+                                  args.possible_specificity, args.min_cases, args.z, args.rule_out_sensitivity)
     apply_operating_points(model.diagnosis, points)
     counts = {f"calibration ({args.splits}), before": held_out_counts(probs, labels, before),
               f"calibration ({args.splits}), after": held_out_counts(probs, labels, model.diagnosis)}
@@ -104,7 +116,9 @@ def run(args) -> str:
     record = {"command": getattr(args, "command_line", None), "phantom_seed": args.phantom_seed,
               "splits": args.splits, "n_cases": int(probs.shape[0]),
               "present_specificity": args.present_specificity, "possible_specificity": args.possible_specificity,
-              "min_cases": args.min_cases, "z": args.z, "points": [p.to_dict() for p in points], "counts": counts}
+              "min_cases": args.min_cases, "z": args.z, "rule_out_sensitivity": args.rule_out_sensitivity,
+              "rule_out": [p.condition for p in points if p.rule_out],
+              "points": [p.to_dict() for p in points], "counts": counts}
     (report / "calibration.json").write_text(json.dumps(record, indent=2))
     (report / "calibration.md").write_text(md + "\n")
     resave_bundle(model, args.init, args.out, manifest, name=args.name, version=args.version,

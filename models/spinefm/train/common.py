@@ -72,7 +72,10 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-cases", type=int, default=300, help="phantom indices 0..n-1 (split by spine_phantom.split_of)")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="preprocessed-case cache ($SPINEFM_CACHE)")
     p.add_argument("--phantom-config", default='{"include_axial": false}',
-                   help="spine_phantom.PhantomConfig fields as JSON for training phantoms (axial series are not used)")
+                   help="spine_phantom.PhantomConfig fields as JSON for training phantoms (axial series are not used); "
+                        'bundles >= 0.4.0 train on \'{"include_axial": false, "acquisition": "varied"}\'')
+    p.add_argument("--eval-phantom-config", default=None,
+                   help="PhantomConfig JSON for the --eval-seed phantoms (default: the generator's defaults)")
     p.add_argument("--splits", default="train", help="comma-separated splits to train on")
     p.add_argument("--size", default="nano", help="ViT size for a fresh model (nano/tiny/small/base/large)")
     p.add_argument("--img-size", type=int, default=112)
@@ -137,11 +140,12 @@ def load_cases(args, cfg: PreprocessConfig, splits: str | None = None) -> list[C
 
 
 def load_eval_cases(args, cfg: PreprocessConfig) -> list[CaseRecord]:
-    """Held-out cases: the phantom eval seed (all "test", default phantom config) if given,
-    else --test-splits of --phantom-seed."""
+    """Held-out cases: the phantom eval seed (all "test"; --eval-phantom-config, else the generator's
+    defaults) if given, else --test-splits of --phantom-seed."""
     seed = getattr(args, "eval_seed", None)
     if args.data == "phantom" and seed is not None:
-        return phantom_cases(seed, range(args.eval_cases), cfg, args.cache_dir,
+        config = getattr(args, "eval_phantom_config", None)
+        return phantom_cases(seed, range(args.eval_cases), cfg, args.cache_dir, json.loads(config) if config else None,
                              progress=not args.no_progress and dist_utils.is_main())
     return load_cases(args, cfg, getattr(args, "test_splits", "test"))
 

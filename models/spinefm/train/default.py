@@ -27,6 +27,7 @@ from .common import DEFAULT_CACHE, load_cases, load_eval_cases, set_threads, see
 
 log = logging.getLogger("spinefm.train.default")
 DEFAULT_OUT = "models/bundles/spineagent-phantom-nano"
+VARIED = '{"include_axial": false, "acquisition": "varied"}'
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=DEFAULT_CACHE)
     p.add_argument("--data", default="phantom", choices=["phantom", "random"])
     p.add_argument("--phantom-seed", type=int, default=0)
+    p.add_argument("--phantom-config", default=VARIED,
+                   help="spine_phantom.PhantomConfig JSON of the training, calibration and evaluation phantoms "
+                        "(default: varied acquisitions, as bundles >= 0.4.0)")
     p.add_argument("--n-cases", type=int, default=240)
     p.add_argument("--eval-seed", type=int, default=7, help="held-out phantom eval set (spine_phantom.EVAL_SEED)")
     p.add_argument("--eval-cases", type=int, default=40)
@@ -84,7 +88,8 @@ def _common(args, out: Path, init: Path | None) -> list[str]:
     argv = ["--out", str(out), "--data", args.data, "--phantom-seed", str(args.phantom_seed),
             "--n-cases", str(args.n_cases), "--cache-dir", args.cache_dir, "--img-size", str(args.img_size),
             "--depth", str(args.depth), "--proj-dim", str(args.proj_dim), "--max-slices", str(args.max_slices),
-            "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
+            "--batch-size", str(args.batch_size), "--seed", str(args.seed),
+            "--phantom-config", args.phantom_config, "--eval-phantom-config", args.phantom_config]
     if init is not None:
         argv += ["--init", str(init)]
     if args.max_steps is not None:
@@ -183,6 +188,7 @@ def run(args) -> str:
         metrics = summarize(res)
     extra = {"encoder_init": encoder_init, "data": "SYNTHETIC phantoms (spine_phantom)" if args.data == "phantom" else "random toy data",
              "training": {"command": command, "phantom_seed": args.phantom_seed, "n_cases": args.n_cases,
+                          "phantom_config": json.loads(args.phantom_config) if args.data == "phantom" else None,
                           "train_cases": len(train_cases), "align_label_weight": args.label_weight,
                           "align_box_weight": args.box_weight}}
     if "operating_points" in final_manifest:

@@ -11,6 +11,12 @@ study with them. A draft should assert only what held-out data support, so per c
   ``present_specificity`` (a bounded false-positive rate per condition).
 - **possible**: the same for ``possible_specificity``; probabilities between the two
   thresholds are hedged ("possible ..., cannot be excluded").
+- **rule out**: a condition below the "possible" threshold is written up as normal ("no
+  canal stenosis", "alignment is maintained") only when the held-out sensitivity of calling
+  it at least possible has a Wilson 95% lower bound of ``rule_out_sensitivity`` (0.9) or more:
+  otherwise a normal sentence would reassure without basis, and the draft says the model
+  did not assess it. Sensitivity, specificity and NPV / PPV (at the calibration set's
+  prevalence) at both thresholds are recorded with their intervals.
 
 The held-out cases must not have trained the encoders or the probes (default: the
 training seed's val and test splits; the evaluation seed stays untouched).
@@ -24,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..metrics import auroc
+from ..metrics import auroc, proportion
 from ..results import POSSIBLE, PRESENT
 
 
@@ -39,9 +45,22 @@ class OperatingPoint:
     n_pos: int
     n_neg: int
     reason: str = ""
+    rule_out: bool = False          # a normal statement is supported (see the module docstring)
+    rule_out_reason: str = ""
+    at_possible: dict | None = None  # sensitivity / specificity / npv / ppv of p >= possible, with Wilson CIs
+    at_present: dict | None = None   # the same of p >= present
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def confusion(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
+    """Held-out sensitivity, specificity, PPV and NPV of calling p >= threshold (Wilson 95% intervals)."""
+    call = p >= threshold
+    tp, fn = int((call & (y == 1)).sum()), int((~call & (y == 1)).sum())
+    tn, fp = int((~call & (y == 0)).sum()), int((call & (y == 0)).sum())
+    return {"threshold": float(threshold), "sensitivity": proportion(tp, tp + fn), "specificity": proportion(tn, tn + fp),
+            "ppv": proportion(tp, tp + fp), "npv": proportion(tn, tn + fn), "prevalence": (tp + fn) / max(1, len(y))}
 
 
 NEVER = 2.0  # a threshold no probability reaches
@@ -70,7 +89,7 @@ def specificity_threshold(probs: np.ndarray, labels: np.ndarray, specificity: fl
 
 def fit_operating_points(probs, labels, conditions, present_specificity: float = 0.95,
                          possible_specificity: float = 0.8, min_cases: int = 5,
-                         z: float = 1.645) -> list[OperatingPoint]:
+                         z: float = 1.645, rule_out_sensitivity: float = 0.9) -> list[OperatingPoint]:
     """One OperatingPoint per condition from held-out ``probs`` (n, C) and labels (1/0, -1 ignored)."""
     if not possible_specificity <= present_specificity:
         raise ValueError("possible_specificity must not exceed present_specificity")
@@ -92,7 +111,13 @@ def fit_operating_points(probs, labels, conditions, present_specificity: float =
             continue
         present = specificity_threshold(p, y, present_specificity)
         possible = min(specificity_threshold(p, y, possible_specificity), present)
-        points.append(OperatingPoint(cond, True, present, possible, auc, lower, n_pos, n_neg))
+        at_possible, at_present = confusion(p, y, possible), confusion(p, y, present)
+        sens = at_possible["sensitivity"]
+        ok = sens["ci95"][0] is not None and sens["ci95"][0] >= rule_out_sensitivity
+        why = "" if ok else (f"held-out sensitivity {sens['value']:.2f} (95% CI from {sens['ci95'][0]:.2f}) at the "
+                             f"'possible' threshold is below {rule_out_sensitivity:.2f}")
+        points.append(OperatingPoint(cond, True, present, possible, auc, lower, n_pos, n_neg, rule_out=ok,
+                                     rule_out_reason=why, at_possible=at_possible, at_present=at_present))
     return points
 
 
@@ -107,6 +132,7 @@ def apply_operating_points(head, points: list[OperatingPoint]) -> None:
         head.thresholds[j] = pt.present
         head.possible_thresholds[j] = pt.possible
         head.validated[j] = pt.validated
+        head.rule_out[j] = bool(pt.validated and pt.rule_out)
 
 
 def held_out_counts(probs, labels, head) -> dict:

@@ -1,12 +1,16 @@
 """Deterministic report from the agent outputs alone: the safe default drafter.
 
-No language model, so it cannot invent anything: Technique lists only the series
-the study has, Comparison says none was provided, Findings go section by section
+No language model, so it cannot invent anything: Technique names the region the
+study's DICOM (or, failing that, its images) shows, the series the model read and the
+levels in view, Comparison says none was provided, Findings go section by section
 then level by level (cranio-caudal), Impression is numbered with the actionable
 items first. Conditions in the bundle's hedged band (or, for results without the
 bundle's calls, within ``margin`` of ``threshold``) are written as "possible ...,
-cannot be excluded"; conditions the bundle failed to validate are counted as not
-assessed, never written up as normal.
+cannot be excluded". A normal sentence ("alignment is maintained") is written only
+where every condition it covers was called absent *and* the bundle's held-out operating
+point supports ruling it out (``rule_out``); otherwise the section says the model did
+not assess it. A finding whose level the model could not name says "level uncertain".
+The last line names the model, its version and whether it was trained on synthetic data.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from collections import Counter
 from typing import Any
 
 from spinefm.report.backends.base import Drafter
-from spinefm.report.findings import (POSSIBLE, PRESENT, PRIORITY, URGENT, Finding,
-                                     level_order, region, sequences_used, triage)
-from spinefm.results import NOT_ASSESSED, AnalysisResult
+from spinefm.report.findings import (POSSIBLE, PRESENT, PRIORITY, URGENT, Finding, coverage_span,
+                                     level_order, model_line, region, sequences_used, triage)
+from spinefm.results import ABSENT, NOT_ASSESSED, AnalysisResult
 
-TEMPLATE_VERSION = "1.0"
+TEMPLATE_VERSION = "1.1"
 
 NORMAL = {
     "alignment": "Alignment: Vertebral alignment is maintained.",
@@ -31,7 +35,7 @@ TITLE = {"alignment": "Alignment", "marrow": "Vertebral bodies and marrow",
 
 
 def _where(f: Finding) -> str:
-    return f" at {f.level}" if f.level else " (level not localised)"
+    return f" at {f.level}" if f.level else " (level uncertain)"
 
 
 def _ref(f: Finding) -> str:
@@ -78,10 +82,12 @@ class TemplateDrafter(Drafter):
     def draft(self, result: AnalysisResult, slice_embeddings: dict | None = None) -> str:
         findings = triage(result, self.threshold, self.margin)
         shown = [f for f in findings if f.status in (PRESENT, POSSIBLE)]
-        unassessed = [f for f in findings if f.status == NOT_ASSESSED]
+        # not validated, or called absent where the held-out operating point cannot rule it out
+        unassessed = [f for f in findings if f.status == NOT_ASSESSED or (f.status == ABSENT and not f.rule_out)]
         of = Counter(f.section for f in findings)
+        ruled_out = any(f.status == ABSENT and f.rule_out for f in findings)
         return "\n".join(self.technique(result) + [""] + self.findings(shown, unassessed, of) + [""]
-                         + self.impression(shown, unassessed) + self.footer())
+                         + self.impression(shown, unassessed, ruled_out) + self.footer(result))
 
     # -- sections -------------------------------------------------------
     def technique(self, result: AnalysisResult) -> list[str]:
@@ -89,7 +95,12 @@ class TemplateDrafter(Drafter):
         what = f"MRI of the {reg} spine" if reg else "MRI of the spine"
         seqs = sequences_used(result)
         seq = f" Sequences: {', '.join(seqs)}." if seqs else ""
-        return [f"TECHNIQUE: {what}.{seq}", "COMPARISON: None provided."]
+        span = coverage_span(result)
+        view = f" Levels in view: {span}." if span else ""
+        lines = [f"TECHNIQUE: {what}.{seq}{view}"]
+        if getattr(result, "region_disagreement", ""):
+            lines.append(f"REGION: {result.region_disagreement}; verify the region and the levels.")
+        return lines + ["COMPARISON: None provided."]
 
     def findings(self, shown: list[Finding], unassessed: list[Finding], of: dict[str, int]) -> list[str]:
         """Section by section; a section's normal sentence only where the bundle assessed all of
@@ -105,17 +116,20 @@ class TemplateDrafter(Drafter):
         for sec in ("alignment", "marrow", "cord"):
             items = sorted(by_section.get(sec, []), key=lambda f: level_order(f.level))
             said = [phrase(f) for f in items] + _not_assessed(gaps.get(sec), of.get(sec, 0))
-            lines.append(f"{TITLE[sec]}: " + " ".join(said) if said else NORMAL[sec])
+            if said:
+                lines.append(f"{TITLE[sec]}: " + " ".join(said))
+            elif of.get(sec):  # every condition of the section called absent, and ruled out on held-out data
+                lines.append(NORMAL[sec])
         levels: dict[str | None, list[Finding]] = {}
         for f in by_section.get("levels", []):
             levels.setdefault(f.level, []).append(f)
         for lvl in sorted(levels, key=level_order):
             items = levels[lvl]
-            head = lvl if lvl else "Level not localised"
+            head = lvl if lvl else "Level uncertain"
             lines.append(f"{head}: " + " ".join(phrase(f, with_level=False) for f in items))
         if gaps.get("levels"):
             lines.append("Levels: " + " ".join(_not_assessed(gaps["levels"], of["levels"])))
-        elif not levels:
+        elif not levels and of.get("levels"):
             lines.append("Levels: No disc herniation, canal or foraminal narrowing is identified.")
         other = [phrase(f) for f in sorted(by_section.get("other", []), key=lambda f: level_order(f.level))]
         other += _not_assessed(gaps.get("other"), of.get("other", 0))
@@ -123,7 +137,7 @@ class TemplateDrafter(Drafter):
             lines.append("Other: " + " ".join(other))
         return lines
 
-    def impression(self, shown: list[Finding], unassessed: list[Finding]) -> list[str]:
+    def impression(self, shown: list[Finding], unassessed: list[Finding], ruled_out: bool = True) -> list[str]:
         rank = {k: i for i, k in enumerate(PRIORITY)}
         # definite before possible, then clinical priority, then level
         ordered = sorted(shown, key=lambda f: (f.status != PRESENT, rank.get(f.condition, 99),
@@ -136,14 +150,14 @@ class TemplateDrafter(Drafter):
             elif f.condition in URGENT:
                 text += " Clinical correlation is recommended."
             items.append(text)
-        if not items:
-            items.append("No abnormality among the assessed spine conditions.")
+        if not items:  # "no abnormality" only about conditions the bundle can rule out on held-out data
+            items.append("No abnormality among the assessed spine conditions." if ruled_out
+                         else "The model called no finding.")
         if unassessed:  # last: never numbered before an actionable finding
-            items.append(f"{len(unassessed)} conditions were not assessed by the model (not validated on "
-                         "held-out data); review them on the images.")
+            items.append(f"{len(unassessed)} conditions were not assessed by the model (not validated on held-out data, "
+                         "or not ruled out at its held-out operating point); review them on the images.")
         return ["IMPRESSION:"] + [f"{i}. {t}" for i, t in enumerate(items, 1)]
 
-    def footer(self) -> list[str]:
-        if not self.disclaimer:
-            return []
-        return ["", "AI-generated draft for radiologist review; not a final report."]
+    def footer(self, result: AnalysisResult) -> list[str]:
+        extra = ["AI-generated draft for radiologist review; not a final report."] if self.disclaimer else []
+        return [""] + extra + [model_line(result)]

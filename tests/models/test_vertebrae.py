@@ -1,0 +1,163 @@
+"""spinefm.vertebrae: the locator grid's geometry, chain building, consecutive-label decoding, placing findings."""
+
+
+import numpy as np
+import pytest
+import torch
+
+from spinefm.heads.locator import DISC_CLASSES, LocatorConfig, SpineLocator
+from spinefm.vertebrae import (DiscMark, Peak, SliceFrame, SpineLabels, chain, decode, locator_grid,
+                               regions_from_discs)
+
+CFG = LocatorConfig()
+
+
+def frame_headers(n=5, rows=100, cols=80, spacing=0.8, orientation=(0, 1, 0, 0, 0, -1)):
+    o = np.array(orientation, dtype=float)
+    normal = np.cross(o[:3], o[3:])
+    return [{"ImagePositionPatient": list(10 * normal * k + np.array([0, -40, 60])), "ImageOrientationPatient": list(o),
+             "PixelSpacing": [spacing, spacing], "SOPInstanceUID": f"1.{k}"} for k in range(n)]
+
+
+@pytest.mark.parametrize("orientation", [(0, 1, 0, 0, 0, -1), (0, -1, 0, 0, 0, -1), (0, 1, 0, 0, 0, 1),
+                                         (0, 0, -1, 0, 1, 0)])
+def test_grid_turns_head_up_anterior_left_and_maps_back(orientation):
+    heads = frame_headers(orientation=orientation)
+    vol = np.random.default_rng(0).uniform(0, 100, (5, 100, 80)).astype(np.float32)
+    vol[:, 8:13, 3:8] = 1000  # a bright spot around (10, 5)
+    grid = locator_grid(heads, CFG, volume=vol)
+    frame = SliceFrame.from_dataset(heads[2])
+    p = frame.to_patient(10, 5)
+    i, j = grid.from_patient(p)
+    # the grid is head up (rows run to -z) and anterior left (columns run to +y)
+    below, behind = grid.to_patient(i + 1, j), grid.to_patient(i, j + 1)
+    assert below[2] < p[2] - 1.5 and behind[1] > p[1] + 1.5
+    r, c = grid.to_original(i, j)
+    assert abs(r - 10) < 1e-6 and abs(c - 5) < 1e-6
+    assert grid.pixels[0, int(round(i)), int(round(j))] > 0.3  # the point is where the mapping says
+
+
+def test_frame_projects_onto_the_slice_plane():
+    f = SliceFrame.from_dataset(frame_headers()[0])
+    p = f.to_patient(12.5, 7.0)
+    assert f.to_pixel(p + np.array([3.0, 0, 0])) == pytest.approx((12.5, 7.0))  # off-plane: same pixel
+    assert not SliceFrame.from_dataset({"ImagePositionPatient": [0, 0, 0]}).spacing_known
+
+
+def peaks_at(rows, cols, scores=None):
+    return [Peak(r, c, 1.0 if scores is None else scores[k], np.zeros(len(DISC_CLASSES)))
+            for k, (r, c) in enumerate(zip(rows, cols))]
+
+
+def test_chain_drops_peaks_off_the_spine():
+    pts = peaks_at([0, 5, 10, 15, 20], [10, 11, 30, 12, 13], [0.9, 0.9, 0.5, 0.9, 0.9])
+    assert [p.u for p in chain(pts, CFG)] == [0, 5, 15, 20]
+    # a second peak in the same (wide) disc, beside the first: not a disc of the chain
+    dup = peaks_at([0, 9, 9, 18, 27], [10, 10, 14, 11, 12], [0.9, 0.9, 0.6, 0.9, 0.9])
+    assert [(p.u, p.v) for p in chain(dup, CFG)] == [(0, 10), (9, 10), (18, 11), (27, 12)]
+
+
+def test_chain_follows_the_lumbosacral_turn():
+    """Lordosis and the sacral angle bend the course by ~25-40 degrees at L5-S1: the last disc stays."""
+    lumbar = peaks_at([0, 9, 18, 27, 35], [30, 28, 27, 27, 33])
+    assert len(chain(lumbar, CFG)) == 5
+    curve = peaks_at([0, 5, 10, 15, 20], [10, 12, 15, 19, 24])
+    assert len(chain(curve, CFG)) == 5
+
+
+def logp_with(n, anchor=None, at=0, sharp=8.0):
+    lp = np.zeros((n, len(DISC_CLASSES)))
+    if anchor is not None:
+        lp[at, DISC_CLASSES.index(anchor)] = sharp
+    return lp - np.log(np.exp(lp).sum(1, keepdims=True))
+
+
+def test_decode_counts_from_a_landmark():
+    """One confident landmark (L5-S1 at the last detection) names every disc above it by counting."""
+    labels, post, run = decode(logp_with(5, "L5-S1", at=4), np.full(4, 35.0))
+    assert [DISC_CLASSES[k] for k in labels] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert post.min() > 0.95 and run > 0.95
+
+
+def test_decode_without_a_landmark_is_uncertain():
+    labels, post, run = decode(logp_with(4), np.full(3, 25.0))
+    assert post.max() < 0.2 and run < 0.2
+
+
+def test_decode_allows_one_missed_disc_where_the_gap_says_so():
+    lp = logp_with(4, "C2-C3", at=0)
+    labels, post, _ = decode(lp, np.array([18.0, 37.0, 18.0]))  # the middle gap is two spacings
+    assert [DISC_CLASSES[k] for k in labels] == ["C2-C3", "C3-C4", "C5-C6", "C6-C7"]
+    labels, _, _ = decode(lp, np.array([18.0, 18.0, 18.0]))
+    assert [DISC_CLASSES[k] for k in labels] == ["C2-C3", "C3-C4", "C4-C5", "C5-C6"]
+
+
+def straight_labels(levels, gap=30.0, named=True):
+    """A SpineLabels with discs every ``gap`` mm straight down (patient z), on a 1 mm grid."""
+    heads = frame_headers(rows=400, cols=200, spacing=1.0)
+    grid = locator_grid(heads, LocatorConfig(mm=1.0), volume=np.zeros((5, 400, 200), dtype=np.float32))
+    frame = grid.frame
+    discs = []
+    for k, lv in enumerate(levels):
+        r, c = 50 + k * gap, 100.0
+        discs.append(DiscMark(lv if named else None, lv, 0.99, r, c, frame.to_patient(r, c).tolist(), 0.9))
+    return SpineLabels("1", "1.2", discs, is_spine=True, grid=grid), frame
+
+
+def test_level_at_places_findings_on_the_counted_discs():
+    labels, frame = straight_labels(["L2-L3", "L3-L4", "L4-L5", "L5-S1"])
+    at = lambda r, c=100.0: frame.to_patient(r, c)  # noqa: E731
+    assert labels.level_at(at(50 + 60 + 3), "disc") == ("L4-L5", "")
+    assert labels.level_at(at(50 + 75), "vertebra") == ("L5", "")        # between L4-L5 and L5-S1
+    assert labels.level_at(at(50 - 12), "vertebra") == ("L2", "")        # just above the first disc
+    assert labels.level_at(at(50 + 90 + 12), "vertebra") == ("S1", "")   # just below the last disc
+    assert labels.level_at(at(50 + 15), "disc")[0] is None               # mid-vertebra: no disc level
+    assert labels.level_at(at(50 - 80), "vertebra") == (None, "finding lies beyond the discs in view")
+    assert labels.level_at(at(80, 100 + 150), "disc") == (None, "finding lies off the spine")
+    assert labels.visible_levels() == ["L2", "L2-L3", "L3", "L3-L4", "L4", "L4-L5", "L5", "L5-S1", "S1"]
+
+
+def test_uncertain_discs_name_no_level():
+    labels, frame = straight_labels(["T5-T6", "T6-T7", "T7-T8"], named=False)
+    assert labels.level_at(frame.to_patient(110, 100), "disc") == (None, "disc level uncertain")
+    assert labels.level_at(frame.to_patient(95, 100), "vertebra") == (None, "level uncertain")
+    assert labels.visible_levels() == [] and labels.uncertain
+
+
+def test_regions_from_discs():
+    assert regions_from_discs(["C3-C4", "C4-C5", "C5-C6", "C6-C7"]) == ("cervical",)
+    assert regions_from_discs(["T10-T11", "T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]) == ("lumbar",)
+    assert regions_from_discs(["T3-T4", "T4-T5"]) == ("thoracic",)  # too few for any region: the one with most
+    assert regions_from_discs([]) == ()
+
+
+def test_locator_shapes_and_fitted_flag():
+    loc = SpineLocator(LocatorConfig(width=4))
+    out = loc(torch.zeros(2, 1, 64, 48))
+    assert out["heat"].shape == (2, 1, 32, 24) and out["level"].shape == (2, len(DISC_CLASSES), 32, 24)
+    assert not loc.is_fitted and float(loc.temperature) == 1.0
+
+
+def test_locator_learns_discs_on_phantoms(tmp_path):
+    """A few dozen steps on varied phantoms: the heatmap rises at the discs and not elsewhere (the stage's code)."""
+    from spinefm.train.locator import locator_examples, make_batch, locator_loss, train_locator
+
+    cfg = LocatorConfig(width=6)
+    examples = locator_examples(41, range(4), cfg, tmp_path) + locator_examples(1041, range(1), cfg, tmp_path, kind="knee")
+    assert sum(len(d) for e in examples for _, _, d in e["series"]) > 10
+    assert not examples[-1]["meta"]["spine"] and all(len(d) == 0 for _, _, d in examples[-1]["series"])
+    loc = SpineLocator(cfg)
+    rng = np.random.default_rng(5)
+    batch = make_batch(examples, 8, rng)
+    with torch.no_grad():
+        before = locator_loss(loc(batch[0]), batch[1], batch[2])[1]
+    train_locator(loc, examples, steps=120, batch=4, lr=5e-3, log_every=0)
+    loc.eval()
+    with torch.no_grad():
+        out = loc(batch[0])
+        after = locator_loss(out, batch[1], batch[2])[1]
+        heat = torch.sigmoid(out["heat"])
+    assert loc.is_fitted
+    assert after["heat"] < before["heat"] and after["level"] < before["level"]
+    at_discs, elsewhere = heat[batch[1] > 0.6].mean(), heat[batch[1] < 0.05].mean()
+    assert at_discs > 3 * elsewhere, (at_discs, elsewhere)
