@@ -39,7 +39,7 @@ def test_preload_reports_a_drafter_that_cannot_load(active_model, settings, monk
     message = analyzers.preload_active_model()
     assert message.startswith(f"model {active_model.name} {active_model.version} loaded; drafter llava could not be "
                               "loaded (DrafterConfigError: lm_path '/nonexistent/Llama-3.1-8B-Instruct' is not a")
-    assert "drafts will be written by template/1.0 with the fallback recorded" in message
+    assert "drafts will be written by template/1.1 with the fallback recorded" in message
     assert any(r.levelname == "ERROR" and "worker start-up" in r.getMessage() for r in caplog.records)
 
 
@@ -104,10 +104,10 @@ def test_worker_with_a_drafter_that_cannot_load_starts_and_records_the_fallback(
     job, data, log = _run_job_with_worker(request, monkeypatch, {
         "SPINEAGENT_DRAFTER": "llava", "SPINEAGENT_DRAFTER_LM_PATH": "/nonexistent/Llama-3.1-8B-Instruct"},
         f"drafter-broken-{int(time.time())}")
-    assert data["draft_backend"] == "template/1.0 (fallback from llava)"
+    assert data["draft_backend"] == "template/1.1 (fallback from llava)"
     assert data["draft_fallback"].startswith("llava not loaded: DrafterConfigError: lm_path "
                                              "'/nonexistent/Llama-3.1-8B-Instruct' is not a directory")
     assert data["draft_text"].startswith("TECHNIQUE:")
     assert "ERROR" in log and "drafter llava could not be loaded" in log  # said once, at start-up
-    assert f"job {job.pk}: draft written by template/1.0 (fallback from llava); llava not loaded" in log
+    assert f"job {job.pk}: draft written by template/1.1 (fallback from llava); llava not loaded" in log
     assert job.attempts == 1  # no crash loop: the first attempt succeeded

@@ -133,12 +133,25 @@ try {
     same(await rad.locator('[data-testid=score-meaning]').textContent(), api.score.meaning, 'score meaning');
     same(await rad.locator('[data-testid=report-status]').textContent(), api.status_label, 'report status label');
     const synthetic = await rad.locator('[data-testid=synthetic-label]').count();
+    // The region the model read, where it came from, and the levels in view: the API's, on screen.
+    same(await rad.locator('[data-testid=region]').textContent(), api.result.region, 'region shown');
+    const coverage = api.result.coverage || [];
+    if (coverage.length) {
+      same(await rad.locator('[data-testid=coverage]').textContent(), `${coverage[0]} to ${coverage[coverage.length - 1]}`,
+        'levels in view shown');
+    }
+    // An absent call the bundle cannot rule out never reads as plain "not found".
+    const notRuledOut = api.result.conditions.filter((c) => c.status === 'absent' && c.rule_out === false).map((c) => c.condition);
+    const absentWords = await rad.locator('button.sa-finding[data-status=absent] .sa-call').evaluateAll((els) =>
+      els.map((e) => [e.closest('button').dataset.condition, e.textContent.trim()]));
+    for (const [key, words] of absentWords) if (notRuledOut.includes(key)) same(words, 'not ruled out', `call words of ${key}`);
     const boxes = await rad.locator('[data-testid=box-count]').textContent();
     const probabilities = (await rad.locator('[data-testid=findings] li b').allTextContents()).map((t) => parseFloat(t));
     expect(probabilities.every((p, i) => i === 0 || probabilities[i - 1] >= p), 'findings not sorted by probability');
     await rad.waitForTimeout(1500); // let the viewports finish painting for the screenshot
     await shot(rad, '03-viewer-panel');
-    return { findings: names.length, synthetic_label: synthetic > 0, boxes, calls };
+    return { findings: names.length, synthetic_label: synthetic > 0, boxes, calls, region: api.result.region,
+      not_ruled_out: notRuledOut.length };
   });
 
   await step('opens where the reading starts', async () => {

@@ -77,6 +77,7 @@ def test_radiologist_reviews_and_signs_annotator_is_refused(live_server, analyse
 
     steps = {s["name"]: s for s in report["steps"]}
     assert steps["viewer and panel"]["synthetic_label"] is True
+    assert steps["viewer and panel"]["region"]  # the region line is shown (checked against the API in the script)
     # every condition is shown with the bundle's own call and its mark (not validated: a dash)
     from backend.audit.models import AuditEvent
     from backend.inference.models import InferenceResult

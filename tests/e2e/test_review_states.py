@@ -98,7 +98,8 @@ def test_failed_and_unsupported_studies_say_why_and_offer_what_fits(live_server,
     assert steps["radiologist: failed study"]["audit_rows_while_open"] == 0
     # The retry was followed by polling, which stopped once the analysis was final.
     retry = steps["admin: retry the failed analysis"]
-    assert retry["state_requests"] > 0 and retry["state_requests_after_final"] == 0
+    assert retry["state_requests"] > 0 or retry["final_at_first_load"], retry  # polled while it could change
+    assert retry["state_requests_after_final"] == 0
     assert InferenceJob.objects.filter(study__study_instance_uid=failed_uid).latest("created_at").status == "succeeded"
     # The knee study was reported from scratch, explicitly, and signed without a RADPEER score.
     knee_report = Report.objects.get(study__study_instance_uid=knee_uid)

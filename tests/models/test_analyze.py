@@ -135,13 +135,13 @@ def test_site_drafter_that_cannot_load_leaves_a_template_draft_with_the_fallback
     bundle = load_bundle(tiny_bundle)
     bundle.configure_drafter({"backend": "llava", "lm_path": "/nonexistent/Llama-3.1-8B-Instruct"})
     result = bundle.analyze(study_factory(kinds=("T1", "T2")))
-    assert result.draft_backend == "template/1.0 (fallback from llava)"
+    assert result.draft_backend == "template/1.1 (fallback from llava)"
     assert result.draft_fallback.startswith("llava not loaded: DrafterConfigError: lm_path '/nonexistent/")
     assert result.draft_text.startswith("TECHNIQUE:")
     assert AnalysisResult.from_dict(result.to_dict()).draft_fallback == result.draft_fallback
     bundle.configure_drafter({"backend": "template"})
     result = bundle.analyze(study_factory(kinds=("T1",)))
-    assert (result.draft_backend, result.draft_fallback) == ("template/1.0", "")
+    assert (result.draft_backend, result.draft_fallback) == ("template/1.1", "")
 
 
 def _blank_tag_study(datasets):

@@ -95,7 +95,7 @@ def test_a_drafter_that_cannot_load_leaves_the_template_with_the_reason(config, 
     assert drafter.primary is None and reason in drafter.status and "could not be loaded" in drafter.status
     record = drafter.draft_record(result)
     assert record.text == TemplateDrafter().draft(result)
-    assert record.label == f"template/1.0 (fallback from {config['backend']})"
+    assert record.label == f"template/1.1 (fallback from {config['backend']})"
     assert reason in record.fallback and record.fallback.startswith(f"{config['backend']} not loaded: ")
 
 
@@ -106,7 +106,7 @@ def test_projector_trained_for_another_lm_width_is_refused_in_one_line(llava_dir
     assert drafter.primary is None
     assert "was trained for an LM of width 64" in drafter.load_error and "has width 96" in drafter.load_error
     assert "\n" not in drafter.status
-    assert drafter.draft_record(result).label == "template/1.0 (fallback from llava)"
+    assert drafter.draft_record(result).label == "template/1.1 (fallback from llava)"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -145,7 +145,7 @@ def test_openai_drafter_and_its_fallback_when_the_server_fails(server, result):
     Handler.status["code"] = 503
     record = drafter.draft_record(result)
     assert record.text == TemplateDrafter().draft(result)
-    assert record.label == "template/1.0 (fallback from openai)"
+    assert record.label == "template/1.1 (fallback from openai)"
     assert record.fallback.startswith("openai failed: DrafterError: openai backend:") and "HTTP 503" in record.fallback
 
 

@@ -29,14 +29,23 @@ const MARK = {
   not_assessed: ['–', 'not assessed: the model failed held-out validation for this condition'],
 };
 
+// A level the model could not place is said so, never guessed (spinefm: level None + level_uncertain).
+export const levelText = (x) => x?.level || (x?.level_uncertain ? 'level uncertain' : '');
+
 /** What a box's label on the image says: condition, level, the model's call, its one score. */
 export function boxLabel(box, finding, names, score) {
   const call = finding ? statusOf(finding) : 'absent';
   const callText = { present: 'present', possible: 'possible', absent: 'below threshold', not_assessed: 'not validated' }[call];
   const name = names?.[box.condition] || box.condition;
   const number = finding ? ` · ${score?.kind === 'calibrated' ? 'p' : 'score'} ${pct(finding.probability)}` : '';
-  return `AI: ${name}${box.level ? ` ${box.level}` : ''} · ${callText}${number}`;
+  const level = levelText(box);
+  return `AI: ${name}${level ? ` ${level}` : ''} · ${callText}${number}`;
 }
+
+/** An absent call only reassures where the bundle's held-out operating point can rule the condition out. */
+const markOf = (f, call) => (call === 'absent' && f.rule_out === false
+  ? ['○', 'not found at the operating point, but the model cannot rule it out (held-out sensitivity too low)']
+  : MARK[call] || MARK.absent);
 
 // Listed up front: findings called present or possible or over 50%, and always the three most
 // probable (sorted list), so a reviewer sees the model's strongest signals even when it calls nothing.
@@ -47,7 +56,7 @@ function BoxRow({ box, viewer, names, onShow }) {
   const measurement = viewer.measurementFor(box);
   const stats = measurement?.displayText?.primary?.join?.(', ');
   return html`<li>
-    <button class="sa-link" onClick=${() => onShow(box)}>${names[box.condition] || box.condition} ${box.level || ''}</button>
+    <button class="sa-link" onClick=${() => onShow(box)}>${names[box.condition] || box.condition} ${levelText(box)}</button>
     <span class="sa-muted"> ${Math.round(x1 - x0)}×${Math.round(y1 - y0)} px${stats ? ` · ${stats}` : ''}</span>
   </li>`;
 }
@@ -61,7 +70,9 @@ export function Findings({ report, findings, active, highlighted, onJump, onShow
   const findingRow = (f, i) => {
     const target = targetFor(result, f);
     const call = statusOf(f);
-    const [mark, meaning] = MARK[call] || MARK.absent;
+    const [mark, meaning] = markOf(f, call);
+    const level = levelText(f);
+    const callWords = call === 'absent' && f.rule_out === false ? 'not ruled out' : (calls[call] || call);
     const classes = [i === active ? 'sa-active' : '', highlighted.has(f.condition) ? 'sa-linked-finding' : '']
       .filter(Boolean).join(' ');
     return html`<li key=${f.condition + (f.level || '')} class=${classes}>
@@ -70,8 +81,8 @@ export function Findings({ report, findings, active, highlighted, onJump, onShow
           title=${`${meaning}. ${target ? 'Click: show it on the image and in the report.' : 'No key slice or box for this finding.'}`}
           onClick=${() => onJump(i)}>
         <span class="sa-prob" style=${{ width: pct(f.probability) }}></span>
-        <span><span title=${meaning}>${mark}</span> ${names[f.condition] || f.condition}${f.level ? ` ${f.level}` : ''}
-          <i class="sa-muted sa-call"> ${calls[call] || call}</i></span>
+        <span><span title=${meaning}>${mark}</span> ${names[f.condition] || f.condition}${level ? ` ${level}` : ''}
+          <i class="sa-muted sa-call" title=${f.level_note || ''}> ${callWords}</i></span>
         <b title=${score.meaning}>${pct(f.probability)}</b>
       </button>
     </li>`;

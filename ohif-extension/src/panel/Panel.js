@@ -83,6 +83,23 @@ function ModelLine({ report }) {
     ${result.draft_backend && html`<div class="sa-drafter" data-testid="drafter" title=${result.draft_fallback || ''}>
       Draft by ${result.draft_backend}${result.draft_fallback ? ': ' + result.draft_fallback : ''}</div>`}
     ${synthetic && html`<div class="sa-synthetic" data-testid="synthetic-label">Trained on synthetic phantoms, not on patient data</div>`}
+    <${StudyScope} result=${result} />
+  </div>`;
+}
+
+// Which region and levels the model read, where it got the region from, and a DICOM/image disagreement
+// (spinefm.intake.decide_region): the reader checks these before trusting any level in the draft.
+function StudyScope({ result }) {
+  if (!result.region) return null;
+  const source = { dicom: 'from the DICOM tags', image: 'from the images' }[result.region_source] || '';
+  const coverage = result.coverage || [];
+  const skipped = result.series_skipped || [];
+  return html`<div class="sa-scope" data-testid="study-scope">
+    <div>Region <b data-testid="region">${result.region}</b> <span class="sa-muted">${source}</span>
+      ${coverage.length > 0 && html` · levels in view <b data-testid="coverage">${coverage[0]} to ${coverage[coverage.length - 1]}</b>`}</div>
+    ${result.region_disagreement && html`<div class="sa-error" data-testid="region-disagreement">${result.region_disagreement}</div>`}
+    ${(result.series || []).length > 0 && html`<div class="sa-muted">Read: ${result.series.map((s) => s.label || s.sequence).join(', ')}</div>`}
+    ${skipped.length > 0 && html`<div class="sa-error" data-testid="series-skipped">Not read: ${skipped.join('; ')}</div>`}
   </div>`;
 }
 
