@@ -3,11 +3,7 @@
 // exits 0 only if every step passed.
 //
 // env: BASE_URL, STUDY_UID, RADIOLOGIST / ANNOTATOR ("user:password"), OUT_DIR (screenshots), CHROMIUM
-import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-
-// playwright-core is an npm dependency of ohif-extension/ (one package.json, one lockfile for all JS).
-const { chromium } = createRequire(new URL('../../ohif-extension/package.json', import.meta.url))('playwright-core');
+import { chromium, expect, getJson, postJson, run, same } from './browser.mjs';
 
 const BASE = process.env.BASE_URL.replace(/\/$/, '');
 const UID = process.env.STUDY_UID;
@@ -16,32 +12,12 @@ const [RAD_USER, RAD_PASS] = process.env.RADIOLOGIST.split(':');
 const [ANN_USER, ANN_PASS] = process.env.ANNOTATOR.split(':');
 const VIEWER_TIMEOUT = 180_000; // first paint of OHIF with software WebGL on 2 shared cores
 
-mkdirSync(OUT, { recursive: true });
-const report = { ok: false, steps: [], errors: [], failedRequests: [], csp: [], stateRequests: [] };
-let current = 'start';
-
-async function step(name, fn) {
-  current = name;
-  const started = Date.now();
-  const detail = await fn();
-  report.steps.push({ name, seconds: (Date.now() - started) / 1000, ...(detail || {}) });
-}
-const shot = (page, name) => page.screenshot({ path: `${OUT}/${name}.png` });
-function expect(condition, message) {
-  if (!condition) throw new Error(message);
-}
-const same = (a, b, what) => expect(JSON.stringify(a) === JSON.stringify(b), `${what}: screen ${JSON.stringify(a)} != API ${JSON.stringify(b)}`);
+const { report, step, shot, watch: watchPage, current } = run(OUT);
+report.stateRequests = [];
 
 function watch(page, who) {
-  page.on('pageerror', (e) => report.errors.push(`${who} pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    report.errors.push(`${who} console: ${m.text().slice(0, 300)}`);
-    // Our Content-Security-Policy must not block anything the viewer or the panel needs.
-    if (/Content Security Policy/i.test(m.text())) report.csp.push(`${who}: ${m.text().slice(0, 300)}`);
-  });
+  watchPage(page, who);
   page.on('request', (r) => { if (r.url().includes('/report/state')) report.stateRequests.push(`${who} ${Date.now()}`); });
-  page.on('response', (r) => { if (r.status() >= 400) report.failedRequests.push(`${who} ${r.status()} ${r.url()}`); });
 }
 
 async function login(page, user, password) {
@@ -51,13 +27,6 @@ async function login(page, user, password) {
   await page.fill('input[name=password]', password);
 }
 
-/** The API as the page's own session sees it. */
-const getJson = (page, path) => page.evaluate((p) => fetch(p).then((r) => r.json()), path);
-const postJson = (page, path, body) => page.evaluate(async ([p, b]) => {
-  const csrf = document.cookie.match(/csrftoken=([^;]+)/)[1];
-  const r = await fetch(p, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrf }, body: JSON.stringify(b) });
-  return { status: r.status, body: await r.json().catch(() => null) };
-}, [path, body]);
 const reportApi = (page) => getJson(page, `/api/studies/${UID}/report`);
 
 async function notice(page) {
@@ -385,7 +354,7 @@ try {
   });
   report.ok = true;
 } catch (error) {
-  report.failed_step = current;
+  report.failed_step = current();
   report.error = String(error?.stack || error).slice(0, 2000);
   for (const ctx of browser.contexts()) {
     for (const [i, p] of ctx.pages().entries()) await p.screenshot({ path: `${OUT}/failure-${i}.png` }).catch(() => {});

@@ -5,10 +5,7 @@
 // Driven by tests/e2e/test_review_states.py; prints one JSON object, exits 0 only if every step passed.
 //
 // env: BASE_URL, FAILED_UID, UNSUPPORTED_UID, RADIOLOGIST / ADMIN ("user:password"), OUT_DIR, CHROMIUM
-import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-
-const { chromium } = createRequire(new URL('../../ohif-extension/package.json', import.meta.url))('playwright-core');
+import { chromium, expect, getJson, postJson, run, same, sleep } from './browser.mjs';
 
 const BASE = process.env.BASE_URL.replace(/\/$/, '');
 const FAILED = process.env.FAILED_UID;
@@ -18,39 +15,18 @@ const [RAD_USER, RAD_PASS] = process.env.RADIOLOGIST.split(':');
 const [ADMIN_USER, ADMIN_PASS] = process.env.ADMIN.split(':');
 const VIEWER_TIMEOUT = 180_000;
 
-mkdirSync(OUT, { recursive: true });
-const report = { ok: false, steps: [], errors: [], failedRequests: [], csp: [] };
+const { report, step, shot, watch: watchPage, current } = run(OUT);
 const stateRequests = [];
 const reportFinals = []; // the `final` flag of every full report the panel loaded, in order
-let current = 'start';
-
-async function step(name, fn) {
-  current = name;
-  const started = Date.now();
-  const detail = await fn();
-  report.steps.push({ name, seconds: (Date.now() - started) / 1000, ...(detail || {}) });
-}
-const shot = (page, name) => page.screenshot({ path: `${OUT}/${name}.png` });
-function expect(condition, message) {
-  if (!condition) throw new Error(message);
-}
-const same = (a, b, what) => expect(JSON.stringify(a) === JSON.stringify(b), `${what}: screen ${JSON.stringify(a)} != API ${JSON.stringify(b)}`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function watch(page, who) {
-  page.on('pageerror', (e) => report.errors.push(`${who} pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    report.errors.push(`${who} console: ${m.text().slice(0, 300)}`);
-    if (/Content Security Policy/i.test(m.text())) report.csp.push(`${who}: ${m.text().slice(0, 300)}`);
-  });
+  watchPage(page, who);
   page.on('request', (r) => { if (r.url().includes('/report/state')) stateRequests.push(Date.now()); });
   page.on('response', async (r) => {
     if (r.request().method() === 'GET' && /\/api\/studies\/[^/]+\/report$/.test(new URL(r.url()).pathname)) {
       reportFinals.push(await r.json().then((d) => d.final).catch(() => null));
     }
   });
-  page.on('response', (r) => { if (r.status() >= 400) report.failedRequests.push(`${who} ${r.status()} ${r.url()}`); });
 }
 
 async function loggedIn(user, password) {
@@ -63,13 +39,6 @@ async function loggedIn(user, password) {
   await page.waitForURL(`${BASE}/`);
   return page;
 }
-const getJson = (page, path) => page.evaluate((p) => fetch(p).then((r) => r.json()), path);
-const postJson = (page, path, body) => page.evaluate(async ([p, b]) => {
-  const csrf = document.cookie.match(/csrftoken=([^;]+)/)[1];
-  const r = await fetch(p, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrf }, body: JSON.stringify(b) });
-  return { status: r.status, body: await r.json().catch(() => null) };
-}, [path, body]);
-
 async function openViewer(page, uid) {
   await page.goto(`${BASE}/viewer/spineagent?StudyInstanceUIDs=${uid}`);
   const confirm = page.getByRole('button', { name: 'Confirm and hide' });
@@ -223,7 +192,7 @@ try {
   });
   report.ok = true;
 } catch (error) {
-  report.failed_step = current;
+  report.failed_step = current();
   report.error = String(error?.stack || error).slice(0, 2000);
   for (const ctx of browser.contexts()) {
     for (const [i, p] of ctx.pages().entries()) await p.screenshot({ path: `${OUT}/failure-${i}.png` }).catch(() => {});
