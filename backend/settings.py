@@ -192,6 +192,15 @@ SPINEAGENT_DEFAULT_BUNDLE = Path(
 )
 SPINEAGENT_MAX_JOB_ATTEMPTS = int(env("SPINEAGENT_MAX_JOB_ATTEMPTS", "3"))
 
+# Similar cases from the site's own signed reports (backend/inference/site_index.py, docs/training.md):
+#   off     the bundle's own training cases (synthetic phantoms for the default bundle)
+#   signed  every signed report whose study has a stored case embedding, identifiers removed; rebuilt by
+#           `manage.py rebuild_site_index` and after each promotion
+SPINEAGENT_SITE_INDEX = (env("SPINEAGENT_SITE_INDEX", "off") or "off").strip().lower()
+if SPINEAGENT_SITE_INDEX not in ("off", "signed"):
+    raise ImproperlyConfigured("SPINEAGENT_SITE_INDEX must be 'off' or 'signed'")
+SPINEAGENT_SITE_INDEX_DIR = Path(env("SPINEAGENT_SITE_INDEX_DIR", str(DATA_DIR / "site-index")))
+
 # The report drafter (docs/weights.md). Empty: the bundle's choice (its manifest's "report" section;
 # "llava" when it ships a report agent, else "template"). Set, it wins for every bundle on this site:
 #   template                                  deterministic text from the agent outputs, no LM

@@ -97,7 +97,7 @@ def run(args) -> int:
              "--threads", "16", "--workers", "2", "--timeout", "300"],
             env=env, cwd=ROOT, stdout=open(log_dir / "web.log", "ab"), stderr=subprocess.STDOUT))
         children.append(subprocess.Popen(
-            [PYTHON, "-m", "celery", "-A", "backend", "worker", "-B", "-Q", "inference,default", "-c", "1",
+            [PYTHON, "-m", "celery", "-A", "backend", "worker", "-B", "-Q", "inference,default,training", "-c", "1",
              "--pool", "solo", "-l", "INFO", "-s", str(data_dir / "celerybeat-schedule")],
             env=env, cwd=ROOT, stdout=open(log_dir / "worker.log", "ab"), stderr=subprocess.STDOUT))
         wait_for(lambda: port_open("127.0.0.1", args.port), "web server", timeout=60)

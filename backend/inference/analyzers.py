@@ -74,6 +74,40 @@ def load_analyzer(path: str, fingerprint: str = ""):
         return _cache[key]
 
 
+_site_banks: dict[str, tuple[int, object, str]] = {}
+
+
+def attach_site_index(analyzer) -> None:
+    """Serve similar cases from the site's own bank (backend/training/site_index.py) when the site allows it
+    and one exists for this bundle's encoders; re-read after each rebuild. A bank that cannot be read is
+    logged and the bundle's own cases are served: similar cases never fail a job."""
+    if not hasattr(analyzer, "use_site_index"):
+        return
+    if settings.SPINEAGENT_SITE_INDEX != "signed":
+        analyzer.use_site_index(None, "")
+        return
+    from spinefm import site_index
+    from spinefm.retrain import embedding_key
+
+    root, key = settings.SPINEAGENT_SITE_INDEX_DIR, embedding_key(analyzer.manifest)
+    try:
+        stamp = (site_index.directory_for(root, key) / site_index.META).stat().st_mtime_ns
+    except OSError:
+        analyzer.use_site_index(None, "")
+        return
+    with _lock:
+        cached = _site_banks.get(key)
+        if cached is None or cached[0] != stamp:
+            try:
+                meta, index = site_index.read_meta(root, key), site_index.read(root, key)
+            except site_index.SiteIndexError as exc:
+                log.error("site index not used: %s", exc)
+                analyzer.use_site_index(None, "")
+                return
+            cached = _site_banks[key] = (stamp, index, f"{meta['description']} (built {meta['built_at']})")
+    analyzer.use_site_index(cached[1], cached[2])
+
+
 def preload_active_model() -> str:
     """Load the active model version and its drafter now (worker start-up); returns what the log said.
 

@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -48,4 +50,8 @@ def promote(model_version: ModelVersion) -> ModelVersion:
     model_version.state = ModelVersion.ACTIVE
     model_version.promoted_at = timezone.now()
     model_version.save(update_fields=["state", "promoted_at"])
+    if settings.SPINEAGENT_SITE_INDEX == "signed" and model_version.path != NO_FINDINGS:
+        # by name: the training app's task (its queue's worker holds the text encoder), no import circle
+        transaction.on_commit(lambda: current_app.send_task("backend.training.tasks.rebuild_site_index",
+                                                            args=[model_version.pk]), robust=True)
     return model_version

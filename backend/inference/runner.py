@@ -11,7 +11,7 @@ from spinefm.results import UnsupportedStudy
 from spinefm.study import StudyInput
 
 from . import fetch, jobs
-from .analyzers import load_analyzer
+from .analyzers import attach_site_index, load_analyzer
 from .models import InferenceJob
 
 def usable_series(headers: list) -> dict[str, object]:
@@ -44,6 +44,7 @@ def run(job: InferenceJob, client: OrthancClient | None = None) -> tuple[dict, d
     jobs.set_stage(job, "loading model", 40)
     t1 = time.perf_counter()
     analyzer = load_analyzer(job.model_version.path, job.model_version.manifest_sha256)
+    attach_site_index(analyzer)
     timings["load_s"] = time.perf_counter() - t1
 
     jobs.set_stage(job, "analysing", 55)

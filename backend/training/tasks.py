@@ -14,3 +14,18 @@ from . import runs
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, name="backend.training.tasks.run_training")
 def run_training(self, run_id: int) -> str:
     return runs.execute(run_id, worker=self.request.hostname or "")
+
+
+@shared_task(name="backend.training.tasks.rebuild_site_index")
+def rebuild_site_index(model_version_id: int) -> str:
+    """After a promotion: the new active version's similar cases from the site's signed reports."""
+    from backend.inference.models import ModelVersion
+
+    from . import site_index
+    from .errors import Conflict
+
+    try:
+        summary = site_index.rebuild(ModelVersion.objects.get(pk=model_version_id), via="after promotion")
+    except Conflict as exc:
+        return f"site index not rebuilt: {exc}"
+    return f"{summary.description} indexed into {summary.path}"

@@ -251,6 +251,7 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     result = AnalysisResult(
         model_name=bundle.name, model_version=bundle.version, synthetic_training=bundle.synthetic_training,
         conditions=conditions, key_slices=key_slices, boxes=boxes, similar_cases=similar,
+        similar_source=getattr(bundle, "index_source", "") if similar else "",
         series=[SeriesUsed(e["series"].series_instance_uid, e["series"].sequence, e["series"].plane,
                            STREAM_NAMES[e["series"].stream], int(e["cls"].shape[0]), e["series"].description,
                            describe_sequence(heads[e["series"].series_instance_uid]).label

@@ -245,6 +245,9 @@ class Bundle:
 
     def __init__(self, path: Path, model: SpineFM, manifest: dict, index=None):
         self.path, self.model, self.manifest, self.index = Path(path), model, manifest, index
+        self._own_index = index
+        # where similar cases come from: the bundle's training cases, or a site's bank (spinefm.site_index)
+        self.index_source = "bundle" if index is not None else ""
         self.name, self.version = manifest["name"], manifest["version"]
         self.synthetic_training = bool(manifest["synthetic_training"])
         self._drafter = None
@@ -285,6 +288,14 @@ class Bundle:
         from .analyze import analyze
 
         return analyze(self, study, **kwargs)
+
+    def use_site_index(self, index, source: str) -> None:
+        """Serve similar cases from a site's bank (``spinefm.site_index``); ``None`` goes back to the
+        bundle's own training cases. ``source`` says which bank, for the result and the panel."""
+        if index is None:
+            self.index, self.index_source = self._own_index, "bundle" if self._own_index is not None else ""
+        else:
+            self.index, self.index_source = index, source
 
     def search_reports(self, text: str, k: int = 5):
         """Report-to-image retrieval over the stored cases (loads the text encoder)."""

@@ -91,6 +91,7 @@ class AnalysisResult:
     key_slices: list[KeySlice] = field(default_factory=list)
     boxes: list[Box] = field(default_factory=list)
     similar_cases: list[SimilarCase] = field(default_factory=list)
+    similar_source: str = ""  # "bundle" (its training cases) or the site's bank ("site: 120 signed reports, ...")
     series: list[SeriesUsed] = field(default_factory=list)
     draft_text: str = ""
     draft_backend: str = ""   # who wrote draft_text: "llava/<version>", "template/1.0 (fallback from llava)", ...

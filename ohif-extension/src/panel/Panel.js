@@ -274,7 +274,8 @@ export function Panel({ viewer }) {
         canEdit=${Boolean(report.permissions?.edit)} fromScratch=${scratch && !hasText} />`}
     <${Signoff} uid=${uid} report=${report} editor=${editor} onSigned=${reload} hasText=${hasText} />
     <${History} uid=${uid} report=${report} />
-    ${result && html`<${SimilarCases} cases=${result.similar_cases || []} />`}
+    ${result && html`<${SimilarCases} cases=${result.similar_cases || []} source=${result.similar_source}
+        synthetic=${result.synthetic_training} />`}
     <p class="sa-muted sa-keys">Keys: <kbd>Alt</kbd>+<kbd>N</kbd> / <kbd>Alt</kbd>+<kbd>P</kbd> next / previous finding,
       <kbd>Ctrl</kbd>+<kbd>S</kbd> save now. Click a sentence of the report to see its finding.</p>
   </div>`;
