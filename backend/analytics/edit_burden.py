@@ -4,8 +4,8 @@ two texts; ``services.compute_for_report`` stores the result on EditMetrics at s
 
 Definitions (docs/exports.md, "Edit burden"):
 - reference = the signed text, hypothesis = the AI draft: WER = (S + D + I) / N, N = reference words,
-  counted by jiwer after NORMALISE (lower case, Unicode punctuation removed, whitespace collapsed); WER is
-  None when the signed text has no word (I = all draft words then);
+  counted by jiwer after NORMALISE (lower case, Unicode punctuation removed, every whitespace run a single
+  word boundary); WER is None when the signed text has no word (I = all draft words then);
 - sentences: both texts split by ``backend.reports.sentences.split`` (headings alone are not sentences),
   compared normalised as above; pairs are taken greedily by decreasing similarity (rapidfuzz ``fuzz.ratio``
   / 100, ties: earlier draft sentence, then earlier signed sentence), each sentence in at most one pair, while
@@ -29,7 +29,8 @@ from spine_labels.schema import condition_keys
 from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN
 
 SENTENCE_MATCH = 0.5
-NORMALISE = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
+# Any whitespace run (newlines, tabs too) is one word boundary: jiwer itself splits on spaces only.
+NORMALISE = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.SubstituteRegexes({r"\s+": " "}),
                            jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
 WER_FIELDS = ("wer", "wer_reference_words", "wer_hits", "wer_substitutions", "wer_deletions", "wer_insertions")
 SENTENCE_KINDS = ("kept", "edited", "added", "deleted")
