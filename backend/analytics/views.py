@@ -155,7 +155,8 @@ TABLE = OpenApiParameter("table", str, enum=list(exports.TABLES), required=True)
 
 
 class AnalyticsExport(APIView):
-    """GET ?table=radpeer|edits|reports|conditions|turnaround (+ filters, identified): streamed CSV, audited."""
+    """GET ?table=radpeer|edits|reports|conditions|turnaround|edit_burden|significant_edits (+ filters,
+    identified): streamed CSV, audited."""
 
     permission_classes = [CanViewAnalytics]
 
@@ -198,7 +199,8 @@ class AnalyticsExportXlsx(APIView):
 
 
 class AnalyticsChart(APIView):
-    """GET ?chart=radpeer|edits|conditions|errors|turnaround (+ filters): a PNG; 'no data' image if empty."""
+    """GET ?chart=radpeer|edits|conditions|errors|turnaround|burden|significant (+ filters): a PNG; 'no data'
+    image if empty."""
 
     permission_classes = [CanViewAnalytics]
 
