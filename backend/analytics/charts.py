@@ -17,9 +17,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from backend.reports.radpeer import SCORES  # noqa: E402
 
-from . import conditions, services, turnaround  # noqa: E402
+from . import burden_summary, conditions, edit_burden, services, turnaround  # noqa: E402
 
-CHARTS = ("radpeer", "edits", "conditions", "errors", "turnaround")
+CHARTS = ("radpeer", "edits", "conditions", "errors", "turnaround", "burden", "significant")
 SIZE = (8, 4.2)
 DPI = 100
 SCORE_COLOURS = {"1": "#4caf50", "2a": "#c0ca33", "2b": "#ffa000", "3a": "#f4511e", "3b": "#c62828"}
@@ -135,11 +135,81 @@ def turnaround_boxplot(params: dict) -> bytes | None:
     return _png(fig)
 
 
+SENTENCE_COLOURS = {"kept": "#4caf50", "edited": "#ffa000", "added": "#1e88e5", "deleted": "#e53935"}
+ERROR_COLOURS = {"substitutions": "#ffa000", "deletions": "#e53935", "insertions": "#1e88e5"}
+EDIT_COLOURS = {"absent_to_present": "#fb8c00", "present_to_absent": "#e53935", "certainty_changed": "#8e24aa",
+                "level_changed": "#1e88e5", "severity_changed": "#43a047"}
+
+
+def burden_bars(params: dict) -> bytes | None:
+    """Per group (the selection's group_by, else one group): WER split into S, D, I (each / N, stacked: the
+    bar's height is the pooled WER) and the share of sentences kept / edited / added / deleted."""
+    groups = burden_summary.summary(services.metrics_queryset(params), params.get("group_by"))
+    if not groups:
+        return None
+    fig = Figure(figsize=SIZE, layout="constrained")
+    wer_ax, sent_ax = fig.subplots(1, 2)
+    labels = [g["label"] for g in groups]
+    x = range(len(groups))
+    bottom = [0.0] * len(groups)
+    for name, colour in ERROR_COLOURS.items():
+        values = [g["words"][name] / g["words"]["reference_words"] if g["words"]["reference_words"] else 0
+                  for g in groups]
+        wer_ax.bar(x, values, bottom=bottom, color=colour, label=name)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    wer_ax.set_title("Word error rate of the drafts (S + D + I) / N")
+    wer_ax.set_xticks(list(x), labels, rotation=30, ha="right", fontsize=8)
+    wer_ax.legend(fontsize=8)
+    bottom = [0.0] * len(groups)
+    for kind, colour in SENTENCE_COLOURS.items():
+        totals = [sum(g["sentences"].values()) or 1 for g in groups]
+        values = [g["sentences"][kind] / t for g, t in zip(groups, totals)]
+        sent_ax.bar(x, values, bottom=bottom, color=colour, label=kind)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    sent_ax.set_title("Sentences (share)")
+    sent_ax.set_xticks(list(x), labels, rotation=30, ha="right", fontsize=8)
+    sent_ax.set_ylim(0, 1)
+    sent_ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def significant_bars(params: dict) -> bytes | None:
+    """Significant edits per condition, stacked by kind."""
+    counts: dict[str, dict[str, int]] = {}
+    reports = 0
+    for edits in services.metrics_queryset(params).values_list("significant_edits", flat=True):
+        reports += 1
+        for e in edits or []:
+            counts.setdefault(e["condition"], dict.fromkeys(edit_burden.EDIT_KINDS, 0))[e["kind"]] += 1
+    if not reports:
+        return None
+    fig, ax = _figure(f"Clinically significant edits of the drafts, per condition ({reports} reports)")
+    if not counts:
+        ax.text(0.5, 0.5, "none: no condition changed between draft and signed report", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _png(fig)
+    names = sorted(counts, key=lambda c: -sum(counts[c].values()))
+    y = range(len(names))
+    left = [0] * len(names)
+    for kind, colour in EDIT_COLOURS.items():
+        values = [counts[c][kind] for c in names]
+        ax.barh(list(y), values, left=left, color=colour, label=kind.replace("_", " "))
+        left = [a + b for a, b in zip(left, values)]
+    ax.set_yticks(list(y), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("edits")
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
 RENDERERS = {"radpeer": radpeer_histogram, "edits": edits_boxplot, "conditions": condition_bars,
-             "errors": error_bars, "turnaround": turnaround_boxplot}
+             "errors": error_bars, "turnaround": turnaround_boxplot, "burden": burden_bars,
+             "significant": significant_bars}
 TITLES = {"radpeer": "RADPEER scores", "edits": "Edit distance by RADPEER score",
           "conditions": "Per-condition sensitivity / specificity", "errors": "False-positive / omitted findings",
-          "turnaround": "Turnaround"}
+          "turnaround": "Turnaround", "burden": "Word error rate and sentences",
+          "significant": "Significant edits per condition"}
 
 
 def render(chart: str, params: dict) -> tuple[bytes, bool]:

@@ -1,9 +1,10 @@
-"""Export tables (radpeer, edits, reports, conditions, turnaround) and their CSV / XLSX encodings.
+"""Export tables (radpeer, edits, reports, conditions, turnaround, edit_burden, significant_edits) and their
+CSV / XLSX encodings.
 
 A table is a header and an iterable of rows plus its row count (the count goes into the audit event
 before the first byte is sent). Summaries are small and built in memory; the per-report table is the
-only one that grows with the date range, so its rows come from a server-side cursor
-(``QuerySet.iterator``) and are never all held at once.
+ones that grow with the date range are the per-report table and the per-edit table (significant_edits), so
+their rows come from a server-side cursor (``QuerySet.iterator``) and are never all held at once.
 
 Patient data: none by default (database ids only: study pk, report pk, reader user id). With
 ``identified=True`` (the view checks ``analytics.export_identified``) the reports table gains
@@ -20,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterable
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Func, IntegerField, Q, Sum
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -29,9 +30,9 @@ from backend.reports.radpeer import SCORES
 from backend.spreadsheets import csv_lines, spreadsheet_safe
 from spinefm.conditions import ABSENT, PRESENT
 
-from . import conditions, services, turnaround
+from . import burden_summary, conditions, edit_burden, services, turnaround
 
-TABLES = ("radpeer", "edits", "reports", "conditions", "turnaround")
+TABLES = ("radpeer", "edits", "reports", "conditions", "turnaround", "edit_burden", "significant_edits")
 IDENTIFIED_COLUMNS = ["patient_name", "patient_id", "accession_number", "study_instance_uid"]
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -75,7 +76,18 @@ REPORT_COLUMNS = [
     "word_distance", "findings_char_distance", "findings_word_distance", "impression_char_distance",
     "impression_word_distance", "study_received_at", "draft_ready_at", "first_opened_at",
     *(f"{name}_s" for name in turnaround.INTERVAL_NAMES),
-    "draft_false_positive_findings", "draft_omitted_findings", "ai_false_positives", "ai_false_negatives"]
+    "draft_false_positive_findings", "draft_omitted_findings", "ai_false_positives", "ai_false_negatives",
+    *edit_burden.WER_FIELDS, *edit_burden.SENTENCE_FIELDS, "significant_edits",
+    *(f"significant_{kind}" for kind in edit_burden.EDIT_KINDS)]
+
+
+def _burden_cells(m) -> list:
+    """The edit burden columns of the per-report table (counts of significant edits; the edits themselves are
+    the significant_edits table)."""
+    kinds = edit_burden.count_kinds(m.significant_edits or [])
+    return [_cell(m.wer), *(getattr(m, f) for f in edit_burden.WER_FIELDS[1:]),
+            *(getattr(m, f) for f in edit_burden.SENTENCE_FIELDS), sum(kinds.values()),
+            *(kinds[k] for k in edit_burden.EDIT_KINDS)]
 
 
 def _reports_queryset(params: dict):
@@ -98,7 +110,7 @@ def _report_rows(qs, identified: bool):
                _cell(m.impression_char_distance), _cell(m.impression_word_distance),
                _iso(m.study_received_at), _iso(m.draft_ready_at), _iso(m.first_opened_at),
                *(_cell(times[name]) for name in turnaround.INTERVAL_NAMES),
-               m.draft_fp, m.draft_fn, m.ai_fp, m.ai_fn]
+               m.draft_fp, m.draft_fn, m.ai_fp, m.ai_fn, *_burden_cells(m)]
         if identified:
             row += [study.patient_name, study.patient_id, study.accession_number, study.study_instance_uid]
         yield row
@@ -146,6 +158,48 @@ def turnaround_table(params: dict) -> Table:
     return Table("turnaround", header, rows, len(rows))
 
 
+def edit_burden_table(params: dict) -> Table:
+    words = burden_summary.WORD_COUNTS
+    header = ["group", "label", "reports", *words, "wer", "wer_reports", "wer_mean", "wer_median",
+              *(f"sentences_{k}" for k in edit_burden.SENTENCE_KINDS),
+              "significant_edits", *(f"significant_{k}" for k in edit_burden.EDIT_KINDS),
+              "reports_with_significant_edits", "reports_with_significant_edits_rate",
+              "reports_with_significant_edits_ci_low", "reports_with_significant_edits_ci_high"]
+    rows = []
+    for g in burden_summary.summary(services.metrics_queryset(params), params.get("group_by")):
+        share, edits = g["reports_with_significant_edits"], g["significant_edits"]
+        rows.append([g["group"], g["label"], g["reports"], *(g["words"][w] for w in words), _cell(g["wer"]),
+                     g["wer_reports"], _cell(g["wer_mean"]), _cell(g["wer_median"]),
+                     *(g["sentences"][k] for k in edit_burden.SENTENCE_KINDS),
+                     edits["total"], *(edits[k] for k in edit_burden.EDIT_KINDS), share["k"], *_rate_cells(share)])
+    return Table("edit_burden", header, rows, len(rows))
+
+
+SIGNIFICANT_EDIT_COLUMNS = [
+    "study_id", "report_id", "reader_id", "signed_at", "model_version_id", "model_version", "condition",
+    "display_name", "kind", "level", "draft_label", "draft_levels", "draft_severity", "final_label",
+    "final_levels", "final_severity"]
+
+
+def _significant_edit_rows(qs):
+    for m in qs.iterator(chunk_size=500):
+        mv = m.model_version
+        head = [m.report.study_id, m.report_id, _cell(m.reader_id), _iso(m.signed_at), _cell(m.model_version_id),
+                f"{mv.name}:{mv.version}" if mv else ""]
+        for e in m.significant_edits:
+            yield [*head, e["condition"], e["display_name"], e["kind"], _cell(e["level"]),
+                   e["draft_label"], ";".join(e["draft_levels"]), _cell(e["draft_severity"]),
+                   e["final_label"], ";".join(e["final_levels"]), _cell(e["final_severity"])]
+
+
+def significant_edits_table(params: dict) -> Table:
+    """One row per significant edit of every signed report in the selection (reports without one: no row)."""
+    qs = services.metrics_queryset(params).select_related("report").exclude(significant_edits=[])
+    count = qs.aggregate(n=Sum(Func(F("significant_edits"), function="jsonb_array_length",
+                                    output_field=IntegerField())))["n"] or 0
+    return Table("significant_edits", SIGNIFICANT_EDIT_COLUMNS, _significant_edit_rows(qs), count)
+
+
 def build(table: str, params: dict, identified: bool = False) -> Table:
     """The named table; BadParams when the name is unknown."""
     if table == "radpeer":
@@ -158,6 +212,10 @@ def build(table: str, params: dict, identified: bool = False) -> Table:
         return conditions_table(params)
     if table == "turnaround":
         return turnaround_table(params)
+    if table == "edit_burden":
+        return edit_burden_table(params)
+    if table == "significant_edits":
+        return significant_edits_table(params)
     raise services.BadParams("table", "table must be one of " + ", ".join(TABLES))
 
 

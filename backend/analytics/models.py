@@ -41,6 +41,19 @@ class EditMetrics(models.Model):
     study_received_at = models.DateTimeField(null=True, blank=True)
     draft_ready_at = models.DateTimeField(null=True, blank=True)
     first_opened_at = models.DateTimeField(null=True, blank=True)
+    # Edit burden (edit_burden.py): WER of the draft (hypothesis) against the signed text (reference), its
+    # counts; sentences kept / edited / added / deleted; condition-level significant edits (list of dicts).
+    wer = models.FloatField(null=True, blank=True)  # null when the signed text has no word
+    wer_reference_words = models.PositiveIntegerField(default=0)
+    wer_hits = models.PositiveIntegerField(default=0)
+    wer_substitutions = models.PositiveIntegerField(default=0)
+    wer_deletions = models.PositiveIntegerField(default=0)
+    wer_insertions = models.PositiveIntegerField(default=0)
+    sentences_kept = models.PositiveIntegerField(default=0)
+    sentences_edited = models.PositiveIntegerField(default=0)
+    sentences_added = models.PositiveIntegerField(default=0)
+    sentences_deleted = models.PositiveIntegerField(default=0)
+    significant_edits = models.JSONField(default=list, blank=True)
     # Which labeler read the draft and the signed text for ConditionOutcome (provenance of those rows).
     labeler_version = models.CharField(max_length=32, blank=True)
     computed_at = models.DateTimeField(auto_now=True)

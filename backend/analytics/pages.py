@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 from backend.accounts.roles import role_of
 from backend.inference.models import ModelVersion
 
-from . import charts, conditions, demo, exports, services, turnaround
+from . import burden_summary, charts, conditions, demo, edit_burden, exports, services, turnaround
 from .models import EditMetrics
 
 
@@ -47,6 +47,22 @@ def _choices() -> dict:
     }
 
 
+BURDEN_LIST_MAX = 50
+
+
+def _burden(qs, params: dict) -> dict:
+    """Groups of the edit burden and the latest reports with significant edits (the export lists them all)."""
+    with_edits = qs.exclude(significant_edits=[])
+    latest = with_edits.select_related("report").order_by("-signed_at", "-pk")[:BURDEN_LIST_MAX]
+    rows = [{**r, "edits": [{**e, "kind_label": edit_burden.KIND_LABELS.get(e["kind"], e["kind"])}
+                            for e in r["significant_edits"]]}
+            for r in map(burden_summary.per_report, latest)]
+    return {"groups": burden_summary.summary(qs, params.get("group_by")),
+            "kinds": [edit_burden.KIND_LABELS[k] for k in edit_burden.EDIT_KINDS],
+            "sentence_kinds": edit_burden.SENTENCE_KINDS, "match": edit_burden.SENTENCE_MATCH,
+            "reports": rows, "reports_with_edits": with_edits.count(), "list_max": BURDEN_LIST_MAX}
+
+
 def _turnaround_rows(params: dict) -> list[dict]:
     groups = turnaround.summary(services.metrics_queryset(params), params.get("group_by"))
     return [{"label": g["label"], "reports": g["reports"],
@@ -72,5 +88,5 @@ def dashboard(request):
         params=params, query=query, amp="&" if query else "",
         reports=qs.count(), demo_reports=demo.count_in(qs),
         radpeer=services.radpeer_summary(params), edits=services.edits_summary(params),
-        conditions=conditions.summary(qs), turnaround=_turnaround_rows(params))
+        conditions=conditions.summary(qs), turnaround=_turnaround_rows(params), burden=_burden(qs, params))
     return render(request, "analytics/dashboard.html", context)

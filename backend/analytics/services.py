@@ -8,8 +8,9 @@ Definitions (see docs/exports.md):
 - discrepancy rate = (2a + 2b + 3a + 3b) / n; clinically significant rate = (2b + 3b) / n (3a not counted),
   n = signed reports with a RADPEER score; 95% Wilson score intervals; ``low_count`` when n < 30.
 
-Condition outcomes (``conditions.py``) and turnaround (``turnaround.py``) are stored by the same
-``compute_for_report`` so that every figure of the dashboard comes from rows written at sign time.
+Condition outcomes (``conditions.py``), edit burden (``edit_burden.py``) and turnaround (``turnaround.py``)
+are stored by the same ``compute_for_report`` so that every figure of the dashboard comes from rows written
+at sign time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rapidfuzz.distance import Levenshtein
 from backend.reports.models import Report, ReportVersion
 from backend.reports.radpeer import SCORES
 
-from . import conditions
+from . import conditions, edit_burden
 from .models import ConditionOutcome, EditMetrics
 from .stats import Z95, rate as _rate, wilson  # noqa: F401  (services.wilson is public)
 
@@ -122,7 +123,7 @@ def compute_for_report(report_id: int) -> EditMetrics | None:
               "draft_ready_at": first_ai.created_at if first_ai else None,
               "first_opened_at": report.first_opened_at,
               "labeler_version": conditions.LABELER_VERSION,
-              **text_metrics(draft.text, final.text)}
+              **text_metrics(draft.text, final.text), **edit_burden.burden(draft.text, final.text)}
     metrics, _ = EditMetrics.objects.update_or_create(report=report, defaults=values)
     ConditionOutcome.objects.filter(metrics=metrics).delete()
     ConditionOutcome.objects.bulk_create(

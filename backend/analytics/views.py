@@ -1,6 +1,7 @@
-"""Admin analytics API: RADPEER profile, edits per score, condition accuracy, turnaround, CSV / XLSX
-exports (each one written to the audit log) and PNG charts. Logic lives in services, conditions,
-turnaround, exports and charts; these views validate, check permissions and encode."""
+"""Admin analytics API: RADPEER profile, edits per score, condition accuracy, turnaround, edit burden,
+CSV / XLSX exports (each one written to the audit log) and PNG charts. Logic lives in services, conditions,
+turnaround, edit_burden / burden_summary, exports and charts; these views validate, check permissions and
+encode."""
 
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
@@ -15,7 +16,7 @@ from backend.accounts.permissions import require_perms
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
 
-from . import charts, conditions, exports, services, turnaround
+from . import burden_summary, charts, conditions, edit_burden, exports, services, turnaround
 
 CanViewAnalytics = require_perms("analytics.view_analytics")
 IDENTIFIED_PERM = "analytics.export_identified"
@@ -134,11 +135,28 @@ class TurnaroundAnalytics(_FilteredSummary):
                 "groups": turnaround.summary(services.metrics_queryset(params), params.get("group_by"))}
 
 
+class EditBurdenAnalytics(_FilteredSummary):
+    """GET (filters, group_by): WER with S/I/D, sentences kept/edited/added/deleted and significant edits,
+    per group and per report (each report's list of significant edits)."""
+
+    @extend_schema(parameters=[*FILTERS, GROUP_BY], responses={200: JSON, 400: BAD_PARAMS})
+    def get(self, request):
+        return super().get(request)
+
+    def summary(self, params):
+        qs = services.metrics_queryset(params)
+        return {"reference": "signed text", "hypothesis": "AI draft", "sentence_match": edit_burden.SENTENCE_MATCH,
+                "labeler": conditions.LABELER_VERSION, "edit_kinds": list(edit_burden.EDIT_KINDS),
+                "confidence": 0.95, "groups": burden_summary.summary(qs, params.get("group_by")),
+                "reports": burden_summary.reports(qs)}
+
+
 TABLE = OpenApiParameter("table", str, enum=list(exports.TABLES), required=True)
 
 
 class AnalyticsExport(APIView):
-    """GET ?table=radpeer|edits|reports|conditions|turnaround (+ filters, identified): streamed CSV, audited."""
+    """GET ?table=radpeer|edits|reports|conditions|turnaround|edit_burden|significant_edits (+ filters,
+    identified): streamed CSV, audited."""
 
     permission_classes = [CanViewAnalytics]
 
@@ -181,7 +199,8 @@ class AnalyticsExportXlsx(APIView):
 
 
 class AnalyticsChart(APIView):
-    """GET ?chart=radpeer|edits|conditions|errors|turnaround (+ filters): a PNG; 'no data' image if empty."""
+    """GET ?chart=radpeer|edits|conditions|errors|turnaround|burden|significant (+ filters): a PNG; 'no data'
+    image if empty."""
 
     permission_classes = [CanViewAnalytics]
 
