@@ -29,6 +29,7 @@ function mark(row) {
 function update() {
   rows.forEach(mark);
   const left = missing().length;
+  if (left === 0 && message.className === 'error' && message.dataset.incomplete) say('');
   if (progress) progress.textContent = `${rows.length - left} of ${rows.length} rows decided`;
   if (revealButton) revealButton.disabled = left > 0 || busy;
 }
@@ -47,7 +48,10 @@ function choose(value) {
   if (!input || input.disabled) return;
   input.checked = true;
   update();
-  if (active < rows.length - 1) setActive(active + 1);
+  // On to the next undecided row (adjudication starts with only the disputed ones empty), else the next row.
+  const next = rows.findIndex((row, j) => j > active && valueOf(row) === undefined);
+  if (next >= 0) setActive(next);
+  else if (active < rows.length - 1) setActive(active + 1);
 }
 
 function labels() {
@@ -60,6 +64,7 @@ function labels() {
 }
 
 function say(text, kind = '') {
+  delete message.dataset.incomplete;
   message.className = kind;
   message.textContent = text;
 }
@@ -79,7 +84,9 @@ async function post(url, body) {
 function requireComplete(what) {
   const left = missing();
   if (left.length === 0) return true;
-  say(`Decide every row before you ${what}: ${left.map((r) => r.dataset.name).join(', ')}.`, 'error');
+  const names = left.slice(0, 3).map((r) => r.dataset.name).join(', ');
+  say(`Decide every row before you ${what}: ${names}${left.length > 3 ? ` and ${left.length - 3} more` : ''}.`, 'error');
+  message.dataset.incomplete = '1';
   setActive(rows.indexOf(left[0]));
   return false;
 }
