@@ -289,3 +289,36 @@ def test_other_annotators_labels_stay_hidden_while_you_may_annotate(users, annot
     detail = client_for("admin").get(api(task)).json()  # the admin may still annotate it
     assert "annotations_detail" not in detail and "revision" not in detail
     assert "looks inflamed" not in client_for("admin").get(f"/annotate/tasks/{task.pk}").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_submitting_at_once_write_one_annotation(users):
+    """A double click or two open tabs: the task row is locked, so exactly one annotation is written and the
+    other request is a clear 409, never a half-written task or a 500 from the unique constraint."""
+    import threading
+
+    from django.db import connection
+
+    task = services.create_task(study_instance_uid=UID + ".9", text=TEXT, source=LabelTask.IMPORTED,
+                                required_annotations=2)[0]
+    barrier, outcomes = threading.Barrier(2), []
+
+    def submit(values):
+        try:
+            barrier.wait()
+            services.submit_annotation(task, users["annotator"], values)
+            outcomes.append("created")
+        except services.Conflict as exc:
+            outcomes.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit, args=(v,)) for v in (labels(), labels(canal=1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["already_annotated", "created"]
+    assert Annotation.objects.filter(task=task).count() == 1
+    task.refresh_from_db()
+    assert task.status == LabelTask.OPEN and not VerifiedLabels.objects.filter(task=task).exists()
