@@ -10,11 +10,10 @@ debug page.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from urllib.parse import urlencode
-
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -22,10 +21,9 @@ from django.views.decorators.http import require_GET
 
 from backend.accounts.roles import role_of
 from backend.viewer.views import _file, _send
-
-from . import highlight, queue
 from spinefm.conditions import LABEL_NAMES
 
+from . import highlight, queue
 from .models import Annotation, LabelTask
 from .payloads import Seen, task_detail, task_row
 from .priority import preferred
