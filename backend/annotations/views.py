@@ -193,11 +193,13 @@ class ImportReports(APIView):
 
 
 class LabelMetrics(APIView):
-    """GET per-condition Cohen's kappa between annotators and each labeler's accuracy against verified labels."""
+    """GET per-condition Cohen's kappa between annotators (also split by whether they saw the extraction), what
+    revealing changed in blind first passes, and each labeler's accuracy against verified labels."""
 
     permission_classes = [CanViewMetrics]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"annotator_agreement": metrics.annotator_agreement(),
+                         "reveal_effect": metrics.reveal_effect(),
                          "labeler_accuracy": metrics.labeler_accuracy()})

@@ -284,6 +284,9 @@ def test_kappa_and_labeler_accuracy_by_hand(annotators, client_for):
     assert agreement["conditions"]["canal"] == {"n": 4, "kappa": 0.5, "observed_agreement": 0.75}
     assert agreement["conditions"]["herniation"]["kappa"] == 1.0
     assert agreement["conditions"]["fracture"]["kappa"] is None
+    # submitted blind without a reveal (the default mode): every pair is of annotators who never saw the extraction
+    assert agreement["by_exposure"]["unseen"] == {"n_tasks": 4, "conditions": agreement["conditions"]}
+    assert agreement["by_exposure"]["seen"]["n_tasks"] == 0
     # Labeler accuracy: the rules say canal = 1 on all four texts; verified canal is 1 on task 0 (agreement)
     # and on nothing else decided (1 went to adjudication, 2 and 3 agreed on 0): 3 verified tasks,
     # canal truth 1 0 0 vs rules 1 1 1 -> accuracy 1/3, sensitivity 1, specificity 0.

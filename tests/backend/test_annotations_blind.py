@@ -322,3 +322,29 @@ def test_two_tabs_submitting_at_once_write_one_annotation(users):
     assert Annotation.objects.filter(task=task).count() == 1
     task.refresh_from_db()
     assert task.status == LabelTask.OPEN and not VerifiedLabels.objects.filter(task=task).exists()
+
+
+def test_metrics_split_agreement_by_exposure_and_count_what_the_reveal_changed(users, annotator2, client_for,
+                                                                               settings):
+    settings.SPINEAGENT_ANNOTATION_MODE = "assisted"
+    seen_task = services.create_task(study_instance_uid=UID + ".5", text=TEXT, source=LabelTask.IMPORTED,
+                                     required_annotations=2)[0]
+    services.submit_annotation(seen_task, users["annotator"], labels(canal=1, inflammation=1))
+    services.submit_annotation(seen_task, annotator2, labels(canal=1, inflammation=1))
+    settings.SPINEAGENT_ANNOTATION_MODE = "blind"
+    mixed = services.create_task(study_instance_uid=UID + ".6", text=TEXT, source=LabelTask.IMPORTED,
+                                 required_annotations=2)[0]
+    # first pass: canal only; after seeing the suggestion (canal 1, inflammation 1) two rows change:
+    # inflammation 0 -> 1 (to the suggestion), par 0 -> -1 (the suggestion says 0)
+    services.reveal(mixed, users["annotator"], labels(canal=1))
+    services.submit_annotation(mixed, users["annotator"], labels(canal=1, inflammation=1, par=-1))
+    services.submit_annotation(mixed, annotator2, labels(canal=1))  # blind, never revealed
+    body = client_for("admin").get("/api/annotations/metrics").json()
+    agreement = body["annotator_agreement"]
+    assert agreement["n_tasks"] == 2
+    assert agreement["by_exposure"]["seen"]["n_tasks"] == 1  # the mixed pair is in neither
+    assert agreement["by_exposure"]["unseen"]["n_tasks"] == 0
+    assert agreement["by_exposure"]["seen"]["conditions"]["inflammation"]["observed_agreement"] == 1.0
+    assert agreement["conditions"]["inflammation"]["observed_agreement"] == 0.5
+    assert body["reveal_effect"] == {"n_annotations": 1, "rows": len(CONDITION_KEYS), "rows_changed": 2,
+                                     "changed_to_suggestion": 1}
