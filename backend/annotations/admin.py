@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from backend.admin_readonly import ReadOnlyAdmin as ReadOnly
 
-from .models import Annotation, Extraction, LabelTask, VerifiedLabels
+from .models import Annotation, Extraction, LabelTask, Reveal, VerifiedLabels
 
 
 @admin.register(LabelTask)
@@ -22,7 +22,13 @@ class ExtractionAdmin(ReadOnly):
 
 @admin.register(Annotation)
 class AnnotationAdmin(ReadOnly):
-    list_display = ("id", "task", "annotator", "submitted_at")
+    list_display = ("id", "task", "annotator", "mode", "extraction_seen", "submitted_at")
+    list_filter = ("mode", "extraction_seen")
+
+
+@admin.register(Reveal)
+class RevealAdmin(ReadOnly):
+    list_display = ("id", "task", "annotator", "created_at")
 
 
 @admin.register(VerifiedLabels)

@@ -7,6 +7,13 @@ sensitivity/specificity), so the web figures and the CLI's agree.
   its first two annotations (by submission time); kappa per condition over
   those pairs. Kappa is null where undefined (both annotators used a single
   category throughout), as sklearn gives nan.
+  ``by_exposure`` repeats it over the pairs in which neither annotator had seen
+  the extraction (``unseen``: blind, not revealed) and those in which both had
+  (``seen``: assisted, or revealed before submitting); mixed pairs are in
+  neither. Agreement of anchored annotators is not agreement of readers.
+* Reveal effect: blind annotations revealed before submitting, and how many of
+  their rows changed after the reveal, and how many of those changed to the
+  suggestion (anchoring, or the labeler catching a slip).
 * Labeler accuracy: each stored extraction of a task that has verified labels,
   grouped by (labeler, labeler version), scored against the verified labels.
 """
@@ -29,21 +36,43 @@ def _num(x):
     return x
 
 
-def annotator_agreement() -> dict:
-    pairs: dict[int, list[dict]] = defaultdict(list)
-    for a in Annotation.objects.order_by("task_id", "submitted_at", "pk").only("task_id", "labels"):
-        if len(pairs[a.task_id]) < 2:
-            pairs[a.task_id].append(a.labels)
-    doubles = [p for p in pairs.values() if len(p) == 2]
+def _agreement(pairs: list[tuple[Annotation, Annotation]]) -> dict:
     keys = list(condition_keys())
-    first, second = [p[0] for p in doubles], [p[1] for p in doubles]
-    kappas = cohen_kappa(first, second, conditions=keys) if doubles else {k: math.nan for k in keys}
+    first, second = [a.labels for a, _ in pairs], [b.labels for _, b in pairs]
+    kappas = cohen_kappa(first, second, conditions=keys) if pairs else {k: math.nan for k in keys}
     out = {}
     for k in keys:
         both = [(x[k], y[k]) for x, y in zip(first, second) if k in x and k in y]
         out[k] = {"n": len(both), "kappa": _num(kappas[k]),
                   "observed_agreement": (sum(1 for x, y in both if x == y) / len(both)) if both else None}
-    return {"n_tasks": len(doubles), "conditions": out}
+    return {"n_tasks": len(pairs), "conditions": out}
+
+
+def annotator_agreement() -> dict:
+    firsts: dict[int, list[Annotation]] = defaultdict(list)
+    for a in Annotation.objects.order_by("task_id", "submitted_at", "pk").only("task_id", "labels", "extraction_seen"):
+        if len(firsts[a.task_id]) < 2:
+            firsts[a.task_id].append(a)
+    pairs = [(p[0], p[1]) for p in firsts.values() if len(p) == 2]
+    out = _agreement(pairs)
+    out["by_exposure"] = {
+        "unseen": _agreement([(a, b) for a, b in pairs if not a.extraction_seen and not b.extraction_seen]),
+        "seen": _agreement([(a, b) for a, b in pairs if a.extraction_seen and b.extraction_seen]),
+    }
+    return out
+
+
+def reveal_effect() -> dict:
+    n = rows = changed = to_suggestion = 0
+    for a in Annotation.objects.filter(blind_labels__isnull=False).select_related("extraction").order_by("pk"):
+        suggested = values_of(a.extraction) if a.extraction else {}
+        n += 1
+        for k, v in a.labels.items():
+            rows += 1
+            if a.blind_labels.get(k) != v:
+                changed += 1
+                to_suggestion += suggested.get(k) == v
+    return {"n_annotations": n, "rows": rows, "rows_changed": changed, "changed_to_suggestion": to_suggestion}
 
 
 def labeler_accuracy() -> list[dict]:

@@ -80,13 +80,28 @@ class Extraction(models.Model):
 
 
 class Annotation(models.Model):
-    """One annotator's submitted verification of a task: a value for every condition."""
+    """One annotator's submitted verification of a task: a value for every condition.
+
+    ``mode`` and ``extraction_seen`` say whether the labels could have been anchored on the extraction
+    (agreement studies must tell blind labels from assisted ones); ``blind_labels`` keeps a blind
+    annotator's first pass when they revealed the extraction before submitting.
+    """
+
+    BLIND, ASSISTED = "blind", "assisted"
+    MODES = [(BLIND, "blind (nothing preset)"), (ASSISTED, "assisted (preset to the extraction)")]
 
     task = models.ForeignKey(LabelTask, related_name="annotations", on_delete=models.CASCADE)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="label_annotations",
                                   on_delete=models.PROTECT)
     labels = models.JSONField()  # {condition_key: 1 | 0 | -1}
     comment = models.TextField(blank=True)
+    # Rows made before the modes existed were all preset to the extraction: assisted, seen.
+    mode = models.CharField(max_length=16, choices=MODES, default=ASSISTED)
+    extraction_seen = models.BooleanField(default=True)
+    blind_labels = models.JSONField(null=True, blank=True)  # the first pass, when revealed before submitting
+    revealed_at = models.DateTimeField(null=True, blank=True)
+    # The extraction shown (preset or revealed); None when none was shown.
+    extraction = models.ForeignKey(Extraction, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
     submitted_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -95,6 +110,27 @@ class Annotation(models.Model):
 
     def __str__(self):
         return f"annotation of task {self.task_id} by {self.annotator_id}"
+
+
+class Reveal(models.Model):
+    """A blind annotator's complete first pass, fixed when they asked to see the extraction.
+
+    The server sends the extraction of an open task in blind mode only to an annotator with a Reveal
+    (or an annotation): the first pass is on record before anything could anchor it.
+    """
+
+    task = models.ForeignKey(LabelTask, related_name="reveals", on_delete=models.CASCADE)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="+", on_delete=models.PROTECT)
+    labels = models.JSONField()  # {condition_key: 1 | 0 | -1}, every condition
+    extraction = models.ForeignKey(Extraction, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["task", "annotator"], name="one_reveal_per_annotator")]
+
+    def __str__(self):
+        return f"first pass of task {self.task_id} by {self.annotator_id}"
 
 
 class VerifiedLabels(models.Model):

@@ -1,78 +1,144 @@
 """The annotator's HTML pages: the queue and one task. Server-rendered; the task page submits via the API.
 
 Login is required (anonymous users are redirected to /login) and the permission is checked here on
-the server, not only by hiding links: a logged-in user without ``verify_labels`` gets 403.
+the server, not only by hiding links: a logged-in user without ``verify_labels`` gets 403. What the
+page shows of the extraction follows ``payloads.Seen`` (blind mode withholds it on the server). A task
+the caller has annotated reopens read-only; one they may not open is a plain 404 page, never the
+debug page.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import Http404
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from backend.accounts.roles import role_of
 from backend.viewer.views import _file, _send
+from spinefm.conditions import LABEL_NAMES
 
 from . import highlight, queue
-from .models import LabelTask
-from .payloads import task_detail, task_row
+from .models import Annotation, LabelTask
+from .payloads import Seen, task_detail, task_row
 from .priority import preferred
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 PAGE_SIZE = 50
+RECENT = 20  # the caller's latest submissions, listed on the queue page to reopen read-only
 ORDER_NAMES = {"priority": "priority (both signals)", "uncertainty": "model uncertainty",
                "disagreement": "labeler disagreement", "oldest": "oldest first"}
 
 verifier_page = permission_required("annotations.verify_labels", raise_exception=True)
 
 
+def _order(request) -> str:
+    order = request.GET.get("order") or queue.DEFAULT_ORDER
+    return order if order in queue.ORDERS else queue.DEFAULT_ORDER
+
+
 @require_GET
 @login_required
 @verifier_page
 def queue_page(request):
-    order = request.GET.get("order") or queue.DEFAULT_ORDER
-    if order not in queue.ORDERS:
-        order = queue.DEFAULT_ORDER
+    order = _order(request)
     page = Paginator(queue.for_annotator(request.user, order), PAGE_SIZE).get_page(request.GET.get("page"))
     adjudication = None
     if request.user.has_perm("annotations.adjudicate_labels"):
         adjudication = [task_row(t) for t in queue.for_adjudication("oldest")[:PAGE_SIZE]]
+    mine = (Annotation.objects.filter(annotator=request.user).select_related("task")
+            .order_by("-submitted_at", "-pk")[:RECENT])
     return render(request, "annotations/queue.html", {
         "role": role_of(request.user) or "none", "order": order, "orders": ORDER_NAMES,
-        "page": page, "rows": [task_row(t) for t in page], "adjudication": adjudication})
+        "page": page, "rows": [task_row(t) for t in page], "adjudication": adjudication,
+        "submitted": mine, "finished": request.GET.get("finished") == "1"})
+
+
+@require_GET
+@login_required
+@verifier_page
+def next_task(request):
+    """'Submit and next': the first task of the caller's queue (or of adjudication), else the queue page."""
+    order = _order(request)
+    if request.GET.get("queue") == "adjudication" and request.user.has_perm("annotations.adjudicate_labels"):
+        task = queue.for_adjudication("oldest").first()
+    else:
+        task = queue.for_annotator(request.user, order).first()
+    if task is None:
+        return redirect(f"{reverse('annotate-queue')}?{urlencode({'order': order, 'finished': '1'})}")
+    return redirect(f"{reverse('annotate-task', args=[task.pk])}?{urlencode({'order': order})}")
+
+
+def _missing(request, pk: int):
+    """A task the caller may not open (or none): a plain page with the way back, never Django's debug 404."""
+    return render(request, "annotations/missing.html", {"role": role_of(request.user) or "none", "pk": pk},
+                  status=404)
+
+
+def _rows(detail: dict, best, seen: Seen) -> list[dict]:
+    by_condition = {} if seen.hidden or best is None else (best.labels.get("labels") or {})
+    split = set(detail.get("disagreements") or [])
+    preset, suggested = detail["preset"] or {}, detail["suggested"] or {}
+    first_pass = detail["first_pass"] or {}
+    rows = []
+    for c in detail["conditions"]:
+        key = c["key"]
+        label = by_condition.get(key) or {}
+        rows.append({
+            **c, "value": preset.get(key), "suggested": suggested.get(key),
+            "suggested_name": LABEL_NAMES.get(suggested.get(key), ""),
+            "first_pass": first_pass.get(key), "first_pass_name": LABEL_NAMES.get(first_pass.get(key), ""),
+            "flags": label.get("flags") or [],
+            "evidence": [e.get("text", "") + (f' ("{e["cue"]}")' if e.get("cue") else "")
+                         for e in label.get("evidence") or []],
+            "model": (detail["model"] or {}).get("conditions", {}).get(key) if detail["model"] else None,
+            "disagree": key in split,
+            "annotations": [{"annotator": a["annotator"], "value": a["labels"].get(key),
+                             "name": LABEL_NAMES.get(a["labels"].get(key), "?")}
+                            for a in detail.get("annotations_detail", [])]})
+    return rows
 
 
 @require_GET
 @login_required
 @verifier_page
 def task_page(request, pk: int):
-    task = get_object_or_404(LabelTask, pk=pk)
-    if not queue.in_queue_of(task, request.user):
-        raise Http404("no such task in your queue")
-    detail = task_detail(task, request.user)
-    best = preferred(list(task.extractions.all()))
+    """One task: to annotate (blind or assisted), to adjudicate, or read-only once the caller is done with it."""
+    task = LabelTask.objects.filter(pk=pk).first()
+    if task is None:
+        return _missing(request, pk)
+    seen = Seen(task, request.user)
+    if not (queue.in_queue_of(task, request.user) or seen.mine is not None):
+        return _missing(request, pk)
+    detail = task_detail(task, request.user, seen)
+    best = None if seen.hidden else preferred(list(task.extractions.all()))
     spans = highlight.spans_of(best.labels) if best else []
-    adjudicating = task.status == LabelTask.ADJUDICATION and request.user.has_perm("annotations.adjudicate_labels")
-    by_condition = (best.labels.get("labels") or {}) if best else {}
-    rows = []
-    for c in detail["conditions"]:
-        label = by_condition.get(c["key"]) or {}
-        rows.append({**c, "value": detail["preset"][c["key"]], "flags": label.get("flags") or [],
-                     "evidence": [e.get("text", "") + (f' ("{e["cue"]}")' if e.get("cue") else "")
-                                  for e in label.get("evidence") or []],
-                     "model": (detail["model"] or {}).get("conditions", {}).get(c["key"]) if detail["model"] else None,
-                     "annotations": [{"annotator": a["annotator"], "value": a["labels"].get(c["key"])}
-                                     for a in detail.get("annotations_detail", [])]})
-    submit_url = f"/api/annotations/tasks/{task.pk}/" + ("adjudicate" if adjudicating else "annotations")
+    if seen.adjudicating:
+        state = "adjudicate"
+    elif seen.annotating:
+        state = "blind" if seen.hidden else ("revealed" if seen.first_pass else "assisted")
+    else:
+        state = "readonly"
+    order = _order(request)
+    submit_url = f"/api/annotations/tasks/{task.pk}/" + ("adjudicate" if state == "adjudicate" else "annotations")
+    next_query = {"order": order, **({"queue": "adjudication"} if state == "adjudicate" else {})}
+    verified = getattr(task, "verified", None)
     return render(request, "annotations/task.html", {
         "role": role_of(request.user) or "none", "task": detail, "segments": highlight.segments(task.text, spans),
-        "rows": rows, "extraction": best, "adjudicating": adjudicating,
-        "open_for_me": task.status == LabelTask.OPEN,
-        "config": {"submit_url": submit_url, "queue_url": "/annotate/", "adjudicating": adjudicating}})
+        "rows": _rows(detail, best, seen), "extraction": best, "state": state, "mine": seen.mine,
+        "adjudicating": state == "adjudicate", "editable": state != "readonly",
+        "verified": verified if state == "readonly" else None,
+        "n_disagree": len(detail.get("disagreements") or []),
+        "config": {"state": state, "mode": detail["mode"], "submit_url": submit_url,
+                   "reveal_url": f"/api/annotations/tasks/{task.pk}/reveal",
+                   "queue_url": f"{reverse('annotate-queue')}?{urlencode({'order': order})}",
+                   "next_url": f"{reverse('annotate-next')}?{urlencode(next_query)}",
+                   "revision": detail.get("revision")}})
 
 
 @require_GET

@@ -1,7 +1,8 @@
 """The label verification workflow: tasks in, extractions, annotations, verified labels out.
 
 Public API (the training/datasets app calls these; keep the signatures):
-``create_task``, ``extract``, ``submit_annotation``, ``adjudicate``, ``import_reports``.
+``create_task``, ``extract``, ``submit_annotation``, ``adjudicate``, ``import_reports``; and for the
+page, ``reveal`` (blind mode: fix the first pass, then show the extraction) and ``revision``.
 Views and receivers stay thin and call these. Errors are :class:`Invalid`
 (a bad request, also a Django ``ValidationError``; HTTP 400) and
 :class:`Conflict` (valid but the task moved on; HTTP 409).
@@ -15,6 +16,7 @@ Only :class:`VerifiedLabels` are ground truth. A task with
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,8 +30,8 @@ from spine_labels.schema import VALID_VALUES, condition_keys
 
 from backend.studies.models import Study
 
-from . import labelers, priority
-from .models import Annotation, Extraction, LabelTask, VerifiedLabels
+from . import labelers, modes, priority
+from .models import Annotation, Extraction, LabelTask, Reveal, VerifiedLabels
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,24 @@ class AlreadyAnnotated(Conflict):
 
 class WrongStatus(Conflict):
     code = "wrong_status"
+
+
+class AlreadyRevealed(Conflict):
+    code = "already_revealed"
+
+
+class NotBlind(Conflict):
+    code = "not_blind"
+
+
+class ModeChanged(Conflict):
+    code = "mode_changed"
+
+
+class Stale(Conflict):
+    """The task changed since the page was opened (another decision, a new annotation or extraction)."""
+
+    code = "stale"
 
 
 # ---- validation -------------------------------------------------------------------------------------------------
@@ -220,21 +240,78 @@ def _locked(task: LabelTask) -> LabelTask:
     return LabelTask.objects.select_for_update().get(pk=task.pk)
 
 
-@transaction.atomic
-def submit_annotation(task: LabelTask, user, labels: dict[str, int], comment: str = "") -> Annotation:
-    """One annotator's labels for an open task; verifies or escalates once enough are in."""
-    clean = validate_labels(labels)
-    if comment is None:
-        comment = ""
-    if not isinstance(comment, str):
-        raise Invalid("comment must be a string", field="comment")
-    task = _locked(task)
+def _open_for(task: LabelTask, user) -> None:
     if task.status != LabelTask.OPEN:
         raise WrongStatus(f"task {task.pk} is {task.get_status_display()}, not open for annotation",
                           status=task.status)
     if task.annotations.filter(annotator=user).exists():
         raise AlreadyAnnotated(f"you already annotated task {task.pk}; one annotation per annotator")
-    annotation = Annotation.objects.create(task=task, annotator=user, labels=clean, comment=comment.strip())
+
+
+def _mode(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in modes.MODES:
+        raise Invalid(f"mode must be one of {', '.join(modes.MODES)}", field="mode")
+    return value
+
+
+@transaction.atomic
+def reveal(task: LabelTask, user, labels: dict[str, int]) -> Reveal:
+    """Blind mode: fix the annotator's complete first pass, after which the extraction is shown to them.
+
+    The first pass is fixed once: the same labels again answer the same Reveal (a reloaded page),
+    different ones are a 409 (the annotator changes their mind in the final labels, not the record).
+    """
+    clean = validate_labels(labels)  # every row decided: the first pass is complete before anything is shown
+    task = _locked(task)
+    if modes.current() != modes.BLIND:
+        raise NotBlind("annotation is in assisted mode: the suggestions are already shown, there is nothing to reveal",
+                       mode=modes.current())
+    _open_for(task, user)
+    existing = Reveal.objects.filter(task=task, annotator=user).first()
+    if existing is not None:
+        if existing.labels == clean:
+            return existing
+        raise AlreadyRevealed(f"your first pass of task {task.pk} was fixed when the suggestions were revealed; "
+                              "change the labels you submit instead")
+    return Reveal.objects.create(task=task, annotator=user, labels=clean,
+                                 extraction=priority.preferred(list(task.extractions.all())))
+
+
+@transaction.atomic
+def submit_annotation(task: LabelTask, user, labels: dict[str, int], comment: str = "", *,
+                      mode: str | None = None) -> Annotation:
+    """One annotator's labels for an open task; verifies or escalates once enough are in.
+
+    Records whether the labels could have been anchored: ``mode`` blind with ``extraction_seen``
+    false (never revealed), blind and seen (revealed after a first pass, kept in ``blind_labels``),
+    or assisted (preset, seen). ``mode`` is what the page was opened in: if the setting changed
+    since, the page's labels are refused (409 ``mode_changed``) rather than recorded under the
+    wrong mode.
+    """
+    clean = validate_labels(labels)
+    if comment is None:
+        comment = ""
+    if not isinstance(comment, str):
+        raise Invalid("comment must be a string", field="comment")
+    mode = _mode(mode)
+    task = _locked(task)
+    _open_for(task, user)
+    first_pass = Reveal.objects.filter(task=task, annotator=user).select_related("extraction").first()
+    if first_pass is not None:
+        actual, seen, shown = modes.BLIND, True, first_pass.extraction
+    else:
+        actual = modes.current()
+        seen = actual == modes.ASSISTED
+        shown = priority.preferred(list(task.extractions.all())) if seen else None
+    if mode is not None and mode != actual:
+        raise ModeChanged(f"task {task.pk} was opened in {mode} mode, but annotation is now {actual}; "
+                          "reload the task", mode=actual)
+    annotation = Annotation.objects.create(
+        task=task, annotator=user, labels=clean, comment=comment.strip(), mode=actual, extraction_seen=seen,
+        extraction=shown, blind_labels=first_pass.labels if first_pass else None,
+        revealed_at=first_pass.created_at if first_pass else None)
     submitted = list(task.annotations.all())
     if len(submitted) >= task.required_annotations:
         if all(a.labels == submitted[0].labels for a in submitted):
@@ -250,14 +327,39 @@ def submit_annotation(task: LabelTask, user, labels: dict[str, int], comment: st
     return annotation
 
 
+def revision(task: LabelTask) -> str:
+    """A token of what an adjudicator decides on: status, annotations, extractions, verified labels.
+
+    The page sends it back; a different token at decision time means the task changed meanwhile.
+    (Priority signals are left out: a new model result re-sorts the queue but changes no label.)
+    """
+    state = {
+        "status": task.status,
+        "annotations": [[a.pk, a.annotator_id, a.labels, a.comment] for a in task.annotations.order_by("pk")],
+        "extractions": [[e.pk, e.labeler, e.labeler_version, e.labels.get("labels")]
+                        for e in task.extractions.order_by("pk")],
+        "verified": VerifiedLabels.objects.filter(task=task).values_list("pk", flat=True).first(),
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 @transaction.atomic
-def adjudicate(task: LabelTask, user, labels: dict[str, int]) -> VerifiedLabels:
-    """The adjudicator's final labels for a task whose annotators disagreed."""
+def adjudicate(task: LabelTask, user, labels: dict[str, int], *, revision_seen: str | None = None) -> VerifiedLabels:
+    """The adjudicator's final labels for a task whose annotators disagreed.
+
+    ``revision_seen`` (the page sends it): the :func:`revision` the adjudicator decided on; if the
+    task changed since, nothing is written and the answer is 409 ``stale``.
+    """
     clean = validate_labels(labels)
+    if revision_seen is not None and not isinstance(revision_seen, str):
+        raise Invalid("revision must be a string", field="revision")
     task = _locked(task)
     if task.status != LabelTask.ADJUDICATION:
         raise WrongStatus(f"task {task.pk} is {task.get_status_display()}, not awaiting adjudication",
                           status=task.status)
+    current = revision(task)
+    if revision_seen is not None and revision_seen != current:
+        raise Stale(f"task {task.pk} changed since you opened it; reload it and decide again", revision=current)
     verified = VerifiedLabels.objects.create(task=task, labels=clean, method=VerifiedLabels.ADJUDICATED,
                                              decided_by=user)
     task.status = LabelTask.DONE

@@ -29,9 +29,14 @@ ORDER_PARAM = OpenApiParameter("order", str, enum=list(queue.ORDERS), required=F
                                description="priority (default), uncertainty, disagreement or oldest")
 LABELS_FIELD = serializers.DictField(child=serializers.IntegerField(min_value=-1, max_value=1),
                                      help_text="{condition: 1 present | 0 absent | -1 uncertain}, every condition")
-SUBMIT_BODY = inline_serializer("AnnotationSubmit", {"labels": LABELS_FIELD,
+MODE_FIELD = serializers.ChoiceField(choices=["blind", "assisted"], required=False,
+                                     help_text="the mode the task was opened in; 409 mode_changed if it changed since")
+SUBMIT_BODY = inline_serializer("AnnotationSubmit", {"labels": LABELS_FIELD, "mode": MODE_FIELD,
                                                      "comment": serializers.CharField(required=False)})
-ADJUDICATE_BODY = inline_serializer("Adjudication", {"labels": LABELS_FIELD})
+REVEAL_BODY = inline_serializer("AnnotationReveal", {"labels": LABELS_FIELD})
+ADJUDICATE_BODY = inline_serializer("Adjudication", {
+    "labels": LABELS_FIELD,
+    "revision": serializers.CharField(required=False, help_text="the task's revision as shown; 409 stale if it changed")})
 IMPORT_BODY = inline_serializer("ReportImport", {
     "file": serializers.FileField(required=False, help_text="CSV, JSON or JSON Lines"),
     "required_annotations": serializers.IntegerField(required=False, min_value=1,
@@ -92,11 +97,34 @@ class SubmitAnnotation(APIView):
         task = get_object_or_404(LabelTask, pk=pk)
         try:
             body = _body(request)
-            annotation = services.submit_annotation(task, request.user, body.get("labels"), body.get("comment", ""))
+            annotation = services.submit_annotation(task, request.user, body.get("labels"), body.get("comment", ""),
+                                                    mode=body.get("mode"))
         except services.AnnotationError as exc:
             return error_response(exc)
-        return Response({"id": annotation.pk, "task": annotation.task.pk, "task_status": annotation.task.status},
+        return Response({"id": annotation.pk, "task": annotation.task.pk, "task_status": annotation.task.status,
+                         "mode": annotation.mode, "extraction_seen": annotation.extraction_seen},
                         status=status.HTTP_201_CREATED)
+
+
+class RevealExtraction(APIView):
+    """POST {labels}: blind mode: fix your complete first pass; answers the task with its extraction shown.
+
+    409 ``not_blind`` in assisted mode, ``already_revealed`` if a different first pass is on record,
+    ``already_annotated`` / ``wrong_status`` as for a submission.
+    """
+
+    permission_classes = [CanVerify]
+
+    @extend_schema(request=REVEAL_BODY, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request, pk):
+        task = get_object_or_404(LabelTask, pk=pk)
+        if not queue.in_queue_of(task, request.user):
+            return Response({"error": "not_found", "detail": "no such task in your queue"}, status=404)
+        try:
+            services.reveal(task, request.user, _body(request).get("labels"))
+        except services.AnnotationError as exc:
+            return error_response(exc)
+        return Response(task_detail(task, request.user))
 
 
 class AdjudicationQueue(APIView):
@@ -115,7 +143,7 @@ class AdjudicationQueue(APIView):
 
 
 class Adjudicate(APIView):
-    """POST {labels}: the final labels of a task in adjudication."""
+    """POST {labels, revision}: the final labels of a task in adjudication; 409 ``stale`` if it changed since."""
 
     permission_classes = [CanAdjudicate]
 
@@ -123,7 +151,8 @@ class Adjudicate(APIView):
     def post(self, request, pk):
         task = get_object_or_404(LabelTask, pk=pk)
         try:
-            verified = services.adjudicate(task, request.user, _body(request).get("labels"))
+            body = _body(request)
+            verified = services.adjudicate(task, request.user, body.get("labels"), revision_seen=body.get("revision"))
         except services.AnnotationError as exc:
             return error_response(exc)
         return Response({"task": task.pk, "task_status": LabelTask.DONE, "method": verified.method,
@@ -164,11 +193,13 @@ class ImportReports(APIView):
 
 
 class LabelMetrics(APIView):
-    """GET per-condition Cohen's kappa between annotators and each labeler's accuracy against verified labels."""
+    """GET per-condition Cohen's kappa between annotators (also split by whether they saw the extraction), what
+    revealing changed in blind first passes, and each labeler's accuracy against verified labels."""
 
     permission_classes = [CanViewMetrics]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"annotator_agreement": metrics.annotator_agreement(),
+                         "reveal_effect": metrics.reveal_effect(),
                          "labeler_accuracy": metrics.labeler_accuracy()})

@@ -51,6 +51,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     # Label work and what feeds retraining (issue 17).
     ("annotation-submit", "POST"): Route(AuditEvent.EDIT, "annotation-task", "pk"),
     ("annotation-adjudicate", "POST"): Route(AuditEvent.EDIT, "annotation-task", "pk"),
+    ("annotation-reveal", "POST"): Route(AuditEvent.EDIT, "annotation-task", "pk"),  # a blind first pass fixed
     ("annotation-import", "POST"): Route(AuditEvent.ADMIN, "label-import", ""),
     ("dataset-list", "POST"): Route(AuditEvent.ADMIN, "dataset", ""),
     ("training-run-list", "POST"): Route(AuditEvent.ADMIN, "training-run", ""),
@@ -98,7 +99,7 @@ def detail_from_response(url_name: str, data) -> dict:
     if url_name == "study-report-sign":
         return {"signed_number": data.get("signed_number")}
     if url_name in ("annotation-submit", "annotation-adjudicate"):
-        return {k: data.get(k) for k in ("id", "task_status", "method") if k in data}
+        return {k: data.get(k) for k in ("id", "task_status", "method", "mode", "extraction_seen") if k in data}
     if url_name == "annotation-import":
         return {k: v for k, v in data.items() if isinstance(v, (int, str)) and not isinstance(v, bool)}
     if url_name in ("dataset-list", "training-run-list"):

@@ -284,6 +284,9 @@ def test_kappa_and_labeler_accuracy_by_hand(annotators, client_for):
     assert agreement["conditions"]["canal"] == {"n": 4, "kappa": 0.5, "observed_agreement": 0.75}
     assert agreement["conditions"]["herniation"]["kappa"] == 1.0
     assert agreement["conditions"]["fracture"]["kappa"] is None
+    # submitted blind without a reveal (the default mode): every pair is of annotators who never saw the extraction
+    assert agreement["by_exposure"]["unseen"] == {"n_tasks": 4, "conditions": agreement["conditions"]}
+    assert agreement["by_exposure"]["seen"]["n_tasks"] == 0
     # Labeler accuracy: the rules say canal = 1 on all four texts; verified canal is 1 on task 0 (agreement)
     # and on nothing else decided (1 went to adjudication, 2 and 3 agreed on 0): 3 verified tasks,
     # canal truth 1 0 0 vs rules 1 1 1 -> accuracy 1/3, sensitivity 1, specificity 0.
@@ -326,7 +329,8 @@ def test_queue_ordering_by_uncertainty_and_disagreement(model, client_for):
     assert page["count"] == 3 and len(page["results"]) == 1
 
 
-def test_queue_hides_tasks_you_annotated_and_done_tasks(annotators, client_for):
+def test_queue_hides_tasks_you_annotated_and_done_tasks(annotators, client_for, settings):
+    settings.SPINEAGENT_ANNOTATION_MODE = "assisted"  # the presets below; blind mode: test_annotations_blind.py
     single = services.create_task(study_instance_uid=uid(70), text=TEXT, source=LabelTask.IMPORTED)[0]
     double = services.create_task(study_instance_uid=uid(71), text=TEXT, source=LabelTask.IMPORTED,
                                   required_annotations=2)[0]
@@ -351,9 +355,12 @@ def test_queue_hides_tasks_you_annotated_and_done_tasks(annotators, client_for):
     assert detail["model"] is None  # annotators hold no inference-result permission
 
 
-def test_task_detail_has_viewer_link_and_model_for_admins(model, client_for):
+def test_task_detail_has_viewer_link_and_model_for_admins(model, client_for, settings):
     study_with_result(80, model, probabilities=0.7, present=True)
     task = services.create_task(study_instance_uid=uid(80), text=TEXT, source=LabelTask.IMPORTED)[0]
+    blind = client_for("admin").get(f"/api/annotations/tasks/{task.pk}/").json()
+    assert blind["mode"] == "blind" and blind["model"] is None  # the model's calls anchor too: withheld
+    settings.SPINEAGENT_ANNOTATION_MODE = "assisted"
     detail = client_for("admin").get(f"/api/annotations/tasks/{task.pk}/").json()
     assert detail["viewer_url"] == f"/viewer/spineagent?StudyInstanceUIDs={uid(80)}"
     assert detail["model"]["synthetic_training"] is True

@@ -38,13 +38,14 @@ def test_queue_page_lists_the_task(client_for, task):
     r = client_for("annotator").get("/annotate/?order=uncertainty")
     assert r.status_code == 200
     html = r.content.decode()
-    assert f'href="/annotate/tasks/{task.pk}"' in html and UID in html
+    assert f'href="/annotate/tasks/{task.pk}?order=uncertainty"' in html and UID in html
     assert '<option value="uncertainty" selected>' in html
     assert "Needs adjudication" not in html  # annotators do not adjudicate
     assert "Needs adjudication" in client_for("admin").get("/annotate/").content.decode()
 
 
-def test_task_page_escapes_text_highlights_evidence_and_presets_toggles(client_for, task):
+def test_task_page_escapes_text_highlights_evidence_and_presets_toggles(client_for, task, settings):
+    settings.SPINEAGENT_ANNOTATION_MODE = "assisted"  # blind mode presets and highlights nothing (below)
     r = client_for("annotator").get(f"/annotate/tasks/{task.pk}")
     assert r.status_code == 200
     html = r.content.decode()
