@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "backend.audit",
     "backend.annotations",
     "backend.training",
+    "backend.qa",
     "backend.viewer",
 ]
 
@@ -191,6 +192,9 @@ SPINEAGENT_DEFAULT_BUNDLE = Path(
     env("SPINEAGENT_DEFAULT_BUNDLE", str(BASE_DIR / "models" / "bundles" / "spineagent-phantom-nano"))
 )
 SPINEAGENT_MAX_JOB_ATTEMPTS = int(env("SPINEAGENT_MAX_JOB_ATTEMPTS", "3"))
+# RADPEER peer review: share of signed reports scored 1 or 2a drawn into the QA queue (2b/3a/3b always are).
+# Drawn from a hash of the study UID, so a study is always in or out for a given rate (backend/qa/selection.py).
+SPINEAGENT_QA_SAMPLE_RATE = float(env("SPINEAGENT_QA_SAMPLE_RATE", "0.05"))
 
 # The report drafter (docs/weights.md). Empty: the bundle's choice (its manifest's "report" section;
 # "llava" when it ships a report agent, else "template"). Set, it wins for every bundle on this site:
