@@ -308,7 +308,8 @@ if SPINEAGENT_OIDC_ENABLED:
         raise ImproperlyConfigured("OIDC_RP_CLIENT_ID is set but not " + ", ".join(missing))
 # Which claim carries the IdP's groups/roles, and how its values map to our roles ("idp-value=role,...").
 SPINEAGENT_OIDC_ROLE_CLAIM = env("SPINEAGENT_OIDC_ROLE_CLAIM", "groups")
-SPINEAGENT_OIDC_ROLE_MAP = env("SPINEAGENT_OIDC_ROLE_MAP", "radiologist=radiologist,annotator=annotator,admin=admin")
+SPINEAGENT_OIDC_ROLE_MAP = env("SPINEAGENT_OIDC_ROLE_MAP",
+                               "radiologist=radiologist,annotator=annotator,admin=admin,qa_reviewer=qa_reviewer")
 SPINEAGENT_OIDC_USERNAME_CLAIM = env("SPINEAGENT_OIDC_USERNAME_CLAIM", "preferred_username")
 
 # Uploads through the API are de-identified (DICOM PS3.15 basic profile, dicognito) before Orthanc sees them.

@@ -91,7 +91,8 @@ def review(client, case: QACase, **body):
 def reviewed(six, client_for):
     """Case 1 (2b) changed to 1, case 2 (3a) changed to 3b, case 4 (3b) agreed."""
     qa = client_for("qa_reviewer")
-    assert review(qa, case_of(six[1]), decision="change", score="1", reason="no herniation on the images").status_code == 200
+    changed = review(qa, case_of(six[1]), decision="change", score="1", reason="no herniation on the images")
+    assert changed.status_code == 200
     assert review(qa, case_of(six[2]), decision="change", score="3b",
                   reason="canal stenosis with cord compression: likely clinically significant").status_code == 200
     assert review(qa, case_of(six[4]), decision="agree").status_code == 200
@@ -143,7 +144,8 @@ def test_queue_and_case_show_what_the_reviewer_judges(six, client_for):
     rows = qa.get("/api/qa/cases").json()["results"]
     assert [r["original_score"] for r in rows] == ["2b", "3a", "3b"]
     body = qa.get(f"/api/qa/cases/{rows[2]['id']}").json()
-    assert body["ai_draft"]["text"] == "FINDINGS: no fracture." and body["ai_draft"]["model_version"] == "phantom-nano:0.4"
+    assert body["ai_draft"]["text"] == "FINDINGS: no fracture."
+    assert body["ai_draft"]["model_version"] == "phantom-nano:0.4"
     assert body["final"] == {"number": 1, "text": "FINDINGS: L1 fracture."}
     assert (body["original_score"], body["original_comment"], body["report_version"]) == ("3b", "missed fracture", 1)
     assert body["viewer_url"] == "/viewer/spineagent?StudyInstanceUIDs=" + UID.format(4)

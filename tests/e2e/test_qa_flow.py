@@ -35,8 +35,8 @@ def test_reviewer_changes_a_score_and_the_reader_sees_it(live_server, users, pas
     study = Study.objects.create(study_instance_uid=UID, patient_id="QA1", patient_name="QA^FLOW",
                                  study_description="MRI L-SPINE")
     job = InferenceJob.objects.create(study=study, model_version=mv, status="succeeded")
-    result = InferenceResult.objects.create(job=job, study=study, model_version=mv,
-                                            data={"draft_text": "FINDINGS: L4-L5 herniation.", "draft_backend": "template"})
+    draft = {"draft_text": "FINDINGS: L4-L5 herniation.", "draft_backend": "template"}
+    result = InferenceResult.objects.create(job=job, study=study, model_version=mv, data=draft)
     versions.add_ai_draft(result)
     versions.mark_opened(study, reader)
     number = versions.save_version(study, reader, "FINDINGS: No herniation.", 0).number
