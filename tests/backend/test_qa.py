@@ -395,3 +395,16 @@ def test_export_defuses_a_hostile_reason(six, client_for):
     response = client_for("admin").get("/api/analytics/export.csv?table=qa_reviews")
     (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
     assert row["reason"] == "'" + hostile  # a spreadsheet shows it, never runs it
+
+
+def test_select_qa_cases_backfills_with_the_current_rate(six, settings):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("select_qa_cases", stdout=out)
+    assert out.getvalue().strip() == "opened 0 QA case(s)"  # the three discrepant ones exist; rate 0
+    settings.SPINEAGENT_QA_SAMPLE_RATE = 1.0
+    call_command("select_qa_cases", stdout=out)
+    assert "opened 3 QA case(s)" in out.getvalue()  # 1, 1 and 2a now sampled
+    assert sorted(QACase.objects.filter(selection="sampled").values_list("original_score", flat=True)) == [
+        "1", "1", "2a"]
