@@ -22,8 +22,8 @@ reviewer_page = permission_required("qa.review_case", raise_exception=True)
 @login_required
 @reviewer_page
 def queue_page(request):
-    open_cases = [services.case_payload(c, request.user) for c in services.queue(request.user)[:200]]
-    reviewed = [services.case_payload(c, request.user)
+    open_cases = [services.queue_row(c) for c in services.queue(request.user)[:200]]
+    reviewed = [services.queue_row(c)
                 for c in services.queue(request.user, QACase.REVIEWED).filter(reviewer=request.user)[:50]]
     return render(request, "qa/queue.html", {"role": role_of(request.user) or "none", "open_cases": open_cases,
                                              "reviewed": reviewed})

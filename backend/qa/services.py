@@ -94,6 +94,19 @@ def marker(decision: str, reviewed_score: str) -> str:
     return "QA reviewed: agreed" if decision == QACase.AGREE else f"QA reviewed: changed to {reviewed_score}"
 
 
+def queue_row(case: QACase) -> dict:
+    """A case as the queue lists it (no texts: no query beyond the queue's own joins)."""
+    study = case.report.study
+    return {"id": case.pk, "study_instance_uid": study.study_instance_uid, "status": case.status,
+            "study_date": study.study_date.isoformat() if study.study_date else None,
+            "study_description": study.study_description, "selection": case.selection,
+            "original_score": case.original_score, "created_at": case.created_at.isoformat(),
+            "signed_at": case.report.signed_at.isoformat() if case.report.signed_at else None,
+            "decision": case.decision or None, "reviewed_score": case.reviewed_score or None,
+            "reviewer": case.reviewer.username if case.reviewer else None,
+            "reviewed_at": case.reviewed_at.isoformat() if case.reviewed_at else None}
+
+
 def case_payload(case: QACase, user=None) -> dict:
     """What the reviewer judges: texts, score, comment, links; no reader identity (blind peer review)."""
     report = case.report

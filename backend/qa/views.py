@@ -17,15 +17,6 @@ CanReview = require_perms("qa.review_case")
 ERRORS = {400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT}
 
 
-def _row(case: QACase) -> dict:
-    return {"id": case.pk, "study_instance_uid": case.report.study.study_instance_uid, "status": case.status,
-            "selection": case.selection, "original_score": case.original_score,
-            "created_at": case.created_at.isoformat(),
-            "decision": case.decision or None, "reviewed_score": case.reviewed_score or None,
-            "reviewer": case.reviewer.username if case.reviewer else None,
-            "reviewed_at": case.reviewed_at.isoformat() if case.reviewed_at else None}
-
-
 class QAQueue(APIView):
     """GET ?status=open|reviewed: the cases the caller may review (never their own reads)."""
 
@@ -40,7 +31,7 @@ class QAQueue(APIView):
             return Response({"error": "invalid", "detail": "status must be open or reviewed", "field": "status"},
                             status=400)
         cases = services.queue(request.user, status)[:500]
-        return Response({"status": status, "results": [_row(c) for c in cases]})
+        return Response({"status": status, "results": [services.queue_row(c) for c in cases]})
 
 
 class QACaseDetail(APIView):

@@ -370,6 +370,10 @@ def test_review_through_the_page_with_csrf(six, users):
     assert done.status_code == 302
     after = browser.get(done["Location"]).content.decode()
     assert "Changed to 3b" in after and 'id="review-form"' not in after
+    queue = browser.get("/qa/").content.decode()
+    reviewed_part = queue[queue.index('id="qa-reviewed"'):]
+    assert f'data-case="{case.pk}"' in reviewed_part and "<td>change</td><td>3b</td>" in reviewed_part
+    assert f'data-case="{case.pk}"' not in queue[:queue.index('id="qa-reviewed"')]  # no longer open
     again = browser.post(f"/qa/cases/{case.pk}", {"decision": "agree", "report_version": "1",
                                                   "csrfmiddlewaretoken": token})
     assert again.status_code == 409
