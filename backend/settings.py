@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "backend.audit",
     "backend.annotations",
     "backend.training",
+    "backend.qa",
     "backend.viewer",
 ]
 
@@ -191,6 +192,9 @@ SPINEAGENT_DEFAULT_BUNDLE = Path(
     env("SPINEAGENT_DEFAULT_BUNDLE", str(BASE_DIR / "models" / "bundles" / "spineagent-phantom-nano"))
 )
 SPINEAGENT_MAX_JOB_ATTEMPTS = int(env("SPINEAGENT_MAX_JOB_ATTEMPTS", "3"))
+# RADPEER peer review: share of signed reports scored 1 or 2a drawn into the QA queue (2b/3a/3b always are).
+# Drawn from a hash of the study UID, so a study is always in or out for a given rate (backend/qa/selection.py).
+SPINEAGENT_QA_SAMPLE_RATE = float(env("SPINEAGENT_QA_SAMPLE_RATE", "0.05"))
 
 # Similar cases from the site's own signed reports (backend/inference/site_index.py, docs/training.md):
 #   off     the bundle's own training cases (synthetic phantoms for the default bundle)
@@ -313,7 +317,8 @@ if SPINEAGENT_OIDC_ENABLED:
         raise ImproperlyConfigured("OIDC_RP_CLIENT_ID is set but not " + ", ".join(missing))
 # Which claim carries the IdP's groups/roles, and how its values map to our roles ("idp-value=role,...").
 SPINEAGENT_OIDC_ROLE_CLAIM = env("SPINEAGENT_OIDC_ROLE_CLAIM", "groups")
-SPINEAGENT_OIDC_ROLE_MAP = env("SPINEAGENT_OIDC_ROLE_MAP", "radiologist=radiologist,annotator=annotator,admin=admin")
+SPINEAGENT_OIDC_ROLE_MAP = env("SPINEAGENT_OIDC_ROLE_MAP",
+                               "radiologist=radiologist,annotator=annotator,admin=admin,qa_reviewer=qa_reviewer")
 SPINEAGENT_OIDC_USERNAME_CLAIM = env("SPINEAGENT_OIDC_USERNAME_CLAIM", "preferred_username")
 
 # Uploads through the API are de-identified (DICOM PS3.15 basic profile, dicognito) before Orthanc sees them.

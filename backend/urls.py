@@ -49,6 +49,7 @@ api = [
     path("annotations/", include("backend.annotations.urls")),  # label queue, verification, agreement
     path("training/", include("backend.training.urls")),  # dataset versions, training runs
     path("audit/", include("backend.audit.urls")),  # audit log (admin)
+    path("qa/", include("backend.qa.urls")),  # RADPEER peer review: queue, case, review
 ]
 
 urlpatterns = [
@@ -62,5 +63,6 @@ urlpatterns = [
     path("", include("backend.accounts.urls")),  # /oidc/... hospital SSO, only when OIDC is configured
     path("annotate/", include("backend.annotations.page_urls")),  # the annotator's HTML pages
     path("analytics/", include("backend.analytics.page_urls")),  # the admin's analytics dashboard
+    path("qa/", include("backend.qa.page_urls")),  # the QA reviewer's pages
     path("", include("backend.viewer.urls")),  # login, worklist, /viewer/ (OHIF), /viewer-ext/ (our extension)
 ]

@@ -1,4 +1,4 @@
-"""The three roles as Django groups with explicit permissions.
+"""The roles as Django groups with explicit permissions.
 
 Permissions, not group names, are what views check, so a site can grant a
 permission to another group without code changes. The table is applied after
@@ -12,7 +12,8 @@ from django.contrib.auth.models import Group, Permission
 RADIOLOGIST = "radiologist"
 ANNOTATOR = "annotator"
 ADMIN = "admin"
-ROLES = (RADIOLOGIST, ANNOTATOR, ADMIN)
+QA_REVIEWER = "qa_reviewer"
+ROLES = (RADIOLOGIST, ANNOTATOR, ADMIN, QA_REVIEWER)
 
 # app_label.codename for each role. Custom permissions are declared on the models' Meta.
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -31,6 +32,16 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "studies.view_images",
         "reports.view_worklist",  # statuses only; report text stays radiologist/admin
         "annotations.verify_labels",
+    ),
+    # RADPEER peer review of other readers' signed reports: sees studies, images and reports, edits none.
+    QA_REVIEWER: (
+        "studies.view_study",
+        "studies.view_images",
+        "inference.view_inferencejob",
+        "inference.view_inferenceresult",
+        "reports.view_report",
+        "reports.view_worklist",
+        "qa.review_case",
     ),
     ADMIN: (
         "studies.view_study",
@@ -52,6 +63,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "training.manage_datasets",
         "training.run_training",
         "audit.view_auditevent",
+        "qa.review_case",
     ),
 }
 
@@ -88,7 +100,7 @@ def role_of(user) -> str | None:
     if user.is_superuser:
         return ADMIN
     names = set(user.groups.values_list("name", flat=True))
-    for role in (ADMIN, RADIOLOGIST, ANNOTATOR):
+    for role in (ADMIN, RADIOLOGIST, QA_REVIEWER, ANNOTATOR):
         if role in names:
             return role
     return None

@@ -1,5 +1,5 @@
-"""Export tables (radpeer, edits, reports, conditions, turnaround, edit_burden, significant_edits) and their
-CSV / XLSX encodings.
+"""Export tables (radpeer, edits, reports, conditions, turnaround, edit_burden, significant_edits,
+qa_reviews) and their CSV / XLSX encodings.
 
 A table is a header and an iterable of rows plus its row count (the count goes into the audit event
 before the first byte is sent). Summaries are small and built in memory; the per-report table is the
@@ -32,7 +32,8 @@ from spinefm.conditions import ABSENT, PRESENT
 
 from . import burden_summary, conditions, edit_burden, services, turnaround
 
-TABLES = ("radpeer", "edits", "reports", "conditions", "turnaround", "edit_burden", "significant_edits")
+TABLES = ("radpeer", "edits", "reports", "conditions", "turnaround", "edit_burden", "significant_edits",
+          "qa_reviews")
 IDENTIFIED_COLUMNS = ["patient_name", "patient_id", "accession_number", "study_instance_uid"]
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -56,11 +57,12 @@ def _iso(value) -> str:
 def radpeer_table(params: dict) -> Table:
     header = ["group", "label", "n", *(f"count_{s}" for s in SCORES),
               "discrepancy_k", "discrepancy_rate", "discrepancy_ci_low", "discrepancy_ci_high",
-              "significant_k", "significant_rate", "significant_ci_low", "significant_ci_high", "low_count"]
+              "significant_k", "significant_rate", "significant_ci_low", "significant_ci_high", "low_count",
+              "qa_reviewed", "qa_changed"]
     rows = [[r["group"], r["label"], r["n"], *(r["counts"][s] for s in SCORES),
              *(_cell(r[name][f]) for name in ("discrepancy", "significant") for f in ("k", "rate", "ci_low",
                                                                                       "ci_high")),
-             int(r["low_count"])] for r in services.radpeer_summary(params)]
+             int(r["low_count"]), r["reviewed"], r["changed"]] for r in services.radpeer_summary(params)]
     return Table("radpeer", header, rows, len(rows))
 
 
@@ -198,6 +200,26 @@ def significant_edits_table(params: dict) -> Table:
     count = qs.aggregate(n=Sum(Func(F("significant_edits"), function="jsonb_array_length",
                                     output_field=IntegerField())))["n"] or 0
     return Table("significant_edits", SIGNIFICANT_EDIT_COLUMNS, _significant_edit_rows(qs), count)
+QA_REVIEW_COLUMNS = ["qa_case_id", "study_id", "report_id", "reader_id", "signed_at", "model_version",
+                     "selection", "original_score", "reviewed_score", "decision", "changed", "reviewer_id",
+                     "reason", "reviewed_at", "selected_at"]
+
+
+def qa_reviews_table(params: dict) -> Table:
+    """One row per peer-reviewed report in the filters (reader and reviewer as ids, no patient data)."""
+    from backend.qa.models import QACase
+
+    report_ids = services.metrics_queryset(params).values("report_id")
+    cases = (QACase.objects.filter(status=QACase.REVIEWED, report_id__in=report_ids)
+             .select_related("report", "report__edit_metrics__model_version").order_by("reviewed_at", "pk"))
+    rows = []
+    for c in cases:
+        mv = c.report.edit_metrics.model_version
+        rows.append([c.pk, c.report.study_id, c.report_id, _cell(c.reader_id), _iso(c.report.signed_at),
+                     f"{mv.name}:{mv.version}" if mv else "", c.selection, c.original_score, c.reviewed_score,
+                     c.decision, int(c.reviewed_score != c.original_score), _cell(c.reviewer_id),
+                     c.review_reason, _iso(c.reviewed_at), _iso(c.created_at)])
+    return Table("qa_reviews", QA_REVIEW_COLUMNS, rows, len(rows))
 
 
 def build(table: str, params: dict, identified: bool = False) -> Table:
@@ -216,6 +238,8 @@ def build(table: str, params: dict, identified: bool = False) -> Table:
         return edit_burden_table(params)
     if table == "significant_edits":
         return significant_edits_table(params)
+    if table == "qa_reviews":
+        return qa_reviews_table(params)
     raise services.BadParams("table", "table must be one of " + ", ".join(TABLES))
 
 

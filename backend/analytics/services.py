@@ -6,7 +6,8 @@ Definitions (see docs/exports.md):
 - sections: text after a line starting with ``FINDINGS:`` / ``IMPRESSION:`` (any case) up to the next such
   heading; null when either text lacks the section;
 - discrepancy rate = (2a + 2b + 3a + 3b) / n; clinically significant rate = (2b + 3b) / n (3a not counted),
-  n = signed reports with a RADPEER score; 95% Wilson score intervals; ``low_count`` when n < 30.
+  n = signed reports with a RADPEER score; 95% Wilson score intervals; ``low_count`` when n < 30;
+  QA-adjusted: a report's score is its peer-reviewed score when it has one (backend/qa), else its sign-off score.
 
 Condition outcomes (``conditions.py``), edit burden (``edit_burden.py``) and turnaround (``turnaround.py``)
 are stored by the same ``compute_for_report`` so that every figure of the dashboard comes from rows written
@@ -21,6 +22,7 @@ from collections import defaultdict
 from datetime import date
 
 from django.db import transaction
+from django.db.models import F
 from rapidfuzz.distance import Levenshtein
 
 from backend.reports.models import Report, ReportVersion
@@ -225,19 +227,37 @@ def group_key(m: EditMetrics, group_by: str | None) -> tuple[str, str]:
     return "all", "all"
 
 
+def with_reviewed_score(qs):
+    """Annotate ``qa_score``: the RADPEER score a peer review gave the report ('' or None when not reviewed)."""
+    return qs.annotate(qa_score=F("report__qa_case__reviewed_score"))
+
+
+def effective_score(m) -> str:
+    """QA-adjusted score: the peer-reviewed score when the report was reviewed, else the sign-off score."""
+    return getattr(m, "qa_score", None) or m.radpeer_score
+
+
 def radpeer_summary(params: dict) -> list[dict]:
+    """Counts and rates per group, on QA-adjusted scores; ``reviewed`` / ``changed``: how many of the n
+    were peer-reviewed, and how many of those got another score (docs/exports.md)."""
     group_by = params.get("group_by")
     groups: dict[tuple[str, str], dict[str, int]] = {}
-    for m in metrics_queryset(params).exclude(radpeer_score=""):
-        counts = groups.setdefault(group_key(m, group_by), dict.fromkeys(SCORES, 0))
-        counts[m.radpeer_score] += 1
+    reviewed: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for m in with_reviewed_score(metrics_queryset(params).exclude(radpeer_score="")):
+        key = group_key(m, group_by)
+        counts = groups.setdefault(key, dict.fromkeys(SCORES, 0))
+        counts[effective_score(m)] += 1
+        if m.qa_score:
+            reviewed[key][0] += 1
+            reviewed[key][1] += m.qa_score != m.radpeer_score
     rows = []
     for (key, label), counts in sorted(groups.items()):
         n = sum(counts.values())
         rows.append({"group": key, "label": label, "n": n, "counts": counts,
                      "discrepancy": _rate(sum(counts[s] for s in DISCREPANT), n),
                      "significant": _rate(sum(counts[s] for s in SIGNIFICANT), n),
-                     "low_count": n < MIN_COUNT})
+                     "low_count": n < MIN_COUNT,
+                     "reviewed": reviewed[(key, label)][0], "changed": reviewed[(key, label)][1]})
     return rows
 
 

@@ -55,6 +55,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("annotation-import", "POST"): Route(AuditEvent.ADMIN, "label-import", ""),
     ("dataset-list", "POST"): Route(AuditEvent.ADMIN, "dataset", ""),
     ("training-run-list", "POST"): Route(AuditEvent.ADMIN, "training-run", ""),
+    # RADPEER peer review (issue 23): opening a case shows a report; the review itself is recorded by
+    # backend/qa/services.py with its decision and reason.
+    ("qa-case", "GET"): Route(AuditEvent.VIEW, "qa-case", "pk"),
 }
 
 IMAGES_ROUTE = "dicomweb"

@@ -218,7 +218,8 @@ class WorklistPagination(LimitOffsetPagination):
 
 class Worklist(APIView):
     """GET the reading worklist, newest received first (or ?ordering=); filters ?status=&hide=&date_from=
-    &date_to=&reader=&mine=&unread= (see worklist.py)."""
+    &date_to=&reader=&mine=&unread= (see worklist.py). ``qa_review``: 'QA reviewed: agreed' or '... changed to
+    3a' on a peer-reviewed study, shown to its reader and to QA reviewers only (null otherwise)."""
 
     permission_classes = [CanViewWorklist]
 
@@ -229,4 +230,7 @@ class Worklist(APIView):
             rows = paginator.paginate_params(request.query_params, request, request.user)
         except worklist.BadFilter as exc:
             return Response({"error": "invalid", "detail": str(exc)}, status=400)
-        return paginator.get_paginated_response([worklist_row(s) for s in rows])
+        from backend.qa.services import markers_for  # the peer review's result, for its reader (one query)
+
+        markers = markers_for([s.pk for s in rows], request.user)
+        return paginator.get_paginated_response([{**worklist_row(s), "qa_review": markers.get(s.pk)} for s in rows])

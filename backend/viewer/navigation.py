@@ -8,6 +8,7 @@ from backend.accounts.roles import role_of
 PAGES = (
     ("worklist", "Worklist", "/", "studies.view_study"),
     ("annotate", "Label verification", "/annotate/", "annotations.verify_labels"),
+    ("qa", "QA review", "/qa/", "qa.review_case"),
     ("analytics", "Analytics", "/analytics/", "analytics.view_analytics"),
     ("admin", "Admin", "/admin/", None),
 )

@@ -240,7 +240,7 @@ def test_xlsx_has_one_sheet_per_table_and_is_audited(signed, client_for, users):
     assert "attachment" in r["Content-Disposition"] and ".xlsx" in r["Content-Disposition"]
     wb = load_workbook(io.BytesIO(b"".join(r.streaming_content)), read_only=True)
     assert wb.sheetnames == ["radpeer", "edits", "reports", "conditions", "turnaround", "edit_burden",
-                             "significant_edits"]
+                             "significant_edits", "qa_reviews"]
     reports = list(wb["reports"].iter_rows(values_only=True))
     assert len(reports) == 1 + 4 and reports[0][:2] == ("study_id", "report_id")
     assert {row[1] for row in reports[1:]} == {s.pk for s in signed}
@@ -249,6 +249,7 @@ def test_xlsx_has_one_sheet_per_table_and_is_audited(signed, client_for, users):
     assert len(list(wb["conditions"].iter_rows())) == 1 + N_CONDITIONS + 1
     assert len(list(wb["radpeer"].iter_rows())) == 1 + 2  # two readers
     assert len(list(wb["edits"].iter_rows())) == 1 + 6
+    assert len(list(wb["qa_reviews"].iter_rows())) == 1  # the header: nothing peer-reviewed yet
     assert all(PATIENT not in str(v) for ws in wb for row in ws.iter_rows(values_only=True) for v in row)
     audit = _exports().get()
     assert (audit.user, audit.target_id) == (users["admin"], "all")
@@ -258,7 +259,8 @@ def test_xlsx_has_one_sheet_per_table_and_is_audited(signed, client_for, users):
                             "row_count": 2 + 6 + 4 + N_CONDITIONS + 1 + 2 + 2 + 4,
                             "identified": False, "format": "xlsx",
                             "tables": {"radpeer": 2, "edits": 6, "reports": 4, "conditions": N_CONDITIONS + 1,
-                                       "turnaround": 2, "edit_burden": 2, "significant_edits": 4}}
+                                       "turnaround": 2, "edit_burden": 2, "significant_edits": 4,
+                                       "qa_reviews": 0}}  # one 3b case selected, not reviewed
 
 
 def test_xlsx_single_table(signed, client_for):

@@ -60,6 +60,13 @@ function row(study) {
   const model = study.model_version;
   const status = cell(study.status_label || study.status, 'status status-' + (study.status || '').replace(/\s+/g, '-'));
   status.dataset.status = study.status || '';
+  if (study.qa_review) { // the peer review of this read (shown to its reader and to QA reviewers)
+    const qa = document.createElement('span');
+    qa.className = 'qa-marker';
+    qa.dataset.testid = 'qa-marker';
+    qa.textContent = study.qa_review;
+    status.append(document.createElement('br'), qa);
+  }
   tr.append(
     cell(`${study.patient_name || ''} (${study.patient_id || ''})`),
     cell(study.study_date),

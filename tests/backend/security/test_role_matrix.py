@@ -7,8 +7,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 pytestmark = [pytest.mark.django_db, pytest.mark.security]
 
 UID = "1.2.826.0.1.3680043.10.999.7"
-ALL = {"radiologist", "annotator", "admin", "nobody"}
-ROLES = {"radiologist", "annotator", "admin"}
+ALL = {"radiologist", "annotator", "admin", "qa_reviewer", "nobody"}
+ROLES = {"radiologist", "annotator", "admin", "qa_reviewer"}
+READERS = {"radiologist", "admin", "qa_reviewer"}  # who sees results and report texts
 
 # url name -> (method, kwargs, roles allowed). Anonymous is always refused, except where noted.
 MATRIX = {
@@ -21,19 +22,19 @@ MATRIX = {
     "study-resync": ("post", {}, {"admin"}),
     "dicom-modalities": ("get", {}, {"admin"}),
     "study-queue-job": ("post", {"study_instance_uid": UID}, {"admin"}),
-    "study-result": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "study-result": ("get", {"study_instance_uid": UID}, READERS),
     "study-result-sr-export": ("post", {"study_instance_uid": UID}, {"admin"}),
-    "job-list": ("get", {}, {"radiologist", "admin"}),
-    "job-detail": ("get", {"pk": 1}, {"radiologist", "admin"}),
+    "job-list": ("get", {}, READERS),
+    "job-detail": ("get", {"pk": 1}, READERS),
     "model-version-list": ("get", {}, {"admin"}),
     "model-version-promote": ("post", {"pk": 1}, {"admin"}),
-    "study-report": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
-    "study-report-state": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "study-report": ("get", {"study_instance_uid": UID}, READERS),
+    "study-report-state": ("get", {"study_instance_uid": UID}, READERS),
     "study-report-claim": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-versions": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-sign": ("post", {"study_instance_uid": UID}, {"radiologist"}),
     "study-report-addenda": ("post", {"study_instance_uid": UID}, {"radiologist"}),
-    "study-report-diff": ("get", {"study_instance_uid": UID}, {"radiologist", "admin"}),
+    "study-report-diff": ("get", {"study_instance_uid": UID}, READERS),
     "worklist": ("get", {}, ROLES),
     "analytics-radpeer": ("get", {}, {"admin"}),
     "analytics-edits": ("get", {}, {"admin"}),
@@ -62,6 +63,10 @@ MATRIX = {
     "training-run-list": ("get", {}, {"admin"}),
     "training-run-detail": ("get", {"pk": 1}, {"admin"}),
     "training-run-comparison": ("get", {"pk": 1}, {"admin"}),
+    # -- RADPEER peer review (issue 23) --
+    "qa-queue": ("get", {}, {"qa_reviewer", "admin"}),
+    "qa-case": ("get", {"pk": 1}, {"qa_reviewer", "admin"}),
+    "qa-review": ("post", {"pk": 1}, {"qa_reviewer", "admin"}),
     # -- audit / security (issue 9) --
     "audit-event-list": ("get", {}, {"admin"}),
     "audit-export": ("get", {}, {"admin"}),
@@ -94,6 +99,8 @@ EXEMPT = {
     "annotate-queue": "HTML page: login_required + verify_labels checked on the server (test_annotations_pages.py)",
     "annotate-task": "HTML page: login_required + verify_labels + in the caller's queue (test_annotations_pages.py)",
     "annotate-asset": "static JS/CSS of the annotator pages, no data",
+    "qa-queue-page": "HTML page: login_required + qa.review_case checked on the server (test_qa.py)",
+    "qa-case-page": "HTML page: login_required + qa.review_case + not the reader's own case (test_qa.py)",
 }
 
 
@@ -115,7 +122,7 @@ def test_every_named_url_is_in_the_matrix():
 
 
 @pytest.mark.parametrize("name", sorted(MATRIX))
-@pytest.mark.parametrize("role", [None, "nobody", "radiologist", "annotator", "admin"])
+@pytest.mark.parametrize("role", [None, "nobody", "radiologist", "annotator", "admin", "qa_reviewer"])
 def test_permission_matrix(name, role, client_for, settings):
     from django.urls import reverse
 
@@ -157,7 +164,7 @@ def test_every_schema_operation_has_roles():
     assert not missing, f"add these operations to MATRIX or METHODS with their roles: {missing}"
 
 
-@pytest.mark.parametrize("role", [None, "nobody", "radiologist", "annotator", "admin"])
+@pytest.mark.parametrize("role", [None, "nobody", "radiologist", "annotator", "admin", "qa_reviewer"])
 def test_every_schema_operation_x_role(role, client_for, settings):
     """The schema's operations beyond the URL matrix (other methods), each refused or allowed as declared."""
     from backend.devstack.services import free_port
