@@ -51,6 +51,7 @@ MATRIX = {
     "annotation-queue": ("get", {}, {"annotator", "admin"}),
     "annotation-task": ("get", {"pk": 1}, {"annotator", "admin"}),
     "annotation-submit": ("post", {"pk": 1}, {"annotator", "admin"}),
+    "annotation-reveal": ("post", {"pk": 1}, {"annotator", "admin"}),
     "annotation-adjudication-queue": ("get", {}, {"admin"}),
     "annotation-adjudicate": ("post", {"pk": 1}, {"admin"}),
     "annotation-import": ("post", {}, {"admin"}),
@@ -99,6 +100,7 @@ EXEMPT = {
     "annotate-queue": "HTML page: login_required + verify_labels checked on the server (test_annotations_pages.py)",
     "annotate-task": "HTML page: login_required + verify_labels + in the caller's queue (test_annotations_pages.py)",
     "annotate-asset": "static JS/CSS of the annotator pages, no data",
+    "annotate-next": "HTML redirect: login_required + verify_labels; only to a task of the caller's own queue",
     "qa-queue-page": "HTML page: login_required + qa.review_case checked on the server (test_qa.py)",
     "qa-case-page": "HTML page: login_required + qa.review_case + not the reader's own case (test_qa.py)",
 }
