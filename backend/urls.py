@@ -62,5 +62,6 @@ urlpatterns = [
     path("", include("backend.accounts.urls")),  # /oidc/... hospital SSO, only when OIDC is configured
     path("annotate/", include("backend.annotations.page_urls")),  # the annotator's HTML pages
     path("analytics/", include("backend.analytics.page_urls")),  # the admin's analytics dashboard
+    path("training/", include("backend.training.page_urls")),  # datasets, retraining runs, promotion
     path("", include("backend.viewer.urls")),  # login, worklist, /viewer/ (OHIF), /viewer-ext/ (our extension)
 ]

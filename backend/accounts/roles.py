@@ -52,6 +52,11 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "training.manage_datasets",
         "training.run_training",
         "audit.view_auditevent",
+        # The Django admin's user pages: grant roles and the identified export (limited in accounts/admin.py).
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+        "auth.view_group",
     ),
 }
 

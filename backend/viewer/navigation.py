@@ -9,6 +9,7 @@ PAGES = (
     ("worklist", "Worklist", "/", "studies.view_study"),
     ("annotate", "Label verification", "/annotate/", "annotations.verify_labels"),
     ("analytics", "Analytics", "/analytics/", "analytics.view_analytics"),
+    ("training", "Training", "/training/", "training.run_training"),
     ("admin", "Admin", "/admin/", None),
 )
 

@@ -61,6 +61,9 @@ MATRIX = {
     "training-run-list": ("get", {}, {"admin"}),
     "training-run-detail": ("get", {"pk": 1}, {"admin"}),
     "training-run-comparison": ("get", {"pk": 1}, {"admin"}),
+    "training-run-gate": ("get", {"pk": 1}, {"admin"}),
+    "training-run-promote": ("post", {"pk": 1}, {"admin"}),
+    "training-run-reject": ("post", {"pk": 1}, {"admin"}),
     # -- audit / security (issue 9) --
     "audit-event-list": ("get", {}, {"admin"}),
     "audit-export": ("get", {}, {"admin"}),
@@ -93,6 +96,11 @@ EXEMPT = {
     "annotate-queue": "HTML page: login_required + verify_labels checked on the server (test_annotations_pages.py)",
     "annotate-task": "HTML page: login_required + verify_labels + in the caller's queue (test_annotations_pages.py)",
     "annotate-asset": "static JS/CSS of the annotator pages, no data",
+    "training-page": "HTML page: login_required + manage_datasets/run_training checked on the server "
+                     "(test_training_pages.py)",
+    "training-dataset-page": "HTML page: login_required + manage_datasets/run_training (test_training_pages.py)",
+    "training-run-page": "HTML page: login_required + manage_datasets/run_training (test_training_pages.py)",
+    "training-asset": "static JS/CSS of the training pages, no data",
 }
 
 
