@@ -36,7 +36,8 @@ def _runs():
 
 def _dataset_row(ds: DatasetVersion) -> dict:
     s = datasets.summary(ds)
-    return {**s, "splits": [{"split": k, **v} for k, v in (ds.counts.get("splits") or {}).items()]}
+    counts = ds.counts.get("splits") or {}  # JSONB keeps no key order: the splits in their own order
+    return {**s, "splits": [{"split": k, **counts.get(k, {"items": 0, "patients": 0})} for k in datasets.SPLITS]}
 
 
 @require_GET
