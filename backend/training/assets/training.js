@@ -7,8 +7,8 @@ function bodyOf(form) {
   const body = {};
   for (const el of form.elements) {
     if (!el.name || el.name === 'csrfmiddlewaretoken' || el.value === '') continue;
-    const value = el.type === 'number' || el.dataset.number !== undefined || el.name === 'dataset'
-      || el.name === 'base_model' ? Number(el.value) : el.value;
+    const value = el.type === 'number' || el.name === 'dataset' || el.name === 'base_model'
+      ? Number(el.value) : el.value;
     const path = el.name.split('.');
     let target = body;
     for (const key of path.slice(0, -1)) target = target[key] ??= {};
@@ -19,12 +19,16 @@ function bodyOf(form) {
 
 async function submit(form, event) {
   event.preventDefault();
+  // getAttribute, not form.dataset: a form's named controls shadow its properties (the run form has a
+  // control named "dataset").
+  const api = form.getAttribute('data-api');
+  const next = form.getAttribute('data-next');
   const error = form.querySelector('.error');
   const button = form.querySelector('button[type=submit]');
   error.hidden = true;
   button.disabled = true;
   try {
-    const response = await fetch(form.dataset.api, {
+    const response = await fetch(api, {
       method: 'POST',
       credentials: 'same-origin',
       headers: { 'Content-Type': 'application/json', 'X-CSRFToken': form.elements.csrfmiddlewaretoken.value },
@@ -32,8 +36,8 @@ async function submit(form, event) {
     });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(data.detail || `HTTP ${response.status}`);
-    if (form.dataset.next === 'reload') location.reload();
-    else location.href = form.dataset.next.replace('{id}', data.id);
+    if (next === 'reload') location.reload();
+    else location.href = next.replace('{id}', data.id);
   } catch (err) {
     error.textContent = `Refused: ${err.message}`;
     error.hidden = false;
