@@ -25,7 +25,7 @@ from backend.inference import registry
 from backend.inference.models import ModelVersion
 
 from . import comparison
-from .errors import Conflict, Invalid
+from .errors import Conflict, Invalid, TrainingError
 from .models import TrainingRun
 
 REASON_MAX = 2000
@@ -137,7 +137,8 @@ def reject(run_id: int, user, reason=None, request=None) -> TrainingRun:
                            status=run.status)
         try:
             result = gate(comparison.compare(run))
-        except Exception as exc:  # a rejection must not depend on the active version being scorable
+        except (TrainingError, OSError, RuntimeError, ValueError) as exc:  # a rejection must not depend on
+            # the active version being scorable now
             result = {"passed": None, "reasons": [f"gate not computed: {exc}"]}
         ModelVersion.objects.filter(pk=run.candidate_id).update(state=ModelVersion.RETIRED)
         _decide(run, TrainingRun.REJECTED, reason, user, result)

@@ -68,7 +68,8 @@ def test_admin_retrains_and_promotes_in_the_browser(live_server, users, password
     try:
         report = json.loads(run.stdout)
     except json.JSONDecodeError:
-        pytest.fail(f"training_flow.mjs printed no JSON (exit {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+        pytest.fail(f"training_flow.mjs printed no JSON (exit {run.returncode}):\n{run.stdout[-2000:]}\n"
+                    f"{run.stderr[-2000:]}")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "report.json").write_text(json.dumps(report, indent=2))
     assert run.returncode == 0 and report["ok"], json.dumps(report, indent=2)[:6000]
