@@ -83,8 +83,8 @@ def parse_reason(raw, required: bool) -> str:
         if required:
             raise Invalid("a written reason is required", field="reason")
         return ""
-    if not isinstance(raw, str) or not raw.strip():
-        raise Invalid("reason must be text", field="reason")
+    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
+        raise Invalid("reason must be text (no NUL characters)", field="reason")
     if len(raw) > REASON_MAX:
         raise Invalid(f"reason is at most {REASON_MAX} characters", field="reason")
     return raw.strip()

@@ -127,6 +127,7 @@ def test_promotion_gate_override_and_rejection(data_dir, active_model, users, cl
     assert r.status_code == 409 and r.json()["gate"]["reasons"] == g["gate"]["reasons"]
     assert "override" in r.json()["detail"]
     for body, field in (([1], None), ({"reason": 5}, "reason"), ({"reason": "  "}, "reason"),
+                        ({"reason": "a\x00b"}, "reason"),
                         ({"reason": "x" * 2001}, "reason")):
         r = admin.post(f"/api/training/runs/{run.pk}/promote", body, format="json")
         assert r.status_code == 400 and r.json().get("field") == field, r.content
