@@ -1,6 +1,6 @@
 """The admin's training screens in headless Chromium against the live server, with a real Celery worker on
 the ``training`` queue: snapshot, start a run, follow progress and log, comparison and gate as the API has
-them, promote with an override reason. Browser part: training_flow.mjs. Screenshots: test-artifacts/e2e-training/.
+them, promote with an override reason; and the browsable API's POST form, styled and CSRF-safe. Browser part: training_flow.mjs. Screenshots: test-artifacts/e2e-training/.
 """
 
 from __future__ import annotations
@@ -46,8 +46,17 @@ def verified_cases(model, n: int = 48) -> None:
                                       labels={k: int(signal @ directions[j] > 0) for j, k in enumerate(keys)})
 
 
-def test_admin_retrains_and_promotes_in_the_browser(live_server, users, password, active_model, start_worker,
-                                                    tmp_path, monkeypatch, settings):
+@pytest.fixture
+def data_dir(monkeypatch, settings, tmp_path):
+    """SPINEAGENT_DATA_DIR in this test's tmp dir: set before start_worker copies the environment."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("SPINEAGENT_DATA_DIR", str(path))
+    settings.DATA_DIR = path
+    return path
+
+
+def test_admin_retrains_and_promotes_in_the_browser(data_dir, live_server, users, password, active_model,
+                                                    start_worker):
     from backend.audit.models import AuditEvent
     from backend.inference.models import ModelVersion
     from backend.training.models import TrainingRun
@@ -55,9 +64,6 @@ def test_admin_retrains_and_promotes_in_the_browser(live_server, users, password
     if not (ROOT / "ohif-extension" / "node_modules" / "playwright-core").is_dir() or not Path(CHROMIUM).exists() \
             or not shutil.which("node"):
         pytest.fail("browser tests need playwright-core (scripts/build_viewer.sh), Chromium and node")
-    data = tmp_path / "data"
-    monkeypatch.setenv("SPINEAGENT_DATA_DIR", str(data))  # the worker writes the candidate bundle here
-    settings.DATA_DIR = data
     verified_cases(active_model)
     start_worker("trainer", queues="training")
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
@@ -78,6 +84,7 @@ def test_admin_retrains_and_promotes_in_the_browser(live_server, users, password
     assert [f for f in report["failedRequests"] if "/api/training/datasets/" not in f] == [], report["failedRequests"]
 
     [tr] = TrainingRun.objects.select_related("candidate").all()
+    assert tr.candidate.path.startswith(str(data_dir))
     assert tr.decision == "promoted" and tr.decision_reason == "browser test: synthetic phantoms, reviewed"
     assert tr.candidate.state == ModelVersion.ACTIVE
     active_model.refresh_from_db()
@@ -86,3 +93,5 @@ def test_admin_retrains_and_promotes_in_the_browser(live_server, users, password
     assert event.username == "admin" and event.detail["decision"] == "promote"
     steps = {s["name"]: s for s in report["steps"]}
     assert steps["start run and follow it"]["log_lines"] >= 5
+    # bootstrap.min.css fixes the navbar; without the static files it would be a plain (static) block
+    assert steps["browsable API form"]["status"] == 201 and steps["browsable API form"]["navbar_position"] == "fixed"
