@@ -96,6 +96,17 @@ def test_admin_role_grants_roles_and_the_identified_export(staff_admin, users):
     assert r.status_code == 403 and radiologist.permissions.exists()
 
 
+def test_admin_role_adds_a_user_audited(staff_admin):
+    password = "a-long-enough-pass-1"
+    r = staff_admin.post("/admin/auth/user/add/", {"username": "newreader", "usable_password": "true",
+                                                   "password1": password, "password2": password})
+    assert r.status_code == 302, r.content[:2000]
+    user = User.objects.get(username="newreader")
+    assert not user.is_superuser and not user.groups.exists()
+    event = AuditEvent.objects.get(target_type="user", target_id=str(user.pk))
+    assert event.detail["change"] == "added" and event.username == "admin"
+
+
 def test_other_roles_do_not_reach_the_user_admin(users):
     for role in ("radiologist", "annotator"):
         user = users[role]
