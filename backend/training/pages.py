@@ -80,7 +80,9 @@ def run_page(request, pk: int):
                "config": {"status_url": f"/api/training/runs/{run.pk}/",
                           "promote_url": f"/api/training/runs/{run.pk}/promote",
                           "reject_url": f"/api/training/runs/{run.pk}/reject"}}
-    if run.status == TrainingRun.SUCCEEDED:
+    if run.decision and run.gate.get("comparison"):  # as it stood when the admin decided
+        context.update(cmp=run.gate["comparison"], gate=run.gate, gate_at_decision=True)
+    elif run.status == TrainingRun.SUCCEEDED:
         try:
             cmp = comparison.compare(run)
             context.update(cmp=cmp, gate=promotion.gate(cmp))

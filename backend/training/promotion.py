@@ -101,9 +101,11 @@ def _undecided(run_id: int) -> TrainingRun:
     return run
 
 
-def _decide(run: TrainingRun, decision: str, reason: str, user, result: dict) -> None:
+def _decide(run: TrainingRun, decision: str, reason: str, user, result: dict, cmp: dict | None) -> None:
+    """Record the decision on the run, with the gate and the comparison as they stood (once the candidate is
+    active, a fresh comparison would compare it with itself)."""
     run.decision, run.decision_reason, run.decided_by, run.decided_at = decision, reason, user, timezone.now()
-    run.gate = result
+    run.gate = {**result, "comparison": cmp} if cmp is not None else result
     run.save(update_fields=["decision", "decision_reason", "decided_by", "decided_at", "gate"])
 
 
@@ -120,7 +122,7 @@ def promote(run_id: int, user, reason=None, request=None) -> TrainingRun:
         previous = cmp["active"]
         result["override"] = not result["passed"]
         registry.promote(run.candidate)
-        _decide(run, TrainingRun.PROMOTED, reason, user, result)
+        _decide(run, TrainingRun.PROMOTED, reason, user, result, cmp)
         record(AuditEvent.ADMIN, "training-run", run.pk, user=user, request=request, detail={
             "decision": "promote", "override": result["override"], "reason": reason,
             "candidate": cmp["candidate"], "previous_active": previous, "gate": result})
@@ -135,13 +137,15 @@ def reject(run_id: int, user, reason=None, request=None) -> TrainingRun:
         if run.status != TrainingRun.SUCCEEDED or run.candidate is None:
             raise Conflict(f"training run {run.pk} is {run.status}; only a candidate can be rejected",
                            status=run.status)
+        cmp = None
         try:
-            result = gate(comparison.compare(run))
+            cmp = comparison.compare(run)
+            result = gate(cmp)
         except (TrainingError, OSError, RuntimeError, ValueError) as exc:  # a rejection must not depend on
             # the active version being scorable now
             result = {"passed": None, "reasons": [f"gate not computed: {exc}"]}
         ModelVersion.objects.filter(pk=run.candidate_id).update(state=ModelVersion.RETIRED)
-        _decide(run, TrainingRun.REJECTED, reason, user, result)
+        _decide(run, TrainingRun.REJECTED, reason, user, result, cmp)
         record(AuditEvent.ADMIN, "training-run", run.pk, user=user, request=request, detail={
             "decision": "reject", "reason": reason,
             "candidate": {"id": run.candidate_id, "name": run.candidate.name, "version": run.candidate.version},

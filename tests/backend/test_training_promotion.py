@@ -179,6 +179,9 @@ def test_promotion_gate_override_and_rejection(data_dir, active_model, users, cl
     assert 'id="comparison"' in html and f'data-condition="{KEYS[0]}"' in html
     assert 'id="gate" class="gate gate-fail"' in html and "(gate overridden)" in html
     assert "reviewed: synthetic demo" in html and 'id="promote-form"' not in html
+    # ... as they stood at the decision: not the promoted candidate compared with itself
+    assert "already the active version" not in html and "as they stood when the candidate was promoted" in html
+    assert TrainingRun.objects.get(pk=run.pk).gate["comparison"]["active"]["id"] == active_model.pk
     html = admin.get(f"/training/runs/{again.pk}").content.decode()
     assert "rejected" in html and "no gain over the active heads" in html
 
