@@ -60,6 +60,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /static/ (the Django admin's and the browsable API's files) from STATIC_ROOT, filled by collectstatic
+    # (the demo's start, the Docker image); nginx serves the same files itself in compose.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as django-cors-headers requires
     "django.middleware.common.CommonMiddleware",

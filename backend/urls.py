@@ -64,5 +64,6 @@ urlpatterns = [
     path("annotate/", include("backend.annotations.page_urls")),  # the annotator's HTML pages
     path("analytics/", include("backend.analytics.page_urls")),  # the admin's analytics dashboard
     path("qa/", include("backend.qa.page_urls")),  # the QA reviewer's pages
+    path("training/", include("backend.training.page_urls")),  # datasets, retraining runs, promotion
     path("", include("backend.viewer.urls")),  # login, worklist, /viewer/ (OHIF), /viewer-ext/ (our extension)
 ]

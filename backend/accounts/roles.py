@@ -64,6 +64,11 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "training.run_training",
         "audit.view_auditevent",
         "qa.review_case",
+        # The Django admin's user pages: grant roles and the identified export (limited in accounts/admin.py).
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+        "auth.view_group",
     ),
 }
 

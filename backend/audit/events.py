@@ -18,7 +18,10 @@ status per ``REFUSED_WINDOW_SECONDS``.
 
 Not here, because the code that does them records them itself with ``record()``
 (richer detail than a URL carries): analytics CSV exports, training dataset
-exports, and this app's own audit-log export.
+exports, promotions and rejections of training candidates (with the gate's
+numbers and the reason: backend/training/promotion.py), users' roles and
+permissions changed in the Django admin (backend/accounts/admin.py), and this
+app's own audit-log export.
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ def run(args) -> int:
     try:
         print("demo: migrating the database, creating demo accounts, registering the model")
         _manage("migrate", "--noinput", env=env)
+        _manage("collectstatic", "--noinput", env=env)  # the Django admin's and the browsable API's files
         accounts = _manage("seed_demo", env=env)
         print(_manage("register_model", "--activate", env=env).strip())
         token = _manage("drf_create_token", "admin", env=env).split()[2]
@@ -104,7 +105,8 @@ def run(args) -> int:
         uids = _ingest_phantoms(base_url, token, args.studies, data_dir / "phantoms")
         print()
         print(f"SpineAgent is running at {base_url}/  (API {base_url}/api/, DICOMweb {base_url}/dicom-web/)")
-        print(f"Annotator queue {base_url}/annotate/, admin analytics {base_url}/analytics/")
+        print(f"Annotator queue {base_url}/annotate/, admin analytics {base_url}/analytics/, "
+              f"training {base_url}/training/, Django admin {base_url}/admin/")
         print("Demo accounts (all SYNTHETIC phantom data):")
         print(accounts.rstrip())
         print(f"Logs: {log_dir}. Press Ctrl-C to stop everything.")

@@ -75,7 +75,16 @@ class ModelVersionList(generics.ListAPIView):
 class PromoteModelVersion(APIView):
     permission_classes = [CanManageModelVersions]
 
-    @extend_schema(request=None, responses={200: ModelVersionSerializer, 404: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, 404: OpenApiTypes.OBJECT,
+                                            409: OpenApiTypes.OBJECT})
     def post(self, request, pk):
-        mv = registry.promote(get_object_or_404(ModelVersion, pk=pk))
+        mv = get_object_or_404(ModelVersion, pk=pk)
+        # A training run's candidate goes through the run's promotion gate (backend/training/promotion.py);
+        # one that was promoted there once may be made active again here (a rollback).
+        run = mv.training_runs.order_by("-pk").first()
+        if run is not None and run.decision != "promoted":
+            return Response({"error": "conflict", "detail": f"{mv.name} {mv.version} is the candidate of training "
+                             f"run {run.pk}: promote it there (POST /api/training/runs/{run.pk}/promote), "
+                             "where the promotion gate applies", "training_run": run.pk}, status=409)
+        mv = registry.promote(mv)
         return Response(ModelVersionSerializer(mv).data)

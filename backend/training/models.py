@@ -81,6 +81,17 @@ class TrainingRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # One line per stage the run went through ("<ISO time> <progress>% <stage>"), for the run's page.
+    log = models.TextField(blank=True)
+    # The admin's decision on the candidate (promotion.py): promoted or rejected, why, by whom, and the
+    # promotion gate as it stood then (passed, reasons, the numbers compared).
+    PROMOTED, REJECTED = "promoted", "rejected"
+    decision = models.CharField(max_length=16, blank=True, choices=[(PROMOTED, PROMOTED), (REJECTED, REJECTED)])
+    decision_reason = models.TextField(blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                   on_delete=models.SET_NULL)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    gate = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

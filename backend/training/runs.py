@@ -4,7 +4,7 @@ A run is ``queued -> running -> succeeded | failed``. :func:`execute` (the body 
 ``training`` queue) gathers the stored embeddings of the dataset's studies, calls
 ``spinefm.retrain.retrain_bundle`` (new diagnosis heads, evaluated against the base heads on the same test
 split), checks the new bundle loads, and registers it as a *candidate* ModelVersion. Promotion stays a
-separate, deliberate admin step (``model-version-promote``).
+separate, deliberate admin step behind a gate (promotion.py). Each stage is appended to the run's ``log``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, TextField, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from backend.inference import jobs, registry
@@ -97,13 +99,21 @@ def dispatch(run_id: int) -> None:
         fail(run_id, f"could not queue the run: the job queue is unavailable ({exc}); start it again")
 
 
+def _log_line(progress: int, text: str):
+    """An expression appending one line to the run's log in the same UPDATE (no read-modify-write race)."""
+    line = f"{timezone.now().isoformat(timespec='seconds')} {progress:3d}% {text}\n"
+    return Concat(F("log"), Value(line), output_field=TextField())
+
+
 def set_stage(run_id: int, stage: str, progress: int) -> None:
-    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.RUNNING).update(stage=stage[:64], progress=progress)
+    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.RUNNING).update(
+        stage=stage[:64], progress=progress, log=_log_line(progress, stage))
 
 
 def fail(run_id: int, error: str) -> None:
     TrainingRun.objects.filter(pk=run_id).exclude(status=TrainingRun.SUCCEEDED).update(
-        status=TrainingRun.FAILED, stage="failed", error=error, finished_at=timezone.now())
+        status=TrainingRun.FAILED, stage="failed", error=error, finished_at=timezone.now(),
+        log=_log_line(0, f"failed: {error}"))
 
 
 @transaction.atomic
@@ -116,6 +126,7 @@ def _claim(run_id: int, worker: str) -> TrainingRun | None:
     run.status, run.stage, run.progress, run.error = TrainingRun.RUNNING, "starting", 0, ""
     run.started_at = timezone.now()
     run.save(update_fields=["status", "stage", "progress", "error", "started_at"])
+    TrainingRun.objects.filter(pk=run.pk).update(log=_log_line(0, f"started on {worker or 'a worker'}"))
     return run
 
 
@@ -175,7 +186,8 @@ def execute(run_id: int, worker: str = "") -> str:
             TrainingRun.objects.filter(pk=run.pk).update(
                 status=TrainingRun.SUCCEEDED, stage="succeeded", progress=100, candidate=candidate,
                 metrics={**result.metrics, "skipped": skipped, "n_skipped": len(skipped)},
-                finished_at=timezone.now())
+                finished_at=timezone.now(),
+                log=_log_line(100, f"succeeded: candidate {candidate.name} {candidate.version}"))
     except Exception as exc:
         log.exception("training run %s failed", run_id)
         fail(run_id, f"{exc.__class__.__name__}: {exc}")
@@ -197,4 +209,9 @@ def payload(run: TrainingRun) -> dict:
         "created_at": run.created_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "log": run.log,
+        "decision": None if not run.decision else {
+            "decision": run.decision, "reason": run.decision_reason, "gate": run.gate,
+            "by": run.decided_by.username if run.decided_by else None,
+            "at": run.decided_at.isoformat() if run.decided_at else None},
     }

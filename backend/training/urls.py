@@ -12,4 +12,7 @@ urlpatterns = [
     path("runs/", views.RunList.as_view(), name="training-run-list"),
     path("runs/<int:pk>/", views.RunDetail.as_view(), name="training-run-detail"),
     path("runs/<int:pk>/comparison", views.RunComparison.as_view(), name="training-run-comparison"),
+    path("runs/<int:pk>/gate", views.RunGate.as_view(), name="training-run-gate"),
+    path("runs/<int:pk>/promote", views.RunPromote.as_view(), name="training-run-promote"),
+    path("runs/<int:pk>/reject", views.RunReject.as_view(), name="training-run-reject"),
 ]

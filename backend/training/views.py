@@ -16,12 +16,13 @@ from backend.accounts.permissions import require_perms
 from backend.api_errors import error_response
 from backend.audit.log import record
 
-from . import comparison, datasets, runs
+from . import comparison, datasets, promotion, runs
 from .errors import Invalid, TrainingError
 from .models import DatasetVersion, TrainingRun
 
 CanManageDatasets = require_perms("training.manage_datasets")
 CanRunTraining = require_perms("training.run_training")
+CanDecide = require_perms("training.run_training", "inference.manage_model_versions")
 
 SNAPSHOT_BODY = inline_serializer("DatasetSnapshot", {
     "name": serializers.CharField(help_text="letters, digits, '.', '_', '-'; the version number is automatic"),
@@ -37,6 +38,10 @@ RUN_BODY = inline_serializer("TrainingRunStart", {
     "base_model": serializers.IntegerField(required=False, help_text="model version id (default: the active one)"),
     "options": serializers.DictField(required=False, help_text="steps, lr, weight_decay, seed, n_boot"),
 })
+PROMOTE_BODY = inline_serializer("TrainingRunPromote", {
+    "reason": serializers.CharField(required=False, help_text="required only to override a failed gate (audited)"),
+})
+REJECT_BODY = inline_serializer("TrainingRunReject", {"reason": serializers.CharField(help_text="why (audited)")})
 PAGE_PARAMS = [OpenApiParameter("limit", int, required=False, description="page size (default 50, at most 500)"),
                OpenApiParameter("offset", int, required=False)]
 NAME_PARAM = OpenApiParameter("name", str, required=False, description="only versions of this dataset name")
@@ -138,7 +143,7 @@ class RunList(APIView):
     @extend_schema(operation_id="training_runs_list", parameters=[STATUS_PARAM, *PAGE_PARAMS],
                    responses=OpenApiTypes.OBJECT)
     def get(self, request):
-        qs = TrainingRun.objects.select_related("dataset", "base_model", "candidate", "started_by").defer(
+        qs = TrainingRun.objects.select_related("dataset", "base_model", "candidate", "started_by", "decided_by").defer(
             "dataset__items")
         if state := request.query_params.get("status"):
             if state not in dict(TrainingRun.STATUSES):
@@ -164,8 +169,8 @@ class RunDetail(APIView):
 
     @extend_schema(operation_id="training_run", responses=OpenApiTypes.OBJECT)
     def get(self, request, pk):
-        run = get_object_or_404(TrainingRun.objects.select_related("dataset", "base_model", "candidate",
-                                                                   "started_by").defer("dataset__items"), pk=pk)
+        run = get_object_or_404(TrainingRun.objects.select_related(
+            "dataset", "base_model", "candidate", "started_by", "decided_by").defer("dataset__items"), pk=pk)
         return Response(runs.payload(run))
 
 
@@ -181,3 +186,49 @@ class RunComparison(APIView):
             return Response(comparison.compare(run))
         except TrainingError as exc:
             return error_response(exc)
+
+
+class RunGate(APIView):
+    """GET the comparison plus the promotion gate's verdict (promotion.py), 409 until the run succeeded."""
+
+    permission_classes = [CanRunTraining]
+
+    @extend_schema(operation_id="training_run_gate", responses=OpenApiTypes.OBJECT)
+    def get(self, request, pk):
+        run = get_object_or_404(TrainingRun.objects.select_related("dataset", "base_model", "candidate"), pk=pk)
+        try:
+            cmp = comparison.compare(run)
+        except TrainingError as exc:
+            return error_response(exc)
+        return Response({"comparison": cmp, "gate": promotion.gate(cmp)})
+
+
+class RunPromote(APIView):
+    """POST {reason?}: promote the candidate if the gate passes; a failed gate needs a written reason (409
+    without one). Audited by the service, with the gate's numbers."""
+
+    permission_classes = [CanDecide]
+
+    @extend_schema(operation_id="training_run_promote", request=PROMOTE_BODY, responses=OpenApiTypes.OBJECT)
+    def post(self, request, pk):
+        get_object_or_404(TrainingRun, pk=pk)
+        try:
+            run = promotion.promote(pk, request.user, _body(request).get("reason"), request=request)
+        except TrainingError as exc:
+            return error_response(exc)
+        return Response(runs.payload(run))
+
+
+class RunReject(APIView):
+    """POST {reason}: reject the candidate (retired; audited with the reason)."""
+
+    permission_classes = [CanDecide]
+
+    @extend_schema(operation_id="training_run_reject", request=REJECT_BODY, responses=OpenApiTypes.OBJECT)
+    def post(self, request, pk):
+        get_object_or_404(TrainingRun, pk=pk)
+        try:
+            run = promotion.reject(pk, request.user, _body(request).get("reason"), request=request)
+        except TrainingError as exc:
+            return error_response(exc)
+        return Response(runs.payload(run))

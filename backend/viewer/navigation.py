@@ -10,6 +10,7 @@ PAGES = (
     ("annotate", "Label verification", "/annotate/", "annotations.verify_labels"),
     ("qa", "QA review", "/qa/", "qa.review_case"),
     ("analytics", "Analytics", "/analytics/", "analytics.view_analytics"),
+    ("training", "Training", "/training/", "training.run_training"),
     ("admin", "Admin", "/admin/", None),
 )
 

@@ -99,9 +99,15 @@ def test_full_loop_on_phantom_reports(loop_worker, data_dir, active_model, users
     assert cmp.status_code == 200 and cmp.json()["active"]["id"] == active_model.pk
     assert [r["condition"] for r in cmp.json()["conditions"]] == read_manifest(candidate.path)["conditions"]
 
-    # 7. Promote through the API.
+    # 7. Promote through the API: the generic endpoint sends a run's candidate to its run, where the promotion
+    # gate applies (a failed gate needs a written reason).
     r = admin.post(f"/api/model-versions/{candidate.pk}/promote")
-    assert r.status_code == 200 and r.json()["state"] == "active"
+    assert r.status_code == 409 and r.json()["training_run"] == run_id
+    gate = admin.get(f"/api/training/runs/{run_id}/gate").json()["gate"]
+    body = {} if gate["passed"] else {"reason": "end-to-end test on synthetic phantoms"}
+    r = admin.post(f"/api/training/runs/{run_id}/promote", body, format="json")
+    assert r.status_code == 200 and r.json()["candidate"]["state"] == "active"
+    assert r.json()["decision"]["gate"]["override"] is (not gate["passed"])
     active_model.refresh_from_db()
     assert active_model.state == ModelVersion.RETIRED
 

@@ -97,7 +97,7 @@ def test_viewer_layout_is_a_site_setting(client_for, settings):
 
 @pytest.mark.parametrize("role, pages", [
     ("radiologist", ["worklist"]), ("annotator", ["worklist", "annotate"]),
-    ("admin", ["worklist", "annotate", "qa", "analytics"]), ("qa_reviewer", ["worklist", "qa"]),
+    ("admin", ["worklist", "annotate", "qa", "analytics", "training"]), ("qa_reviewer", ["worklist", "qa"]),
 ])
 def test_navigation_bar_by_role_on_every_page(client_for, users, role, pages):
     import re
@@ -107,8 +107,8 @@ def test_navigation_bar_by_role_on_every_page(client_for, users, role, pages):
         users["admin"].save()
         pages = pages + ["admin"]
     c = client_for(role)
-    for url in ["/"] + [u for key, u in (("annotate", "/annotate/"), ("qa", "/qa/"), ("analytics", "/analytics/"))
-                        if key in pages]:
+    for url in ["/"] + [u for key, u in (("annotate", "/annotate/"), ("qa", "/qa/"), ("analytics", "/analytics/"),
+                                          ("training", "/training/")) if key in pages]:
         html = c.get(url).content.decode()
         nav = re.search(r'<nav class="pages".*?</nav>', html, re.S).group(0)
         assert re.findall(r'data-page="([a-z]+)"', nav) == pages, (url, nav)

@@ -68,6 +68,9 @@ MATRIX = {
     "qa-queue": ("get", {}, {"qa_reviewer", "admin"}),
     "qa-case": ("get", {"pk": 1}, {"qa_reviewer", "admin"}),
     "qa-review": ("post", {"pk": 1}, {"qa_reviewer", "admin"}),
+    "training-run-gate": ("get", {"pk": 1}, {"admin"}),
+    "training-run-promote": ("post", {"pk": 1}, {"admin"}),
+    "training-run-reject": ("post", {"pk": 1}, {"admin"}),
     # -- audit / security (issue 9) --
     "audit-event-list": ("get", {}, {"admin"}),
     "audit-export": ("get", {}, {"admin"}),
@@ -103,6 +106,11 @@ EXEMPT = {
     "annotate-next": "HTML redirect: login_required + verify_labels; only to a task of the caller's own queue",
     "qa-queue-page": "HTML page: login_required + qa.review_case checked on the server (test_qa.py)",
     "qa-case-page": "HTML page: login_required + qa.review_case + not the reader's own case (test_qa.py)",
+    "training-page": "HTML page: login_required + manage_datasets/run_training checked on the server "
+                     "(test_training_pages.py)",
+    "training-dataset-page": "HTML page: login_required + manage_datasets/run_training (test_training_pages.py)",
+    "training-run-page": "HTML page: login_required + manage_datasets/run_training (test_training_pages.py)",
+    "training-asset": "static JS/CSS of the training pages, no data",
 }
 
 

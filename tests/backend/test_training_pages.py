@@ -1,0 +1,105 @@
+"""The training screens: login and permissions checked on the server, the dataset list and split summary,
+the forms that post to the API with the CSRF token, and a snapshot refused cleanly when nothing is verified."""
+
+import json
+import re
+
+import pytest
+
+from backend.annotations.models import LabelTask, VerifiedLabels
+from backend.studies.models import Study
+from backend.training import datasets
+from backend.training.models import DatasetVersion, TrainingRun
+
+pytestmark = [pytest.mark.django_db]
+
+
+def verified(i: int, patient: str, labels: dict) -> None:
+    uid = f"1.2.826.0.1.3680043.10.999.79.{i}"
+    study = Study.objects.create(study_instance_uid=uid, patient_id=patient, modalities="MR")
+    task = LabelTask.objects.create(study=study, study_instance_uid=uid, patient_id=patient,
+                                    source=LabelTask.IMPORTED, text=f"report {i}", text_sha256=f"{i:064d}",
+                                    status=LabelTask.DONE)
+    VerifiedLabels.objects.create(task=task, labels=labels, method=VerifiedLabels.SINGLE)
+
+
+@pytest.fixture
+def dataset(users):
+    for i in range(12):
+        verified(i, f"P{i // 2}", {"canal": i % 2, "fracture": -1 if i == 3 else 0})
+    return datasets.snapshot("pages", user=users["admin"], seed=3)
+
+
+PAGES = ("/training/", "/training/datasets/{ds}", "/training/runs/{run}")
+
+
+def urls(ds, active_model):
+    run = TrainingRun.objects.create(dataset=ds, base_model=active_model)
+    return [p.format(ds=ds.pk, run=run.pk) for p in PAGES]
+
+
+def test_anonymous_users_are_sent_to_login(client, dataset, active_model):
+    for url in urls(dataset, active_model):
+        r = client.get(url)
+        assert r.status_code == 302 and r["Location"].startswith("/login?next="), url
+
+
+def test_other_roles_get_403_and_no_nav_link(client_for, dataset, active_model):
+    for role in ("radiologist", "annotator", "nobody"):
+        client = client_for(role)
+        for url in urls(dataset, active_model):
+            assert client.get(url).status_code == 403, (role, url)
+        if role != "nobody":
+            assert 'data-page="training"' not in client.get("/").content.decode()
+    assert 'data-page="training"' in client_for("admin").get("/analytics/").content.decode()
+
+
+def test_home_lists_datasets_with_their_split_summary_and_the_forms(client_for, dataset, active_model):
+    r = client_for("admin").get("/training/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert 'data-page="training" aria-current="page"' in html  # the shared nav bar, this page current
+    row = re.search(rf'<tr data-dataset="{dataset.pk}">(.*?)</tr>', html, re.S).group(1)
+    splits = dataset.counts["splits"]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    assert cells[:2] == ["12", "6"]
+    assert cells[2:5] == [f'{splits[s]["items"]} ({splits[s]["patients"]} pat.)' for s in ("train", "val", "test")]
+    for form in ("dataset-form", "run-form"):
+        block = re.search(rf'<form[^>]*id="{form}".*?</form>', html, re.S).group(0)
+        assert 'name="csrfmiddlewaretoken"' in block and 'data-api="/api/training/' in block
+    assert f'<option value="{dataset.pk}" selected>' in html
+    assert '<script type="module" src="/training/assets/training.js"></script>' in html
+    assert client_for("admin").get("/training/assets/training.js").status_code == 200
+    assert client_for("admin").get("/training/assets/../pages.py").status_code == 404
+
+
+def test_dataset_page_shows_splits_and_per_condition_counts(client_for, dataset):
+    html = client_for("admin").get(f"/training/datasets/{dataset.pk}").content.decode()
+    for split, c in dataset.counts["splits"].items():
+        assert re.search(rf'<tr data-split="{split}"><td>{split}</td><td class="num">{c["items"]}</td>'
+                         rf'<td class="num">{c["patients"]}</td></tr>', html)
+    fracture = re.search(r'<tr data-condition="fracture">(.*?)</tr>', html, re.S).group(1)
+    cells = re.findall(r'<td class="num">(\d+) / (\d+) / (\d+)</td>', fracture)
+    total = [sum(int(c[k]) for c in cells) for k in range(3)]
+    assert total == [0, 11, 1]  # present / absent / uncertain over the three splits
+    assert dataset.sha256 in html and f"/api/training/datasets/{dataset.pk}/export.csv" in html
+    assert client_for("admin").get("/training/datasets/999999").status_code == 404
+
+
+def test_queued_run_page_polls_its_status_endpoint(client_for, dataset, active_model):
+    run = TrainingRun.objects.create(dataset=dataset, base_model=active_model)
+    html = client_for("admin").get(f"/training/runs/{run.pk}").content.decode()
+    assert '<section id="progress" data-status="queued">' in html and 'id="comparison"' not in html
+    config = json.loads(re.search(r'<script id="run-config" type="application/json">(.*?)</script>', html,
+                                  re.S).group(1))
+    assert config["status_url"] == f"/api/training/runs/{run.pk}/"
+    status = client_for("admin").get(config["status_url"]).json()
+    assert status["status"] == "queued" and status["log"] == "" and status["decision"] is None
+
+
+def test_snapshot_with_no_verified_labels_is_refused_and_writes_nothing(client_for, users):
+    admin = client_for("admin")
+    assert "No verified labels yet" in admin.get("/training/").content.decode()
+    r = admin.post("/api/training/datasets/", {"name": "empty"}, format="json")
+    assert r.status_code == 409 and "no verified labels" in r.json()["detail"]
+    assert not DatasetVersion.objects.exists()
