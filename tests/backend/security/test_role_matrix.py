@@ -46,6 +46,7 @@ MATRIX = {
     "analytics-export-xlsx": ("get", {}, {"admin"}),
     "analytics-chart": ("get", {}, {"admin"}),
     "analytics-edit-burden": ("get", {}, {"admin"}),  # issue 23
+    "analytics-draft-agreement": ("get", {}, {"admin"}),  # issue 23
     # -- annotations (issue 7) --
     "annotation-queue": ("get", {}, {"annotator", "admin"}),
     "annotation-task": ("get", {"pk": 1}, {"annotator", "admin"}),
