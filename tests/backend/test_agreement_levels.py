@@ -12,10 +12,12 @@ Every expected figure is worked out by hand in the comments.
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import math
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management import call_command
 from openpyxl import load_workbook
@@ -239,6 +241,13 @@ def test_rows_without_levels_are_counted_and_rebuilt(signed, client_for):
     body = client_for("admin").get("/api/analytics/draft-agreement").json()
     assert body["reports_without_levels"] == 0
     assert {(r["condition"], r["level"]): r for r in body["levels"]}[("herniation", "L4-L5")]["n"] == 3
+    # the data migration (analytics 0004) fills them from the versions each row names, as at sign time
+    migration = importlib.import_module("backend.analytics.migrations.0004_condition_levels")
+    ConditionOutcome.objects.update(draft_levels=None, signed_levels=None)
+    migration.backfill_levels(django_apps, None)
+    o = ConditionOutcome.objects.get(metrics__report__study=signed["studies"][1], condition="herniation")
+    assert (o.draft_levels, o.signed_levels) == ({"L4-L5": 1}, {"L5-S1": 1})
+    assert not ConditionOutcome.objects.filter(draft_levels=None).exists()
 
 
 def test_draft_agreement_exports_and_dashboard(signed, client_for):
