@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .agreement import (cohen_kappa, condition_metrics, confusion, evaluate, fleiss_kappa, format_table,
-                        jackknife_ci, pair_kappa)
+                        jackknife_ci, pair_kappa, pair_kappa_ci)
 from .importing import ImportResult, ReportRow, RowError, read_reports
 from .llm import PROMPT_VERSION, LLMLabeler
 from .rules import RULES_VERSION, RuleLabeler
@@ -41,5 +41,5 @@ __all__ = [
     "extract_labels", "LabelSet", "Label", "Evidence", "RuleLabeler", "LLMLabeler", "RULES_VERSION",
     "PROMPT_VERSION", "SOURCE_RULES", "SOURCE_LLM", "SOURCE_FALLBACK", "cohen_kappa", "confusion",
     "condition_metrics", "evaluate", "format_table", "read_reports", "ImportResult", "ReportRow", "RowError",
-    "fleiss_kappa", "jackknife_ci", "pair_kappa", "STUDY_LEVEL",
+    "fleiss_kappa", "jackknife_ci", "pair_kappa", "pair_kappa_ci", "STUDY_LEVEL",
 ]

@@ -124,6 +124,18 @@ def pair_kappa(pairs: Sequence[tuple[int, int]]) -> float:
     return _kappa([a for a, _ in pairs], [b for _, b in pairs])
 
 
+def pair_kappa_ci(pairs: Sequence[tuple[int, int]], z: float = Z95) -> tuple[float, float | None, float | None]:
+    """Cohen's kappa of (A, B) pairs with its jackknife interval; no interval when one rater used a single value.
+
+    Then kappa is 0 (or undefined) whatever the other rater did and so is every leave-one-out kappa: the
+    jackknife would give a zero-width interval that says nothing.
+    """
+    pairs = list(pairs)
+    if len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
+        return pair_kappa(pairs) if pairs else math.nan, None, None
+    return jackknife_ci(pairs, pair_kappa, z)
+
+
 def confusion(truth: Sequence[int], pred: Sequence[int]) -> dict[tuple[int, int], int]:
     """Counts for every (truth, pred) pair over {1, 0, -1}, zeros included."""
     if len(truth) != len(pred):

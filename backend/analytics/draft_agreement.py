@@ -10,7 +10,9 @@ draft/signed label and their per-level labels, spine_labels ``Label.level_values
   reports whose outcomes predate per-level labels are left out (counted in ``reports_without_levels``);
 - percent agreement = rows with equal labels / rows, with a 95% Wilson interval;
 - Cohen's kappa (unweighted, ternary) with a 95% delete-one jackknife interval over reports
-  (``spine_labels.jackknife_ci``); null where undefined (both sides used one single value throughout).
+  (``spine_labels.pair_kappa_ci``); kappa null where undefined (both sides used one single value throughout),
+  the interval null also when one side used a single value (kappa is then 0 whatever the other did, and so
+  is every leave-one-out kappa: a zero-width interval would say nothing).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from spine_labels import STUDY_LEVEL, jackknife_ci, pair_kappa
+from spine_labels import STUDY_LEVEL, pair_kappa_ci
 from spine_labels.schema import condition_keys
 from spinefm.conditions import ABSENT, DISC_LEVELS, PRESENT, VERTEBRAE
 
@@ -43,7 +45,7 @@ def _figures(pairs: list[tuple[int, int]]) -> dict:
     n = len(pairs)
     agree = sum(1 for d, s in pairs if d == s)
     low, high = wilson(agree, n)
-    kappa, k_low, k_high = jackknife_ci(pairs, pair_kappa) if pairs else (math.nan, None, None)
+    kappa, k_low, k_high = pair_kappa_ci(pairs)
     return {"n": n, "agree": agree, "percent_agreement": agree / n if n else None,
             "agreement_ci_low": low, "agreement_ci_high": high,
             "kappa": None if math.isnan(kappa) else kappa, "kappa_ci_low": k_low, "kappa_ci_high": k_high,

@@ -14,8 +14,8 @@ sensitivity/specificity), so the web figures and the CLI's agree.
   ``fleiss``: Fleiss' kappa per condition over the tasks with three or more annotations, all of them
   (``spine_labels.fleiss_kappa``; the number of annotators may vary by task).
   Every kappa has a 95% interval: the delete-one jackknife over tasks (``spine_labels.jackknife_ci``,
-  estimate +- 1.96 SE, clipped to [-1, 1]; null when fewer than two tasks or a leave-one-out kappa is
-  undefined). Per condition x level agreement needs per-level annotations, which annotators do not give yet.
+  estimate +- 1.96 SE, clipped to [-1, 1]; null when fewer than two tasks, a leave-one-out kappa is
+  undefined, or, for Cohen's, one annotator used a single value throughout). Per condition x level agreement needs per-level annotations, which annotators do not give yet.
 * Reveal effect: blind annotations revealed before submitting, and how many of
   their rows changed after the reveal, and how many of those changed to the
   suggestion (anchoring, or the labeler catching a slip).
@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from spine_labels import evaluate, fleiss_kappa, jackknife_ci, pair_kappa
+from spine_labels import evaluate, fleiss_kappa, jackknife_ci, pair_kappa_ci
 from spine_labels.schema import condition_keys
 
 from .models import Annotation, Extraction
@@ -54,7 +54,7 @@ def _agreement(pairs: list[tuple[Annotation, Annotation]]) -> dict:
     out = {}
     for k in condition_keys():
         both = [(a.labels[k], b.labels[k]) for a, b in pairs if k in a.labels and k in b.labels]
-        out[k] = {"n": len(both), **_kappa_cells(jackknife_ci(both, pair_kappa)),
+        out[k] = {"n": len(both), **_kappa_cells(pair_kappa_ci(both)),
                   "observed_agreement": (sum(1 for x, y in both if x == y) / len(both)) if both else None}
     return {"n_tasks": len(pairs), "conditions": out}
 

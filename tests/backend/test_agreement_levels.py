@@ -225,7 +225,8 @@ def test_filters_apply_and_bad_filters_are_400(signed, client_for):
     h = {r["condition"]: r for r in body["conditions"]}["herniation"]
     assert (body["reports"], h["n"], h["percent_agreement"], h["kappa"]) == (2, 2, 1.0, None)
     l45 = {(r["condition"], r["level"]): r for r in body["levels"]}[("herniation", "L4-L5")]
-    assert (l45["n"], l45["agree"]) == (2, 1)
+    # the draft says 1 on both: pe = 1 * 1/2 = 1/2 = po -> kappa 0, and no interval (one side used one value)
+    assert (l45["n"], l45["agree"], l45["kappa"], l45["kappa_ci_low"], l45["kappa_ci_high"]) == (2, 1, 0.0, None, None)
     r = admin.get("/api/analytics/draft-agreement?reader=abc")
     assert r.status_code == 400 and r.json()["field"] == "reader"
 
