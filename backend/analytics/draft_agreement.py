@@ -5,8 +5,10 @@ draft/signed label and their per-level labels, spine_labels ``Label.level_values
 (docs/exports.md, "Draft vs signed agreement"):
 
 - per condition: one row per signed report, the ternary labels (1 / 0 / -1) of draft and signed text;
-- per condition x level: one row per signed report and level that either text names for the condition
-  ("study" when a text names none for its finding); a level one text does not name is absent there;
+- per condition x level: one row per signed report and level that either text names for ANY condition
+  (the levels the report speaks of: "L4-L5: disc bulge, no stenosis" makes L4-L5 a canal row too, absent in
+  both), plus "study" where either text names no level for the condition's finding; a level a text does not
+  name for the condition is absent there;
   reports whose outcomes predate per-level labels are left out (counted in ``reports_without_levels``);
 - percent agreement = rows with equal labels / rows, with a 95% Wilson interval;
 - Cohen's kappa (unweighted, ternary) with a 95% delete-one jackknife interval over reports
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from itertools import groupby
 
 from spine_labels import STUDY_LEVEL, pair_kappa_ci
 from spine_labels.schema import condition_keys
@@ -53,6 +56,21 @@ def _figures(pairs: list[tuple[int, int]]) -> dict:
             "signed_present": sum(1 for _, s in pairs if s == PRESENT)}
 
 
+def _level_pairs(outcomes: list[tuple[str, dict, dict]]) -> dict[str, dict[str, tuple[int, int]]]:
+    """{condition: {level: (draft, signed)}} of one report from its (condition, draft_levels, signed_levels).
+
+    Levels: every level either text names for any condition (the levels the report speaks of), so a level
+    discussed without this condition counts as absent in both; plus "study" where either text has it for this
+    condition.
+    """
+    named = {lv for _, d, s in outcomes for lv in (*d, *s) if lv != STUDY_LEVEL}
+    out = {}
+    for key, d, s in outcomes:
+        levels = named | ({STUDY_LEVEL} if STUDY_LEVEL in d or STUDY_LEVEL in s else set())
+        out[key] = {lv: (d.get(lv, ABSENT), s.get(lv, ABSENT)) for lv in levels}
+    return out
+
+
 def summary(metrics_qs) -> dict:
     """{"conditions": [per condition, registry order], "levels": [per condition x level], counts, methods}."""
     rows = (ConditionOutcome.objects.filter(metrics__in=metrics_qs.values("pk"))
@@ -61,14 +79,17 @@ def summary(metrics_qs) -> dict:
     by_condition: dict[str, list] = defaultdict(list)
     by_level: dict[tuple[str, str], list] = defaultdict(list)
     reports, without_levels = set(), set()
-    for metrics_id, key, draft, signed, draft_levels, signed_levels in rows.iterator(chunk_size=2000):
+    for metrics_id, outcomes in groupby(rows.iterator(chunk_size=2000), key=lambda r: r[0]):
+        outcomes = list(outcomes)
         reports.add(metrics_id)
-        by_condition[key].append((draft, signed))
-        if draft_levels is None or signed_levels is None:
+        for _, key, draft, signed, _, _ in outcomes:
+            by_condition[key].append((draft, signed))
+        if any(o[4] is None or o[5] is None for o in outcomes):
             without_levels.add(metrics_id)
             continue
-        for level in {**draft_levels, **signed_levels}:
-            by_level[(key, level)].append((draft_levels.get(level, ABSENT), signed_levels.get(level, ABSENT)))
+        for key, levels in _level_pairs([(o[1], o[4], o[5]) for o in outcomes]).items():
+            for level, pair in levels.items():
+                by_level[(key, level)].append(pair)
     known = list(condition_keys())
     order = known + sorted(k for k in by_condition if k not in known)
     position = {k: i for i, k in enumerate(order)}

@@ -171,7 +171,8 @@ def signed(users, django_capture_on_commit_callbacks):
 # pe = 2/3 * 1 + 1/3 * 0 = 2/3 -> 0. Mean 0.45, squared deviations 0.0025 * 2 + 0.3025 + 0.2025 = 0.51,
 # SE = sqrt(3/4 * 0.51) = 0.618466 -> 0.5 -+ 1.212181 = -0.712181 .. 1 (clipped).
 HERNIATION_KAPPA_LOW = 0.5 - Z * math.sqrt(0.75 * 0.51)
-# Per level. Report 0: L4-L5 (1,1). Report 1: L4-L5 (1, 0: not named), L5-S1 (0, 1). Report 2: draft names no
+# Per level (the levels a report names for any condition, plus "study" where a text names none for this one).
+# Herniation: report 0: L4-L5 (1,1). Report 1: L4-L5 (1, 0: not named), L5-S1 (0, 1). Report 2: draft names no
 # level -> "study" (0, 0: signed names L4-L5 only), L4-L5 (0, 1). Report 3: study (0, 0).
 # L4-L5: (1,1) (1,0) (0,1): po 1/3, draft present 2/3, signed present 2/3 -> pe = 4/9 + 1/9 = 5/9;
 # kappa = (3/9 - 5/9) / (4/9) = -1/2. Jackknife: without (1,1): (1,0) (0,1): po 0, pe 1/2 -> -1; without (1,0):
@@ -215,6 +216,10 @@ def test_draft_vs_signed_agreement_by_hand(signed, client_for):
     study = levels[("herniation", "study")]
     assert (study["n"], study["percent_agreement"], study["kappa"]) == (2, 1.0, None)
     assert levels[("canal", "study")]["n"] == 4  # nothing said in any text: one "study" row per report
+    # L4-L5 is a level reports 0, 1 and 2 speak of: a canal row there, absent in both texts
+    canal45 = levels[("canal", "L4-L5")]
+    assert (canal45["n"], canal45["agree"], canal45["kappa"]) == (3, 3, None)
+    assert ("canal", "L3-L4") not in levels  # no report names it
 
 
 def test_filters_apply_and_bad_filters_are_400(signed, client_for):

@@ -254,11 +254,12 @@ def test_xlsx_has_one_sheet_per_table_and_is_audited(signed, client_for, users):
     assert (audit.user, audit.target_id) == (users["admin"], "all")
     # significant edits (issue 23): case 1 fracture present -> absent; case 2 herniation absent -> present and
     # canal absent -> uncertain; case 3 herniation uncertain -> present: 4 rows.
-    # draft agreement (issue 23): one row per condition; per condition x level: herniation L4-L5 (cases 0, 1, 3),
-    # study (case 2's draft names no level) and L5-S1 (case 2 signed); fracture L1 (case 1 draft) and study
-    # (its signed "No fracture"); every other condition only "study": 3 + 2 + (N - 2) rows. Annotator agreement:
-    # 4 blocks (Cohen any / neither saw / both saw, Fleiss) x N conditions, figures null without annotations.
-    levels = 3 + 2 + (N_CONDITIONS - 2)
+    # draft agreement (issue 23): one row per condition; per condition x level: the levels the reports name
+    # (L4-L5: cases 0, 1, 3; L1: case 1's draft; L5-S1: case 2 signed) for every condition, plus "study" for
+    # every condition (some text names no level for it: e.g. case 2's draft "No disc herniation"): 3N + N rows.
+    # Annotator agreement: 4 blocks (Cohen any / neither saw / both saw, Fleiss) x N conditions, figures null
+    # without annotations.
+    levels = 3 * N_CONDITIONS + N_CONDITIONS
     assert audit.detail == {"params": {"group_by": "reader"},
                             "row_count": 2 + 6 + 4 + N_CONDITIONS + 1 + 2 + 2 + 4 + N_CONDITIONS + levels
                             + 4 * N_CONDITIONS,
