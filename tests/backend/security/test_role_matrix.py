@@ -51,6 +51,7 @@ MATRIX = {
     "annotation-queue": ("get", {}, {"annotator", "admin"}),
     "annotation-task": ("get", {"pk": 1}, {"annotator", "admin"}),
     "annotation-submit": ("post", {"pk": 1}, {"annotator", "admin"}),
+    "annotation-reveal": ("post", {"pk": 1}, {"annotator", "admin"}),  # issue 23 (blind mode)
     "annotation-adjudication-queue": ("get", {}, {"admin"}),
     "annotation-adjudicate": ("post", {"pk": 1}, {"admin"}),
     "annotation-import": ("post", {}, {"admin"}),
@@ -95,6 +96,7 @@ EXEMPT = {
     "annotate-queue": "HTML page: login_required + verify_labels checked on the server (test_annotations_pages.py)",
     "annotate-task": "HTML page: login_required + verify_labels + in the caller's queue (test_annotations_pages.py)",
     "annotate-asset": "static JS/CSS of the annotator pages, no data",
+    "annotate-next": "HTML page: login_required + verify_labels; redirects to the caller's next task (issue 23)",
 }
 
 
