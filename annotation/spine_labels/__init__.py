@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .agreement import cohen_kappa, condition_metrics, confusion, evaluate, format_table
+from .agreement import (cohen_kappa, condition_metrics, confusion, evaluate, fleiss_kappa, format_table,
+                        jackknife_ci, pair_kappa, pair_kappa_ci)
 from .importing import ImportResult, ReportRow, RowError, read_reports
 from .llm import PROMPT_VERSION, LLMLabeler
 from .rules import RULES_VERSION, RuleLabeler
-from .schema import SOURCE_FALLBACK, SOURCE_LLM, SOURCE_RULES, Evidence, Label, LabelSet
+from .schema import SOURCE_FALLBACK, SOURCE_LLM, SOURCE_RULES, STUDY_LEVEL, Evidence, Label, LabelSet
 
 __version__ = "1.0.0"
 
@@ -40,4 +41,5 @@ __all__ = [
     "extract_labels", "LabelSet", "Label", "Evidence", "RuleLabeler", "LLMLabeler", "RULES_VERSION",
     "PROMPT_VERSION", "SOURCE_RULES", "SOURCE_LLM", "SOURCE_FALLBACK", "cohen_kappa", "confusion",
     "condition_metrics", "evaluate", "format_table", "read_reports", "ImportResult", "ReportRow", "RowError",
+    "fleiss_kappa", "jackknife_ci", "pair_kappa", "pair_kappa_ci", "STUDY_LEVEL",
 ]

@@ -69,6 +69,73 @@ def cohen_kappa(a: Sequence[Any], b: Sequence[Any], conditions: Sequence[str] | 
     return out
 
 
+Z95 = 1.959963984540054
+
+
+def fleiss_kappa(ratings: Sequence[Sequence[int]]) -> float:
+    """Fleiss' kappa over subjects each rated by two or more raters (one sequence of values per subject).
+
+    The number of raters may vary per subject (the generalisation of Fleiss 1971 that weights each subject's
+    agreement P_i = (sum_j n_ij^2 - n_i) / (n_i (n_i - 1)) equally and pools category shares over all
+    ratings); with a constant number it is Fleiss' own formula. nan where undefined (no subject, or every
+    rating in one category). With two raters per subject it is Scott's pi, not Cohen's kappa.
+    """
+    subjects = [list(r) for r in ratings if len(r) >= 2]
+    if not subjects:
+        return math.nan
+    total = sum(len(r) for r in subjects)
+    cats = sorted({x for r in subjects for x in r})
+    p_bar = sum((sum(r.count(c) ** 2 for c in cats) - len(r)) / (len(r) * (len(r) - 1)) for r in subjects) / len(subjects)
+    pe = sum((sum(r.count(c) for r in subjects) / total) ** 2 for c in cats)
+    if pe >= 1.0:
+        return math.nan
+    return (p_bar - pe) / (1 - pe)
+
+
+def jackknife_ci(items: Sequence[Any], statistic, z: float = Z95) -> tuple[float, float | None, float | None]:
+    """(estimate, low, high): ``statistic(items)`` with a delete-one jackknife normal interval over items.
+
+    SE = sqrt((n - 1) / n * sum_i (theta_(i) - mean theta_(.))^2), theta_(i) the statistic without item i;
+    interval = estimate +- z SE, clipped to [-1, 1] (kappa's range). Deterministic (no resampling), so a
+    test can check it by hand. Low/high are None when n < 2 or any leave-one-out value is undefined (nan).
+    Identical items give identical leave-one-out values, so each distinct item is computed once.
+    """
+    items = list(items)
+    estimate = statistic(items)
+    n = len(items)
+    if n < 2 or math.isnan(estimate):
+        return estimate, None, None
+    counts: dict[Any, int] = {}
+    first: dict[Any, int] = {}
+    for i, item in enumerate(items):
+        key = repr(item)
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, i)
+    loo = {key: statistic(items[:i] + items[i + 1:]) for key, i in first.items()}
+    if any(math.isnan(v) for v in loo.values()):
+        return estimate, None, None
+    mean = sum(loo[k] * c for k, c in counts.items()) / n
+    se = math.sqrt((n - 1) / n * sum(c * (loo[k] - mean) ** 2 for k, c in counts.items()))
+    return estimate, max(-1.0, estimate - z * se), min(1.0, estimate + z * se)
+
+
+def pair_kappa(pairs: Sequence[tuple[int, int]]) -> float:
+    """Cohen's kappa of a list of (rater A, rater B) value pairs (the form ``jackknife_ci`` resamples)."""
+    return _kappa([a for a, _ in pairs], [b for _, b in pairs])
+
+
+def pair_kappa_ci(pairs: Sequence[tuple[int, int]], z: float = Z95) -> tuple[float, float | None, float | None]:
+    """Cohen's kappa of (A, B) pairs with its jackknife interval; no interval when one rater used a single value.
+
+    Then kappa is 0 (or undefined) whatever the other rater did and so is every leave-one-out kappa: the
+    jackknife would give a zero-width interval that says nothing.
+    """
+    pairs = list(pairs)
+    if len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
+        return pair_kappa(pairs) if pairs else math.nan, None, None
+    return jackknife_ci(pairs, pair_kappa, z)
+
+
 def confusion(truth: Sequence[int], pred: Sequence[int]) -> dict[tuple[int, int], int]:
     """Counts for every (truth, pred) pair over {1, 0, -1}, zeros included."""
     if len(truth) != len(pred):

@@ -21,6 +21,8 @@ SOURCE_RULES = "rules"
 SOURCE_LLM = "llm"
 SOURCE_FALLBACK = "llm-fallback-rules"
 SOURCE_HUMAN = "human"
+# The level key of a condition's per-level labels when no mention agreeing with its label names a level.
+STUDY_LEVEL = "study"
 
 
 @dataclass
@@ -90,6 +92,23 @@ class Label:
         order = ["mild", "mild-moderate", "moderate", "moderate-severe", "severe"]
         found = [ev.severity for ev in self.evidence if ev.value == self.value and ev.severity in order]
         return max(found, key=order.index) if found else None
+
+    def level_values(self) -> dict[str, int]:
+        """{level: value}, the condition x level labels of one report, in report order.
+
+        Every level a mention names gets the aggregate of the mentions naming it (present if any is,
+        else uncertain if any is, else absent: the condition's own rule); STUDY_LEVEL carries the
+        condition's value when no mention agreeing with it names a level ("canal stenosis." ->
+        {"study": 1}; nothing said -> {"study": 0}). A level a report does not name is absent there.
+        """
+        named: dict[str, list[int]] = {}
+        for ev in self.evidence:
+            for lv in ev.level:
+                named.setdefault(lv, []).append(ev.value)
+        out = {lv: PRESENT if PRESENT in vs else UNCERTAIN if UNCERTAIN in vs else ABSENT for lv, vs in named.items()}
+        if not self.levels:
+            out[STUDY_LEVEL] = self.value
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from __future__ import annotations
 from django.db.models import Count, Q
 
 from backend.annotations.priority import model_called, model_predictions
-from spine_labels import RULES_VERSION, extract_labels
+from spine_labels import RULES_VERSION, STUDY_LEVEL, extract_labels
 from spine_labels.schema import condition_keys
 from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN, get_condition
 
@@ -32,15 +32,21 @@ SOURCES = ("ai", "draft")
 CELLS = ("tp", "fp", "fn", "tn")
 
 
+def _levels(label_set, key: str) -> dict[str, int]:
+    label = label_set.labels.get(key)
+    return label.level_values() if label is not None else {STUDY_LEVEL: ABSENT}
+
+
 def outcomes(draft_text: str, signed_text: str, result) -> list[dict]:
-    """One dict per registry condition: ai_present (or None), draft_label, signed_label."""
+    """One dict per registry condition: ai_present (or None), draft_label, signed_label, and both per level."""
     predictions = model_predictions(result)
-    draft = extract_labels(draft_text or "").as_dict()
-    signed = extract_labels(signed_text or "").as_dict()
+    draft_set, signed_set = extract_labels(draft_text or ""), extract_labels(signed_text or "")
+    draft, signed = draft_set.as_dict(), signed_set.as_dict()
     return [{"condition": key,
              "ai_present": predictions[key]["present"]
              if key in predictions and model_called(predictions[key]) else None,
-             "draft_label": draft.get(key, ABSENT), "signed_label": signed.get(key, ABSENT)}
+             "draft_label": draft.get(key, ABSENT), "signed_label": signed.get(key, ABSENT),
+             "draft_levels": _levels(draft_set, key), "signed_levels": _levels(signed_set, key)}
             for key in condition_keys()]
 
 

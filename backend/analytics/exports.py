@@ -1,5 +1,8 @@
 """Export tables (radpeer, edits, reports, conditions, turnaround, edit_burden, significant_edits,
-qa_reviews) and their CSV / XLSX encodings.
+qa_reviews, draft_agreement, draft_agreement_levels, annotator_agreement) and their CSV / XLSX encodings.
+
+annotator_agreement is the annotation app's agreement between annotators (``backend.annotations.metrics``):
+it is over every annotated task, so the sign-off filters do not apply to it.
 
 A table is a header and an iterable of rows plus its row count (the count goes into the audit event
 before the first byte is sent). Summaries are small and built in memory; the per-report table is the
@@ -30,10 +33,12 @@ from backend.reports.radpeer import SCORES
 from backend.spreadsheets import csv_lines, spreadsheet_safe
 from spinefm.conditions import ABSENT, PRESENT
 
-from . import burden_summary, conditions, edit_burden, services, turnaround
+from backend.annotations import metrics as annotation_metrics
+
+from . import burden_summary, conditions, draft_agreement, edit_burden, services, turnaround
 
 TABLES = ("radpeer", "edits", "reports", "conditions", "turnaround", "edit_burden", "significant_edits",
-          "qa_reviews")
+          "draft_agreement", "draft_agreement_levels", "annotator_agreement", "qa_reviews")
 IDENTIFIED_COLUMNS = ["patient_name", "patient_id", "accession_number", "study_instance_uid"]
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -222,6 +227,36 @@ def qa_reviews_table(params: dict) -> Table:
     return Table("qa_reviews", QA_REVIEW_COLUMNS, rows, len(rows))
 
 
+AGREEMENT_COLUMNS = ["n", "agree", "percent_agreement", "agreement_ci_low", "agreement_ci_high", "kappa",
+                     "kappa_ci_low", "kappa_ci_high", "draft_present", "signed_present"]
+
+
+def draft_agreement_table(params: dict, per_level: bool = False) -> Table:
+    """AI draft vs signed report, one row per condition (or per condition x level)."""
+    data = draft_agreement.summary(services.metrics_queryset(params))
+    head = ["condition", "display_name", *(["level"] if per_level else [])]
+    rows = [[*(r[h] for h in head), *(_cell(r[c]) for c in AGREEMENT_COLUMNS)]
+            for r in data["levels" if per_level else "conditions"]]
+    return Table("draft_agreement_levels" if per_level else "draft_agreement", head + AGREEMENT_COLUMNS, rows,
+                 len(rows))
+
+
+ANNOTATOR_AGREEMENT_COLUMNS = ["statistic", "annotations_seen", "condition", "n", "observed_agreement", "kappa",
+                               "ci_low", "ci_high"]
+
+
+def annotator_agreement_table(params: dict) -> Table:
+    """Annotators' kappa per condition: Cohen's over the first two annotations of every task (all pairs, and
+    the pairs where neither / both saw the extraction), Fleiss' over the tasks with three or more."""
+    data = annotation_metrics.annotator_agreement()
+    blocks = [("cohen", "any", data), ("cohen", "neither", data["by_exposure"]["unseen"]),
+              ("cohen", "both", data["by_exposure"]["seen"]), ("fleiss", "any", data["fleiss"])]
+    rows = [[statistic, seen, key, c["n"], _cell(c["observed_agreement"]), _cell(c["kappa"]), _cell(c["ci_low"]),
+             _cell(c["ci_high"])]
+            for statistic, seen, block in blocks for key, c in block["conditions"].items()]
+    return Table("annotator_agreement", ANNOTATOR_AGREEMENT_COLUMNS, rows, len(rows))
+
+
 def build(table: str, params: dict, identified: bool = False) -> Table:
     """The named table; BadParams when the name is unknown."""
     if table == "radpeer":
@@ -240,6 +275,10 @@ def build(table: str, params: dict, identified: bool = False) -> Table:
         return significant_edits_table(params)
     if table == "qa_reviews":
         return qa_reviews_table(params)
+    if table in ("draft_agreement", "draft_agreement_levels"):
+        return draft_agreement_table(params, per_level=table == "draft_agreement_levels")
+    if table == "annotator_agreement":
+        return annotator_agreement_table(params)
     raise services.BadParams("table", "table must be one of " + ", ".join(TABLES))
 
 

@@ -83,6 +83,10 @@ class ConditionOutcome(models.Model):
     ai_present = models.BooleanField(null=True, blank=True)
     draft_label = models.SmallIntegerField()
     signed_label = models.SmallIntegerField()
+    # Per level ({level: value}, spine_labels ``Label.level_values``; "study" for a condition no level names):
+    # null on rows computed before per-level labels existed (``compute_edit_metrics`` fills them).
+    draft_levels = models.JSONField(null=True, blank=True)
+    signed_levels = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["metrics", "condition"]

@@ -15,7 +15,9 @@ from django.views.decorators.http import require_GET
 from backend.accounts.roles import role_of
 from backend.inference.models import ModelVersion
 
-from . import burden_summary, charts, conditions, demo, edit_burden, exports, services, turnaround
+from backend.annotations import metrics as annotation_metrics
+
+from . import burden_summary, charts, conditions, demo, draft_agreement, edit_burden, exports, services, turnaround
 from .models import EditMetrics
 
 
@@ -71,13 +73,23 @@ def _turnaround_rows(params: dict) -> list[dict]:
             for g in groups]
 
 
+def _annotators() -> dict:
+    """Annotator agreement, one row per condition with its Cohen and Fleiss figures, for the dashboard."""
+    data = annotation_metrics.annotator_agreement()
+    rows = [{"condition": k, "display_name": conditions._display_name(k), "cohen": c,
+             "fleiss": data["fleiss"]["conditions"][k]} for k, c in data["conditions"].items()]
+    return {**data, "rows": rows}
+
+
 @require_GET
 @login_required
 @permission_required("analytics.view_analytics", raise_exception=True)
 def dashboard(request):
+    label_metrics = request.user.has_perm("annotations.view_label_metrics")
     context = {"role": role_of(request.user) or "none", "choices": _choices(), "raw": request.GET,
                "can_identify": request.user.has_perm("analytics.export_identified"),
-               "tables": exports.TABLES, "charts": charts.CHARTS, "titles": charts.TITLES}
+               "tables": [t for t in exports.TABLES if label_metrics or t != "annotator_agreement"],
+               "charts": charts.CHARTS, "titles": charts.TITLES}
     try:
         params = services.parse_params(request.GET)
     except services.BadParams as exc:
@@ -88,5 +100,6 @@ def dashboard(request):
         params=params, query=query, amp="&" if query else "",
         reports=qs.count(), demo_reports=demo.count_in(qs),
         radpeer=services.radpeer_summary(params), edits=services.edits_summary(params),
-        conditions=conditions.summary(qs), turnaround=_turnaround_rows(params), burden=_burden(qs, params))
+        conditions=conditions.summary(qs), turnaround=_turnaround_rows(params), burden=_burden(qs, params),
+        agreement=draft_agreement.summary(qs), annotators=_annotators() if label_metrics else None)
     return render(request, "analytics/dashboard.html", context)

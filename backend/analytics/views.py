@@ -16,10 +16,11 @@ from backend.accounts.permissions import require_perms
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
 
-from . import burden_summary, charts, conditions, edit_burden, exports, services, turnaround
+from . import burden_summary, charts, conditions, draft_agreement, edit_burden, exports, services, turnaround
 
 CanViewAnalytics = require_perms("analytics.view_analytics")
 IDENTIFIED_PERM = "analytics.export_identified"
+LABEL_METRICS_PERM = "annotations.view_label_metrics"  # the annotator_agreement table needs it too
 
 FILTERS = [
     OpenApiParameter("date_from", OpenApiTypes.DATE, description="first sign-off day, inclusive (UTC)"),
@@ -151,12 +152,24 @@ class EditBurdenAnalytics(_FilteredSummary):
                 "reports": burden_summary.reports(qs)}
 
 
+class DraftAgreementAnalytics(_FilteredSummary):
+    """GET (filters): AI draft vs signed report agreement (percent agreement with Wilson CI, Cohen's kappa with
+    jackknife CI) per condition and per condition x level, from the rule labeler on both texts."""
+
+    @extend_schema(parameters=FILTERS, responses={200: JSON, 400: BAD_PARAMS})
+    def get(self, request):
+        return super().get(request)
+
+    def summary(self, params):
+        return draft_agreement.summary(services.metrics_queryset(params))
+
+
 TABLE = OpenApiParameter("table", str, enum=list(exports.TABLES), required=True)
 
 
 class AnalyticsExport(APIView):
-    """GET ?table=radpeer|edits|reports|conditions|turnaround|edit_burden|significant_edits (+ filters,
-    identified): streamed CSV, audited."""
+    """GET ?table=radpeer|edits|reports|conditions|turnaround|edit_burden|significant_edits|draft_agreement|
+    draft_agreement_levels|annotator_agreement (+ filters, identified): streamed CSV, audited."""
 
     permission_classes = [CanViewAnalytics]
 
@@ -166,7 +179,10 @@ class AnalyticsExport(APIView):
     def get(self, request):
         try:
             params, identified = _export_params(request)
-            table = exports.build(request.query_params.get("table") or "", params, identified=identified)
+            name = request.query_params.get("table") or ""
+            if name == "annotator_agreement" and not request.user.has_perm(LABEL_METRICS_PERM):
+                raise PermissionDenied(f"annotator agreement needs the permission {LABEL_METRICS_PERM}")
+            table = exports.build(name, params, identified=identified)
         except services.BadParams as exc:
             return _bad(exc)
         _audit(request, "csv", table.name, params, identified, [table])
@@ -190,6 +206,10 @@ class AnalyticsExportXlsx(APIView):
             params, identified = _export_params(request)
             name = request.query_params.get("table") or "all"
             names = exports.TABLES if name == "all" else [name]
+            if "annotator_agreement" in names and not request.user.has_perm(LABEL_METRICS_PERM):
+                if name != "all":
+                    raise PermissionDenied(f"annotator agreement needs the permission {LABEL_METRICS_PERM}")
+                names = [n for n in names if n != "annotator_agreement"]
             tables = [exports.build(n, params, identified=identified) for n in names]
         except services.BadParams as exc:
             return _bad(exc)

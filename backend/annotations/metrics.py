@@ -11,6 +11,11 @@ sensitivity/specificity), so the web figures and the CLI's agree.
   the extraction (``unseen``: blind, not revealed) and those in which both had
   (``seen``: assisted, or revealed before submitting); mixed pairs are in
   neither. Agreement of anchored annotators is not agreement of readers.
+  ``fleiss``: Fleiss' kappa per condition over the tasks with three or more annotations, all of them
+  (``spine_labels.fleiss_kappa``; the number of annotators may vary by task).
+  Every kappa has a 95% interval: the delete-one jackknife over tasks (``spine_labels.jackknife_ci``,
+  estimate +- 1.96 SE, clipped to [-1, 1]; null when fewer than two tasks, a leave-one-out kappa is
+  undefined, or, for Cohen's, one annotator used a single value throughout). Per condition x level agreement needs per-level annotations, which annotators do not give yet.
 * Reveal effect: blind annotations revealed before submitting, and how many of
   their rows changed after the reveal, and how many of those changed to the
   suggestion (anchoring, or the labeler catching a slip).
@@ -23,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from spine_labels import cohen_kappa, evaluate
+from spine_labels import evaluate, fleiss_kappa, jackknife_ci, pair_kappa_ci
 from spine_labels.schema import condition_keys
 
 from .models import Annotation, Extraction
@@ -36,25 +41,48 @@ def _num(x):
     return x
 
 
+CI_METHOD = "delete-one jackknife over tasks, estimate +- 1.96 SE, clipped to [-1, 1]"
+
+
+def _kappa_cells(estimate_low_high: tuple) -> dict:
+    kappa, low, high = estimate_low_high
+    return {"kappa": _num(kappa), "ci_low": low, "ci_high": high}
+
+
 def _agreement(pairs: list[tuple[Annotation, Annotation]]) -> dict:
-    keys = list(condition_keys())
-    first, second = [a.labels for a, _ in pairs], [b.labels for _, b in pairs]
-    kappas = cohen_kappa(first, second, conditions=keys) if pairs else {k: math.nan for k in keys}
+    """Cohen's kappa per condition over the (first, second) annotation pairs of tasks."""
     out = {}
-    for k in keys:
-        both = [(x[k], y[k]) for x, y in zip(first, second) if k in x and k in y]
-        out[k] = {"n": len(both), "kappa": _num(kappas[k]),
+    for k in condition_keys():
+        both = [(a.labels[k], b.labels[k]) for a, b in pairs if k in a.labels and k in b.labels]
+        out[k] = {"n": len(both), **_kappa_cells(pair_kappa_ci(both)),
                   "observed_agreement": (sum(1 for x, y in both if x == y) / len(both)) if both else None}
     return {"n_tasks": len(pairs), "conditions": out}
 
 
+def _fleiss(groups: list[list[Annotation]]) -> dict:
+    """Fleiss' kappa per condition over tasks with three or more annotations (every annotation counted).
+
+    Observed agreement: the mean over tasks of the share of agreeing annotator pairs (Fleiss' P-bar).
+    """
+    out = {}
+    for k in condition_keys():
+        ratings = [tuple(sorted(a.labels[k] for a in g if k in a.labels)) for g in groups]
+        ratings = [r for r in ratings if len(r) >= 3]
+        p_bar = (sum(sum(1 for i, x in enumerate(r) for y in r[i + 1:] if x == y) / (len(r) * (len(r) - 1) / 2)
+                     for r in ratings) / len(ratings)) if ratings else None
+        out[k] = {"n": len(ratings), **_kappa_cells(jackknife_ci(ratings, fleiss_kappa)),
+                  "observed_agreement": p_bar}
+    return {"n_tasks": len(groups), "annotations": sum(len(g) for g in groups), "conditions": out}
+
+
 def annotator_agreement() -> dict:
-    firsts: dict[int, list[Annotation]] = defaultdict(list)
+    by_task: dict[int, list[Annotation]] = defaultdict(list)
     for a in Annotation.objects.order_by("task_id", "submitted_at", "pk").only("task_id", "labels", "extraction_seen"):
-        if len(firsts[a.task_id]) < 2:
-            firsts[a.task_id].append(a)
-    pairs = [(p[0], p[1]) for p in firsts.values() if len(p) == 2]
+        by_task[a.task_id].append(a)
+    pairs = [(p[0], p[1]) for p in by_task.values() if len(p) >= 2]
     out = _agreement(pairs)
+    out["ci_method"] = CI_METHOD
+    out["fleiss"] = _fleiss([g for g in by_task.values() if len(g) >= 3])
     out["by_exposure"] = {
         "unseen": _agreement([(a, b) for a, b in pairs if not a.extraction_seen and not b.extraction_seen]),
         "seen": _agreement([(a, b) for a, b in pairs if a.extraction_seen and b.extraction_seen]),

@@ -193,8 +193,9 @@ class ImportReports(APIView):
 
 
 class LabelMetrics(APIView):
-    """GET per-condition Cohen's kappa between annotators (also split by whether they saw the extraction), what
-    revealing changed in blind first passes, and each labeler's accuracy against verified labels."""
+    """GET per-condition Cohen's kappa between annotators (also split by whether they saw the extraction) and
+    Fleiss' kappa over tasks with three or more annotations, each with a jackknife 95% interval; what revealing
+    changed in blind first passes; each labeler's accuracy against verified labels."""
 
     permission_classes = [CanViewMetrics]
 

@@ -56,3 +56,40 @@ def test_sensitivity_undefined_without_positives():
     m = evaluate([{"cyst": 0}], [{"cyst": 0}])["cyst"]
     assert math.isnan(m.sensitivity) and m.specificity == 1.0
     assert "n/a" in format_table({"cyst": m})
+
+
+# ---- Fleiss' kappa and the jackknife interval (issue 23) --------------------------------------------------------
+
+from spine_labels import fleiss_kappa, jackknife_ci, pair_kappa, pair_kappa_ci  # noqa: E402
+
+# Fleiss (1971) as reproduced on Wikipedia ("Fleiss' kappa", worked example): 10 subjects, 14 raters, 5
+# categories; counts per subject and category. P-bar = 0.378, P-e = 0.213, kappa = 0.210.
+FLEISS_EXAMPLE = [(0, 0, 0, 0, 14), (0, 2, 6, 4, 2), (0, 0, 3, 5, 6), (0, 3, 9, 2, 0), (2, 2, 8, 1, 1),
+                  (7, 7, 0, 0, 0), (3, 2, 6, 3, 0), (2, 5, 3, 2, 2), (6, 5, 2, 1, 0), (0, 2, 2, 3, 7)]
+
+
+def test_fleiss_textbook_value():
+    ratings = [[c for c, n in enumerate(counts) for _ in range(n)] for counts in FLEISS_EXAMPLE]
+    assert fleiss_kappa(ratings) == pytest.approx(0.20993, abs=1e-5)
+
+
+def test_fleiss_undefined_and_varying_raters():
+    assert math.isnan(fleiss_kappa([])) and math.isnan(fleiss_kappa([[1, 1], [1, 1, 1]]))
+    # subjects rated by one rater only are ignored; 2 + 3 raters: P = 1 (11), 1/3 (110) -> P-bar 2/3;
+    # shares over the 5 ratings: p1 = 4/5, p0 = 1/5 -> Pe = 17/25; kappa = (2/3 - 17/25) / (8/25) = -1/24
+    assert fleiss_kappa([[1, 1], [1, 1, 0], [0]]) == pytest.approx(-1 / 24)
+
+
+def test_jackknife_matches_brute_force_and_drops_degenerate_intervals():
+    pairs = [(1, 1), (1, 0), (0, 0), (0, 0), (-1, 0), (1, 1), (0, -1)]
+    est, low, high = jackknife_ci(pairs, pair_kappa)
+    loo = [pair_kappa(pairs[:i] + pairs[i + 1:]) for i in range(len(pairs))]
+    n, mean = len(pairs), sum(loo) / len(loo)
+    se = math.sqrt((n - 1) / n * sum((v - mean) ** 2 for v in loo))
+    assert est == pytest.approx(cohen_kappa_score([a for a, _ in pairs], [b for _, b in pairs]))
+    assert (low, high) == (pytest.approx(max(-1, est - 1.959963984540054 * se)),
+                           pytest.approx(min(1, est + 1.959963984540054 * se)))
+    assert pair_kappa_ci(pairs) == (est, low, high)
+    assert jackknife_ci(pairs[:1], pair_kappa)[1:] == (None, None)  # one item: no interval
+    # B says 0 throughout: kappa 0 whatever A did, every leave-one-out too -> no interval
+    assert pair_kappa_ci([(1, 0), (0, 0), (1, 0)]) == (0.0, None, None)

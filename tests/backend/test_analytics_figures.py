@@ -240,7 +240,8 @@ def test_xlsx_has_one_sheet_per_table_and_is_audited(signed, client_for, users):
     assert "attachment" in r["Content-Disposition"] and ".xlsx" in r["Content-Disposition"]
     wb = load_workbook(io.BytesIO(b"".join(r.streaming_content)), read_only=True)
     assert wb.sheetnames == ["radpeer", "edits", "reports", "conditions", "turnaround", "edit_burden",
-                             "significant_edits", "qa_reviews"]
+                             "significant_edits", "draft_agreement", "draft_agreement_levels", "annotator_agreement",
+                             "qa_reviews"]
     reports = list(wb["reports"].iter_rows(values_only=True))
     assert len(reports) == 1 + 4 and reports[0][:2] == ("study_id", "report_id")
     assert {row[1] for row in reports[1:]} == {s.pk for s in signed}
@@ -255,11 +256,20 @@ def test_xlsx_has_one_sheet_per_table_and_is_audited(signed, client_for, users):
     assert (audit.user, audit.target_id) == (users["admin"], "all")
     # significant edits (issue 23): case 1 fracture present -> absent; case 2 herniation absent -> present and
     # canal absent -> uncertain; case 3 herniation uncertain -> present: 4 rows.
+    # draft agreement (issue 23): one row per condition; per condition x level: the levels the reports name
+    # (L4-L5: cases 0, 1, 3; L1: case 1's draft; L5-S1: case 2 signed) for every condition, plus "study" for
+    # every condition (some text names no level for it: e.g. case 2's draft "No disc herniation"): 3N + N rows.
+    # Annotator agreement: 4 blocks (Cohen any / neither saw / both saw, Fleiss) x N conditions, figures null
+    # without annotations.
+    levels = 3 * N_CONDITIONS + N_CONDITIONS
     assert audit.detail == {"params": {"group_by": "reader"},
-                            "row_count": 2 + 6 + 4 + N_CONDITIONS + 1 + 2 + 2 + 4,
+                            "row_count": 2 + 6 + 4 + N_CONDITIONS + 1 + 2 + 2 + 4 + N_CONDITIONS + levels
+                            + 4 * N_CONDITIONS,
                             "identified": False, "format": "xlsx",
                             "tables": {"radpeer": 2, "edits": 6, "reports": 4, "conditions": N_CONDITIONS + 1,
                                        "turnaround": 2, "edit_burden": 2, "significant_edits": 4,
+                                       "draft_agreement": N_CONDITIONS, "draft_agreement_levels": levels,
+                                       "annotator_agreement": 4 * N_CONDITIONS,
                                        "qa_reviews": 0}}  # one 3b case selected, not reviewed
 
 

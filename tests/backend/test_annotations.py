@@ -281,7 +281,20 @@ def test_kappa_and_labeler_accuracy_by_hand(annotators, client_for):
     body = client_for("admin").get("/api/annotations/metrics").json()
     agreement = body["annotator_agreement"]
     assert agreement["n_tasks"] == 4
-    assert agreement["conditions"]["canal"] == {"n": 4, "kappa": 0.5, "observed_agreement": 0.75}
+    canal_row = agreement["conditions"]["canal"]
+    assert {k: canal_row[k] for k in ("n", "kappa", "observed_agreement")} == {"n": 4, "kappa": 0.5,
+                                                                               "observed_agreement": 0.75}
+    # 95% CI, delete-one jackknife over tasks. Leaving out task 0 (1,1): A = 1 0 0, B = 0 0 0, po = 2/3,
+    # pe = 1/3 * 0 + 2/3 * 1 = 2/3 -> 0; task 1 (1,0): A = B = 1 0 0 -> 1; task 2 or 3 (0,0): A = 1 1 0,
+    # B = 1 0 0, po = 2/3, pe = 2/3 * 1/3 + 1/3 * 2/3 = 4/9 -> (2/9) / (5/9) = 0.4. Mean 0.45; squared
+    # deviations 0.2025 + 0.3025 + 0.0025 + 0.0025 = 0.51; SE = sqrt(3/4 * 0.51) = 0.618466;
+    # 0.5 -+ 1.959964 * 0.618466 = -0.712171 .. 1.712171, clipped to 1.
+    assert canal_row["ci_low"] == pytest.approx(-0.712171, abs=1e-6) and canal_row["ci_high"] == 1.0
+    assert agreement["ci_method"].startswith("delete-one jackknife over tasks")
+    # herniation: every leave-one-out kappa is 1 -> SE 0 -> the interval is the point
+    assert (agreement["conditions"]["herniation"]["ci_low"], agreement["conditions"]["herniation"]["ci_high"]) == (1.0, 1.0)
+    assert agreement["conditions"]["fracture"]["ci_low"] is None
+    assert agreement["fleiss"]["n_tasks"] == 0 and agreement["fleiss"]["conditions"]["canal"]["kappa"] is None
     assert agreement["conditions"]["herniation"]["kappa"] == 1.0
     assert agreement["conditions"]["fracture"]["kappa"] is None
     # submitted blind without a reveal (the default mode): every pair is of annotators who never saw the extraction

@@ -47,11 +47,12 @@ MATRIX = {
     "analytics-export-xlsx": ("get", {}, {"admin"}),
     "analytics-chart": ("get", {}, {"admin"}),
     "analytics-edit-burden": ("get", {}, {"admin"}),  # issue 23
+    "analytics-draft-agreement": ("get", {}, {"admin"}),  # issue 23
     # -- annotations (issue 7) --
     "annotation-queue": ("get", {}, {"annotator", "admin"}),
     "annotation-task": ("get", {"pk": 1}, {"annotator", "admin"}),
     "annotation-submit": ("post", {"pk": 1}, {"annotator", "admin"}),
-    "annotation-reveal": ("post", {"pk": 1}, {"annotator", "admin"}),
+    "annotation-reveal": ("post", {"pk": 1}, {"annotator", "admin"}),  # issue 23 (blind mode)
     "annotation-adjudication-queue": ("get", {}, {"admin"}),
     "annotation-adjudicate": ("post", {"pk": 1}, {"admin"}),
     "annotation-import": ("post", {}, {"admin"}),
