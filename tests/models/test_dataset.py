@@ -276,3 +276,77 @@ def test_report_agent_trains_on_a_dataset(built, tmp_path):
                        "--batch-size", "2", "--lora-r", "2", "--lora-alpha", "4", "--tasks", "short"]) == 0
     meta = (tmp_path / "ra" / "report_agent" / "config.json").read_text()
     assert f"dataset {built}" in meta and "SYNTHETIC" in meta  # the data it learnt from, as the dataset says
+
+
+def test_reports_labelled_by_spine_labels_llm_labeler(export, tmp_path):
+    """--llm-url: report labels from spine_labels' LLM labeler (an OpenAI-compatible endpoint on 127.0.0.1
+    that answers one fixed, valid reply)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pytest.importorskip("spine_labels")
+    from spinefm.conditions import CONDITION_KEYS
+
+    text = "FINDINGS: Mild canal stenosis at L4-L5. No fracture.\nIMPRESSION: Mild canal stenosis at L4-L5."
+    labels = {k: {"value": 0, "evidence": [], "severity": None} for k in CONDITION_KEYS}
+    labels["canal"] = {"value": 1, "evidence": ["Mild canal stenosis at L4-L5"], "severity": "mild"}
+    reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": json.dumps({"labels": labels})}}]})
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.rfile.read(int(self.headers["Content-Length"]))
+            data = reply.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        rows = list(csv.DictReader(open(export / "reports.csv")))[:2]
+        reports = tmp_path / "reports.csv"
+        with open(reports, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows([{**r, "report": text} for r in rows])
+        import os
+
+        os.environ["TEST_LLM_KEY"] = "sk-test"
+        out = tmp_path / "ds"
+        assert _build(out, "--dicom", str(export), "--reports", str(reports), "--llm-url",
+                      f"http://127.0.0.1:{httpd.server_address[1]}/v1", "--llm-model", "fake-70b",
+                      "--llm-api-key-env", "TEST_LLM_KEY") == 0
+    finally:
+        httpd.shutdown()
+        os.environ.pop("TEST_LLM_KEY", None)
+    ds = Dataset(out)
+    labelled = [e for e in ds.entries if e.labels]
+    assert len(labelled) == 2 and all("LLM fake-70b" in e.labels and "llm" in e.labels for e in labelled)
+    assert seen and seen[0] == ("/v1/chat/completions", "Bearer sk-test")
+    for rec in ds.cases(None):
+        if rec.report == text:
+            assert rec.labels["canal"] == 1 and rec.labels["fracture"] == 0
+
+
+def test_a_platform_export_gives_verified_labels_patients_and_splits(export, tmp_path):
+    """A dataset version exported by the platform (export.json) + the images: its labels and splits win."""
+    rows = list(csv.DictReader(open(export / "reports.csv")))
+    items = [{"study_instance_uid": r["StudyInstanceUID"], "patient_id": f"PAT{i // 2}", "split": ["train", "test"][i // 2 % 2],
+              "synthetic": True, "labels": {"canal": 1, "herniation": 0}} for i, r in enumerate(rows[:4])]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"dataset": {"name": "site", "version": 1}, "items": items}))
+    out = tmp_path / "ds"
+    assert _build(out, "--dicom", str(export), "--platform-export", str(path)) == 0
+    by_key = {e.key: e for e in Dataset(out).entries}
+    for i, item in enumerate(items):
+        e = by_key[item["study_instance_uid"]]
+        assert (e.labels, e.patient_id, e.split) == ("platform export", f"PAT{i // 2}", item["split"])
+    assert {r.case_id: r.labels for r in Dataset(out).cases(None)}[items[0]["study_instance_uid"]] == \
+        {"canal": 1, "herniation": 0}

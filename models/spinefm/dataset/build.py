@@ -78,6 +78,16 @@ class Tables:
                 self.problems += t.problems
         self.rules = args.label_reports
         self.labeler = ""
+        self.llm = None
+        if args.llm_url:
+            try:
+                import spine_labels
+            except ImportError:
+                raise SystemExit("--llm-url labels reports with spine_labels' LLM labeler: install the annotation "
+                                 "package (pip install -e annotation)") from None
+            key = os.environ.get(args.llm_api_key_env, "") if args.llm_api_key_env else None
+            self.llm = spine_labels.LLMLabeler(base_url=args.llm_url, model=args.llm_model, api_key=key or None)
+            self.labeler = f"spine_labels LLM {args.llm_model} (prompt {spine_labels.PROMPT_VERSION})"
 
     def unmatched(self) -> list[dict]:
         out = []
@@ -89,6 +99,10 @@ class Tables:
 
     def rule_labels(self, text: str) -> tuple[dict[str, int], str]:
         from ..report.labels import extract_labels, labeler_name
+
+        if self.llm is not None:  # falls back to the rules itself when the model's answer cannot be trusted
+            out = self.llm.label(text)
+            return {k: int(v) for k, v in out.as_dict().items()}, f"report ({self.labeler}, {out.source})"
 
         if not self.labeler:
             self.labeler = labeler_name()
@@ -207,7 +221,8 @@ def gather_sources(args) -> tuple[list[StudySource], list[dict], list[dict]]:
     if args.label_reports and args.reports:
         from ..report.labels import labeler_name
 
-        records.append({"kind": "report-labeler", "labeler": labeler_name()})
+        records.append({"kind": "report-labeler", "labeler": f"spine_labels LLM {args.llm_model} at {args.llm_url}"
+                        if args.llm_url else labeler_name()})
     return studies, errors, records
 
 
@@ -241,7 +256,11 @@ def build(args) -> dict:
         except Exception as exc:  # a source that cannot deliver this study: listed, the build goes on
             writer.error(src.key, src.source, f"could not read the study: {type(exc).__name__}: {exc}")
             continue
-        entry, warnings = annotate(rec, src, truth, datasets, tables, args)
+        try:
+            entry, warnings = annotate(rec, src, truth, datasets, tables, args)
+        except Exception as exc:  # e.g. a labeler endpoint that fails for this report
+            writer.error(src.key, src.source, f"could not label the study: {type(exc).__name__}: {exc}")
+            continue
         entry.order = order
         writer.add(rec, entry)
         for w in warnings:
@@ -273,6 +292,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a dataset version exported by the platform (export.json): verified labels and splits")
     b.add_argument("--no-label-reports", dest="label_reports", action="store_false",
                    help="do not label report texts with spine_labels' rules where no labels row exists")
+    b.add_argument("--llm-url", default=None,
+                   help="label reports with spine_labels' LLM labeler at this OpenAI-compatible endpoint")
+    b.add_argument("--llm-model", default=None, help="the LLM labeler's model name")
+    b.add_argument("--llm-api-key-env", default=None, help="environment variable holding the endpoint's API key")
     b.add_argument("--img-size", type=int, default=112, help="preprocessed crop size (the model's --img-size)")
     b.add_argument("--split-seed", type=int, default=0, help="seed of the patient hash split (as the platform's)")
     b.add_argument("--ratios", type=json.loads, default=DEFAULT_RATIOS, help='JSON, e.g. {"train":0.8,"val":0.1,"test":0.1}')
@@ -299,6 +322,8 @@ def run(args) -> int:
         return 0
     if not (args.dicom or args.dicomweb or args.phantom):
         raise SystemExit("dataset build needs a source: --dicom DIR, --dicomweb URL or --phantom N")
+    if args.llm_url and not args.llm_model:
+        raise SystemExit("--llm-url needs --llm-model")
     if set(args.ratios) != set(SPLITS) or abs(sum(args.ratios.values()) - 1) > 1e-6:
         raise SystemExit(f"--ratios must give {', '.join(SPLITS)} summing to 1")
     try:
