@@ -350,3 +350,27 @@ def test_a_platform_export_gives_verified_labels_patients_and_splits(export, tmp
         assert (e.labels, e.patient_id, e.split) == ("platform export", f"PAT{i // 2}", item["split"])
     assert {r.case_id: r.labels for r in Dataset(out).cases(None)}[items[0]["study_instance_uid"]] == \
         {"canal": 1, "herniation": 0}
+
+
+def test_calibrate_and_evaluate_read_a_dataset_and_an_eval_dataset(export, tmp_path):
+    """calibrate (val split) and evaluate (every study of --eval-dataset): counted on the right cases, and
+    the metrics say what the data is."""
+    folder = tmp_path / "real"
+    _real(export, folder)
+    real = tmp_path / "real-ds"
+    assert _build(real, "--dicom", str(folder), *_tables(export)) == 0
+    held = tmp_path / "held-ds"  # a separate held-out set: every one of its studies is a test case
+    keys = [e.key for e in Dataset(real).entries if e.split == "test"]
+    assert _build(held, "--dicom", str(folder), "--reports", str(export / "reports.csv")) == 0
+    common = [*TINY, "--dataset", str(real), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["heads", "--out", str(tmp_path / "h"), "--diag-steps", "2", "--seg-steps", "1", *common]) == 0
+    assert main(["calibrate", "--init", str(tmp_path / "h"), "--out", str(tmp_path / "cal"), "--splits", "val",
+                 "--min-cases", "1", "--eval-dataset", str(held), *common]) == 0
+    record = json.loads((tmp_path / "cal" / "manifest.json").read_text())["operating_points"]
+    assert record["n_cases"] == 1 and record["dataset"] == str(real.resolve())
+    assert record["counts"]["eval dataset held-ds, after"]["n_cases"] == 6
+    assert main(["evaluate", "--bundle", str(tmp_path / "cal"), "--out", str(tmp_path / "ev"), "--n-boot", "5",
+                 "--kfold", "0", "--diag-steps", "2", "--baselines", "", *common]) == 0
+    res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert res["n_test_cases"] == len(keys) == 2 and res["data"].startswith("real studies")
+    assert res["synthetic_training"] is False
