@@ -156,7 +156,7 @@ def segmentation_metrics(model, cases, train_cases=None) -> dict:
 def kfold_metrics(model, views: dict, cases, conditions, k: int, steps: int, seed: int = 0, wd: float = 1e-2) -> dict:
     """Patient-level k-fold CV of the probes on the T1+T2 view of all given cases."""
     v = views["all"]
-    groups = [cases[i].case_id for i in v["idx"].tolist()]
+    groups = [cases[i].patient or cases[i].case_id for i in v["idx"].tolist()]  # a patient's studies share a fold
     labels = torch.stack([cases[i].label_vector(conditions) for i in v["idx"].tolist()])
     folds = []
     for tr, te in M.kfold_groups(groups, k, seed):

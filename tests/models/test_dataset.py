@@ -348,8 +348,10 @@ def test_a_platform_export_gives_verified_labels_patients_and_splits(export, tmp
     for i, item in enumerate(items):
         e = by_key[item["study_instance_uid"]]
         assert (e.labels, e.patient_id, e.split) == ("platform export", f"PAT{i // 2}", item["split"])
-    assert {r.case_id: r.labels for r in Dataset(out).cases(None)}[items[0]["study_instance_uid"]] == \
-        {"canal": 1, "herniation": 0}
+    cases = {r.case_id: r for r in Dataset(out).cases(None)}
+    assert cases[items[0]["study_instance_uid"]].labels == {"canal": 1, "herniation": 0}
+    # the patient travels with the case: evaluate's k-fold keeps a patient's studies in one fold
+    assert cases[items[1]["study_instance_uid"]].patient == "PAT0" == cases[items[0]["study_instance_uid"]].patient
 
 
 def test_calibrate_and_evaluate_read_a_dataset_and_an_eval_dataset(export, tmp_path):

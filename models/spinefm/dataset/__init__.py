@@ -254,7 +254,7 @@ class Dataset:
         for e in self.entries:
             if wanted is None or "all" in wanted or e.split in wanted:
                 rec = load_record(self.root / e.file)
-                rec.split = e.split
+                rec.split, rec.patient = e.split, e.patient_id
                 out.append(rec)
         return out
 
