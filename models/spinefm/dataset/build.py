@@ -189,7 +189,12 @@ def annotate(rec: CaseRecord, src: StudySource, truth: dict, datasets: list, tab
 def gather_sources(args) -> tuple[list[StudySource], list[dict], list[dict]]:
     """(studies, file errors, source records) of every --dicom, --dicomweb and --phantom source."""
     studies, errors, records = [], [], []
+    for path in (args.reports, args.labels_csv, args.findings_csv, args.platform_export):
+        if path and not Path(path).is_file():
+            raise SystemExit(f"dataset build: {path} is not a file")
     for folder in args.dicom or []:
+        if not Path(folder).is_dir():
+            raise SystemExit(f"dataset build: --dicom {folder} is not a directory")
         found, errs = scan_folder(folder, progress=not args.no_progress)
         studies += found
         errors += errs
@@ -228,9 +233,9 @@ def gather_sources(args) -> tuple[list[StudySource], list[dict], list[dict]]:
 
 def build(args) -> dict:
     cfg = nano_config(img_size=args.img_size).preprocess
-    writer = DatasetWriter(args.out, cfg, resume=not args.no_resume)
     studies, file_errors, records = gather_sources(args)
     tables = Tables(args)
+    writer = DatasetWriter(args.out, cfg, resume=not args.no_resume)
     seen = set()
     todo = []
     for s in studies:
