@@ -198,15 +198,31 @@ def test_a_patient_in_two_splits_is_refused(export, tmp_path, capsys):
         Dataset(out)
 
 
-def test_a_rerun_resumes(export, built, tmp_path):
+def test_a_rerun_resumes_and_reannotates(export, built, tmp_path):
     journal = (built / "progress.jsonl").read_text().splitlines()
+    stamps = {p: p.stat().st_mtime_ns for p in (built / "cases").glob("*.npz")}
     assert _build(built, "--dicom", str(export), *_tables(export)) == 0
-    assert (built / "progress.jsonl").read_text().splitlines() == journal  # nothing redone
+    assert (built / "progress.jsonl").read_text().splitlines() == journal  # nothing redone, nothing changed
+    # a fixed labels table: the annotation follows it, the cached pixels are not touched
+    lrows = list(csv.DictReader(open(export / "labels.csv")))
+    lrows[0]["canal"] = "-1" if lrows[0]["canal"] != "-1" else "1"
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(lrows[0]))
+        w.writeheader()
+        w.writerows(lrows)
+    tables = ["--reports", str(export / "reports.csv"), "--labels-csv", str(labels),
+              "--findings-csv", str(export / "findings.csv")]
+    assert _build(built, "--dicom", str(export), *tables) == 0
+    assert {p: p.stat().st_mtime_ns for p in (built / "cases").glob("*.npz")} == stamps
+    case = {r.case_id: r for r in Dataset(built).cases(None)}[lrows[0]["StudyInstanceUID"]]
+    assert case.labels["canal"] == int(lrows[0]["canal"])
     first = Dataset(built).entries[0]
     (built / first.file).unlink()  # a lost case file is rebuilt
     assert _build(built, "--dicom", str(export), *_tables(export)) == 0
-    assert len((built / "progress.jsonl").read_text().splitlines()) == len(journal) + 1
-    assert len(Dataset(built).entries) == 6
+    assert (built / first.file).exists() and len(Dataset(built).entries) == 6
+    case = {r.case_id: r for r in Dataset(built).cases(None)}[lrows[0]["StudyInstanceUID"]]
+    assert case.labels["canal"] != int(lrows[0]["canal"])  # the original table again
 
 
 def test_stages_train_on_a_dataset_and_the_manifest_follows_its_sources(export, built, tmp_path):

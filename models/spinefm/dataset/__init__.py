@@ -4,8 +4,10 @@ Layout::
 
     dataset.json    format, preprocess config, sources (what was read, whether synthetic),
                     one entry per study (case file, patient, split, source, synthetic), counts
-    cases/*.npz     one preprocessed study each (spinefm.data.save_record: uint8 crops + labels,
-                    report, findings, vendor, split)
+    cases/*.npz     one preprocessed study each (spinefm.data.save_record: uint8 crops, series, vendor;
+                    for phantoms also the generator's truth): the expensive part, never redone
+    cases/*.json    its annotation from the tables (report, labels, findings, split, patient):
+                    recomputed on every build, so a rerun after fixing a table only re-reads the tables
     errors.json     per study: why it is not in the dataset (the build never stops for one study)
     progress.jsonl  the build's journal (studies done or failed), so a rerun resumes
 
@@ -22,7 +24,7 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..data import CaseRecord, cache_key, load_record, save_record
@@ -52,6 +54,7 @@ class StudyEntry:
     labels: str = ""           # where the labels came from ("report rules", "labels table", "phantom truth", "")
     n_findings: int = 0
     order: int = 0             # position in the build's sources (training sees studies in this order)
+    facts: dict = field(default_factory=dict)  # what annotation needs from the headers / truth (resume)
 
 
 DEFAULT_RATIOS = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -102,6 +105,13 @@ def case_file(case_id: str) -> str:
     return f"{CASES}/{hashlib.sha256(case_id.encode()).hexdigest()[:24]}.npz"
 
 
+def annotation_file(file: str) -> str:
+    return file[:-len(".npz")] + ".json"
+
+
+ANNOTATION_KEYS = ("report", "labels", "findings", "split", "patient")
+
+
 def describe(sources: list[dict], entries) -> tuple[bool, str]:
     """(synthetic_training, data description) from what the studies are."""
     n = len(entries)
@@ -139,14 +149,11 @@ class DatasetWriter:
                     continue  # a line cut by an interrupted build
                 if "error" in item:
                     self.errors[item["key"]] = item
-                elif "warning" in item:
-                    self.warnings.setdefault(item["key"], []).append(item)
-                else:
+                elif "warning" not in item:
                     entry = StudyEntry(**item)
                     if (self.root / entry.file).exists():
                         self.done[entry.key] = entry
                         self.errors.pop(entry.key, None)
-            self.warnings = {k: v for k, v in self.warnings.items() if k in self.done}
         elif journal.exists():
             journal.unlink()
 
@@ -157,19 +164,35 @@ class DatasetWriter:
         with open(self.root / JOURNAL, "a") as f:
             f.write(json.dumps(item) + "\n")
 
+    def save_pixels(self, rec: CaseRecord) -> str:
+        """Cache one study's preprocessed record (before annotation); returns its file."""
+        file = case_file(rec.case_id)
+        save_record(rec, self.root / file)
+        return file
+
+    def bare(self, key: str) -> CaseRecord:
+        return load_record(self.root / self.done[key].file)
+
     def add(self, rec: CaseRecord, entry: StudyEntry) -> None:
+        """Record a study's annotation (its json beside the cached pixels) and journal the entry if it changed."""
         entry.file = case_file(rec.case_id)
-        save_record(rec, self.root / entry.file)
+        path = self.root / annotation_file(entry.file)
+        text = json.dumps({k: getattr(rec, k) for k in ANNOTATION_KEYS})
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        old = self.done.get(entry.key)
         self.done[entry.key] = entry
         self.errors.pop(entry.key, None)
-        self.warnings.pop(entry.key, None)
-        self._log(asdict(entry))
+        if old is None or asdict(old) != asdict(entry):
+            self._log(asdict(entry))
 
     def warn(self, key: str, source: str, reason: str) -> None:
-        """A study kept in the dataset with a problem (no report matched, a label outside the schema)."""
-        item = {"key": key, "source": source, "warning": reason}
-        self.warnings.setdefault(key, []).append(item)
-        self._log(item)
+        """A study kept in the dataset with a problem (no report matched, a label outside the schema);
+        recomputed with the annotation on every build, so not journalled."""
+        self.warnings.setdefault(key, []).append({"key": key, "source": source, "warning": reason})
+
+    def clear_warnings(self, key: str) -> None:
+        self.warnings.pop(key, None)
 
     def error(self, key: str, source: str, reason: str, **extra) -> None:
         item = {"key": key, "source": source, "error": reason, **extra}
@@ -254,6 +277,10 @@ class Dataset:
         for e in self.entries:
             if wanted is None or "all" in wanted or e.split in wanted:
                 rec = load_record(self.root / e.file)
+                ann = self.root / annotation_file(e.file)
+                if ann.exists():
+                    for k, v in json.loads(ann.read_text()).items():
+                        setattr(rec, k, v)
                 rec.split, rec.patient = e.split, e.patient_id
                 out.append(rec)
         return out

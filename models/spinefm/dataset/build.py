@@ -132,22 +132,38 @@ def _platform_table(path) -> T.Table:
     return table
 
 
-def annotate(rec: CaseRecord, src: StudySource, truth: dict, datasets: list, tables: Tables, args) -> tuple[StudyEntry, list[str]]:
-    """Report, labels, findings, patient and split of one study; returns its entry and warnings."""
+def facts_of(datasets: list, src: StudySource, truth: dict) -> dict:
+    """What annotation needs from a study's headers and truth, kept so a rerun can re-annotate without them."""
+    first = datasets[0]
+    return {"study_instance_uid": str(first.get("StudyInstanceUID", "")) or src.study_instance_uid,
+            "accession": src.accession or str(first.get("AccessionNumber", "") or ""),
+            "patient": src.patient_id or str(first.get("PatientID", "") or ""),
+            "synthetic": bool(truth.get("synthetic")) or is_synthetic_header(first),
+            "truth_split": truth.get("split", "") if truth else "", "phantom": bool(truth)}
+
+
+def apply_truth(rec: CaseRecord, truth: dict) -> None:
+    """The generator's truth as the record's report, labels and findings (cached with the pixels)."""
+    report = truth.get("report", {})
+    rec.report = report.get("text", "") if isinstance(report, dict) else str(report)
+    rec.labels = {k: int(v) for k, v in truth.get("labels", {}).items()}
+    rec.findings = list(truth.get("findings", []))
+
+
+def annotate(rec: CaseRecord, src: StudySource, facts: dict, tables: Tables, args) -> tuple[StudyEntry, list[str]]:
+    """Report, labels, findings, patient and split of one study (``rec`` as cached: phantoms carry their
+    truth, other studies nothing yet); returns its entry and warnings."""
     warnings = []
-    uid = str(datasets[0].get("StudyInstanceUID", "")) or src.study_instance_uid
-    accession = src.accession or str(datasets[0].get("AccessionNumber", "") or "")
-    patient = src.patient_id or str(datasets[0].get("PatientID", "") or "")
+    uid, accession, patient = facts["study_instance_uid"], facts["accession"], facts["patient"]
+    truth = facts.get("phantom", False)
+    if not truth:
+        rec.report, rec.labels, rec.findings = "", {}, []
     split, labels_from = "", ""
     report_row = tables.reports.match(uid, accession) if tables.reports else None
     labels_row = tables.labels.match(uid, accession) if tables.labels else None
     platform_row = tables.platform.match(uid, accession) if tables.platform else None
     if truth:  # phantom truth: what the generator drew
-        report = truth.get("report", {})
-        rec.report = report.get("text", "") if isinstance(report, dict) else str(report)
-        rec.labels = {k: int(v) for k, v in truth.get("labels", {}).items()}
-        rec.findings = list(truth.get("findings", []))
-        split, labels_from = truth.get("split", ""), "phantom truth"
+        split, labels_from = facts.get("truth_split", ""), "phantom truth"
     if report_row is not None:
         rec.report = report_row["_text"] or rec.report
         split = report_row["_split"] or split
@@ -178,11 +194,10 @@ def annotate(rec: CaseRecord, src: StudySource, truth: dict, datasets: list, tab
                 warnings.append(f"finding {f['condition']} at {f['level'] or '?'} but the labels say absent")
     group = split_group(patient, uid)
     split = split or split_of_group(group, args.split_seed, args.ratios)
-    synthetic = bool(truth.get("synthetic")) or is_synthetic_header(datasets[0]) or \
-        bool(platform_row and platform_row.get("_synthetic"))
+    synthetic = facts["synthetic"] or bool(platform_row and platform_row.get("_synthetic"))
     entry = StudyEntry(rec.case_id, "", patient or group, split, src.source, synthetic, src.key, accession,
-                       len(rec.series), bool(rec.report), labels_from, len(rec.findings))
-    rec.split = split
+                       len(rec.series), bool(rec.report), labels_from, len(rec.findings), facts=facts)
+    rec.split, rec.patient = split, patient or group
     return entry, warnings
 
 
@@ -250,19 +265,25 @@ def build(args) -> dict:
 
         it = tqdm(todo, desc="studies", dynamic_ncols=True)
     for order, src in enumerate(it):
-        if writer.has(src.key):
-            continue
+        if writer.has(src.key):  # cached: only the annotation is redone (the tables may have changed)
+            rec, facts = writer.bare(src.key), writer.done[src.key].facts
+        else:
+            try:
+                datasets, truth = src.load()
+                rec = study_record(datasets, cfg, src.case_id)
+                facts = facts_of(datasets, src, truth)
+                if truth:
+                    apply_truth(rec, truth)
+                writer.save_pixels(rec)
+            except StudyFailed as exc:
+                writer.error(src.key, src.source, str(exc))
+                continue
+            except Exception as exc:  # a source that cannot deliver this study: listed, the build goes on
+                writer.error(src.key, src.source, f"could not read the study: {type(exc).__name__}: {exc}")
+                continue
+        writer.clear_warnings(src.key)
         try:
-            datasets, truth = src.load()
-            rec = study_record(datasets, cfg, src.case_id)
-        except StudyFailed as exc:
-            writer.error(src.key, src.source, str(exc))
-            continue
-        except Exception as exc:  # a source that cannot deliver this study: listed, the build goes on
-            writer.error(src.key, src.source, f"could not read the study: {type(exc).__name__}: {exc}")
-            continue
-        try:
-            entry, warnings = annotate(rec, src, truth, datasets, tables, args)
+            entry, warnings = annotate(rec, src, facts, tables, args)
         except Exception as exc:  # e.g. a labeler endpoint that fails for this report
             writer.error(src.key, src.source, f"could not label the study: {type(exc).__name__}: {exc}")
             continue
