@@ -105,6 +105,12 @@ def case_file(case_id: str) -> str:
     return f"{CASES}/{hashlib.sha256(case_id.encode()).hexdigest()[:24]}.npz"
 
 
+def pseudonymous_id(study_instance_uid: str) -> str:
+    """A study's case id in the dataset and in a bundle's retrieval index: not its UID (the UID stays in
+    dataset.json at the site, as the study's key)."""
+    return "study-" + hashlib.sha256(f"spinefm-case/{study_instance_uid}".encode()).hexdigest()[:16]
+
+
 def annotation_file(file: str) -> str:
     return file[:-len(".npz")] + ".json"
 

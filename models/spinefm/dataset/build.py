@@ -27,7 +27,7 @@ from ..model import nano_config
 from ..results import UnsupportedStudy
 from ..study import StudyInput
 from . import (DEFAULT_RATIOS, SPLITS, Dataset, DatasetError, DatasetWriter, StudyEntry, is_synthetic_header,
-               split_group, split_of_group)
+               pseudonymous_id, split_group, split_of_group)
 from . import tables as T
 from .sources import StudySource, dicomweb_client, dicomweb_studies, phantom_studies, scan_folder
 
@@ -54,7 +54,7 @@ def study_record(datasets: list, cfg, case_id: str = "") -> CaseRecord:
         raise StudyFailed(f"unreadable pixels: {type(exc).__name__}: {exc}") from None
     if not rec.series:
         raise StudyFailed("no usable series: no sagittal T1/T2/STIR/Dixon/other MR series after typing")
-    rec.case_id = case_id or study.study_instance_uid
+    rec.case_id = case_id or pseudonymous_id(study.study_instance_uid)
     rec.vendor = str(datasets[0].get("Manufacturer", "") or "")
     return rec
 
