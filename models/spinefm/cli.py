@@ -1,5 +1,6 @@
 """``spinefm`` command line: one subcommand per training stage, evaluation and bundling.
 
+    spinefm dataset build ...   a dataset directory from DICOM folders, DICOMweb or phantoms (+ reports, labels, boxes)
     spinefm pretrain ...        self-supervised encoder pretraining (spinefm.ssl)
     spinefm align ...           tri-modal CLIP alignment
     spinefm synth ...           synthesizer layer weights
@@ -22,6 +23,7 @@ import shlex
 import sys
 
 STAGES = {
+    "dataset": ("spinefm.dataset.build", "build a dataset directory (DICOM folder, DICOMweb, phantoms) or show one"),
     "pretrain": ("spinefm.ssl.train", "self-supervised encoder pretraining (DINO/iBOT/KoLeo)"),
     "align": ("spinefm.train.align", "tri-modal CLIP alignment of T1, T2 and reports"),
     "synth": ("spinefm.train.synth", "train the synthesizer (layer-wise T1/T2 fusion)"),
@@ -54,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "spinefm " + shlex.join(argv)  # recorded in bundle manifests
     from .bundle import BundleError
     from .convert import CheckpointError
+    from .dataset import DatasetError
     from .text import TextModelError
 
     try:
         result = args._run(args)
-    except (BundleError, CheckpointError, TextModelError) as exc:  # bad input: its message, not a traceback
+    except (BundleError, CheckpointError, DatasetError, TextModelError) as exc:  # bad input: its message, not a traceback
         parser.exit(2, f"spinefm {args.command}: {exc}\n")
     return result if isinstance(result, int) else 0
 

@@ -62,6 +62,7 @@ class CaseRecord:
     vendor: str = ""
     split: str = ""
     findings: list[dict] = field(default_factory=list)
+    patient: str = ""   # the patient (datasets fill it): k-fold folds and bootstraps group by it
 
     def by_stream(self, stream: str) -> list[SeriesRecord]:
         return [s for s in self.series if s.stream == stream]

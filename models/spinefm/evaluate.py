@@ -28,7 +28,7 @@ from .bundle import load_model_dir
 from .levels import level_markdown, level_metrics
 from .model import SpineFM
 from .retrieval import ranks
-from .train.common import add_common_arguments, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging
+from .train.common import add_common_arguments, load_cases, load_eval_cases, set_threads, training_data, seed_everything, setup_logging
 from .train.features import VIEWS, case_views, slice_features, slice_targets, text_features
 from .train.heads import diagnosis_data, fit_diagnosis
 
@@ -156,7 +156,7 @@ def segmentation_metrics(model, cases, train_cases=None) -> dict:
 def kfold_metrics(model, views: dict, cases, conditions, k: int, steps: int, seed: int = 0, wd: float = 1e-2) -> dict:
     """Patient-level k-fold CV of the probes on the T1+T2 view of all given cases."""
     v = views["all"]
-    groups = [cases[i].case_id for i in v["idx"].tolist()]
+    groups = [cases[i].patient or cases[i].case_id for i in v["idx"].tolist()]  # a patient's studies share a fold
     labels = torch.stack([cases[i].label_vector(conditions) for i in v["idx"].tolist()])
     folds = []
     for tr, te in M.kfold_groups(groups, k, seed):
@@ -236,7 +236,7 @@ def evaluate_variant(name: str, model, train_cases, test_cases, args, own_heads:
 def evaluate(bundle_dir, train_cases, test_cases, args) -> dict:
     model, manifest = load_model_dir(bundle_dir)
     results = {"bundle": manifest["name"], "version": manifest["version"], "synthetic_training": manifest["synthetic_training"],
-               "data": "SYNTHETIC phantoms" if args.data != "real" else "real",
+               "data": training_data(args)["description"],
                "n_train_cases": len(train_cases), "n_test_cases": len(test_cases), "variants": {}}
     results["variants"]["spinefm"] = evaluate_variant("spinefm", model, train_cases, test_cases, args, own_heads=True)
     for name in [b for b in args.baselines.split(",") if b]:
