@@ -105,8 +105,8 @@ def run(args) -> int:
         uids = _ingest_phantoms(base_url, token, args.studies, data_dir / "phantoms")
         print()
         print(f"SpineAgent is running at {base_url}/  (API {base_url}/api/, DICOMweb {base_url}/dicom-web/)")
-        print(f"Annotator queue {base_url}/annotate/, admin analytics {base_url}/analytics/, "
-              f"training {base_url}/training/, Django admin {base_url}/admin/")
+        print(f"Annotator queue {base_url}/annotate/, QA peer review {base_url}/qa/, admin analytics "
+              f"{base_url}/analytics/, training {base_url}/training/, Django admin {base_url}/admin/")
         print("Demo accounts (all SYNTHETIC phantom data):")
         print(accounts.rstrip())
         print(f"Logs: {log_dir}. Press Ctrl-C to stop everything.")
