@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+
+from spinefm.bundle import MANIFEST, manifest_sha256, read_manifest
 
 from .analyzers import NO_FINDINGS
 from .models import ModelVersion
@@ -23,18 +23,16 @@ def register_bundle(path: Path | str, state: str = ModelVersion.CANDIDATE) -> Mo
             defaults={"path": NO_FINDINGS, "synthetic_training": False, "notes": "pipeline placeholder"})
     else:
         path = Path(path).resolve()
-        manifest_path = path / "manifest.json"
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{path} is not a model bundle (no manifest.json)")
-        raw = manifest_path.read_bytes()
-        manifest = json.loads(raw)
+        if not (path / MANIFEST).is_file():
+            raise FileNotFoundError(f"{path} is not a model bundle (no {MANIFEST})")
+        manifest = read_manifest(path)
         mv, _ = ModelVersion.objects.update_or_create(
             name=manifest["name"], version=str(manifest["version"]),
             defaults={
                 "path": str(path),
                 "metrics": manifest.get("metrics", {}),
                 "synthetic_training": bool(manifest.get("synthetic_training", True)),
-                "manifest_sha256": hashlib.sha256(raw).hexdigest(),
+                "manifest_sha256": manifest_sha256(path),
             },
         )
     if state == ModelVersion.ACTIVE:

@@ -126,7 +126,7 @@ def save_bundle(model: SpineFM, out: str | Path, name: str = "spinefm", version:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files,
     }
     manifest.update(extra or {})
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    write_manifest(out, manifest)
     for f in out.iterdir():  # safetensors writes 0600; bundles are read by other service users
         if f.is_file():
             f.chmod(0o644)
@@ -153,6 +153,19 @@ def resave_bundle(model: SpineFM, init: str | Path, out: str | Path, manifest: d
                        synthetic_training=bool(manifest["synthetic_training"]),
                        metrics=manifest.get("metrics") if metrics is None else metrics, extra=carried,
                        keep=tuple(f for f in (INDEX_WEIGHTS, INDEX_META) if f in manifest["files"]))
+
+
+def write_manifest(path: str | Path, manifest: dict) -> None:
+    """The one writer of a bundle's manifest.json (save_bundle, retraining)."""
+    (Path(path) / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def manifest_sha256(path: str | Path) -> str:
+    """sha256 of the manifest's bytes: a bundle version's fingerprint (the registry, lineage records)."""
+    try:
+        return hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise BundleError(f"{Path(path) / MANIFEST}: cannot read ({exc})") from None
 
 
 def read_manifest(path: str | Path) -> dict:

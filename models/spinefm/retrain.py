@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .bundle import FORMAT, MANIFEST, PART_FILES, BundleError, read_manifest, sha256_file, verify_files
+from .bundle import (FORMAT, PART_FILES, BundleError, manifest_sha256, read_manifest, sha256_file, verify_files,
+                     write_manifest)
 from .conditions import UNCERTAIN
 from .heads.diagnosis import DiagnosisHead
 
@@ -219,14 +220,13 @@ def retrain_bundle(base_dir: str | Path, out_dir: str | Path, train: Sequence[Ex
     try:
         _write_state(head, tmp / DIAGNOSIS_FILE)
         files = {fname: sha256_file(tmp / fname) for fname in base_manifest["files"]}
-        base_raw = (base_dir / MANIFEST).read_bytes()
         manifest = dict(base_manifest)
         manifest.update({
             "name": name or base_manifest["name"], "version": str(version),
             "metrics": metrics, "synthetic_training": synthetic,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files,
             "derived_from": {"name": base_manifest["name"], "version": str(base_manifest["version"]),
-                             "manifest_sha256": hashlib.sha256(base_raw).hexdigest()},
+                             "manifest_sha256": manifest_sha256(base_dir)},
             "dataset": dict(dataset or {}),
             "retrain": {"parts": ["diagnosis"], "steps": steps, "lr": lr, "weight_decay": weight_decay,
                         "seed": seed, "losses": losses,
@@ -240,7 +240,7 @@ def retrain_bundle(base_dir: str | Path, out_dir: str | Path, train: Sequence[Ex
             manifest.pop("operating_points", None)  # the base bundle's points describe the base heads
         if synthetic:
             manifest["data"] = "SYNTHETIC: " + str(base_manifest.get("data", "phantom-derived labels"))
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        write_manifest(tmp, manifest)
         for f in tmp.iterdir():
             if f.is_file():
                 f.chmod(0o644)

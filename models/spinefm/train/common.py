@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .. import distributed as dist_utils
+from ..bundle import MANIFEST, read_manifest
 from ..data import CaseRecord, phantom_cases, random_cases, sample_slices
 from ..model import SpineFM, SpineFMConfig, nano_config
 from ..preprocess import PreprocessConfig
@@ -175,10 +176,8 @@ def load_eval_cases(args, cfg: PreprocessConfig) -> list[CaseRecord]:
 def synthetic_of(args) -> bool:
     """A stage's synthetic_training: its data is synthetic, or the model it started from was trained on synthetic data."""
     synthetic = training_data(args)["synthetic"]
-    if getattr(args, "init", None):
-        manifest = Path(args.init) / "manifest.json"
-        if manifest.is_file():
-            synthetic = synthetic or bool(json.loads(manifest.read_text()).get("synthetic_training", True))
+    if getattr(args, "init", None) and (Path(args.init) / MANIFEST).is_file():
+        synthetic = synthetic or bool(read_manifest(args.init).get("synthetic_training", True))
     return synthetic
 
 
