@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from backend.errors import ServiceUnavailable, redact_addresses
+from backend.errors import redact_addresses
 from backend.studies.models import Study
 
 from .models import InferenceJob, InferenceResult, ModelVersion
@@ -60,22 +60,6 @@ def dispatch_pending(older_than: timedelta = timedelta(seconds=0)) -> int:
     pending = InferenceJob.objects.filter(status=InferenceJob.QUEUED, dispatched_at__isnull=True,
                                           created_at__lte=cutoff).values_list("pk", flat=True)
     return sum(dispatch(pk) for pk in list(pending))
-
-
-def broker_available() -> bool:
-    from backend.celery import app
-
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return True
-    except Exception:
-        return False
-
-
-def require_broker() -> None:
-    if not broker_available():
-        raise ServiceUnavailable("Redis", "the job queue (Celery broker) cannot be reached; try again shortly")
 
 
 @transaction.atomic

@@ -8,6 +8,7 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend import celery
 from backend.accounts.permissions import CanManageModelVersions, CanQueueJobs, CanViewJobs, CanViewModelVersions
 from backend.studies.models import Study
 
@@ -47,7 +48,7 @@ class QueueJob(APIView):
                                             503: OpenApiTypes.OBJECT})
     def post(self, request, study_instance_uid):
         study = get_object_or_404(Study, study_instance_uid=study_instance_uid)
-        jobs.require_broker()
+        celery.require_broker()
         job = jobs.create_job(study)
         return Response(InferenceJobSerializer(job).data, status=status.HTTP_201_CREATED)
 

@@ -22,6 +22,7 @@ from django.db.models import F, TextField, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from backend import celery
 from backend.inference import jobs, registry
 from backend.inference.analyzers import NO_FINDINGS
 from backend.inference.models import ModelVersion
@@ -83,7 +84,7 @@ def start(dataset: Any, user=None, base_model: Any = None, options: Any = None) 
         raise Conflict(f"{base.name} {base.version} is not a model bundle on disk; cannot retrain from it",
                        field="base_model")
     options = parse_options(options)
-    jobs.require_broker()
+    celery.require_broker()
     with transaction.atomic():
         run = TrainingRun.objects.create(dataset=dataset, base_model=base, options=options, started_by=user)
         transaction.on_commit(lambda: dispatch(run.pk))
@@ -95,7 +96,7 @@ def dispatch(run_id: int) -> None:
 
     try:
         run_training.apply_async((run_id,), retry=True, retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
-    except Exception as exc:  # the broker went away between require_broker() and commit
+    except Exception as exc:  # the broker went away between celery.require_broker() and commit
         fail(run_id, f"could not queue the run: the job queue is unavailable ({exc}); start it again")
 
 

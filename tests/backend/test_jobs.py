@@ -4,6 +4,7 @@ import signal
 
 import pytest
 
+from backend import celery
 from backend.inference import jobs
 from backend.inference.models import InferenceJob, InferenceResult
 from backend.studies.models import Study
@@ -59,7 +60,7 @@ def test_end_is_final_and_checked(job):
 @pytest.mark.django_db
 def test_queue_job_answers_503_when_redis_is_down(client_for, users, monkeypatch):
     study = Study.objects.create(study_instance_uid="1.2.826.0.1.3680043.10.999.2")
-    monkeypatch.setattr(jobs, "broker_available", lambda: False)
+    monkeypatch.setattr(celery, "broker_available", lambda: False)
     response = client_for("admin").post(f"/api/studies/{study.study_instance_uid}/jobs")
     assert response.status_code == 503 and response.json()["service"] == "Redis"
     assert not InferenceJob.objects.exists()
