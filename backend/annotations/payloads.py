@@ -84,12 +84,8 @@ def preset_levels(seen: "Seen", suggested: dict | None, annotations: list[Annota
                 start[key] = levels.merge([p.get(key, {}) for p in per])
         return start
     if seen.annotating:
-        if seen.first_pass:  # the first pass, plus the levels the (now revealed) extraction offers, undecided
-            first = levels.of_annotation(seen.first_pass)
-            start = _undecided(first, suggested)
-            for key, values in first.items():
-                start[key].update(values)
-            return start
+        if seen.first_pass:  # the first pass as fixed; the extraction's levels are offered beside it to add
+            return levels.of_annotation(seen.first_pass)
         return {k: dict(v) for k, v in suggested.items()} if seen.mode == modes.ASSISTED and suggested else _undecided()
     if seen.mine is not None:
         return levels.of_annotation(seen.mine)

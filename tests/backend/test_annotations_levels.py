@@ -174,11 +174,33 @@ def test_blind_withholds_the_levels_until_the_reveal(task, client_for):
     assert Reveal.objects.get(task=task).level_labels["canal"] == {"L3-L4": 1}
     shown = r.json()
     assert shown["first_pass_levels"]["canal"] == {"L3-L4": 1}
-    # the first pass, plus the level the extraction found, undecided
-    assert shown["preset_levels"]["canal"] == {"L3-L4": 1, "L4-L5": None}
+    # the rows are the first pass as fixed; the extraction's levels now come beside them, to add
+    assert shown["preset_levels"]["canal"] == {"L3-L4": 1} and shown["suggested_levels"]["canal"] == {"L4-L5": 1}
     # the same first pass again is the same reveal; different levels are a 409
     assert client.post(url(task, "reveal"), {"level_labels": first, "labels": labels(canal=1)},
                        format="json").status_code == 200
     moved = client.post(url(task, "reveal"), {"level_labels": {"canal": {"L4-L5": 1}}, "labels": labels(canal=1)},
                         format="json")
     assert moved.status_code == 409 and moved.json()["error"] == "already_revealed"
+
+
+def test_page_rows_are_per_level_with_the_level_next_to_the_evidence(task, client_for, settings):
+    import json
+    import re
+
+    client = client_for("annotator")
+    blind = client.get(f"/annotate/tasks/{task.pk}").content.decode()
+    assert set(re.findall(r'<tr data-condition="\w+"[^>]*data-level="([^"]+)"', blind)) == {"study"}
+    config = json.loads(re.search(r'<script id="task-config" type="application/json">(.*?)</script>', blind,
+                                  re.S).group(1))
+    assert config["suggested_levels"] is None and config["level_evidence"] is None and config["suggested"] is None
+    assert 'class="evidence"' not in blind and "<kbd>L</kbd> add a level" in blind
+    settings.SPINEAGENT_ANNOTATION_MODE = "assisted"
+    html = client.get(f"/annotate/tasks/{task.pk}").content.decode()
+    canal = re.search(r'<tr data-condition="canal"[^>]*data-level="L4-L5".*?</tr>', html, re.S).group(0)
+    assert re.search(r'name="canal" value="1"[^>]*checked', canal)
+    evidence = re.search(r'<td class="evidence">(.*?)</td>', canal, re.S).group(1)
+    assert "<span class=\"level-tag\">L4-L5</span> Canal stenosis at L4-5." in evidence  # the sentence
+    config = json.loads(re.search(r'<script id="task-config" type="application/json">(.*?)</script>', html,
+                                  re.S).group(1))
+    assert config["level_evidence"]["herniation"]["L5-S1"][0]["levels"] == "L5-S1"

@@ -110,8 +110,15 @@ def test_assisted_annotation_marks_changed_rows_in_the_browser(live_server, user
     steps = _browser({"BASE_URL": live_server.url, "TASK_ID": str(task.pk), "ANNOTATOR": f"annotator:{password}",
                       "SCENARIO": "assisted"}, ARTIFACTS.with_name("e2e-annotation-assisted"))
     assert steps["assisted: preset, a changed row is marked"]["changed"] == ["par"]
+    two = steps["assisted: one condition at two levels, by keyboard"]
+    assert two["levels"] == ["L3-L4", "L4-L5"] and two["api_canal"] == {"L3-L4": -1, "L4-L5": 1}
     annotation = task.annotations.get()
     assert (annotation.mode, annotation.extraction_seen, annotation.labels) == ("assisted", True, {**preset, "par": 1})
+    # canal is present (at L4-L5), whatever L3-L4 is; the other conditions sit where the extraction put them
+    assert annotation.level_labels["canal"] == {"L3-L4": -1, "L4-L5": 1}
+    assert annotation.level_labels["par"] == {"L5": 1}
+    verified = task.verified
+    assert verified.level_labels["canal"] == {"L3-L4": -1, "L4-L5": 1} and verified.labels["canal"] == 1
 
 
 def _copy_to_docs() -> None:
