@@ -204,3 +204,108 @@ def test_page_rows_are_per_level_with_the_level_next_to_the_evidence(task, clien
     config = json.loads(re.search(r'<script id="task-config" type="application/json">(.*?)</script>', html,
                                   re.S).group(1))
     assert config["level_evidence"]["herniation"]["L5-S1"][0]["levels"] == "L5-S1"
+
+
+# ---- agreement per condition x level -------------------------------------------------------------------------
+
+Z = 1.959963984540054
+
+
+def _csv(response):
+    import csv
+    import io
+
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+@pytest.fixture
+def third(users):
+    u = User.objects.create_user("annotator3", password="x")
+    u.groups.add(Group.objects.get(name="annotator"))
+    return u
+
+
+def _annotate(n, users_levels, required):
+    t, _ = services.create_task(study_instance_uid=f"{UID}.9.{n}", text=f"Report {n}.", source=LabelTask.IMPORTED,
+                                required_annotations=required)
+    for user, canal in users_levels:
+        services.submit_annotation(t, user, None, level_labels={**{k: {"study": 0} for k in CONDITION_KEYS},
+                                                                "canal": canal})
+
+
+def test_cohen_per_condition_and_level_by_hand(users, annotator2, client_for):
+    a, b = users["annotator"], annotator2
+    # canal levels of two annotators on four tasks:
+    #   T0 A {L4-L5: 1}  B {L4-L5: 1}          -> L4-L5 (1, 1)
+    #   T1 A {L3-L4: 1, L4-L5: 1}  B {L4-L5: 1} -> L3-L4 (1, 0), L4-L5 (1, 1)
+    #   T2 A {L4-L5: 0}  B {L4-L5: 0}          -> L4-L5 (0, 0)
+    #   T3 A {study: 0}  B {L4-L5: 1}          -> study (0, 0), L4-L5 (0, 1)
+    # L4-L5: po = 3/4; A 1:2 0:2, B 1:3 0:1 -> pe = 2/4 * 3/4 + 2/4 * 1/4 = 1/2 -> kappa = 1/2.
+    # Jackknife: without a (1,1): po 2/3, pe 4/9 -> 0.4 (twice); without (0,0): po 2/3, pe 2/3 -> 0;
+    # without (0,1): 1. Mean 0.45; squared deviations .0025 + .0025 + .2025 + .3025 = .51;
+    # SE = sqrt(3/4 * .51) = 0.6184658; 0.5 -+ 1.959964 * 0.6184658 -> -0.712170 .. 1 (clipped).
+    tasks = [({"L4-L5": 1}, {"L4-L5": 1}), ({"L3-L4": 1, "L4-L5": 1}, {"L4-L5": 1}),
+             ({"L4-L5": 0}, {"L4-L5": 0}), ({"study": 0}, {"L4-L5": 1})]
+    for n, (x, y) in enumerate(tasks):
+        _annotate(n, [(a, x), (b, y)], 2)
+    body = client_for("admin").get("/api/annotations/metrics").json()["annotator_agreement"]
+    cells = {(r["condition"], r["level"]): r for r in body["levels"]}
+    canal = cells[("canal", "L4-L5")]
+    assert canal["n"] == 4 and canal["kappa"] == pytest.approx(0.5) and canal["observed_agreement"] == 0.75
+    assert canal["ci_low"] == pytest.approx(0.5 - Z * 0.6184658, abs=1e-6) and canal["ci_high"] == 1.0
+    assert (cells[("canal", "L3-L4")]["n"], cells[("canal", "L3-L4")]["observed_agreement"]) == (1, 0.0)
+    assert cells[("canal", "L3-L4")]["ci_low"] is None  # one task: no interval
+    assert cells[("canal", "study")]["n"] == 1
+    # levels in order: study, L3-L4, L4-L5; every other condition at study only, all absent: kappa undefined
+    assert [r["level"] for r in body["levels"] if r["condition"] == "canal"] == ["study", "L3-L4", "L4-L5"]
+    assert cells[("fracture", "study")]["n"] == 4 and cells[("fracture", "study")]["kappa"] is None
+    # per condition (derived labels) the canal pairs are the L4-L5 ones: the same kappa
+    assert body["conditions"]["canal"]["kappa"] == pytest.approx(0.5)
+    assert body["fleiss"]["levels"] == []
+
+    r = client_for("admin").get("/api/analytics/export.csv?table=annotator_agreement_levels")
+    assert r.status_code == 200
+    header, *rows = _csv(r)
+    assert header == ["statistic", "condition", "level", "n", "observed_agreement", "kappa", "ci_low", "ci_high"]
+    by = {(row[0], row[1], row[2]): dict(zip(header, row)) for row in rows}
+    assert len(rows) == len(body["levels"]) == len(CONDITION_KEYS) + 2
+    assert float(by[("cohen", "canal", "L4-L5")]["kappa"]) == pytest.approx(0.5)
+    assert float(by[("cohen", "canal", "L4-L5")]["ci_low"]) == pytest.approx(-0.712170, abs=1e-5)
+
+
+def test_fleiss_per_condition_and_level_by_hand(users, annotator2, third, client_for):
+    a, b, c = users["annotator"], annotator2, third
+    # canal at L4-L5 rated 111, 110, 000, 000 (test_agreement_levels' hand-checked Fleiss: 23/35, P-bar 5/6,
+    # interval -0.144699 .. 1); the third annotator also puts canal at L5-S1 on T0: L5-S1 rated 001 once:
+    # P = (4 + 1 - 3) / 6 = 1/3, p(1) = 1/3 -> Pe = 5/9, kappa = (1/3 - 5/9) / (4/9) = -1/2, no interval.
+    ratings = [({"L4-L5": 1}, {"L4-L5": 1}, {"L4-L5": 1, "L5-S1": 1}), ({"L4-L5": 1}, {"L4-L5": 1}, {"L4-L5": 0}),
+               ({"L4-L5": 0}, {"L4-L5": 0}, {"L4-L5": 0}), ({"L4-L5": 0}, {"L4-L5": 0}, {"L4-L5": 0})]
+    for n, levels3 in enumerate(ratings):
+        _annotate(n, list(zip((a, b, c), levels3)), 3)
+    body = client_for("admin").get("/api/annotations/metrics").json()["annotator_agreement"]
+    cells = {(r["condition"], r["level"]): r for r in body["fleiss"]["levels"]}
+    canal = cells[("canal", "L4-L5")]
+    assert canal["n"] == 4 and canal["kappa"] == pytest.approx(23 / 35)
+    assert canal["observed_agreement"] == pytest.approx(5 / 6) and canal["ci_high"] == 1.0
+    assert canal["ci_low"] == pytest.approx(-0.144699, abs=1e-5)
+    extra = cells[("canal", "L5-S1")]
+    assert extra["n"] == 1 and extra["kappa"] == pytest.approx(-0.5) and extra["ci_low"] is None
+    assert extra["observed_agreement"] == pytest.approx(1 / 3)
+    # Cohen over the first two (they agree everywhere): kappa 1 at L4-L5; neither of them named L5-S1
+    cohen = {(r["condition"], r["level"]): r for r in body["levels"]}
+    assert cohen[("canal", "L4-L5")]["kappa"] == 1.0 and ("canal", "L5-S1") not in cohen
+    r = client_for("admin").get("/api/analytics/export.csv?table=annotator_agreement_levels")
+    by = {(row[0], row[1], row[2]): row for row in _csv(r)[1:]}
+    assert float(by[("fleiss", "canal", "L4-L5")][5]) == pytest.approx(23 / 35)
+
+
+def test_per_level_agreement_export_needs_the_label_metrics_permission(db, users, client_for):
+    from django.contrib.auth.models import Permission
+    from rest_framework.test import APIClient
+
+    analyst = User.objects.create_user("analyst", password="x")
+    analyst.user_permissions.add(Permission.objects.get(codename="view_analytics"))
+    c = APIClient()
+    c.force_login(analyst)
+    assert c.get("/api/analytics/export.csv?table=annotator_agreement_levels").status_code == 403
+    assert c.get("/api/analytics/export.xlsx?table=annotator_agreement_levels").status_code == 403
