@@ -119,12 +119,14 @@ def test_assisted_annotation_marks_changed_rows_in_the_browser(live_server, user
     assert annotation.level_labels["par"] == {"L5": 1}
     verified = task.verified
     assert verified.level_labels["canal"] == {"L3-L4": -1, "L4-L5": 1} and verified.labels["canal"] == 1
+    if os.environ.get("SPINEAGENT_DOC_SCREENSHOTS") == "1":
+        _copy_to_docs(ARTIFACTS.with_name("e2e-annotation-assisted"), ("03-assisted-two-levels",))
 
 
-def _copy_to_docs() -> None:
+def _copy_to_docs(folder: Path = ARTIFACTS, names: tuple[str, ...] = KEY_SCREENSHOTS) -> None:
     """The key screenshots as JPEG for docs/annotation.md (a tenth of the PNG size in git)."""
     from PIL import Image
 
     DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-    for name in KEY_SCREENSHOTS:
-        Image.open(ARTIFACTS / f"{name}.png").convert("RGB").save(DOC_IMAGES / f"{name}.jpg", quality=82)
+    for name in names:
+        Image.open(folder / f"{name}.png").convert("RGB").save(DOC_IMAGES / f"{name}.jpg", quality=82)
