@@ -1,8 +1,10 @@
 """Export tables (radpeer, edits, reports, conditions, turnaround, edit_burden, significant_edits,
-qa_reviews, draft_agreement, draft_agreement_levels, annotator_agreement) and their CSV / XLSX encodings.
+qa_reviews, draft_agreement, draft_agreement_levels, annotator_agreement, annotator_agreement_levels) and their
+CSV / XLSX encodings.
 
-annotator_agreement is the annotation app's agreement between annotators (``backend.annotations.metrics``):
-it is over every annotated task, so the sign-off filters do not apply to it.
+annotator_agreement (per condition) and annotator_agreement_levels (per condition x level) are the annotation
+app's agreement between annotators (``backend.annotations.metrics``): over every annotated task, so the sign-off
+filters do not apply to them; both need ``annotations.view_label_metrics`` (``LABEL_METRICS_TABLES``).
 
 A table is a header and an iterable of rows plus its row count (the count goes into the audit event
 before the first byte is sent). Summaries are small and built in memory; the per-report table is the
@@ -38,7 +40,9 @@ from backend.annotations import metrics as annotation_metrics
 from . import burden_summary, conditions, draft_agreement, edit_burden, services, turnaround
 
 TABLES = ("radpeer", "edits", "reports", "conditions", "turnaround", "edit_burden", "significant_edits",
-          "draft_agreement", "draft_agreement_levels", "annotator_agreement", "qa_reviews")
+          "draft_agreement", "draft_agreement_levels", "annotator_agreement", "annotator_agreement_levels",
+          "qa_reviews")
+LABEL_METRICS_TABLES = ("annotator_agreement", "annotator_agreement_levels")
 IDENTIFIED_COLUMNS = ["patient_name", "patient_id", "accession_number", "study_instance_uid"]
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -257,6 +261,21 @@ def annotator_agreement_table(params: dict) -> Table:
     return Table("annotator_agreement", ANNOTATOR_AGREEMENT_COLUMNS, rows, len(rows))
 
 
+ANNOTATOR_AGREEMENT_LEVEL_COLUMNS = ["statistic", "condition", "level", "n", "observed_agreement", "kappa", "ci_low",
+                                     "ci_high"]
+
+
+def annotator_agreement_levels_table(params: dict) -> Table:
+    """Annotators' kappa per condition x level (every level an annotator of the task named; "study" for none):
+    Cohen's over the first two annotations of every task, Fleiss' over the tasks with three or more."""
+    data = annotation_metrics.annotator_agreement()
+    rows = [[statistic, c["condition"], c["level"], c["n"], _cell(c["observed_agreement"]), _cell(c["kappa"]),
+             _cell(c["ci_low"]), _cell(c["ci_high"])]
+            for statistic, block in (("cohen", data["levels"]), ("fleiss", data["fleiss"]["levels"]))
+            for c in block]
+    return Table("annotator_agreement_levels", ANNOTATOR_AGREEMENT_LEVEL_COLUMNS, rows, len(rows))
+
+
 def build(table: str, params: dict, identified: bool = False) -> Table:
     """The named table; BadParams when the name is unknown."""
     if table == "radpeer":
@@ -279,6 +298,8 @@ def build(table: str, params: dict, identified: bool = False) -> Table:
         return draft_agreement_table(params, per_level=table == "draft_agreement_levels")
     if table == "annotator_agreement":
         return annotator_agreement_table(params)
+    if table == "annotator_agreement_levels":
+        return annotator_agreement_levels_table(params)
     raise services.BadParams("table", "table must be one of " + ", ".join(TABLES))
 
 

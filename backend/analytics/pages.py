@@ -88,7 +88,7 @@ def dashboard(request):
     label_metrics = request.user.has_perm("annotations.view_label_metrics")
     context = {"role": role_of(request.user) or "none", "choices": _choices(), "raw": request.GET,
                "can_identify": request.user.has_perm("analytics.export_identified"),
-               "tables": [t for t in exports.TABLES if label_metrics or t != "annotator_agreement"],
+               "tables": [t for t in exports.TABLES if label_metrics or t not in exports.LABEL_METRICS_TABLES],
                "charts": charts.CHARTS, "titles": charts.TITLES}
     try:
         params = services.parse_params(request.GET)

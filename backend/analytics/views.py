@@ -169,7 +169,8 @@ TABLE = OpenApiParameter("table", str, enum=list(exports.TABLES), required=True)
 
 class AnalyticsExport(APIView):
     """GET ?table=radpeer|edits|reports|conditions|turnaround|edit_burden|significant_edits|draft_agreement|
-    draft_agreement_levels|annotator_agreement (+ filters, identified): streamed CSV, audited."""
+    draft_agreement_levels|annotator_agreement|annotator_agreement_levels (+ filters, identified): streamed CSV,
+    audited."""
 
     permission_classes = [CanViewAnalytics]
 
@@ -180,7 +181,7 @@ class AnalyticsExport(APIView):
         try:
             params, identified = _export_params(request)
             name = request.query_params.get("table") or ""
-            if name == "annotator_agreement" and not request.user.has_perm(LABEL_METRICS_PERM):
+            if name in exports.LABEL_METRICS_TABLES and not request.user.has_perm(LABEL_METRICS_PERM):
                 raise PermissionDenied(f"annotator agreement needs the permission {LABEL_METRICS_PERM}")
             table = exports.build(name, params, identified=identified)
         except services.BadParams as exc:
@@ -206,10 +207,10 @@ class AnalyticsExportXlsx(APIView):
             params, identified = _export_params(request)
             name = request.query_params.get("table") or "all"
             names = exports.TABLES if name == "all" else [name]
-            if "annotator_agreement" in names and not request.user.has_perm(LABEL_METRICS_PERM):
+            if set(names) & set(exports.LABEL_METRICS_TABLES) and not request.user.has_perm(LABEL_METRICS_PERM):
                 if name != "all":
                     raise PermissionDenied(f"annotator agreement needs the permission {LABEL_METRICS_PERM}")
-                names = [n for n in names if n != "annotator_agreement"]
+                names = [n for n in names if n not in exports.LABEL_METRICS_TABLES]
             tables = [exports.build(n, params, identified=identified) for n in names]
         except services.BadParams as exc:
             return _bad(exc)

@@ -15,7 +15,10 @@ sensitivity/specificity), so the web figures and the CLI's agree.
   (``spine_labels.fleiss_kappa``; the number of annotators may vary by task).
   Every kappa has a 95% interval: the delete-one jackknife over tasks (``spine_labels.jackknife_ci``,
   estimate +- 1.96 SE, clipped to [-1, 1]; null when fewer than two tasks, a leave-one-out kappa is
-  undefined, or, for Cohen's, one annotator used a single value throughout). Per condition x level agreement needs per-level annotations, which annotators do not give yet.
+  undefined, or, for Cohen's, one annotator used a single value throughout).
+  ``levels`` and ``fleiss.levels``: the same per condition x level (``levels.of_annotation``; rows made before
+  per-level labels count at "study"). A task contributes one rating per annotator for every level any of its
+  annotators named for the condition ("study" included); a level an annotator did not name is absent for them.
 * Reveal effect: blind annotations revealed before submitting, and how many of
   their rows changed after the reveal, and how many of those changed to the
   suggestion (anchoring, or the labeler catching a slip).
@@ -31,6 +34,7 @@ from collections import defaultdict
 from spine_labels import evaluate, fleiss_kappa, jackknife_ci, pair_kappa_ci
 from spine_labels.schema import condition_keys
 
+from . import levels as level_labels
 from .models import Annotation, Extraction
 from .priority import values_of
 
@@ -75,14 +79,60 @@ def _fleiss(groups: list[list[Annotation]]) -> dict:
     return {"n_tasks": len(groups), "annotations": sum(len(g) for g in groups), "conditions": out}
 
 
+def _level_ratings(group: list[Annotation]) -> dict[tuple[str, str], tuple[int, ...]]:
+    """{(condition, level): one value per annotation} of one task, over the levels any annotator named."""
+    per = [level_labels.of_annotation(a) for a in group]
+    out = {}
+    for k in condition_keys():
+        named = {lv for p in per for lv in p.get(k, {})}
+        for lv in level_labels.ordered(named):
+            out[(k, lv)] = tuple(p.get(k, {}).get(lv, 0) for p in per)
+    return out
+
+
+def _level_rows(cells: dict[tuple[str, str], list], figures) -> list[dict]:
+    order = {k: i for i, k in enumerate(condition_keys())}
+    rank = {lv: i for i, lv in enumerate(level_labels.KNOWN_LEVELS)}
+    return [{"condition": k, "level": lv, **figures(items)}
+            for (k, lv), items in sorted(cells.items(), key=lambda c: (order.get(c[0][0], len(order)),
+                                                                        rank.get(c[0][1], len(rank))))]
+
+
+def _cohen_levels(pairs: list[tuple[Annotation, Annotation]]) -> list[dict]:
+    """Cohen's kappa per condition x level over the (first, second) annotation pairs of tasks."""
+    cells: dict[tuple[str, str], list] = defaultdict(list)
+    for a, b in pairs:
+        for cell, (x, y) in _level_ratings([a, b]).items():
+            cells[cell].append((x, y))
+    return _level_rows(cells, lambda both: {
+        "n": len(both), **_kappa_cells(pair_kappa_ci(both)),
+        "observed_agreement": sum(1 for x, y in both if x == y) / len(both)})
+
+
+def _fleiss_levels(groups: list[list[Annotation]]) -> list[dict]:
+    """Fleiss' kappa per condition x level over tasks with three or more annotations."""
+    cells: dict[tuple[str, str], list] = defaultdict(list)
+    for g in groups:
+        for cell, ratings in _level_ratings(g).items():
+            cells[cell].append(tuple(sorted(ratings)))
+    return _level_rows(cells, lambda ratings: {
+        "n": len(ratings), **_kappa_cells(jackknife_ci(ratings, fleiss_kappa)),
+        "observed_agreement": sum(sum(1 for i, x in enumerate(r) for y in r[i + 1:] if x == y)
+                                  / (len(r) * (len(r) - 1) / 2) for r in ratings) / len(ratings)})
+
+
 def annotator_agreement() -> dict:
     by_task: dict[int, list[Annotation]] = defaultdict(list)
-    for a in Annotation.objects.order_by("task_id", "submitted_at", "pk").only("task_id", "labels", "extraction_seen"):
+    for a in Annotation.objects.order_by("task_id", "submitted_at", "pk").only("task_id", "labels", "level_labels",
+                                                                                "extraction_seen"):
         by_task[a.task_id].append(a)
     pairs = [(p[0], p[1]) for p in by_task.values() if len(p) >= 2]
     out = _agreement(pairs)
     out["ci_method"] = CI_METHOD
-    out["fleiss"] = _fleiss([g for g in by_task.values() if len(g) >= 3])
+    out["levels"] = _cohen_levels(pairs)
+    triples = [g for g in by_task.values() if len(g) >= 3]
+    out["fleiss"] = _fleiss(triples)
+    out["fleiss"]["levels"] = _fleiss_levels(triples)
     out["by_exposure"] = {
         "unseen": _agreement([(a, b) for a, b in pairs if not a.extraction_seen and not b.extraction_seen]),
         "seen": _agreement([(a, b) for a, b in pairs if a.extraction_seen and b.extraction_seen]),

@@ -7,7 +7,9 @@ the task gets its one :class:`VerifiedLabels` row. Only ``VerifiedLabels`` feed
 datasets and retraining; extractions are suggestions, never trusted as final.
 
 Label sets are JSON keyed by condition key (``spinefm.conditions``) with the
-ternary values 1 present / 0 absent / -1 uncertain, as everywhere else.
+ternary values 1 present / 0 absent / -1 uncertain, as everywhere else; ``level_labels``
+add the level ({condition: {level | "study": value}}, see ``levels.py``), from which
+``labels`` are derived so every per-condition consumer keeps working.
 """
 
 from django.conf import settings
@@ -93,7 +95,9 @@ class Annotation(models.Model):
     task = models.ForeignKey(LabelTask, related_name="annotations", on_delete=models.CASCADE)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="label_annotations",
                                   on_delete=models.PROTECT)
-    labels = models.JSONField()  # {condition_key: 1 | 0 | -1}
+    labels = models.JSONField()  # {condition_key: 1 | 0 | -1}, derived from level_labels (see levels.py)
+    # {condition_key: {level | "study": 1 | 0 | -1}}; None on rows made before per-level labels.
+    level_labels = models.JSONField(null=True, blank=True)
     comment = models.TextField(blank=True)
     # Rows made before the modes existed were all preset to the extraction: assisted, seen.
     mode = models.CharField(max_length=16, choices=MODES, default=ASSISTED)
@@ -122,6 +126,7 @@ class Reveal(models.Model):
     task = models.ForeignKey(LabelTask, related_name="reveals", on_delete=models.CASCADE)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="+", on_delete=models.PROTECT)
     labels = models.JSONField()  # {condition_key: 1 | 0 | -1}, every condition
+    level_labels = models.JSONField(null=True, blank=True)  # {condition_key: {level: value}}
     extraction = models.ForeignKey(Extraction, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -141,6 +146,8 @@ class VerifiedLabels(models.Model):
 
     task = models.OneToOneField(LabelTask, related_name="verified", on_delete=models.CASCADE)
     labels = models.JSONField()  # {condition_key: 1 | 0 | -1} for every condition
+    # {condition_key: {level | "study": 1 | 0 | -1}}; None on rows verified before per-level labels.
+    level_labels = models.JSONField(null=True, blank=True)
     method = models.CharField(max_length=16, choices=METHODS)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
                                    on_delete=models.SET_NULL)

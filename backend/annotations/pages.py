@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET
 
 from backend.accounts.roles import role_of
 from backend.viewer.views import _file, _send
-from spinefm.conditions import LABEL_NAMES
+from spine_labels import STUDY_LEVEL
+from spinefm.conditions import ABSENT, LABEL_NAMES
 
 from . import highlight, queue
 from .models import Annotation, LabelTask
@@ -80,27 +81,68 @@ def _missing(request, pk: int):
                   status=404)
 
 
+def _evidence(label: dict, level: str) -> list[dict]:
+    """The mentions to show next to one level row: those naming the level; on the "study" row, all of them."""
+    out = []
+    for e in label.get("evidence") or []:
+        named = e.get("level") or []
+        if level == STUDY_LEVEL or level in named:
+            out.append({"levels": " ".join(named) or STUDY_LEVEL, "value": LABEL_NAMES.get(e.get("value"), ""),
+                        "text": (e.get("sentence") or e.get("text") or "").strip(), "cue": e.get("cue")})
+    return out
+
+
+def _level_evidence(detail: dict, best, seen: Seen) -> dict | None:
+    """{condition: {level: evidence}} for the levels the extraction found (an annotator may add them)."""
+    if seen.hidden or best is None:
+        return None
+    by_condition = best.labels.get("labels") or {}
+    return {key: {lv: _evidence(by_condition.get(key) or {}, lv) for lv in at}
+            for key, at in (detail["suggested_levels"] or {}).items()}
+
+
+def _level_suggestion(suggested_levels: dict, suggested: dict, key: str, level: str):
+    """What the labeler says at this level: its value there; on "study" the condition's value; else absent."""
+    if key not in suggested:
+        return None
+    at = (suggested_levels.get(key) or {})
+    if level in at:
+        return at[level]
+    return suggested[key] if level == STUDY_LEVEL else ABSENT
+
+
 def _rows(detail: dict, best, seen: Seen) -> list[dict]:
+    """One row per condition x level (the levels of ``preset_levels``: "study" when none), in registry order.
+
+    The first row of a condition carries its name, flags, model call and radios named by the condition key;
+    further levels' radios are named ``key@level`` (one radio group per row).
+    """
     by_condition = {} if seen.hidden or best is None else (best.labels.get("labels") or {})
     split = set(detail.get("disagreements") or [])
-    preset, suggested = detail["preset"] or {}, detail["suggested"] or {}
-    first_pass = detail["first_pass"] or {}
+    suggested, suggested_levels = detail["suggested"] or {}, detail["suggested_levels"] or {}
+    start_levels = detail["preset_levels"] or {}
+    first_pass = detail["first_pass_levels"] or {}
     rows = []
     for c in detail["conditions"]:
         key = c["key"]
         label = by_condition.get(key) or {}
-        rows.append({
-            **c, "value": preset.get(key), "suggested": suggested.get(key),
-            "suggested_name": LABEL_NAMES.get(suggested.get(key), ""),
-            "first_pass": first_pass.get(key), "first_pass_name": LABEL_NAMES.get(first_pass.get(key), ""),
-            "flags": label.get("flags") or [],
-            "evidence": [e.get("text", "") + (f' ("{e["cue"]}")' if e.get("cue") else "")
-                         for e in label.get("evidence") or []],
-            "model": (detail["model"] or {}).get("conditions", {}).get(key) if detail["model"] else None,
-            "disagree": key in split,
-            "annotations": [{"annotator": a["annotator"], "value": a["labels"].get(key),
-                             "name": LABEL_NAMES.get(a["labels"].get(key), "?")}
-                            for a in detail.get("annotations_detail", [])]})
+        at = start_levels.get(key) or {STUDY_LEVEL: (detail["preset"] or {}).get(key)}
+        for i, level in enumerate(at):
+            value = at[level]
+            hint = _level_suggestion(suggested_levels, suggested, key, level)
+            mine = first_pass.get(key, {}).get(level, ABSENT) if first_pass else None
+            rows.append({
+                **c, "level": level, "first": i == 0, "input_name": key if i == 0 else f"{key}@{level}",
+                "value": value, "suggested": hint, "suggested_name": LABEL_NAMES.get(hint, ""),
+                "first_pass": mine, "first_pass_name": LABEL_NAMES.get(mine, ""),
+                "flags": label.get("flags") or [] if i == 0 else [],
+                "evidence": _evidence(label, level),
+                "model": ((detail["model"] or {}).get("conditions", {}).get(key)
+                          if detail["model"] and i == 0 else None),
+                "disagree": key in split,
+                "annotations": [{"annotator": a["annotator"], "value": v, "name": LABEL_NAMES.get(v, "?")}
+                                for a in detail.get("annotations_detail", [])
+                                for v in [a["level_labels"].get(key, {}).get(level, ABSENT)]]})
     return rows
 
 
@@ -138,7 +180,15 @@ def task_page(request, pk: int):
                    "reveal_url": f"/api/annotations/tasks/{task.pk}/reveal",
                    "queue_url": f"{reverse('annotate-queue')}?{urlencode({'order': order})}",
                    "next_url": f"{reverse('annotate-next')}?{urlencode(next_query)}",
-                   "revision": detail.get("revision")}})
+                   "revision": detail.get("revision"), "known_levels": detail["known_levels"],
+                   "level_free": [c["key"] for c in detail["conditions"] if not c["has_levels"]],
+                   # for a level added on the page (all null while blind mode withholds the extraction)
+                   "suggested": detail["suggested"], "suggested_levels": detail["suggested_levels"],
+                   "level_evidence": _level_evidence(detail, best, seen),
+                   "first_pass_levels": detail["first_pass_levels"],
+                   "annotator_levels": [{"annotator": a["annotator"], "level_labels": a["level_labels"]}
+                                        for a in detail.get("annotations_detail", [])] if state == "adjudicate"
+                   else []}})
 
 
 @require_GET

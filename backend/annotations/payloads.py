@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from spinefm.conditions import CONDITIONS, LABEL_NAMES
 
-from . import modes, priority, services
+from . import levels, modes, priority, services
 from .models import Annotation, LabelTask, Reveal
 
 
@@ -57,19 +57,55 @@ def preset(task: LabelTask, extractions) -> dict[str, int]:
 
 
 def conditions_payload() -> list[dict]:
-    return [{"key": c.key, "name": c.display_name, "group": c.group} for c in CONDITIONS]
+    return [{"key": c.key, "name": c.display_name, "group": c.group,
+             "has_levels": levels.levels_for(c.key) != (levels.STUDY_LEVEL,)} for c in CONDITIONS]
+
+
+def suggested_levels(task: LabelTask, extractions) -> dict[str, dict[str, int]]:
+    """{condition: {level: value}} of the preferred extraction: the levels offered per row ("study" when none)."""
+    found = levels.extraction_levels(priority.preferred(extractions))
+    return {c.key: found.get(c.key) or {levels.STUDY_LEVEL: 0} for c in CONDITIONS}
+
+
+def _undecided(*many) -> dict[str, dict[str, None]]:
+    keys = {k for m in many for k in (m or {})} | {c.key for c in CONDITIONS}
+    return {k: {lv: None for lv in levels.ordered({lv for m in many for lv in (m or {}).get(k, {})}
+                                                  or {levels.STUDY_LEVEL})} for k in keys}
+
+
+def preset_levels(seen: "Seen", suggested: dict | None, annotations: list[Annotation], task: LabelTask) -> dict | None:
+    """Per-level rows and the values their toggles start at (None: undecided), like ``preset`` per condition."""
+    if seen.adjudicating:  # agreed conditions start at the merged levels; disputed ones list every level, empty
+        per = [levels.of_annotation(a) for a in annotations]
+        split = set(disagreements(annotations))
+        start = _undecided(*per)
+        for key in start:
+            if key not in split:
+                start[key] = levels.merge([p.get(key, {}) for p in per])
+        return start
+    if seen.annotating:
+        if seen.first_pass:  # the first pass as fixed; the extraction's levels are offered beside it to add
+            return levels.of_annotation(seen.first_pass)
+        return {k: dict(v) for k, v in suggested.items()} if seen.mode == modes.ASSISTED and suggested else _undecided()
+    if seen.mine is not None:
+        return levels.of_annotation(seen.mine)
+    final = getattr(task, "verified", None)
+    return levels.of_annotation(final) if final is not None else None
 
 
 def annotation_payload(a: Annotation) -> dict:
-    return {"annotator": a.annotator.get_username(), "labels": a.labels, "comment": a.comment,
+    return {"annotator": a.annotator.get_username(), "labels": a.labels, "level_labels": levels.of_annotation(a),
+            "comment": a.comment,
             "mode": a.mode, "extraction_seen": a.extraction_seen, "blind_labels": a.blind_labels,
             "revealed_at": a.revealed_at.isoformat() if a.revealed_at else None,
             "submitted_at": a.submitted_at.isoformat()}
 
 
 def disagreements(annotations: list[Annotation]) -> list[str]:
-    """Condition keys on which the submitted annotations do not all agree."""
-    return [c.key for c in CONDITIONS if len({a.labels.get(c.key) for a in annotations}) > 1]
+    """Condition keys on which the submitted annotations do not all agree (value, or the levels it is at)."""
+    per = [levels.of_annotation(a) for a in annotations]
+    return [c.key for c in CONDITIONS if len({a.labels.get(c.key) for a in annotations}) > 1
+            or any(not levels.same(p.get(c.key, {}), per[0].get(c.key, {})) for p in per)]
 
 
 class Seen:
@@ -90,6 +126,7 @@ def task_detail(task: LabelTask, user, seen: Seen | None = None) -> dict:
     seen = seen or Seen(task, user)
     extractions = [] if seen.hidden else list(task.extractions.all())
     suggested = None if seen.hidden else preset(task, extractions)
+    suggested_by_level = None if seen.hidden else suggested_levels(task, extractions)
     annotations = [] if seen.annotating else list(task.annotations.select_related("annotator"))
     if seen.adjudicating:  # agreed rows start at the agreed value; disagreeing ones start empty
         split = set(disagreements(annotations))
@@ -112,7 +149,13 @@ def task_detail(task: LabelTask, user, seen: Seen | None = None) -> dict:
         "extractions": [extraction_payload(e) for e in extractions],
         "suggested": suggested,
         "preset": start,  # what the toggles start at (null: nothing preset)
+        # Per condition x level: the levels the extraction found (withheld like it in blind mode), the rows
+        # and their start values (null: undecided), the levels an annotator may add (docs/annotation.md).
+        "suggested_levels": suggested_by_level,
+        "preset_levels": preset_levels(seen, suggested_by_level, annotations, task),
+        "known_levels": list(levels.KNOWN_LEVELS),
         "first_pass": seen.first_pass.labels if seen.first_pass else None,
+        "first_pass_levels": levels.of_annotation(seen.first_pass) if seen.first_pass else None,
         "mine": annotation_payload(seen.mine) if seen.mine else None,
         "viewer_url": viewer_url(task) if user.has_perm("studies.view_images") else None,
         # The model's calls only for roles that may see inference results (see docs/annotation.md).
@@ -125,7 +168,8 @@ def task_detail(task: LabelTask, user, seen: Seen | None = None) -> dict:
         out["revision"] = services.revision(task)
         verified = getattr(task, "verified", None)  # reverse one-to-one: AttributeError when absent
         if verified is not None:
-            out["verified"] = {"labels": verified.labels, "method": verified.method,
+            out["verified"] = {"labels": verified.labels, "level_labels": levels.of_annotation(verified),
+                               "method": verified.method,
                                "decided_by": verified.decided_by.get_username() if verified.decided_by else None,
                                "decided_at": verified.decided_at.isoformat()}
     return out

@@ -30,7 +30,7 @@ from spine_labels.schema import VALID_VALUES, condition_keys
 
 from backend.studies.models import Study
 
-from . import labelers, modes, priority
+from . import labelers, levels, modes, priority
 from .models import Annotation, Extraction, LabelTask, Reveal, VerifiedLabels
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,20 @@ def validate_labels(labels: Any) -> dict[str, int]:
         raise Invalid("; ".join(parts), field="labels", unknown=unknown, missing=missing,
                       bad_values={k: repr(v) for k, v in bad.items()})
     return {k: int(labels[k]) for k in keys}
+
+
+def validate_level_labels(labels: Any, level_labels: Any) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """(labels, level_labels) for every condition, from per-level labels and/or per-condition ones.
+
+    Conditions without per-level labels are "study"-level; per-condition labels are derived from the levels
+    (``levels.validate``), so a client may send either or both (consistent) forms.
+    """
+    if labels is None and level_labels is None:
+        raise Invalid("labels must be an object {condition: 1 | 0 | -1} "
+                      "(or send level_labels {condition: {level: 1 | 0 | -1}})", field="labels")
+    composed, by_level = levels.validate(level_labels, labels, Invalid)
+    clean = validate_labels(composed)
+    return clean, {k: by_level.get(k) or {levels.STUDY_LEVEL: v} for k, v in clean.items()}
 
 
 def _required(value: Any) -> int:
@@ -257,13 +271,14 @@ def _mode(value: Any) -> str | None:
 
 
 @transaction.atomic
-def reveal(task: LabelTask, user, labels: dict[str, int]) -> Reveal:
+def reveal(task: LabelTask, user, labels: dict[str, int] | None, level_labels: dict | None = None) -> Reveal:
     """Blind mode: fix the annotator's complete first pass, after which the extraction is shown to them.
 
     The first pass is fixed once: the same labels again answer the same Reveal (a reloaded page),
     different ones are a 409 (the annotator changes their mind in the final labels, not the record).
     """
-    clean = validate_labels(labels)  # every row decided: the first pass is complete before anything is shown
+    # every row decided: the first pass is complete before anything is shown
+    clean, by_level = validate_level_labels(labels, level_labels)
     task = _locked(task)
     if modes.current() != modes.BLIND:
         raise NotBlind("annotation is in assisted mode: the suggestions are already shown, there is nothing to reveal",
@@ -271,26 +286,27 @@ def reveal(task: LabelTask, user, labels: dict[str, int]) -> Reveal:
     _open_for(task, user)
     existing = Reveal.objects.filter(task=task, annotator=user).first()
     if existing is not None:
-        if existing.labels == clean:
+        if existing.labels == clean and levels.of_annotation(existing) == by_level:
             return existing
         raise AlreadyRevealed(f"your first pass of task {task.pk} was fixed when the suggestions were revealed; "
                               "change the labels you submit instead")
-    return Reveal.objects.create(task=task, annotator=user, labels=clean,
+    return Reveal.objects.create(task=task, annotator=user, labels=clean, level_labels=by_level,
                                  extraction=priority.preferred(list(task.extractions.all())))
 
 
 @transaction.atomic
-def submit_annotation(task: LabelTask, user, labels: dict[str, int], comment: str = "", *,
-                      mode: str | None = None) -> Annotation:
+def submit_annotation(task: LabelTask, user, labels: dict[str, int] | None, comment: str = "", *,
+                      mode: str | None = None, level_labels: dict | None = None) -> Annotation:
     """One annotator's labels for an open task; verifies or escalates once enough are in.
 
     Records whether the labels could have been anchored: ``mode`` blind with ``extraction_seen``
     false (never revealed), blind and seen (revealed after a first pass, kept in ``blind_labels``),
     or assisted (preset, seen). ``mode`` is what the page was opened in: if the setting changed
     since, the page's labels are refused (409 ``mode_changed``) rather than recorded under the
-    wrong mode.
+    wrong mode. Annotations agree when their per-level labels say the same (``levels.same``: a level not
+    listed is absent), so two annotators who put a finding at different levels go to adjudication.
     """
-    clean = validate_labels(labels)
+    clean, by_level = validate_level_labels(labels, level_labels)
     if comment is None:
         comment = ""
     if not isinstance(comment, str):
@@ -309,14 +325,18 @@ def submit_annotation(task: LabelTask, user, labels: dict[str, int], comment: st
         raise ModeChanged(f"task {task.pk} was opened in {mode} mode, but annotation is now {actual}; "
                           "reload the task", mode=actual)
     annotation = Annotation.objects.create(
-        task=task, annotator=user, labels=clean, comment=comment.strip(), mode=actual, extraction_seen=seen,
+        task=task, annotator=user, labels=clean, level_labels=by_level, comment=comment.strip(), mode=actual,
+        extraction_seen=seen,
         extraction=shown, blind_labels=first_pass.labels if first_pass else None,
         revealed_at=first_pass.created_at if first_pass else None)
     submitted = list(task.annotations.all())
     if len(submitted) >= task.required_annotations:
-        if all(a.labels == submitted[0].labels for a in submitted):
+        per_level = [levels.of_annotation(a) for a in submitted]
+        if all(a.labels == submitted[0].labels for a in submitted) and all(
+                levels.same(p.get(k, {}), per_level[0].get(k, {})) for p in per_level for k in clean):
             single = len(submitted) == 1
-            VerifiedLabels.objects.create(task=task, labels=clean,
+            merged = {k: levels.merge([p.get(k, {}) for p in per_level]) for k in clean}
+            VerifiedLabels.objects.create(task=task, labels=clean, level_labels=merged,
                                           method=VerifiedLabels.SINGLE if single else VerifiedLabels.AGREEMENT,
                                           decided_by=user if single else None)
             task.status = LabelTask.DONE
@@ -335,7 +355,8 @@ def revision(task: LabelTask) -> str:
     """
     state = {
         "status": task.status,
-        "annotations": [[a.pk, a.annotator_id, a.labels, a.comment] for a in task.annotations.order_by("pk")],
+        "annotations": [[a.pk, a.annotator_id, a.labels, a.level_labels, a.comment]
+                        for a in task.annotations.order_by("pk")],
         "extractions": [[e.pk, e.labeler, e.labeler_version, e.labels.get("labels")]
                         for e in task.extractions.order_by("pk")],
         "verified": VerifiedLabels.objects.filter(task=task).values_list("pk", flat=True).first(),
@@ -344,13 +365,14 @@ def revision(task: LabelTask) -> str:
 
 
 @transaction.atomic
-def adjudicate(task: LabelTask, user, labels: dict[str, int], *, revision_seen: str | None = None) -> VerifiedLabels:
+def adjudicate(task: LabelTask, user, labels: dict[str, int] | None, *, revision_seen: str | None = None,
+               level_labels: dict | None = None) -> VerifiedLabels:
     """The adjudicator's final labels for a task whose annotators disagreed.
 
     ``revision_seen`` (the page sends it): the :func:`revision` the adjudicator decided on; if the
     task changed since, nothing is written and the answer is 409 ``stale``.
     """
-    clean = validate_labels(labels)
+    clean, by_level = validate_level_labels(labels, level_labels)
     if revision_seen is not None and not isinstance(revision_seen, str):
         raise Invalid("revision must be a string", field="revision")
     task = _locked(task)
@@ -360,7 +382,8 @@ def adjudicate(task: LabelTask, user, labels: dict[str, int], *, revision_seen: 
     current = revision(task)
     if revision_seen is not None and revision_seen != current:
         raise Stale(f"task {task.pk} changed since you opened it; reload it and decide again", revision=current)
-    verified = VerifiedLabels.objects.create(task=task, labels=clean, method=VerifiedLabels.ADJUDICATED,
+    verified = VerifiedLabels.objects.create(task=task, labels=clean, level_labels=by_level,
+                                             method=VerifiedLabels.ADJUDICATED,
                                              decided_by=user)
     task.status = LabelTask.DONE
     task.save(update_fields=["status", "updated_at"])

@@ -27,15 +27,20 @@ MAX_IMPORT_BYTES = 50 * 1024 * 1024
 
 ORDER_PARAM = OpenApiParameter("order", str, enum=list(queue.ORDERS), required=False,
                                description="priority (default), uncertainty, disagreement or oldest")
-LABELS_FIELD = serializers.DictField(child=serializers.IntegerField(min_value=-1, max_value=1),
-                                     help_text="{condition: 1 present | 0 absent | -1 uncertain}, every condition")
+LABELS_FIELD = serializers.DictField(child=serializers.IntegerField(min_value=-1, max_value=1), required=False,
+                                     help_text="{condition: 1 present | 0 absent | -1 uncertain}: every condition "
+                                               "level_labels leaves out (derived from them where given)")
+LEVEL_LABELS_FIELD = serializers.DictField(
+    child=serializers.DictField(child=serializers.IntegerField(min_value=-1, max_value=1)), required=False,
+    help_text='{condition: {level ("L4-L5", "L3", "multilevel" or "study"): 1 | 0 | -1}}; see docs/annotation.md')
 MODE_FIELD = serializers.ChoiceField(choices=["blind", "assisted"], required=False,
                                      help_text="the mode the task was opened in; 409 mode_changed if it changed since")
-SUBMIT_BODY = inline_serializer("AnnotationSubmit", {"labels": LABELS_FIELD, "mode": MODE_FIELD,
+SUBMIT_BODY = inline_serializer("AnnotationSubmit", {"labels": LABELS_FIELD, "level_labels": LEVEL_LABELS_FIELD,
+                                                     "mode": MODE_FIELD,
                                                      "comment": serializers.CharField(required=False)})
-REVEAL_BODY = inline_serializer("AnnotationReveal", {"labels": LABELS_FIELD})
+REVEAL_BODY = inline_serializer("AnnotationReveal", {"labels": LABELS_FIELD, "level_labels": LEVEL_LABELS_FIELD})
 ADJUDICATE_BODY = inline_serializer("Adjudication", {
-    "labels": LABELS_FIELD,
+    "labels": LABELS_FIELD, "level_labels": LEVEL_LABELS_FIELD,
     "revision": serializers.CharField(required=False, help_text="the task's revision as shown; 409 stale if it changed")})
 IMPORT_BODY = inline_serializer("ReportImport", {
     "file": serializers.FileField(required=False, help_text="CSV, JSON or JSON Lines"),
@@ -88,7 +93,8 @@ class TaskDetail(APIView):
 
 
 class SubmitAnnotation(APIView):
-    """POST {labels, comment}: your verification of a task; 409 if you already did or it is closed."""
+    """POST {level_labels and/or labels, comment, mode}: your verification of a task; 409 if you already did or it
+    is closed; 400 naming the field for an unknown level or condition, a value outside 1/0/-1."""
 
     permission_classes = [CanVerify]
 
@@ -98,7 +104,7 @@ class SubmitAnnotation(APIView):
         try:
             body = _body(request)
             annotation = services.submit_annotation(task, request.user, body.get("labels"), body.get("comment", ""),
-                                                    mode=body.get("mode"))
+                                                    mode=body.get("mode"), level_labels=body.get("level_labels"))
         except services.AnnotationError as exc:
             return error_response(exc)
         return Response({"id": annotation.pk, "task": annotation.task.pk, "task_status": annotation.task.status,
@@ -121,7 +127,8 @@ class RevealExtraction(APIView):
         if not queue.in_queue_of(task, request.user):
             return Response({"error": "not_found", "detail": "no such task in your queue"}, status=404)
         try:
-            services.reveal(task, request.user, _body(request).get("labels"))
+            body = _body(request)
+            services.reveal(task, request.user, body.get("labels"), body.get("level_labels"))
         except services.AnnotationError as exc:
             return error_response(exc)
         return Response(task_detail(task, request.user))
@@ -152,11 +159,13 @@ class Adjudicate(APIView):
         task = get_object_or_404(LabelTask, pk=pk)
         try:
             body = _body(request)
-            verified = services.adjudicate(task, request.user, body.get("labels"), revision_seen=body.get("revision"))
+            verified = services.adjudicate(task, request.user, body.get("labels"), revision_seen=body.get("revision"),
+                                           level_labels=body.get("level_labels"))
         except services.AnnotationError as exc:
             return error_response(exc)
         return Response({"task": task.pk, "task_status": LabelTask.DONE, "method": verified.method,
-                         "labels": verified.labels}, status=status.HTTP_201_CREATED)
+                         "labels": verified.labels, "level_labels": verified.level_labels},
+                        status=status.HTTP_201_CREATED)
 
 
 class ImportReports(APIView):

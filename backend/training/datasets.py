@@ -12,6 +12,11 @@ assignment of a patient depends on nothing else, so
 
 The ratios are the expected shares (default 70/15/15); with few patients the realised shares wander,
 which ``counts`` shows.
+
+Each item carries ``labels`` {condition: 1|0|-1} and ``level_labels`` {condition: {level | "study": 1|0|-1}}
+(``backend.annotations.levels``; rows verified before per-level labels sit at "study"). Training targets are
+per condition, derived from the levels (:func:`condition_targets`); versions made before ``level_labels``
+existed keep their ``labels``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils.dateparse import parse_date, parse_datetime
 
+from backend.annotations import levels
 from backend.annotations.models import LabelTask, VerifiedLabels
 from backend.spreadsheets import csv_lines
 from spinefm.conditions import CONDITIONS, PRESENT, UNCERTAIN
@@ -166,8 +172,16 @@ def make_items(verified, seed: int, ratios: Mapping[str, float]) -> list[dict]:
             "group": group, "split": split_of(group, seed, ratios), "source": task.source, "method": v.method,
             "decided_at": v.decided_at.isoformat(), "synthetic": is_synthetic(task),
             "labels": {k: int(val) for k, val in sorted(v.labels.items())},
+            "level_labels": {k: dict(at) for k, at in sorted(levels.of_annotation(v).items())},
         })
     return items
+
+
+def condition_targets(item: Mapping) -> dict[str, int]:
+    """The per-condition training targets of an item: derived from its per-level labels where it has them
+    (present at any level, absent at all, else uncertain); an item of an older version: its ``labels``."""
+    by_level = item.get("level_labels")
+    return levels.derive(by_level) if by_level else {k: int(v) for k, v in item["labels"].items()}
 
 
 def canonical_json(items: list[dict]) -> bytes:
@@ -249,6 +263,16 @@ def condition_columns(ds: DatasetVersion) -> list[str]:
     return [k for k in registry if k in seen] + sorted(seen - set(registry))
 
 
+def level_columns(ds: DatasetVersion) -> list[tuple[str, str]]:
+    """(condition, level) pairs that occur in the items, in condition column order, then level order."""
+    seen: dict[str, set] = {}
+    for item in ds.items:
+        for k, at in (item.get("level_labels") or {}).items():
+            seen.setdefault(k, set()).update(at)
+    return [(k, lv) for k in condition_columns(ds) + sorted(set(seen) - set(condition_columns(ds)))
+            for lv in levels.ordered(seen.get(k, ()))]
+
+
 def json_chunks(ds: DatasetVersion) -> Iterator[str]:
     """The dataset as one JSON document {"dataset": {...}, "items": [...]}, one item per chunk."""
     head = json.dumps({k: v for k, v in summary(ds).items() if k != "counts"}, sort_keys=True)
@@ -259,8 +283,12 @@ def json_chunks(ds: DatasetVersion) -> Iterator[str]:
 
 
 def csv_chunks(ds: DatasetVersion) -> Iterator[str]:
-    """One row per item: the item's fields, then one column per condition (1 / 0 / -1, empty if absent)."""
+    """One row per item: the item's fields, one column per condition (1 / 0 / -1, empty if absent), then one
+    column ``condition@level`` per condition x level that occurs in the version (empty where the item does not
+    name that level for the condition: absent there, as docs/annotation.md says)."""
     conditions = condition_columns(ds)
-    return csv_lines([*ITEM_FIELDS, *conditions],
-                     ([*(item[f] for f in ITEM_FIELDS), *(item["labels"].get(c, "") for c in conditions)]
+    cells = level_columns(ds)
+    return csv_lines([*ITEM_FIELDS, *conditions, *(f"{k}@{lv}" for k, lv in cells)],
+                     ([*(item[f] for f in ITEM_FIELDS), *(item["labels"].get(c, "") for c in conditions),
+                       *((item.get("level_labels") or {}).get(k, {}).get(lv, "") for k, lv in cells)]
                       for item in ds.items))

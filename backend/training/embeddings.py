@@ -16,6 +16,8 @@ from backend.inference.models import InferenceResult, ModelVersion
 from spinefm.bundle import BundleError, read_manifest
 from spinefm.retrain import Example, embedding_key
 
+from .datasets import condition_targets
+
 
 @lru_cache(maxsize=64)
 def _key_of(path: str, manifest_sha256: str) -> str | None:
@@ -65,5 +67,6 @@ def gather(items: list[dict], base: ModelVersion) -> tuple[dict[str, list[Exampl
                             "reason": f"no stored case embedding from {base.name} {base.version} or a model "
                                       "version with the same encoders (run inference on the study first)"})
             continue
-        examples[item["split"]].append(Example(emb, item["labels"], item["study_instance_uid"]))
+        # The probes are per condition: targets derived from the item's per-level labels.
+        examples[item["split"]].append(Example(emb, condition_targets(item), item["study_instance_uid"]))
     return examples, skipped

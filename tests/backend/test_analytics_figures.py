@@ -241,7 +241,7 @@ def test_xlsx_has_one_sheet_per_table_and_is_audited(signed, client_for, users):
     wb = load_workbook(io.BytesIO(b"".join(r.streaming_content)), read_only=True)
     assert wb.sheetnames == ["radpeer", "edits", "reports", "conditions", "turnaround", "edit_burden",
                              "significant_edits", "draft_agreement", "draft_agreement_levels", "annotator_agreement",
-                             "qa_reviews"]
+                             "annotator_agreement_levels", "qa_reviews"]
     reports = list(wb["reports"].iter_rows(values_only=True))
     assert len(reports) == 1 + 4 and reports[0][:2] == ("study_id", "report_id")
     assert {row[1] for row in reports[1:]} == {s.pk for s in signed}
@@ -270,6 +270,7 @@ def test_xlsx_has_one_sheet_per_table_and_is_audited(signed, client_for, users):
                                        "turnaround": 2, "edit_burden": 2, "significant_edits": 4,
                                        "draft_agreement": N_CONDITIONS, "draft_agreement_levels": levels,
                                        "annotator_agreement": 4 * N_CONDITIONS,
+                                       "annotator_agreement_levels": 0,  # no annotations here
                                        "qa_reviews": 0}}  # one 3b case selected, not reviewed
 
 

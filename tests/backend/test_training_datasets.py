@@ -179,3 +179,43 @@ def test_api_errors_are_clear_json(db, client_for):
     assert r.status_code == 400 and r.json()["field"] == "ratios"
     assert admin.get("/api/training/datasets/999999/export.csv").status_code == 404
     assert client_for("annotator").get("/api/training/datasets/").status_code == 403
+
+
+# ---- per condition x level (issue 23 item 2) ------------------------------------------------------------------
+
+def test_items_and_exports_carry_level_labels_and_targets_come_from_them(db, client_for, users):
+    from backend.annotations import services
+
+    task = services.create_task(study_instance_uid="1.2.5.1", text="Canal stenosis at L4-5.",
+                                source=LabelTask.IMPORTED)[0]
+    services.submit_annotation(task, users["annotator"], None, level_labels={
+        **{k: {"study": 0} for k in KEYS}, "canal": {"L3-L4": -1, "L4-L5": 1}, "herniation": {"L5-S1": -1}})
+    old = verified("1.2.5.2", patient="P9", n=1)  # verified before per-level labels: level_labels is None
+    assert old.level_labels is None
+    ds = datasets.snapshot("levels")
+    by_uid = {i["study_instance_uid"]: i for i in ds.items}
+    new = by_uid["1.2.5.1"]
+    assert new["level_labels"]["canal"] == {"L3-L4": -1, "L4-L5": 1} and new["labels"]["canal"] == 1
+    assert by_uid["1.2.5.2"]["level_labels"]["canal"] == {"study": labels_for(1)["canal"]}
+    assert ds.sha256 == datasets.items_sha256(ds.items)
+    # the per-condition targets the probes train on: derived from the levels; an older item: its labels
+    assert datasets.condition_targets(new)["canal"] == 1 and datasets.condition_targets(new)["herniation"] == -1
+    assert datasets.condition_targets({"labels": {"canal": 0}}) == {"canal": 0}
+    assert datasets.condition_targets({"labels": {"canal": 1}, "level_labels": {"canal": {"L4-L5": 0}}}) == {
+        "canal": 0}
+
+    admin = client_for("admin")
+    exported = json.loads(b"".join(admin.get(f"/api/training/datasets/{ds.pk}/export.json").streaming_content))
+    assert exported["items"] == ds.items
+    r = admin.get(f"/api/training/datasets/{ds.pk}/export.csv")
+    reader = csv.reader(io.StringIO(b"".join(r.streaming_content).decode()))
+    header, *rows = list(reader)
+    level_cols = [h for h in header if "@" in h]
+    # one column per condition x level that occurs: canal at study (the old item), L3-L4, L4-L5; herniation at
+    # study and L5-S1; every other condition at study only
+    assert level_cols[:3] == ["canal@study", "canal@L3-L4", "canal@L4-L5"]
+    assert "herniation@L5-S1" in level_cols and len(level_cols) == len(KEYS) + 3
+    row = {r_[header.index("study_instance_uid")]: dict(zip(header, r_)) for r_ in rows}
+    assert (row["1.2.5.1"]["canal@L4-L5"], row["1.2.5.1"]["canal@L3-L4"], row["1.2.5.1"]["canal@study"]) == (
+        "1", "-1", "")  # empty: this item does not name canal at study level
+    assert row["1.2.5.2"]["canal@L4-L5"] == "" and row["1.2.5.1"]["canal"] == "1"

@@ -6,7 +6,9 @@
 // submits and goes on to the next task, finishes the queue, reopens the first task read-only and is refused a
 // duplicate; then the adjudicator sees the disagreeing rows and the annotators' comments, is refused a stale
 // decision, and decides with the keyboard.
-// SCENARIO=assisted: the toggles start at the extraction; a row the annotator changes is marked.
+// SCENARIO=assisted: the toggles start at the extraction; a row the annotator changes is marked; the canal row
+// shows its level (L4-L5) next to the evidence sentence; the annotator adds a second level (L3-L4) by keyboard,
+// is refused an unknown one, decides it, submits, and the API returns both levels.
 //
 // env: BASE_URL, TASK_ID (first task), NEXT_TASK_ID, DISPUTED_TASK_ID, ANNOTATOR / ADJUDICATOR ("user:password"),
 //      OUT_DIR (screenshots), CHROMIUM, SCENARIO
@@ -88,8 +90,50 @@ try {
       expect(JSON.stringify(changed) === '["par"]', `changed rows ${changed}`);
       expect(await page.locator('tr.changed .mark-changed').isVisible(), 'the changed mark is not visible');
       await r.shot(page, '02-assisted-changed');
-      await Promise.all([page.waitForURL(QUEUE_URL), page.keyboard.press('Control+Enter')]);
       return { preset_canal: preset.canal, changed };
+    });
+
+    await r.step('assisted: one condition at two levels, by keyboard', async () => {
+      const levelsOf = (key) => page.$$eval(`tr[data-condition="${key}"]`, (rows) => rows.map((row) => row.dataset.level));
+      expect(JSON.stringify(await levelsOf('canal')) === '["L4-L5"]', `canal levels ${await levelsOf('canal')}`);
+      const evidence = await page.innerText('tr[data-condition="canal"] td.evidence');
+      expect(/L4-L5/.test(evidence) && /canal stenosis at L4-L5/i.test(evidence), `canal evidence ${evidence}`);
+      while (await activeRow(page) !== 'canal') await page.keyboard.press('k');
+      await page.keyboard.press('l');
+      await page.keyboard.type('L9-L9');
+      await page.keyboard.press('Enter');
+      const refusal = await page.innerText('#message');
+      expect(/Unknown level/.test(refusal) && (await levelsOf('canal')).length === 1, `unknown level: ${refusal}`);
+      await page.fill('#add-level', '');
+      await page.keyboard.type('L5-S1');  // added, then removed again with X
+      await page.keyboard.press('Enter');
+      const added = await levelsOf('canal');
+      await page.keyboard.press('x');
+      const removed = await levelsOf('canal');
+      expect(JSON.stringify(added) === '["L4-L5","L5-S1"]' && JSON.stringify(removed) === '["L4-L5"]',
+        `add then remove: ${added} -> ${removed}`);
+      await page.keyboard.press('l');
+      await page.keyboard.type('l3-l4');
+      await page.keyboard.press('Enter');
+      const levels = await levelsOf('canal');
+      expect(JSON.stringify(levels) === '["L3-L4","L4-L5"]', `canal levels after adding ${levels}`);
+      const active = await page.$eval('tr.active', (row) => `${row.dataset.condition}@${row.dataset.level}`);
+      expect(active === 'canal@L3-L4', `active row ${active}`);
+      await page.keyboard.press('3');  // uncertain at L3-L4
+      const progress = await page.innerText('#progress');
+      await fullShot(page, '03-assisted-two-levels');
+      const [request] = await Promise.all([
+        page.waitForRequest((req) => req.method() === 'POST' && req.url().endsWith(`/tasks/${TASK}/annotations`)),
+        page.waitForURL(QUEUE_URL), page.keyboard.press('Control+Enter')]);
+      const sent = JSON.parse(request.postData()).level_labels;
+      expect(JSON.stringify(sent.canal) === '{"L3-L4":-1,"L4-L5":1}' && !('labels' in JSON.parse(request.postData())),
+        `the page sent canal ${JSON.stringify(sent.canal)}`);
+      // The task reopens read-only with both levels, as the API stored them.
+      await page.goto(`${BASE}/annotate/tasks/${TASK}`);
+      const shown = await page.$$eval('tr[data-condition="canal"]', (rows) => Object.fromEntries(
+        rows.map((row) => [row.dataset.level, row.querySelector('input:checked')?.value])));
+      expect(JSON.stringify(shown) === '{"L3-L4":"-1","L4-L5":"1"}', `read-only canal ${JSON.stringify(shown)}`);
+      return { levels, progress, api_canal: sent.canal, readonly_canal: shown, refusal };
     });
   } else {
     let keys;
@@ -98,7 +142,13 @@ try {
       keys = await conditions(page);
       const detail = await getJson(page, `/api/annotations/tasks/${TASK}/`);
       expect(detail.extraction_hidden === true && detail.extractions.length === 0 && detail.preset === null
-        && detail.suggested === null, `the API sent the extraction: ${JSON.stringify(detail).slice(0, 400)}`);
+        && detail.suggested === null && detail.suggested_levels === null,
+      `the API sent the extraction: ${JSON.stringify(detail).slice(0, 400)}`);
+      // Nor its levels: every row is at "study" until the reveal, and the page's config holds none of them.
+      const levels = await page.$$eval('tr[data-condition]', (rows) => [...new Set(rows.map((row) => row.dataset.level))]);
+      const config = JSON.parse(await page.innerText('#task-config'));
+      expect(JSON.stringify(levels) === '["study"]' && config.suggested_levels === null && config.level_evidence === null,
+        `levels before the reveal ${levels}`);
       const state = await page.getAttribute('#mode-banner', 'data-state');
       const marks = await page.locator('#report mark').count();
       const scriptTags = await page.locator('#report script').count();
@@ -138,6 +188,8 @@ try {
       const differs = await rowsWith(page, 'differs');
       const kept = await checked(page);
       expect(marks > 0, 'no highlighted evidence after the reveal');
+      const evidence = await page.innerText('tr[data-condition="canal"] td.evidence');
+      expect(/L4-L5/.test(evidence), `no level next to the canal evidence: ${evidence}`);
       expect(JSON.stringify(kept) === JSON.stringify(firstPass), 'the first pass was not kept');
       expect(JSON.stringify(differs.sort()) === '["fracture","par"]', `differing rows ${differs}`);
       expect(await page.locator('tr.differs .mark-differs').first().isVisible(), 'the differs mark is not visible');

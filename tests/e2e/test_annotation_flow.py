@@ -110,14 +110,23 @@ def test_assisted_annotation_marks_changed_rows_in_the_browser(live_server, user
     steps = _browser({"BASE_URL": live_server.url, "TASK_ID": str(task.pk), "ANNOTATOR": f"annotator:{password}",
                       "SCENARIO": "assisted"}, ARTIFACTS.with_name("e2e-annotation-assisted"))
     assert steps["assisted: preset, a changed row is marked"]["changed"] == ["par"]
+    two = steps["assisted: one condition at two levels, by keyboard"]
+    assert two["levels"] == ["L3-L4", "L4-L5"] and two["api_canal"] == {"L3-L4": -1, "L4-L5": 1}
     annotation = task.annotations.get()
     assert (annotation.mode, annotation.extraction_seen, annotation.labels) == ("assisted", True, {**preset, "par": 1})
+    # canal is present (at L4-L5), whatever L3-L4 is; the other conditions sit where the extraction put them
+    assert annotation.level_labels["canal"] == {"L3-L4": -1, "L4-L5": 1}
+    assert annotation.level_labels["par"] == {"L5": 1}
+    verified = task.verified
+    assert verified.level_labels["canal"] == {"L3-L4": -1, "L4-L5": 1} and verified.labels["canal"] == 1
+    if os.environ.get("SPINEAGENT_DOC_SCREENSHOTS") == "1":
+        _copy_to_docs(ARTIFACTS.with_name("e2e-annotation-assisted"), ("03-assisted-two-levels",))
 
 
-def _copy_to_docs() -> None:
+def _copy_to_docs(folder: Path = ARTIFACTS, names: tuple[str, ...] = KEY_SCREENSHOTS) -> None:
     """The key screenshots as JPEG for docs/annotation.md (a tenth of the PNG size in git)."""
     from PIL import Image
 
     DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-    for name in KEY_SCREENSHOTS:
-        Image.open(ARTIFACTS / f"{name}.png").convert("RGB").save(DOC_IMAGES / f"{name}.jpg", quality=82)
+    for name in names:
+        Image.open(folder / f"{name}.png").convert("RGB").save(DOC_IMAGES / f"{name}.jpg", quality=82)

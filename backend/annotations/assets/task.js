@@ -1,12 +1,16 @@
-// Task page: choose a value per row (mouse or keyboard), then send the labels to the annotations API
-// (session cookie + CSRF token) and open the next task or the queue. Blind mode: "Reveal suggestions"
-// posts the complete first pass and reloads; the server then renders the extraction (it never sent it before).
+// Task page: one row per condition x level ("study" when no level); choose a value per row (mouse or keyboard),
+// add or remove a row's level, then send the per-level labels to the annotations API (session cookie + CSRF
+// token) and open the next task or the queue. Blind mode: "Reveal suggestions" posts the complete first pass and
+// reloads; the server then renders the extraction and its levels (it never sent them before).
 const config = JSON.parse(document.getElementById('task-config').textContent);
 const form = document.getElementById('labels');
 const message = document.getElementById('message');
 const progress = document.getElementById('progress');
 const revealButton = document.getElementById('reveal');
-const rows = [...form.querySelectorAll('tr[data-condition]')];
+const tbody = form.querySelector('#label-table tbody');
+const addInput = document.getElementById('add-level');
+const addFor = document.getElementById('add-level-for');
+let rows = [...form.querySelectorAll('tr[data-condition]')];
 const editable = config.state !== 'readonly';
 // Keys 1/2/3 in the order of the columns: present, absent, uncertain.
 const CHOICES = { 1: '1', 2: '0', 3: '-1' };
@@ -26,8 +30,16 @@ function mark(row) {
   row.classList.toggle('undecided', value === undefined);
 }
 
+const rowsOf = (key) => rows.filter((row) => row.dataset.condition === key);
+const NAMES = { 1: 'present', 0: 'absent', '-1': 'uncertain' };
+
 function update() {
   rows.forEach(mark);
+  for (const row of rows) {
+    const button = row.querySelector('.remove-level');
+    if (button) button.hidden = rowsOf(row.dataset.condition).length < 2;
+  }
+  if (addFor && rows[active]) addFor.textContent = rows[active].dataset.name;
   const left = missing().length;
   if (left === 0 && message.className === 'error' && message.dataset.incomplete) say('');
   if (progress) progress.textContent = `${rows.length - left} of ${rows.length} rows decided`;
@@ -54,13 +66,100 @@ function choose(value) {
   else if (active < rows.length - 1) setActive(active + 1);
 }
 
-function labels() {
+function levelLabels() {
   const out = {};
   for (const row of rows) {
     const value = valueOf(row);
-    if (value !== undefined) out[row.dataset.condition] = Number(value);
+    if (value !== undefined) (out[row.dataset.condition] ||= {})[row.dataset.level] = Number(value);
   }
   return out;
+}
+
+
+/** A new row for ``level`` of the active row's condition, undecided, placed cranio-caudally among its levels. */
+function addLevel(level) {
+  const source = rows[active];
+  if (!editable || !source) return false;
+  const key = source.dataset.condition;
+  level = (level || '').trim();
+  const known = config.known_levels.find((lv) => lv.toLowerCase() === level.toLowerCase());
+  if (!known || (config.level_free.includes(key) && known !== 'study')) {
+    say(`Unknown level "${level}": use study, a level such as L4-L5 or L3, or multilevel.`, 'error');
+    return false;
+  }
+  const same = rowsOf(key);
+  const existing = same.find((row) => row.dataset.level === known);
+  if (existing) { setActive(rows.indexOf(existing)); return true; }
+  const row = same[same.length - 1].cloneNode(true);
+  row.dataset.level = known;
+  row.classList.add('more-level');
+  row.classList.remove('active', 'changed', 'differs');
+  row.querySelector('.condition-name').textContent = '';
+  row.querySelectorAll('.flag').forEach((f) => f.remove());
+  row.querySelector('.level-tag').textContent = known;
+  for (const input of row.querySelectorAll('input[type=radio]')) {
+    input.name = `${key}@${known}`;
+    input.checked = false;
+    input.setAttribute('aria-label', `${row.dataset.name} at ${known} ${NAMES[input.value]}`);
+  }
+  const hint = levelSuggestion(key, known);
+  row.dataset.suggested = hint === null ? '' : String(hint);
+  const cell = (cls) => row.querySelector(`td.${cls}`);
+  if (cell('suggested')) cell('suggested').textContent = hint === null ? '' : NAMES[hint];
+  if (cell('evidence')) {
+    cell('evidence').replaceChildren(...(config.level_evidence?.[key]?.[known] || []).map((e) => {
+      const line = document.createElement('span');
+      line.className = 'ev-line';
+      const tag = document.createElement('span');
+      tag.className = 'level-tag';
+      tag.textContent = e.levels;
+      line.append(tag, ` ${e.text}`);
+      return line;
+    }));
+  }
+  if (cell('first-pass')) cell('first-pass').textContent = NAMES[config.first_pass_levels?.[key]?.[known] ?? 0];
+  if (cell('annotators')) {
+    cell('annotators').textContent = config.annotator_levels
+      .map((a) => `${a.annotator}: ${NAMES[a.level_labels[key]?.[known] ?? 0]}`).join(', ');
+  }
+  const model = row.querySelector('td.model');
+  if (model) model.textContent = '';
+  const after = same.filter((r) => config.known_levels.indexOf(r.dataset.level) < config.known_levels.indexOf(known));
+  if (after.length) after[after.length - 1].after(row);
+  else same[0].before(row);
+  rows = [...form.querySelectorAll('tr[data-condition]')];
+  nameFirst(key);
+  say('');
+  setActive(rows.indexOf(row));
+  update();
+  return true;
+}
+
+/** The condition's name on its first (cranio-caudal) row only. */
+function nameFirst(key) {
+  rowsOf(key).forEach((row, i) => {
+    row.querySelector('.condition-name').textContent = i === 0 ? row.dataset.name : '';
+    row.classList.toggle('more-level', i > 0);
+  });
+}
+
+function levelSuggestion(key, level) {
+  if (!config.suggested || config.suggested[key] === undefined) return null;
+  const at = config.suggested_levels?.[key] || {};
+  if (at[level] !== undefined) return at[level];
+  return level === 'study' ? config.suggested[key] : 0;
+}
+
+function removeLevel(row) {
+  if (!editable || !row || rowsOf(row.dataset.condition).length < 2) return;
+  const key = row.dataset.condition;
+  const index = rows.indexOf(row);
+  const stay = index > 0 && rows[index - 1].dataset.condition === key ? rows[index - 1] : rows[index + 1];
+  row.remove();
+  rows = [...form.querySelectorAll('tr[data-condition]')];
+  nameFirst(key);
+  setActive(rows.indexOf(stay));  // the condition's neighbouring level
+  update();
 }
 
 function say(text, kind = '') {
@@ -99,7 +198,7 @@ function setBusy(value) {
 
 async function submit(next) {
   if (busy || !editable || !requireComplete('submit')) return;
-  const body = { labels: labels() };
+  const body = { level_labels: levelLabels() };
   if (config.state === 'adjudicate') body.revision = config.revision;
   else {
     body.mode = config.state === 'assisted' ? 'assisted' : 'blind';  // the mode this page was opened in
@@ -123,7 +222,7 @@ async function reveal() {
   setBusy(true);
   say('Keeping your first pass…');
   try {
-    await post(config.reveal_url, { labels: labels() });
+    await post(config.reveal_url, { level_labels: levelLabels() });
     location.reload();  // the server now renders the suggestions next to your first pass
   } catch (err) {
     say(`Not revealed: ${err.message}`, 'error');
@@ -142,7 +241,12 @@ form.addEventListener('change', (event) => {
 });
 form.addEventListener('click', (event) => {
   const row = event.target.closest('tr[data-condition]');
+  if (row && event.target.classList.contains('remove-level')) { removeLevel(row); return; }
   if (row && event.target.tagName !== 'INPUT') setActive(rows.indexOf(row));
+});
+document.getElementById('add-level-button')?.addEventListener('click', () => {
+  if (addInput.value.trim() === '') { addInput.focus(); return; }
+  if (addLevel(addInput.value)) addInput.value = '';
 });
 revealButton?.addEventListener('click', reveal);
 
@@ -156,6 +260,10 @@ document.addEventListener('keydown', (event) => {
   }
   if (typing) {
     if (event.key === 'Escape') { target.blur(); setActive(active); }
+    if (event.key === 'Enter' && target === addInput) {
+      event.preventDefault();
+      if (addLevel(addInput.value)) addInput.value = '';
+    }
     return;
   }
   if (event.altKey || event.ctrlKey || event.metaKey) return;
@@ -167,6 +275,8 @@ document.addEventListener('keydown', (event) => {
   else if (editable && key === 'Enter' && !['BUTTON', 'A'].includes(target.tagName)) submit(true);
   else if (key === 'r' && config.state === 'blind') reveal();
   else if (key === 'c' && form.elements.comment) form.elements.comment.focus();
+  else if (editable && key === 'l' && addInput) addInput.focus();
+  else if (editable && key === 'x') removeLevel(rows[active]);
   else handled = false;
   if (handled) event.preventDefault();
 });
