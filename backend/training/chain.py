@@ -1,7 +1,7 @@
 """The stage chain of a training run (``chain`` "heads" or "align+heads"), as ``spinefm`` subprocesses.
 
 In the run's work directory: the dataset version's export.json (the same document as the export endpoint)
--> ``spinefm dataset build`` from Orthanc over DICOMweb (the backend's Orthanc account; the password only in
+and reports.json (the label tasks' report texts) -> ``spinefm dataset build`` from Orthanc over DICOMweb (the backend's Orthanc account; the password only in
 the child's environment, never on a command line), restricted to the dataset's studies, at the base
 bundle's image size -> [``align --init base``] -> ``heads`` -> ``calibrate --splits val`` -> ``compare``
 (candidate, base and the active version on the same test-split images) -> ``build-bundle``. Each stage is
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from backend.annotations.models import LabelTask
 from backend.inference import jobs
 from backend.inference.models import ModelVersion
 
@@ -77,11 +78,16 @@ def run_stage(name: str, argv: list[str], say_line: Callable[[str], None], cwd: 
     return round(time.monotonic() - started, 1)
 
 
-def export(run: TrainingRun, path: Path) -> list[str]:
-    """The dataset version as export.json (datasets.json_chunks, as the endpoint); its StudyInstanceUIDs."""
-    with path.open("w", encoding="utf-8") as f:
+def export(run: TrainingRun, work: Path) -> list[str]:
+    """export.json (datasets.json_chunks, as the endpoint) and reports.json (each item's label-task text:
+    the report the labels were verified on, which align pairs with the images); the StudyInstanceUIDs."""
+    with (work / "export.json").open("w", encoding="utf-8") as f:
         for chunk in datasets.json_chunks(run.dataset):
             f.write(chunk)
+    texts = dict(LabelTask.objects.filter(pk__in=[i["task_id"] for i in run.dataset.items]).values_list("pk", "text"))
+    reports = [{"study_instance_uid": i["study_instance_uid"], "report": texts[i["task_id"]], "split": i["split"]}
+               for i in run.dataset.items if (texts.get(i["task_id"]) or "").strip()]
+    (work / "reports.json").write_text(json.dumps(reports), encoding="utf-8")
     return sorted({item["study_instance_uid"] for item in run.dataset.items})
 
 
@@ -126,13 +132,14 @@ def execute(run: TrainingRun, out: Path, set_stage: Callable[[str, int], None], 
     common = ["--seed", str(o["seed"]), "--threads", threads(), "--no-progress"]
 
     set_stage("exporting the dataset version", 5)
-    uids = export(run, work / "export.json")
+    uids = export(run, work)
 
     set_stage("building the dataset from Orthanc (DICOMweb)", 8)
     dataset = work / "dataset"
     build = ["dataset", "build", "--dicomweb", settings.ORTHANC_URL + settings.ORTHANC_DICOMWEB_ROOT,
              "--user", settings.ORTHANC_USERNAME, "--password-env", PASSWORD_ENV,
-             "--platform-export", str(work / "export.json"), "--img-size", str(image_size(run.base_model)),
+             "--platform-export", str(work / "export.json"), "--reports", str(work / "reports.json"),
+             "--no-label-reports", "--img-size", str(image_size(run.base_model)),
              "--split-seed", str(run.dataset.split_seed), "--out", str(dataset), "--no-progress"]
     for uid in uids:
         build += ["--study", uid]

@@ -33,11 +33,11 @@ def training_worker(data_dir, start_worker):
     return start_worker("chain", queues="training")
 
 
-def add_verified(uid: str, patient: str, labels: dict, description: str = "SYNTHETIC phantom") -> None:
+def add_verified(uid: str, patient: str, labels: dict, text: str = "", description: str = "SYNTHETIC phantom") -> None:
     study = Study.objects.create(study_instance_uid=uid, patient_id=patient, modalities="MR",
                                  study_description=description)
     task = LabelTask.objects.create(study=study, study_instance_uid=uid, patient_id=patient,
-                                    source=LabelTask.IMPORTED, text=f"report of {uid}",
+                                    source=LabelTask.IMPORTED, text=text or f"report of {uid}",
                                     text_sha256=hashlib.sha256(uid.encode()).hexdigest(), status=LabelTask.DONE)
     VerifiedLabels.objects.create(task=task, labels=labels, method=VerifiedLabels.SINGLE)
 
@@ -49,7 +49,7 @@ def phantoms_in_orthanc(orthanc_admin, phantom_files, n: int = N_STUDIES) -> lis
         if not orthanc_admin.has_study(p.study_instance_uid):
             for _name, data in phantom_files(PHANTOM_SEED, i):
                 orthanc_admin.post_instance(data)
-        add_verified(p.study_instance_uid, p.patient_id, p.truth["labels"])
+        add_verified(p.study_instance_uid, p.patient_id, p.truth["labels"], p.truth["report"]["text"])
     return studies
 
 
@@ -108,6 +108,7 @@ def test_heads_chain_on_the_training_worker(training_worker, data_dir, active_mo
     for cond, row in m["candidate"]["per_condition"].items():
         assert row["n"] == m["base"]["per_condition"][cond]["n"] <= n_test
     assert set(m["stage_seconds"]) == set(STAGES)
+    print("stage seconds (heads chain):", m["stage_seconds"])
     cmp = admin.get(f"/api/training/runs/{run.pk}/comparison").json()
     assert cmp["active"]["id"] == active_model.pk and cmp["candidate"]["id"] == candidate.pk
     assert "test split's images" in cmp["active_metrics_source"]
@@ -166,3 +167,21 @@ def test_a_failing_stage_fails_the_run_and_registers_nothing(data_dir, active_mo
     assert run.status == TrainingRun.FAILED and run.candidate is None
     assert "stage dataset exited with status" in run.error and "DICOMweb http://127.0.0.1:9/dicom-web" in run.error
     assert ModelVersion.objects.count() == 1 and not (data_dir / "bundles").exists()
+
+
+def test_align_heads_chain_changes_the_encoders_and_compares_on_the_same_images(data_dir, active_model,
+                                                                                 orthanc_admin, phantom_files):
+    studies = phantoms_in_orthanc(orthanc_admin, phantom_files)
+    ds = datasets.snapshot("chain-align", seed=split_seed(studies), ratios=RATIOS)
+    run = executed(ds, active_model, {"chain": "align+heads", **SMALL})
+    assert run.status == TrainingRun.SUCCEEDED, run.error + "\n" + run.log[-3000:]
+    assert "$ spinefm align" in run.log and "--max-steps 2" in run.log and "  align: " in run.log
+    assert run.log.index("$ spinefm align") < run.log.index("$ spinefm heads")
+    base, cand = read_manifest(active_model.path), read_manifest(run.candidate.path)
+    assert cand["files"]["encoders.safetensors"] != base["files"]["encoders.safetensors"]  # align trained them
+    assert "CLIP fine-tuned" in cand["encoder_init"]
+    m = run.metrics
+    assert m["chain"] == "align+heads" and set(m["stage_seconds"]) == {"align", *STAGES}
+    assert m["base"]["per_condition"].keys() == m["candidate"]["per_condition"].keys()
+    assert m["base"]["n_cases"] == m["candidate"]["n_cases"] == m["n_test"]
+    print("stage seconds (align+heads chain):", m["stage_seconds"])
