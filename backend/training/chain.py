@@ -1,13 +1,14 @@
 """The stage chain of a training run (``chain`` "heads" or "align+heads"), as ``spinefm`` subprocesses.
 
 In the run's work directory: the dataset version's export.json (the same document as the export endpoint)
-and reports.json (the label tasks' report texts) -> ``spinefm dataset build`` from Orthanc over DICOMweb (the backend's Orthanc account; the password only in
-the child's environment, never on a command line), restricted to the dataset's studies, at the base
-bundle's image size -> [``align --init base``] -> ``heads`` -> ``calibrate --splits val`` -> ``compare``
-(candidate, base and the active version on the same test-split images) -> ``build-bundle``. Each stage is
-a child process whose output lines go into the run's log; a stage that exits non-zero fails the run with
-its last lines. The finished bundle is written inside the work directory and only moved to its final place
-by the caller after it loads (runs.py), so a failed run never leaves a half-written candidate.
+and reports.json (the label tasks' report texts) -> ``spinefm dataset build`` from Orthanc over DICOMweb
+(the backend's Orthanc account; the password only in the child's environment, never on a command line),
+restricted to the dataset's studies, at the base bundle's image size -> [``align --init base``] ->
+``heads`` -> ``calibrate --splits val`` -> ``compare`` (candidate, base and the active version on the same
+test-split images) -> ``build-bundle``. Each stage is a child process whose output lines go into the run's
+log; a stage that exits non-zero fails the run with its last lines. The finished bundle is written inside
+the work directory and only moved to its final place by the caller after it loads (runs.py), so a failed
+run never leaves a half-written candidate.
 """
 
 from __future__ import annotations

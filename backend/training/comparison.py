@@ -1,10 +1,11 @@
 """Candidate vs active, per condition, side by side, on the run's own held-out test split.
 
 Metrics of two models are only comparable on the same cases. The run measured its candidate and its base
-on the dataset's test split (a probes run on the stored embeddings, a chain run, chain.py, on the images,
-with the version active at the time as well); when the base is (still) the active version those are the two columns. If
-another version has been promoted since, its diagnosis heads are evaluated now on the same test
-embeddings (when it shares the base's encoders; otherwise its column says why it is missing).
+on the dataset's test split (a probes run on the stored embeddings; a chain run, chain.py, on the images,
+also the version active at the time); when the base is (still) the active version those are the two
+columns. If another version has been promoted since, its diagnosis heads are evaluated now on the same
+test embeddings (probes runs, when it shares the base's encoders; otherwise its column says why it is
+missing).
 Beside AUROC, which conditions each version may call at all (its operating points: a candidate whose
 val split was too small to validate a condition never calls it), and what the candidate's calls did on
 the test split (false findings per case, sensitivity).

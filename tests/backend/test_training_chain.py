@@ -108,7 +108,6 @@ def test_heads_chain_on_the_training_worker(training_worker, data_dir, active_mo
     for cond, row in m["candidate"]["per_condition"].items():
         assert row["n"] == m["base"]["per_condition"][cond]["n"] <= n_test
     assert set(m["stage_seconds"]) == set(STAGES)
-    print("stage seconds (heads chain):", m["stage_seconds"])
     cmp = admin.get(f"/api/training/runs/{run.pk}/comparison").json()
     assert cmp["active"]["id"] == active_model.pk and cmp["candidate"]["id"] == candidate.pk
     assert "test split's images" in cmp["active_metrics_source"]
@@ -184,4 +183,39 @@ def test_align_heads_chain_changes_the_encoders_and_compares_on_the_same_images(
     assert m["chain"] == "align+heads" and set(m["stage_seconds"]) == {"align", *STAGES}
     assert m["base"]["per_condition"].keys() == m["candidate"]["per_condition"].keys()
     assert m["base"]["n_cases"] == m["candidate"]["n_cases"] == m["n_test"]
-    print("stage seconds (align+heads chain):", m["stage_seconds"])
+
+
+def test_a_chain_run_compares_with_the_version_active_when_it_ran(db, active_model):
+    """The comparison of a chain run when another version is active (written-out metrics of the chain's shape:
+    one function under test): the run's own measurement of that version on the images, or null with the
+    reason once yet another version is active; the gate refuses a worse candidate either way."""
+    from backend.inference import registry
+    from backend.training import comparison, promotion
+
+    add_verified("1.2.826.0.1.3680043.10.999.83.2", "TC002", {"canal": 1})
+    ds = datasets.snapshot("chain-active")
+    other = ModelVersion.objects.create(name="other", version="1", path=active_model.path)
+    third = ModelVersion.objects.create(name="third", version="1", path=active_model.path)
+    cand = ModelVersion.objects.create(name="cand", version="1", path=active_model.path,
+                                       state=ModelVersion.CANDIDATE)
+
+    def scored(auroc, lo):
+        return {"per_condition": {"canal": {"auroc": auroc, "auroc_ci95": [lo, 0.99], "n": 6, "n_pos": 3}},
+                "mean_auroc": auroc}
+
+    run = TrainingRun.objects.create(
+        dataset=ds, base_model=active_model, candidate=cand, status=TrainingRun.SUCCEEDED,
+        options=runs.parse_options({"chain": "heads"}),
+        metrics={"chain": "heads", "candidate": scored(0.8, 0.6), "base": scored(0.7, 0.5), "n_test": 6,
+                 "active_at_run": {"id": other.pk, "metrics": scored(0.85, 0.7)}, "reference_errors": {}})
+    registry.promote(other)
+    cmp = comparison.compare(run)
+    assert cmp["active"]["id"] == other.pk and cmp["mean_auroc"] == {"candidate": 0.8, "active": 0.85}
+    assert "evaluated by the run on the test split's images" in cmp["active_metrics_source"]
+    g = promotion.gate(cmp)
+    assert not g["passed"] and "mean AUROC lower bound 0.600 < active 0.700" in g["reasons"][0]
+
+    registry.promote(third)  # not measured by the run: no stored embeddings to fall back on
+    cmp = comparison.compare(run)
+    assert cmp["conditions"][0]["active"] is None and "start a new run" in cmp["active_metrics_source"]
+    assert "could not be scored" in promotion.gate(cmp)["reasons"][0]
