@@ -37,6 +37,7 @@ CHAINS = ("probes", "heads", "align+heads")
 PASSWORD_ENV = "SPINEAGENT_DICOMWEB_PASSWORD"
 LINE_MAX = 400  # one log line (tables and tracebacks stay readable, a runaway line does not flood the log)
 TAIL = 12  # last output lines quoted in a failed stage's error
+LOG_LINES = 300  # output lines per stage in the run's log (each is one UPDATE of a growing text)
 
 
 class StageFailed(RuntimeError):
@@ -59,20 +60,29 @@ def _child_env() -> dict:
 
 
 def run_stage(name: str, argv: list[str], say_line: Callable[[str], None], cwd: Path) -> float:
-    """``python -m spinefm.cli <argv>``; every output line to ``say_line``; StageFailed on a non-zero exit."""
+    """``python -m spinefm.cli <argv>``; its output lines to ``say_line`` (the first LOG_LINES; all of them in
+    ``<cwd>/<name>.log``, per-request DICOMweb chatter only there); StageFailed on a non-zero exit."""
     command = [sys.executable, "-m", "spinefm.cli", *argv]
     say_line(f"$ spinefm {shlex.join(argv)}")
     tail: collections.deque[str] = collections.deque(maxlen=TAIL)
-    started = time.monotonic()
+    started, shown = time.monotonic(), 0
     with subprocess.Popen(command, cwd=cwd, env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace", bufsize=1) as proc:
+                          text=True, errors="replace", bufsize=1) as proc, \
+            (cwd / f"{name}.log").open("w", encoding="utf-8") as full:
         for raw in proc.stdout:
+            full.write(raw)
             line = raw.rstrip()
             if not line.strip():
                 continue
             line = line if len(line) <= LINE_MAX else line[:LINE_MAX] + " ..."
             tail.append(line)
-            say_line(f"  {name}: {line}")
+            if " INFO dicomweb_client." in line:
+                continue
+            shown += 1
+            if shown <= LOG_LINES:
+                say_line(f"  {name}: {line}")
+            elif shown == LOG_LINES + 1:
+                say_line(f"  {name}: ... (further output in {cwd / f'{name}.log'})")
         code = proc.wait()
     if code != 0:
         raise StageFailed(f"stage {name} exited with status {code}; last output:\n" + "\n".join(tail))
