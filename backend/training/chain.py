@@ -153,7 +153,7 @@ def execute(run: TrainingRun, out: Path, set_stage: Callable[[str, int], None], 
              "--no-label-reports", "--img-size", str(image_size(run.base_model)),
              "--split-seed", str(run.dataset.split_seed), "--out", str(dataset), "--no-progress"]
     for uid in uids:
-        build += ["--study", uid]
+        build.append(f"--study={uid}")  # one argv element: a value can never read as an option
     seconds["dataset"] = run_stage("dataset", build, say_line, work)
     built = check_built(dataset, uids, f"{run.dataset.name} v{run.dataset.version}")
     say_line(f"dataset: {built['studies']} studies, splits {built['splits']}")
