@@ -1,9 +1,10 @@
 """Training runs: start one on a dataset version, execute it on a worker, register the candidate.
 
 A run is ``queued -> running -> succeeded | failed``. :func:`execute` (the body of the Celery task on the
-``training`` queue) gathers the stored embeddings of the dataset's studies, calls
-``spinefm.retrain.retrain_bundle`` (new diagnosis heads, evaluated against the base heads on the same test
-split), checks the new bundle loads, and registers it as a *candidate* ModelVersion. Promotion stays a
+``training`` queue) runs the chosen ``chain``: "probes" gathers the stored embeddings of the dataset's
+studies and calls ``spinefm.retrain.retrain_bundle`` (new diagnosis heads, evaluated against the base heads
+on the same test split); "heads" / "align+heads" run the spinefm stages on the studies' images (chain.py).
+It then checks the new bundle loads and registers it as a *candidate* ModelVersion. Promotion stays a
 separate, deliberate admin step behind a gate (promotion.py). Each stage is appended to the run's ``log``.
 """
 
