@@ -122,6 +122,10 @@ def test_heads_chain_on_the_training_worker(training_worker, data_dir, active_mo
     assert {x.split(":")[0] for x in g["reasons"] if "not for the candidate" in x} == set(validated)
     r = admin.post(f"/api/training/runs/{run.pk}/promote", {}, format="json")
     assert r.status_code == 409 and "refused by the gate" in r.json()["detail"]
+    # the admin's run page: the stages, each stage's output in the log, the comparison
+    page = admin.get(f"/training/runs/{run.pk}").content.decode()
+    assert '<strong id="run-chain">heads</strong>' in page and 'id="comparison"' in page
+    assert "$ spinefm heads --init" in page and "  calibrate: " in page
     active_model.refresh_from_db()
     assert active_model.state == ModelVersion.ACTIVE
 
