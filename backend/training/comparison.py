@@ -1,9 +1,11 @@
 """Candidate vs active, per condition, side by side, on the run's own held-out test split.
 
 Metrics of two models are only comparable on the same cases. The run measured its candidate and its base
-on the dataset's test split; when the base is (still) the active version those are the two columns. If
-another version has been promoted since, its diagnosis heads are evaluated now on the same test
-embeddings (when it shares the base's encoders; otherwise its column says why it is missing).
+on the dataset's test split (a probes run on the stored embeddings; a chain run, chain.py, on the images,
+also the version active at the time); when the base is (still) the active version those are the two
+columns. If another version has been promoted since, its diagnosis heads are evaluated now on the same
+test embeddings (probes runs, when it shares the base's encoders; otherwise its column says why it is
+missing).
 Beside AUROC, which conditions each version may call at all (its operating points: a candidate whose
 val split was too small to validate a condition never calls it), and what the candidate's calls did on
 the test split (false findings per case, sensitivity).
@@ -52,6 +54,18 @@ def _evaluate_other(run: TrainingRun, active: ModelVersion) -> tuple[dict | None
                          seed=(run.options or {}).get("seed", 0)), "evaluated now on the run's test split"
 
 
+def _evaluated_by_chain(run: TrainingRun, active: ModelVersion) -> tuple[dict | None, str]:
+    """A chain run (chain.py) scored the models on the test split's images, not on stored embeddings: the
+    active version's column is the run's own measurement of it, if it was the active one then."""
+    then = run.metrics.get("active_at_run") or {}
+    if then.get("id") == active.pk and then.get("metrics") is not None:
+        return then["metrics"], "the active version, evaluated by the run on the test split's images"
+    why = (run.metrics.get("reference_errors") or {}).get("active")
+    return None, (f"the active version could not be scored by the run ({why})" if why and then.get("id") == active.pk
+                  else "the active version changed since this run; a chain run compares on images, not stored "
+                       "embeddings: start a new run to compare with it")
+
+
 def compare(run: TrainingRun) -> dict:
     if run.status != TrainingRun.SUCCEEDED or run.candidate is None:
         raise Conflict(f"training run {run.pk} is {run.status}; a comparison needs a succeeded run",
@@ -62,8 +76,15 @@ def compare(run: TrainingRun) -> dict:
         active_metrics, how = None, "no active model version"
     elif active.pk == run.base_model_id:
         active_metrics, how = metrics["base"], "the run's base model, measured by the run on its test split"
+        if metrics.get("chain", "probes") != "probes":
+            why = (metrics.get("reference_errors") or {}).get("base")
+            how = (f"the run's base model, which could not be scored on the test split's images ({why})"
+                   if active_metrics is None else "the run's base model, measured by the run on the test "
+                                                  "split's images (the same cases as the candidate)")
     elif active.pk == run.candidate_id:
         active_metrics, how = metrics["candidate"], "the candidate itself (already promoted)"
+    elif metrics.get("chain", "probes") != "probes":
+        active_metrics, how = _evaluated_by_chain(run, active)
     else:
         active_metrics, how = _evaluate_other(run, active)
     cand = metrics["candidate"]["per_condition"]

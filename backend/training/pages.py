@@ -52,7 +52,7 @@ def home(request):
         "runs": [runs.payload(r) for r in _runs()[:RECENT]],
         "active": active_model_version(),
         "bases": ModelVersion.objects.exclude(path__startswith="builtin:").order_by("-created_at")[:RECENT],
-        "options": {k: v[0] for k, v in runs.OPTIONS.items()},
+        "options": runs.parse_options({}), "chains": runs.CHAINS,
     })
 
 
@@ -67,7 +67,7 @@ def dataset_page(request, pk: int):
     return render(request, "training/dataset.html", {
         "ds": _dataset_row(ds), "split_names": splits, "conditions": conditions,
         "runs": [runs.payload(r) for r in _runs().filter(dataset=ds)[:RECENT]],
-        "options": {k: v[0] for k, v in runs.OPTIONS.items()}, "active": active_model_version()})
+        "options": runs.parse_options({}), "chains": runs.CHAINS, "active": active_model_version()})
 
 
 @require_GET

@@ -1,9 +1,10 @@
 """Training runs: start one on a dataset version, execute it on a worker, register the candidate.
 
 A run is ``queued -> running -> succeeded | failed``. :func:`execute` (the body of the Celery task on the
-``training`` queue) gathers the stored embeddings of the dataset's studies, calls
-``spinefm.retrain.retrain_bundle`` (new diagnosis heads, evaluated against the base heads on the same test
-split), checks the new bundle loads, and registers it as a *candidate* ModelVersion. Promotion stays a
+``training`` queue) runs the chosen ``chain``: "probes" gathers the stored embeddings of the dataset's
+studies and calls ``spinefm.retrain.retrain_bundle`` (new diagnosis heads, evaluated against the base heads
+on the same test split); "heads" / "align+heads" run the spinefm stages on the studies' images (chain.py).
+It then checks the new bundle loads and registers it as a *candidate* ModelVersion. Promotion stays a
 separate, deliberate admin step behind a gate (promotion.py). Each stage is appended to the run's ``log``.
 """
 
@@ -27,6 +28,7 @@ from backend.inference import jobs, registry
 from backend.inference.analyzers import NO_FINDINGS
 from backend.inference.models import ModelVersion
 
+from . import chain as chain_mod
 from . import embeddings
 from .errors import Conflict, Invalid
 from .models import DatasetVersion, TrainingRun
@@ -40,7 +42,12 @@ OPTIONS: dict[str, tuple[Any, Any, Any, type]] = {
     "weight_decay": (1e-2, 0.0, 10.0, float),
     "seed": (0, 0, 2**31 - 1, int),
     "n_boot": (200, 0, 2000, int),
+    # the stage chains (chain.py) only: segmentation-head steps, align steps and learning rate
+    "seg_steps": (300, 1, 20_000, int),
+    "align_steps": (200, 1, 20_000, int),
+    "align_lr": (1e-4, 1e-7, 1.0, float),
 }
+CHAINS = chain_mod.CHAINS  # "probes": the diagnosis probes on stored embeddings (retrain.py); else chain.py
 
 
 def parse_options(raw: Any) -> dict:
@@ -48,9 +55,13 @@ def parse_options(raw: Any) -> dict:
         raw = {}
     if not isinstance(raw, dict):
         raise Invalid("options must be an object", field="options")
-    if unknown := sorted(str(k) for k in raw if k not in OPTIONS):
-        raise Invalid(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(OPTIONS)}", field="options")
-    clean = {}
+    if unknown := sorted(str(k) for k in raw if k not in OPTIONS and k != "chain"):
+        raise Invalid(f"unknown option(s): {', '.join(unknown)}; known: chain, {', '.join(OPTIONS)}",
+                      field="options")
+    chain = raw.get("chain", CHAINS[0])
+    if not isinstance(chain, str) or chain not in CHAINS:
+        raise Invalid(f"options.chain must be one of {', '.join(CHAINS)}", field="options.chain")
+    clean: dict[str, Any] = {"chain": chain}
     for name, (default, lo, hi, kind) in OPTIONS.items():
         value = raw.get(name, default)
         ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
@@ -161,32 +172,65 @@ def _retrain(run: TrainingRun, examples: dict, out: Path):
                           weight_decay=o["weight_decay"], seed=o["seed"], n_boot=o["n_boot"], progress=progress)
 
 
+def log_line(run_id: int, text: str) -> None:
+    """One output line of a stage into the run's log (progress unchanged)."""
+    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.RUNNING).update(
+        log=Concat(F("log"), Value(f"{timezone.now().isoformat(timespec='seconds')} {text}\n"),
+                   output_field=TextField()))
+
+
+def _run_chain(run: TrainingRun, out: Path) -> tuple[dict, str]:
+    """heads / align+heads (chain.py): the bundle is built in the work directory, checked, then moved to
+    ``out``. Returns (metrics, notes)."""
+    from spinefm.bundle import load_bundle
+
+    staged = chain_mod.work_dir(run) / "bundle"
+    metrics = chain_mod.execute(run, staged, lambda stage, pct: set_stage(run.pk, stage, pct),
+                                lambda text: log_line(run.pk, text), candidate_version(run))
+    set_stage(run.pk, "checking the new bundle loads", 88)
+    load_bundle(staged)  # every hash and every weight shape, exactly as a worker will load it
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged.rename(out)
+    return ({**metrics, "skipped": [], "n_skipped": 0},
+            f"retrained ({run.options['chain']}) from {run.base_model.name} {run.base_model.version} on images of "
+            f"dataset {run.dataset.name} v{run.dataset.version} (training run {run.pk})")
+
+
+def _run_probes(run: TrainingRun, out: Path) -> tuple[dict, str]:
+    """The diagnosis probes on the stored case embeddings (retrain.py). Returns (metrics, notes)."""
+    set_stage(run.pk, "gathering embeddings", 5)
+    examples, skipped = embeddings.gather(run.dataset.items, run.base_model)
+    result = _retrain(run, examples, out)
+    set_stage(run.pk, "checking the new bundle loads", 88)
+    from spinefm.bundle import load_bundle
+
+    load_bundle(out)  # every hash and every weight shape, exactly as a worker will load it
+    return ({**result.metrics, "skipped": skipped, "n_skipped": len(skipped)},
+            f"retrained diagnosis heads of {run.base_model.name} {run.base_model.version} on dataset "
+            f"{run.dataset.name} v{run.dataset.version} (training run {run.pk})")
+
+
 def execute(run_id: int, worker: str = "") -> str:
     """The Celery task's body. Returns the final status; every failure is recorded on the run."""
     run = _claim(run_id, worker)
     if run is None:
         return "nothing to do"
     try:
-        set_stage(run.pk, "gathering embeddings", 5)
-        examples, skipped = embeddings.gather(run.dataset.items, run.base_model)
         out = bundle_dir(run)
         if out.exists():
             raise RuntimeError(f"{out} already exists (an earlier attempt of this run?); a bundle is never "
                                "overwritten: remove it or start a new run")
-        result = _retrain(run, examples, out)
-        set_stage(run.pk, "checking the new bundle loads", 88)
-        from spinefm.bundle import load_bundle
-
-        load_bundle(out)  # every hash and every weight shape, exactly as a worker will load it
+        if (run.options or {}).get("chain", "probes") != "probes":
+            metrics, notes = _run_chain(run, out)
+        else:
+            metrics, notes = _run_probes(run, out)
         set_stage(run.pk, "registering candidate", 95)
         with transaction.atomic():
             candidate = registry.register_bundle(out, state=ModelVersion.CANDIDATE)
-            ModelVersion.objects.filter(pk=candidate.pk).update(
-                notes=f"retrained diagnosis heads of {run.base_model.name} {run.base_model.version} on dataset "
-                      f"{run.dataset.name} v{run.dataset.version} (training run {run.pk})")
+            ModelVersion.objects.filter(pk=candidate.pk).update(notes=notes)
             TrainingRun.objects.filter(pk=run.pk).update(
                 status=TrainingRun.SUCCEEDED, stage="succeeded", progress=100, candidate=candidate,
-                metrics={**result.metrics, "skipped": skipped, "n_skipped": len(skipped)},
+                metrics=metrics,
                 finished_at=timezone.now(),
                 log=_log_line(100, f"succeeded: candidate {candidate.name} {candidate.version}"))
     except Exception as exc:
@@ -205,6 +249,7 @@ def payload(run: TrainingRun) -> dict:
         "id": run.pk, "status": run.status, "stage": run.stage, "progress": run.progress, "error": run.error,
         "dataset": {"id": run.dataset_id, "name": run.dataset.name, "version": run.dataset.version,
                     "synthetic": run.dataset.synthetic},
+        "chain": (run.options or {}).get("chain", "probes"),
         "base_model": mv(run.base_model), "candidate": mv(run.candidate), "options": run.options,
         "metrics": run.metrics, "started_by": run.started_by.username if run.started_by else None,
         "created_at": run.created_at.isoformat(),

@@ -36,7 +36,9 @@ SNAPSHOT_BODY = inline_serializer("DatasetSnapshot", {
 RUN_BODY = inline_serializer("TrainingRunStart", {
     "dataset": serializers.IntegerField(help_text="dataset version id"),
     "base_model": serializers.IntegerField(required=False, help_text="model version id (default: the active one)"),
-    "options": serializers.DictField(required=False, help_text="steps, lr, weight_decay, seed, n_boot"),
+    "options": serializers.DictField(required=False, help_text=(
+        "chain (probes | heads | align+heads; default probes), steps, lr, weight_decay, seed, n_boot, "
+        "seg_steps, align_steps, align_lr")),
 })
 PROMOTE_BODY = inline_serializer("TrainingRunPromote", {
     "reason": serializers.CharField(required=False, help_text="required only to override a failed gate (audited)"),

@@ -64,6 +64,8 @@ def run(args) -> str:
              "training": {"command": args.training_command or getattr(args, "command_line", None) or "spinefm " + shlex.join(sys.argv[1:]),
                           **{k: v for k, v in data.items() if k not in ("synthetic", "description")},
                           "splits": args.splits}}
+    if "operating_points" in manifest:  # from calibrate: the thresholds are in the weights, the record here
+        extra["operating_points"] = manifest["operating_points"]
     out = build(model, cases, args.out, args.name, args.version, metrics, args.cache_dir,
                 synthetic=synthetic_of(args) or bool(manifest.get("synthetic_training", True)), extra=extra)
     log.info("bundle written to %s", out)

@@ -8,6 +8,7 @@
     spinefm levels ...          level head (also adds one to a finished bundle)
     spinefm locator ...         spine locator: discs and their levels on the images (adds it to a bundle)
     spinefm evaluate ...        metrics JSON + Markdown for a bundle (and baselines)
+    spinefm compare ...         a candidate and reference bundles on the same held-out cases of a dataset
     spinefm build-bundle ...    final bundle: weights + retrieval index + manifest
     spinefm convert-encoder ... a published DINOv2/DINOv3 checkpoint (transformers, timm) as our encoder
     spinefm train-default ...   the whole documented pipeline for the default bundle
@@ -32,6 +33,7 @@ STAGES = {
     "locator": ("spinefm.train.locator", "train the spine locator (disc levels counted on the images) into a bundle"),
     "calibrate": ("spinefm.train.calibrate", "operating points (present / possible / not assessed) from held-out cases"),
     "evaluate": ("spinefm.evaluate", "evaluate a bundle on held-out phantoms (+ baselines)"),
+    "compare": ("spinefm.compare", "score a candidate and reference bundles on the same held-out dataset cases"),
     "build-bundle": ("spinefm.build", "assemble a bundle with retrieval index and metrics"),
     "train-default": ("spinefm.train.default", "train the default phantom bundle end to end"),
     "convert-encoder": ("spinefm.convert.cli", "convert a DINOv2/DINOv3 checkpoint (transformers, timm) to our encoder"),

@@ -68,6 +68,12 @@ def test_home_lists_datasets_with_their_split_summary_and_the_forms(client_for, 
         block = re.search(rf'<form[^>]*id="{form}".*?</form>', html, re.S).group(0)
         assert 'name="csrfmiddlewaretoken"' in block and 'data-api="/api/training/' in block
     assert f'<option value="{dataset.pk}" selected>' in html
+    # the stages to run: probes (the default), heads, align + heads; and the chain's step caps
+    run_form = re.search(r'<form[^>]*id="run-form".*?</form>', html, re.S).group(0)
+    chain = re.search(r'<select name="options.chain".*?</select>', run_form, re.S).group(0)
+    assert re.findall(r'<option value="([^"]+)"', chain) == ["probes", "heads", "align+heads"]
+    assert '<option value="probes" selected>' in chain
+    assert 'name="options.seg_steps"' in run_form and 'name="options.align_steps"' in run_form
     assert '<script type="module" src="/training/assets/training.js"></script>' in html
     assert client_for("admin").get("/training/assets/training.js").status_code == 200
     assert client_for("admin").get("/training/assets/../pages.py").status_code == 404
@@ -90,6 +96,7 @@ def test_queued_run_page_polls_its_status_endpoint(client_for, dataset, active_m
     run = TrainingRun.objects.create(dataset=dataset, base_model=active_model)
     html = client_for("admin").get(f"/training/runs/{run.pk}").content.decode()
     assert '<section id="progress" data-status="queued">' in html and 'id="comparison"' not in html
+    assert '<strong id="run-chain">probes</strong>' in html  # a run from before options.chain: probes
     config = json.loads(re.search(r'<script id="run-config" type="application/json">(.*?)</script>', html,
                                   re.S).group(1))
     assert config["status_url"] == f"/api/training/runs/{run.pk}/"

@@ -393,3 +393,17 @@ def test_calibrate_and_evaluate_read_a_dataset_and_an_eval_dataset(export, tmp_p
     res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert res["n_test_cases"] == len(keys) == 2 and res["data"].startswith("real studies")
     assert res["synthetic_training"] is False
+    # build-bundle keeps calibrate's operating points; compare scores models on the same test cases (a reference
+    # that cannot be read is reported, not fatal)
+    assert main(["build-bundle", "--init", str(tmp_path / "cal"), "--out", str(tmp_path / "b"), *common]) == 0
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["operating_points"] == record
+    assert main(["compare", "--candidate", str(tmp_path / "b"), "--reference", f"heads={tmp_path / 'h'}",
+                 "--reference", f"gone={tmp_path / 'nothing'}", "--dataset", str(real), "--n-boot", "5",
+                 "--out", str(tmp_path / "cmp.json")]) == 0
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    assert cmp["n_test"] == len(keys) and sorted(cmp["case_ids"]) == cmp["case_ids"]
+    assert cmp["references"]["heads"] == cmp["candidate"]  # calibrate moved thresholds, not probabilities
+    assert list(cmp["reference_errors"]) == ["gone"] and "gone" not in cmp["references"]
+    with pytest.raises(SystemExit):
+        main(["compare", "--candidate", str(tmp_path / "b"), "--reference", "no-equals-sign", "--dataset", str(real),
+              "--out", str(tmp_path / "x.json")])
