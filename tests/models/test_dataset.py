@@ -407,3 +407,12 @@ def test_calibrate_and_evaluate_read_a_dataset_and_an_eval_dataset(export, tmp_p
     with pytest.raises(SystemExit):
         main(["compare", "--candidate", str(tmp_path / "b"), "--reference", "no-equals-sign", "--dataset", str(real),
               "--out", str(tmp_path / "x.json")])
+
+
+def test_a_study_in_two_sources_is_kept_once(export, tmp_path):
+    out = tmp_path / "ds"
+    assert _build(out, "--dicom", str(export), "--dicom", str(export), "--reports", str(export / "reports.csv")) == 0
+    ds = Dataset(out)
+    assert len(ds.entries) == 6 and len(ds.sources) >= 2
+    errors = json.loads((out / "errors.json").read_text())
+    assert sum("in two sources" in e.get("warning", "") for e in errors) == 6

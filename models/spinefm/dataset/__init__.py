@@ -203,6 +203,7 @@ class DatasetWriter:
     def error(self, key: str, source: str, reason: str, **extra) -> None:
         item = {"key": key, "source": source, "error": reason, **extra}
         self.errors[key] = item
+        self.done.pop(key, None)  # not in this build's dataset (a cached study stays cached for the next run)
         self._log(item)
 
     def finish(self, sources: list[dict], notes: list[dict] | None = None) -> dict:

@@ -251,11 +251,11 @@ def build(args) -> dict:
     studies, file_errors, records = gather_sources(args)
     tables = Tables(args)
     writer = DatasetWriter(args.out, cfg, resume=not args.no_resume)
-    seen = set()
-    todo = []
+    seen, todo, duplicates = set(), [], []
     for s in studies:
         if s.key in seen:
-            writer.error(s.key, s.source, "the same study is in two sources; the first is kept")
+            duplicates.append({"key": s.key, "source": s.source,
+                               "warning": "the same study is in two sources; the first is kept"})
             continue
         seen.add(s.key)
         todo.append(s)
@@ -292,7 +292,7 @@ def build(args) -> dict:
         for w in warnings:
             writer.warn(src.key, src.source, w)
     notes = [{"key": e["key"], "source": e["source"], "error": e["error"]} for e in file_errors]
-    notes += [{"key": "", "source": "tables", "warning": p} for p in tables.problems] + tables.unmatched()
+    notes += [{"key": "", "source": "tables", "warning": p} for p in tables.problems] + tables.unmatched() + duplicates
     return writer.finish(records, notes)
 
 

@@ -95,7 +95,7 @@ def _stage_args(module, argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _common(args, out: Path, init: Path | None) -> list[str]:
+def _common(args, out: Path, init: Path | None, held_out: bool = True) -> list[str]:
     argv = ["--out", str(out), "--data", args.data, "--phantom-seed", str(args.phantom_seed),
             "--n-cases", str(args.n_cases), "--cache-dir", args.cache_dir, "--img-size", str(args.img_size),
             "--depth", str(args.depth), "--proj-dim", str(args.proj_dim), "--max-slices", str(args.max_slices),
@@ -103,7 +103,7 @@ def _common(args, out: Path, init: Path | None) -> list[str]:
             "--phantom-config", args.phantom_config, "--eval-phantom-config", args.phantom_config]
     if args.dataset:
         argv += ["--dataset", args.dataset]
-    if args.eval_dataset:
+    if args.eval_dataset and held_out:  # the stages that count on it (levels would add its own table)
         argv += ["--eval-dataset", args.eval_dataset]
     if init is not None:
         argv += ["--init", str(init)]
@@ -188,7 +188,7 @@ def run(args) -> str:
                           + ["--diag-steps", str(args.diag_steps), "--seg-steps", str(args.seg_steps),
                              "--diag-weight-decay", str(args.diag_weight_decay)]))
     lap("heads")
-    levels.run(_stage_args(levels, _common(args, work / "levels", work / "heads")
+    levels.run(_stage_args(levels, _common(args, work / "levels", work / "heads", held_out=False)
                            + ["--level-steps", str(args.level_steps)]))
     lap("levels")
 
