@@ -4,6 +4,8 @@
                           [--findings-csv boxes.csv] [--img-size 112]
     spinefm dataset build --out DS --dicomweb http://orthanc:8042/dicom-web --user U --password-env ORTHANC_PASSWORD
     spinefm dataset build --out DS --phantom 240 --phantom-seed 0
+    spinefm dataset build --out DS --rsna /data/rsna-2024     (or --spider /data/spider: public layouts,
+                                                               spinefm.dataset.public)
     spinefm dataset show DS
 
 Every study goes the way inference goes (spinefm.intake: MR, spine, the series the bundle
@@ -132,8 +134,9 @@ def annotate(rec: CaseRecord, src: StudySource, truth: dict, datasets: list, tab
         report = truth.get("report", {})
         rec.report = report.get("text", "") if isinstance(report, dict) else str(report)
         rec.labels = {k: int(v) for k, v in truth.get("labels", {}).items()}
-        rec.findings = list(truth.get("findings", []))
-        split, labels_from = truth.get("split", ""), "phantom truth"
+        rec.findings = T.attach_slice_indices(list(truth.get("findings", [])), rec.series)
+        split, labels_from = truth.get("split", ""), truth.get("labels_from", "phantom truth")
+        warnings += list(truth.get("warnings", []))  # a public set's loader: files or rows it could not use
     if report_row is not None:
         rec.report = report_row["_text"] or rec.report
         split = report_row["_split"] or split
@@ -188,6 +191,13 @@ def gather_sources(args) -> tuple[list[StudySource], list[dict], list[dict]]:
         found = dicomweb_studies(client, f"dicomweb:{args.dicomweb}", args.study or None)
         studies += found
         records.append({"kind": "dicomweb", "url": args.dicomweb, "studies": len(found)})
+    if getattr(args, "rsna", None) or getattr(args, "spider", None):
+        from .public import gather_public
+
+        found, notes, public = gather_public(args)
+        studies += found
+        errors += notes
+        records += public
     if args.phantom:
         config = json.loads(args.phantom_config) if args.phantom_config else None
         import spine_phantom
@@ -243,7 +253,7 @@ def build(args) -> dict:
         writer.add(rec, entry)
         for w in warnings:
             writer.warn(src.key, src.source, w)
-    notes = [{"key": e["key"], "source": e["source"], "error": e["error"]} for e in file_errors]
+    notes = [dict(e) for e in file_errors]  # unreadable files (errors) and a public set's table problems (warnings)
     notes += [{"key": "", "source": "tables", "warning": p} for p in tables.problems] + tables.unmatched()
     return writer.finish(records, notes)
 
@@ -258,6 +268,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--password-env", default=None, help="environment variable holding the DICOMweb password")
     b.add_argument("--token-env", default=None, help="environment variable holding a DICOMweb bearer token")
     b.add_argument("--study", action="append", help="DICOMweb: only this StudyInstanceUID (repeatable)")
+    b.add_argument("--rsna", action="append", help="RSNA 2024 Lumbar Spine folder as released (train.csv, "
+                   "train_label_coordinates.csv, train_series_descriptions.csv, train_images/) (repeatable)")
+    b.add_argument("--rsna-prefix", default="train", help="RSNA file prefix (train: train.csv, train_images/ ...)")
+    b.add_argument("--spider", action="append", help="SPIDER folder as released (images/, masks/, overview.csv, "
+                   "radiological_gradings.csv) (repeatable)")
+    b.add_argument("--spider-sequences", default="t1,t2,t2_SPACE", help="SPIDER series to read (comma-separated)")
     b.add_argument("--phantom", type=int, default=0, help="add N spine_phantom studies (SYNTHETIC)")
     b.add_argument("--phantom-seed", type=int, default=0)
     b.add_argument("--phantom-start", type=int, default=0)
@@ -294,8 +310,9 @@ def run(args) -> int:
         ds = Dataset(args.path)
         _print_summary(ds.manifest, ds.root)
         return 0
-    if not (args.dicom or args.dicomweb or args.phantom):
-        raise SystemExit("dataset build needs a source: --dicom DIR, --dicomweb URL or --phantom N")
+    if not (args.dicom or args.dicomweb or args.phantom or args.rsna or args.spider):
+        raise SystemExit("dataset build needs a source: --dicom DIR, --dicomweb URL, --rsna DIR, --spider DIR "
+                         "or --phantom N")
     if set(args.ratios) != set(SPLITS) or abs(sum(args.ratios.values()) - 1) > 1e-6:
         raise SystemExit(f"--ratios must give {', '.join(SPLITS)} summing to 1")
     try:
