@@ -35,6 +35,12 @@ def _parse(argv):
                    help="varied: random coverage, FOV, spacing, rotation, intensity and transitional vertebrae")
     g.add_argument("--no-region-tags", action="store_true",
                    help="leave BodyPartExamined blank and StudyDescription without the region, as many exports do")
+    g.add_argument("--config", default=None,
+                   help='PhantomConfig fields as JSON, applied last (e.g. \'{"include_axial": false}\')')
+    g.add_argument("--tables", action="store_true",
+                   help="also write reports.csv, labels.csv and findings.csv (truth as a site's tables, for "
+                        "spinefm dataset build)")
+    g.add_argument("--no-truth", action="store_true", help="no truth.json per study (the images and tables only)")
     g.add_argument("--quiet", action="store_true")
     sub.add_parser("eval-split", help="print the fixed evaluation split definition")
     return ap.parse_args(argv)
@@ -56,18 +62,32 @@ def main(argv=None) -> int:
         cfg.uncertain_fraction = args.uncertain_fraction
     if args.prevalence is not None:
         cfg.prevalence = {k: args.prevalence for k in CONDITION_KEYS}
+    if args.config:
+        for k, v in json.loads(args.config).items():
+            if not hasattr(cfg, k):
+                raise SystemExit(f"--config: PhantomConfig has no field {k!r}")
+            setattr(cfg, k, tuple(v) if isinstance(v, list) else v)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    tables = None
+    if args.tables:
+        from .export import TableWriter
+
+        tables = TableWriter(out)
     entries = []
     t0 = time.perf_counter()
     for index in range(args.start, args.start + args.studies):
         study = generate_study(args.seed, index, cfg)
         folder = write_study(study, out)
+        if args.no_truth:
+            (folder / "truth.json").unlink()
+        if tables is not None:
+            tables.add(study)
         entries.append({
             "index": index, "study_dir": study.study_dir, "split": study.split,
             "patient_id": study.patient_id, "study_instance_uid": study.study_instance_uid,
             "regions": list(study.regions), "vendor": study.vendor,
-            "truth": str((folder / "truth.json").relative_to(out)),
+            "truth": None if args.no_truth else str((folder / "truth.json").relative_to(out)),
             "series": [{"series_instance_uid": s.series_instance_uid, "sequence": s.sequence, "plane": s.plane,
                         "dir": f"{study.study_dir}/{s.number:02d}_{s.sequence}_{s.plane}",
                         "n": int(s.pixels.shape[0])} for s in study.series],
@@ -76,6 +96,8 @@ def main(argv=None) -> int:
         if not args.quiet:
             print(f"[{index - args.start + 1}/{args.studies}] {study.study_dir} {'+'.join(study.regions)} "
                   f"{study.split} findings={len(study.findings)}", file=sys.stderr)
+    if tables is not None:
+        tables.close()
     index_doc = {"synthetic": True, "generator": f"spine_phantom {__version__}", "seed": args.seed,
                  "studies": entries,
                  "eval_split": {"seed": EVAL_SEED, "studies": EVAL_STUDIES}}

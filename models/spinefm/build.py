@@ -18,7 +18,7 @@ import torch
 
 from .bundle import load_model_dir, save_bundle
 from .retrieval import EmbeddingIndex
-from .train.common import add_common_arguments, load_cases, set_threads, setup_logging
+from .train.common import add_common_arguments, load_cases, set_threads, setup_logging, synthetic_of, training_data
 from .train.features import case_views, text_features
 
 log = logging.getLogger("spinefm.build")
@@ -30,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", default="0.1.0")
     p.add_argument("--metrics", default=None, help="metrics JSON (from spinefm evaluate) to record in the manifest")
     p.add_argument("--encoder-init", default="clip-from-scratch", help="how the encoders were initialised")
-    p.add_argument("--real-data", action="store_true", help="trained on real studies (synthetic_training false)")
     p.add_argument("--training-command", default=None)
 
 
@@ -58,11 +57,14 @@ def run(args) -> str:
     model, manifest = load_model_dir(args.init)
     cases = [c for c in load_cases(args, model.cfg.preprocess) if c.report]
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-    extra = {"encoder_init": args.encoder_init,
+    data = training_data(args)
+    # synthetic_training comes from the data (the dataset's recorded sources) and from the stage it
+    # starts from (a phantom-trained encoder stays phantom-trained), never from a flag
+    extra = {"encoder_init": args.encoder_init, "data": data["description"],
              "training": {"command": args.training_command or getattr(args, "command_line", None) or "spinefm " + shlex.join(sys.argv[1:]),
-                          "data": args.data, "phantom_seed": args.phantom_seed, "n_cases": args.n_cases,
+                          **{k: v for k, v in data.items() if k not in ("synthetic", "description")},
                           "splits": args.splits}}
     out = build(model, cases, args.out, args.name, args.version, metrics, args.cache_dir,
-                synthetic=not args.real_data, extra=extra)
+                synthetic=synthetic_of(args) or bool(manifest.get("synthetic_training", True)), extra=extra)
     log.info("bundle written to %s", out)
     return str(out)

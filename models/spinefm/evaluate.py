@@ -28,7 +28,7 @@ from .bundle import load_model_dir
 from .levels import level_markdown, level_metrics
 from .model import SpineFM
 from .retrieval import ranks
-from .train.common import add_common_arguments, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging
+from .train.common import add_common_arguments, load_cases, load_eval_cases, set_threads, training_data, seed_everything, setup_logging
 from .train.features import VIEWS, case_views, slice_features, slice_targets, text_features
 from .train.heads import diagnosis_data, fit_diagnosis
 
@@ -236,7 +236,7 @@ def evaluate_variant(name: str, model, train_cases, test_cases, args, own_heads:
 def evaluate(bundle_dir, train_cases, test_cases, args) -> dict:
     model, manifest = load_model_dir(bundle_dir)
     results = {"bundle": manifest["name"], "version": manifest["version"], "synthetic_training": manifest["synthetic_training"],
-               "data": "SYNTHETIC phantoms" if args.data != "real" else "real",
+               "data": training_data(args)["description"],
                "n_train_cases": len(train_cases), "n_test_cases": len(test_cases), "variants": {}}
     results["variants"]["spinefm"] = evaluate_variant("spinefm", model, train_cases, test_cases, args, own_heads=True)
     for name in [b for b in args.baselines.split(",") if b]:

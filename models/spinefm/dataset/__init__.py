@@ -194,7 +194,7 @@ class DatasetWriter:
                        "patients": len({e.patient_id for e in entries}),
                        "synthetic": sum(e.synthetic for e in entries), "with_report": sum(e.report for e in entries),
                        "with_labels": sum(bool(e.labels) for e in entries),
-                       "failed": len(self.errors) + sum("error" in n for n in notes or []),
+                       "failed": len(self.errors), "unreadable_files": sum("error" in n for n in notes or []),
                        "warnings": sum("warning" in w for w in warnings)},
             "studies": [asdict(e) for e in entries],
         }

@@ -299,7 +299,7 @@ def _print_summary(manifest: dict, root: Path) -> None:
     c = manifest["counts"]
     print(f"{root}: {c['studies']} studies of {c['patients']} patients "
           f"(train {c['train']}, val {c['val']}, test {c['test']}); {c['with_report']} with a report, "
-          f"{c['with_labels']} with labels, {c['synthetic']} synthetic; {c['failed']} studies failed, "
+          f"{c['with_labels']} with labels, {c['synthetic']} synthetic; {c['failed']} studies failed, {c.get('unreadable_files', 0)} files unreadable, "
           f"{c['warnings']} warnings (see {root / 'errors.json'})")
     print(f"data: {manifest['description']}")
 

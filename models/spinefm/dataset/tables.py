@@ -80,7 +80,8 @@ def _read(path: str | Path) -> Table:
         if not isinstance(raw, dict):
             table.problems.append(f"{path} row {i}: not a record")
             continue
-        row = {_norm(k): ("" if v is None else str(v).strip()) for k, v in raw.items() if k is not None}
+        row = {_norm(k): ("" if v is None else str(v) if _norm(k) in TEXT_KEYS else str(v).strip())
+               for k, v in raw.items() if k is not None}  # report text as written
         row["_row"] = i
         uid = next((row[k] for k in UID_KEYS if row.get(k)), "")
         acc = next((row[k] for k in ACCESSION_KEYS if row.get(k)), "")
@@ -98,7 +99,7 @@ def _read(path: str | Path) -> Table:
 def read_reports(path: str | Path) -> Table:
     table = _read(path)
     for row in list(table.by_uid.values()) + list(table.by_accession.values()):
-        row["_text"] = next((row[k] for k in TEXT_KEYS if row.get(k)), "")
+        row["_text"] = next((row[k] for k in TEXT_KEYS if row.get(k, "").strip()), "")
         split = row.get("split", "").lower()
         if split and split not in SPLIT_VALUES:
             table.problems.append(f"{path} row {row['_row']}: split {split!r} is not one of {', '.join(SPLIT_VALUES)}; "

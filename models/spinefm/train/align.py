@@ -26,7 +26,7 @@ from .. import distributed as dist_utils
 from ..heads.diagnosis import DiagnosisHead
 from ..pooling import pad_bags
 from .common import (Checkpointer, set_threads, add_common_arguments, autocast, build_model, cosine_lr, index_loader,
-                     load_cases, progress, seed_everything, setup_logging, slice_inputs)
+                     load_cases, progress, synthetic_of, training_data, seed_everything, setup_logging, slice_inputs)
 from .box_supervision import PatchProbes, patch_side, series_patch_targets
 from .features import text_features
 
@@ -242,7 +242,8 @@ def run(args) -> str:
         extra = {"stage": "align", "steps": step, "final_loss": out["loss"].item()}
         if encoder_init:
             extra["encoder_init"] = encoder_init
-        save_bundle(model.cpu(), args.out, name="stage-align", synthetic_training=args.data != "real", extra=extra)
+        save_bundle(model.cpu(), args.out, name="stage-align", synthetic_training=synthetic_of(args),
+                    extra={**extra, "data": training_data(args)["description"]})
         log.info("align: %d steps, final loss %.4f -> %s", step, out["loss"].item(), args.out)
     dist_utils.barrier()
     dist_utils.cleanup()

@@ -90,13 +90,14 @@ def run(args) -> str:
     if not 0 <= args.possible_specificity <= args.present_specificity <= 1:
         raise SystemExit("calibrate: need 0 <= --possible-specificity <= --present-specificity <= 1 "
                          f"(got {args.possible_specificity} and {args.present_specificity})")
-    if args.data == "phantom" and args.eval_seed is not None and args.phantom_seed == args.eval_seed:
+    if not args.dataset and args.data == "phantom" and args.eval_seed is not None and args.phantom_seed == args.eval_seed:
         raise SystemExit(f"calibrate: phantom seed {args.phantom_seed} is the evaluation seed; operating points "
                          "fitted on it would be tuned on the test set")
     model, manifest = open_finished_model(args, "calibrate")
     cases = load_cases(args, model.cfg.preprocess)
     if not cases:
-        raise SystemExit(f"calibrate: no cases in splits {args.splits!r} of phantom seed {args.phantom_seed}")
+        where = f"dataset {args.dataset}" if args.dataset else f"phantom seed {args.phantom_seed}"
+        raise SystemExit(f"calibrate: no cases in splits {args.splits!r} of {where}")
     probs, labels = case_probabilities(model, cases)
     before = copy.deepcopy(model.diagnosis)
     points = fit_operating_points(probs, labels, model.cfg.conditions, args.present_specificity,
@@ -104,17 +105,18 @@ def run(args) -> str:
     apply_operating_points(model.diagnosis, points)
     counts = {f"calibration ({args.splits}), before": held_out_counts(probs, labels, before),
               f"calibration ({args.splits}), after": held_out_counts(probs, labels, model.diagnosis)}
-    if args.eval_seed is not None:
+    if args.eval_seed is not None or args.eval_dataset:
         test = load_eval_cases(args, model.cfg.preprocess)
         tp, tl = case_probabilities(model, test)
-        counts[f"eval seed {args.eval_seed}, before"] = held_out_counts(tp, tl, before)
-        counts[f"eval seed {args.eval_seed}, after"] = held_out_counts(tp, tl, model.diagnosis)
+        held = f"eval dataset {Path(args.eval_dataset).name}" if args.eval_dataset else f"eval seed {args.eval_seed}"
+        counts[f"{held}, before"] = held_out_counts(tp, tl, before)
+        counts[f"{held}, after"] = held_out_counts(tp, tl, model.diagnosis)
     md = markdown(points, counts)
     print(md)
     report = Path(args.report) if args.report else Path(args.out).parent / f"{Path(args.out).name}-calibration"
     report.mkdir(parents=True, exist_ok=True)
-    record = {"command": getattr(args, "command_line", None), "phantom_seed": args.phantom_seed,
-              "splits": args.splits, "n_cases": int(probs.shape[0]),
+    record = {"command": getattr(args, "command_line", None), "phantom_seed": None if args.dataset else args.phantom_seed,
+              "dataset": args.dataset and str(Path(args.dataset).resolve()), "splits": args.splits, "n_cases": int(probs.shape[0]),
               "present_specificity": args.present_specificity, "possible_specificity": args.possible_specificity,
               "min_cases": args.min_cases, "z": args.z, "rule_out_sensitivity": args.rule_out_sensitivity,
               "rule_out": [p.condition for p in points if p.rule_out],

@@ -67,7 +67,12 @@ def open_finished_model(args, stage: str):
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (checkpoint + model directory)")
     p.add_argument("--init", default=None, help="model directory from the previous stage (bundle format)")
-    p.add_argument("--data", default="phantom", choices=["phantom", "random"], help="training data source")
+    p.add_argument("--dataset", default=None,
+                   help="dataset directory (spinefm dataset build); replaces --data/--phantom-* as the data source")
+    p.add_argument("--eval-dataset", default=None,
+                   help="held-out dataset directory: all its studies are test cases (default: --dataset's test split)")
+    p.add_argument("--data", default="phantom", choices=["phantom", "random"],
+                   help="without --dataset: phantoms generated in memory, or random toy cases (tests)")
     p.add_argument("--phantom-seed", type=int, default=0)
     p.add_argument("--n-cases", type=int, default=300, help="phantom indices 0..n-1 (split by spine_phantom.split_of)")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="preprocessed-case cache ($SPINEFM_CACHE)")
@@ -125,8 +130,23 @@ def build_model(args) -> SpineFM:
     return SpineFM(fresh_config(args))
 
 
+_DATASETS: dict = {}
+
+
+def open_dataset(path: str):
+    """A dataset directory, opened once per process (stages of train-default share it)."""
+    from ..dataset import Dataset
+
+    key = str(Path(path).resolve())
+    if key not in _DATASETS:
+        _DATASETS[key] = Dataset(path)
+    return _DATASETS[key]
+
+
 def load_cases(args, cfg: PreprocessConfig, splits: str | None = None) -> list[CaseRecord]:
     wanted = set((splits or args.splits).split(","))
+    if getattr(args, "dataset", None):
+        return open_dataset(args.dataset).cases(wanted, cfg)
     if args.data == "random":
         cases = random_cases(max(args.n_cases, 8), cfg, seed=args.phantom_seed)
     else:
@@ -140,14 +160,43 @@ def load_cases(args, cfg: PreprocessConfig, splits: str | None = None) -> list[C
 
 
 def load_eval_cases(args, cfg: PreprocessConfig) -> list[CaseRecord]:
-    """Held-out cases: the phantom eval seed (all "test"; --eval-phantom-config, else the generator's
-    defaults) if given, else --test-splits of --phantom-seed."""
+    """Held-out cases: every study of --eval-dataset; else the phantom eval seed (all "test";
+    --eval-phantom-config, else the generator's defaults) if given; else --test-splits of the training data."""
+    if getattr(args, "eval_dataset", None):
+        return open_dataset(args.eval_dataset).cases(None, cfg)
     seed = getattr(args, "eval_seed", None)
-    if args.data == "phantom" and seed is not None:
+    if not getattr(args, "dataset", None) and args.data == "phantom" and seed is not None:
         config = getattr(args, "eval_phantom_config", None)
         return phantom_cases(seed, range(args.eval_cases), cfg, args.cache_dir, json.loads(config) if config else None,
                              progress=not args.no_progress and dist_utils.is_main())
     return load_cases(args, cfg, getattr(args, "test_splits", "test"))
+
+
+def synthetic_of(args) -> bool:
+    """A stage's synthetic_training: its data is synthetic, or the model it started from was trained on synthetic data."""
+    synthetic = training_data(args)["synthetic"]
+    if getattr(args, "init", None):
+        manifest = Path(args.init) / "manifest.json"
+        if manifest.is_file():
+            synthetic = synthetic or bool(json.loads(manifest.read_text()).get("synthetic_training", True))
+    return synthetic
+
+
+def training_data(args) -> dict:
+    """What the training data is, for manifests: derived from the dataset's recorded sources, never from a flag."""
+    if getattr(args, "dataset", None):
+        ds = open_dataset(args.dataset)
+        out = {"synthetic": ds.synthetic, "description": ds.description, "dataset": ds.summary()}
+        if getattr(args, "eval_dataset", None):
+            ev = open_dataset(args.eval_dataset)
+            out["eval_dataset"] = ev.summary()
+            out["synthetic"] = out["synthetic"] or ev.synthetic
+        return out
+    if args.data == "random":
+        return {"synthetic": True, "description": "random toy data (tests)"}
+    return {"synthetic": True, "description": "SYNTHETIC phantoms (spine_phantom)",
+            "phantom_seed": args.phantom_seed, "n_cases": args.n_cases,
+            "phantom_config": json.loads(args.phantom_config) if args.phantom_config else None}
 
 
 def autocast(device: torch.device):

@@ -23,7 +23,8 @@ from .. import evaluate as evaluate_mod
 from ..build import build
 from ..bundle import load_model_dir
 from . import align, calibrate, heads, levels, synth
-from .common import DEFAULT_CACHE, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging
+from .common import (DEFAULT_CACHE, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging,
+                     synthetic_of, training_data)
 
 log = logging.getLogger("spinefm.train.default")
 DEFAULT_OUT = "models/bundles/spineagent-phantom-nano"
@@ -34,6 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--work", default=str(Path(DEFAULT_CACHE) / "default-run"), help="intermediate stage outputs")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE)
+    p.add_argument("--dataset", default=None,
+                   help="dataset directory (spinefm dataset build) to train, calibrate (val split) and build on; "
+                        "replaces --data and the --phantom-* options")
+    p.add_argument("--eval-dataset", default=None,
+                   help="held-out dataset directory for evaluation (default: --dataset's test split)")
+    p.add_argument("--name", default=None,
+                   help="bundle name (default: spineagent-phantom-nano for synthetic data, spineagent-site-nano otherwise)")
     p.add_argument("--data", default="phantom", choices=["phantom", "random"])
     p.add_argument("--phantom-seed", type=int, default=0)
     p.add_argument("--phantom-config", default=VARIED,
@@ -60,8 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diag-weight-decay", type=float, default=1e-2)
     p.add_argument("--seg-steps", type=int, default=300)
     p.add_argument("--level-steps", type=int, default=400)
-    p.add_argument("--calibration-splits", default="val,test",
-                   help="splits of the calibration phantoms for the operating points ('' : keep Youden's J on train)")
+    p.add_argument("--calibration-splits", default=None,
+                   help="splits of the calibration cases for the operating points ('' : keep Youden's J on train); "
+                        "default val,test when a separate held-out set evaluates (phantom eval seed, --eval-dataset), "
+                        "else val (the test split is the evaluation)")
     p.add_argument("--calibration-seed", type=int, default=None,
                    help="phantom seed of the calibration cases (default: --phantom-seed, whose val/test never train); "
                         "another seed may use all its splits")
@@ -90,6 +100,10 @@ def _common(args, out: Path, init: Path | None) -> list[str]:
             "--depth", str(args.depth), "--proj-dim", str(args.proj_dim), "--max-slices", str(args.max_slices),
             "--batch-size", str(args.batch_size), "--seed", str(args.seed),
             "--phantom-config", args.phantom_config, "--eval-phantom-config", args.phantom_config]
+    if args.dataset:
+        argv += ["--dataset", args.dataset]
+    if args.eval_dataset:
+        argv += ["--eval-dataset", args.eval_dataset]
     if init is not None:
         argv += ["--init", str(init)]
     if args.max_steps is not None:
@@ -150,6 +164,9 @@ def run(args) -> str:
         encoder_init += f" with the report-label loss (weight {args.label_weight:g})"
     if args.box_weight > 0:
         encoder_init += f" with the patch-level box loss (weight {args.box_weight:g})"
+    if args.calibration_splits is None:
+        separate = args.eval_dataset or (not args.dataset and args.data == "phantom")
+        args.calibration_splits = "val,test" if separate else "val"
     align.run(_stage_args(align, align_argv))
     synth.run(_stage_args(synth, _common(args, work / "synth", work / "align")
                           + ["--epochs", str(args.synth_epochs), "--lr", str(args.synth_lr)]))
@@ -186,15 +203,20 @@ def run(args) -> str:
         (work / "eval" / "metrics.md").write_text(evaluate_mod.to_markdown(res))
         print(evaluate_mod.to_markdown(res))
         metrics = summarize(res)
-    extra = {"encoder_init": encoder_init, "data": "SYNTHETIC phantoms (spine_phantom)" if args.data == "phantom" else "random toy data",
-             "training": {"command": command, "phantom_seed": args.phantom_seed, "n_cases": args.n_cases,
-                          "phantom_config": json.loads(args.phantom_config) if args.data == "phantom" else None,
+    data = training_data(ns)  # from the dataset's recorded sources (or the phantom / random options)
+    synthetic = synthetic_of(ns) or bool(final_manifest.get("synthetic_training", True))
+    if not synthetic and metrics:
+        metrics["label"] = "held-out " + (data["eval_dataset"]["description"] if "eval_dataset" in data
+                                          else f"test split of {data['description']}")
+    extra = {"encoder_init": encoder_init, "data": data["description"],
+             "training": {"command": command, **{k: v for k, v in data.items() if k not in ("synthetic", "description")},
                           "train_cases": len(train_cases), "align_label_weight": args.label_weight,
                           "align_box_weight": args.box_weight}}
     if "operating_points" in final_manifest:
         extra["operating_points"] = final_manifest["operating_points"]
-    out = build(model, train_cases, args.out, "spineagent-phantom-nano", args.version, metrics, args.cache_dir,
-                synthetic=True, extra=extra)
+    name = args.name or ("spineagent-phantom-nano" if synthetic else "spineagent-site-nano")
+    out = build(model, train_cases, args.out, name, args.version, metrics, args.cache_dir,
+                synthetic=synthetic, extra=extra)
     log.info("default bundle written to %s", out)
     return str(out)
 

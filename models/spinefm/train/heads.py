@@ -18,7 +18,8 @@ import torch
 
 from ..heads.diagnosis import DiagnosisHead
 from ..heads.segmentation import segmentation_loss
-from .common import add_common_arguments, build_model, set_threads, load_cases, progress, seed_everything, setup_logging
+from .common import add_common_arguments, build_model, set_threads, load_cases, progress, seed_everything, setup_logging,
+                     synthetic_of, training_data
 from .features import VIEWS, case_views, slice_features
 
 log = logging.getLogger("spinefm.train.heads")
@@ -133,5 +134,6 @@ def run(args) -> str:
     log.info("heads: %s", info)
     from ..bundle import save_bundle
 
-    save_bundle(model, args.out, name="stage-heads", synthetic_training=True, extra={"stage": "heads", **{k: v for k, v in info.items()}})
+    save_bundle(model, args.out, name="stage-heads", synthetic_training=synthetic_of(args),
+                extra={"stage": "heads", "data": training_data(args)["description"], **{k: v for k, v in info.items()}})
     return args.out

@@ -59,7 +59,7 @@ def run(args) -> str:
     info = train_level_head(model, cases, args.level_steps, args.seed, vs, args.level_centres)
     log.info("levels: %s", info)
     metrics = dict(manifest.get("metrics") or {})
-    if args.eval_seed is not None:
+    if args.eval_seed is not None or args.eval_dataset:
         test = load_eval_cases(args, model.cfg.preprocess)
         res = level_metrics(model, cases, test, args.n_boot, args.level_steps, args.seed, train_vs=vs,
                             centres=args.level_centres)

@@ -21,7 +21,7 @@ from torch import nn
 from .. import distributed as dist_utils
 from ..clip import info_nce
 from .common import (Checkpointer, set_threads, add_common_arguments, autocast, build_model, cosine_lr, index_loader,
-                     load_cases, progress, seed_everything, setup_logging, slice_inputs)
+                     load_cases, progress, synthetic_of, training_data, seed_everything, setup_logging, slice_inputs)
 from .features import text_features
 
 log = logging.getLogger("spinefm.train.synth")
@@ -120,8 +120,8 @@ def run(args) -> str:
         from ..bundle import save_bundle
 
         alphas = torch.sigmoid(model.synthesizer.logits.detach()).tolist()
-        save_bundle(model.cpu(), args.out, name="stage-synth", synthetic_training=args.data != "real",
-                    extra={"stage": "synth", "steps": step, "alphas": alphas, "final_loss": out["loss"].item()})
+        save_bundle(model.cpu(), args.out, name="stage-synth", synthetic_training=synthetic_of(args),
+                    extra={"stage": "synth", "data": training_data(args)["description"], "steps": step, "alphas": alphas, "final_loss": out["loss"].item()})
         log.info("synth: %d steps, alphas %s -> %s", step, [round(a, 3) for a in alphas], args.out)
     dist_utils.barrier()
     dist_utils.cleanup()
