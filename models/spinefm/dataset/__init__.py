@@ -128,7 +128,7 @@ class DatasetWriter:
         old = self.root / MANIFEST
         if old.exists():
             prev = json.loads(old.read_text())
-            if prev.get("preprocess") and prev["preprocess"] != preprocess.to_dict():
+            if prev.get("preprocess") and cache_key(PreprocessConfig.from_dict(prev["preprocess"])) != cache_key(preprocess):
                 raise DatasetError(f"{self.root} holds a dataset preprocessed with {prev['preprocess']}; "
                                    "build into another directory for another image size")
         if resume and journal.exists():

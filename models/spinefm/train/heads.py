@@ -18,8 +18,8 @@ import torch
 
 from ..heads.diagnosis import DiagnosisHead
 from ..heads.segmentation import segmentation_loss
-from .common import add_common_arguments, build_model, set_threads, load_cases, progress, seed_everything, setup_logging,
-                     synthetic_of, training_data
+from .common import (add_common_arguments, build_model, set_threads, load_cases, progress, seed_everything, setup_logging,
+                     synthetic_of, training_data)
 from .features import VIEWS, case_views, slice_features
 
 log = logging.getLogger("spinefm.train.heads")
