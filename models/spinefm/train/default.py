@@ -15,6 +15,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -164,17 +165,32 @@ def run(args) -> str:
         encoder_init += f" with the report-label loss (weight {args.label_weight:g})"
     if args.box_weight > 0:
         encoder_init += f" with the patch-level box loss (weight {args.box_weight:g})"
+    seconds: dict[str, float] = {}  # wall time per stage (the first one to need the data also loads it)
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock[0], 1)
+        clock[0] = now
+        log.info("stage %s: %.1f s", stage, seconds[stage])
+
+    if args.ssl_steps > 0:
+        lap("ssl")
     if args.calibration_splits is None:
-        separate = args.eval_dataset or (not args.dataset and args.data == "phantom")
+        separate = args.eval_dataset or not args.dataset  # phantoms: the eval seed is the held-out set
         args.calibration_splits = "val,test" if separate else "val"
     align.run(_stage_args(align, align_argv))
+    lap("align")
     synth.run(_stage_args(synth, _common(args, work / "synth", work / "align")
                           + ["--epochs", str(args.synth_epochs), "--lr", str(args.synth_lr)]))
+    lap("synth")
     heads.run(_stage_args(heads, _common(args, work / "heads", work / "synth")
                           + ["--diag-steps", str(args.diag_steps), "--seg-steps", str(args.seg_steps),
                              "--diag-weight-decay", str(args.diag_weight_decay)]))
+    lap("heads")
     levels.run(_stage_args(levels, _common(args, work / "levels", work / "heads")
                            + ["--level-steps", str(args.level_steps)]))
+    lap("levels")
 
     final = work / "levels"
     if args.calibration_splits:
@@ -185,6 +201,7 @@ def run(args) -> str:
                                   + ([] if args.skip_eval else ["--eval-seed", str(args.eval_seed),
                                                                 "--eval-cases", str(args.eval_cases)])))
         final = work / "calibrated"
+        lap("calibrate")
     model, final_manifest = load_model_dir(final)
     ns = _stage_args(align, _common(args, work / "x", None))
     train_cases = load_cases(ns, model.cfg.preprocess, "train")
@@ -203,6 +220,7 @@ def run(args) -> str:
         (work / "eval" / "metrics.md").write_text(evaluate_mod.to_markdown(res))
         print(evaluate_mod.to_markdown(res))
         metrics = summarize(res)
+        lap("evaluate")
     data = training_data(ns)  # from the dataset's recorded sources (or the phantom / random options)
     synthetic = synthetic_of(ns) or bool(final_manifest.get("synthetic_training", True))
     if not synthetic and metrics:
@@ -217,7 +235,9 @@ def run(args) -> str:
     name = args.name or ("spineagent-phantom-nano" if synthetic else "spineagent-site-nano")
     out = build(model, train_cases, args.out, name, args.version, metrics, args.cache_dir,
                 synthetic=synthetic, extra=extra)
-    log.info("default bundle written to %s", out)
+    lap("build-bundle")
+    (work / "stage_seconds.json").write_text(json.dumps(seconds, indent=1))
+    log.info("default bundle written to %s; seconds per stage: %s", out, seconds)
     return str(out)
 
 
