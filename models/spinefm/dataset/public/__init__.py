@@ -19,9 +19,10 @@ def mapping_rows() -> list[tuple[str, str, str, str]]:
     """(set, its grading, our condition or 'not mapped', rule) for every graded item of both sets."""
     rows = []
     for rc, (ours, side) in rsna.CONDITIONS.items():
+        grades = " or ".join(g.capitalize() for g in rsna.PRESENT_GRADES)
         rows.append(("RSNA 2024", rc, ours + (f" ({side})" if side else ""),
-                     f"{' or '.join(g.capitalize() for g in rsna.PRESENT_GRADES)} at any level -> present "
-                     "(finding at that level); every level Normal/Mild -> absent"))
+                     f"{grades} at any level (either side) -> present, a finding at that level; every level "
+                     "(both sides) graded and Normal/Mild -> absent; otherwise unlabelled"))
     for col, _, ours, rule in spider.GRADINGS:
         rows.append(("SPIDER", col, ours or "not mapped", rule))
     return rows
