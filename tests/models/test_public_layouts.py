@@ -169,7 +169,7 @@ def test_rsna_without_the_series_descriptions_the_blank_headers_do_not_type(rsna
     rec = Dataset(out).cases()[0]
     assert {s.sequence for s in rec.series} == {"OTHER"} and not rec.labels
     text = (out / "errors.json").read_text()
-    assert "train_series_descriptions.csv is missing" in text and "no labels" in text
+    assert "train_series_descriptions.csv is missing" in text and "study 1000 has no row in train.csv" in text
 
 
 # ---------------------------------------------------------------- SPIDER fixture
@@ -333,8 +333,15 @@ def test_spider_bad_rows_and_files_are_listed_and_the_build_goes_on(spider):
     text = json.dumps(json.loads((out / "errors.json").read_text()))
     for expected in ("IVD label '0' is not 1-9", "Pfirrman grade '7' is not one of 1, 2, 3, 4, 5",
                      "gradings of patient 4 match no image", "notes_t1.mha", "3_t2.mha: not read",
-                     "no labels"):
+                     "patient 3 has no row in radiological_gradings.csv"):
         assert expected in text, expected
+
+
+def test_a_folder_not_in_the_layout_is_refused_with_its_reason(tmp_path, capsys):
+    for flag, expected in (("--rsna", "no train_images/ folder"), ("--spider", "no images/ folder")):
+        assert main(["dataset", "build", "--out", str(tmp_path / "ds"), flag, str(tmp_path), "--no-progress"]) == 2
+        assert expected in capsys.readouterr().err
+        assert not (tmp_path / "ds").exists()  # nothing half-written
 
 
 def test_mapping_table_in_the_docs_is_the_code(tmp_path):

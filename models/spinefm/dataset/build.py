@@ -220,8 +220,8 @@ def gather_sources(args) -> tuple[list[StudySource], list[dict], list[dict]]:
 
 def build(args) -> dict:
     cfg = nano_config(img_size=args.img_size).preprocess
+    studies, file_errors, records = gather_sources(args)  # a source that is not there: refused before anything is written
     writer = DatasetWriter(args.out, cfg, resume=not args.no_resume)
-    studies, file_errors, records = gather_sources(args)
     tables = Tables(args)
     seen = set()
     todo = []

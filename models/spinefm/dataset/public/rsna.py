@@ -27,6 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ...conditions import ABSENT, PRESENT
+from .. import DatasetError
 from ..sources import StudySource
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ def rsna_studies(root: str | Path, prefix: str = "train") -> tuple[list[StudySou
     label = f"{KIND}:{root}"
     images = root / f"{prefix}_images"
     if not images.is_dir():
-        raise FileNotFoundError(f"{root}: no {prefix}_images/ folder (expected the RSNA 2024 layout "
+        raise DatasetError(f"{root}: no {prefix}_images/ folder (expected the RSNA 2024 layout "
                                 f"{prefix}_images/<study_id>/<series_id>/<instance_number>.dcm)")
     notes: list[dict] = []
 
@@ -284,6 +285,8 @@ def rsna_studies(root: str | Path, prefix: str = "train") -> tuple[list[StudySou
         def load():
             datasets, instances, warnings = load_study(folder, study, descriptions)
             g = grades.get(study, {})
+            if study not in grades:
+                warnings.append(f"study {study} has no row in {labels_path.name}")
             found, more = findings(g, points.get(study, []), instances)
             truth = {"labels": study_labels(g), "findings": found, "warnings": warnings + more,
                      "labels_from": f"RSNA 2024 {labels_path.name}" if g else ""}

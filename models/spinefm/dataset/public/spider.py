@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ...conditions import ABSENT, PRESENT
+from .. import DatasetError
 from ..sources import StudySource
 from . import metaimage
 from .mr import sagittal_stack, slice_datasets
@@ -218,7 +219,7 @@ def spider_studies(root: str | Path, sequences=tuple(SEQUENCES)) -> tuple[list[S
     label = f"{KIND}:{root}"
     images = root / "images"
     if not images.is_dir():
-        raise FileNotFoundError(f"{root}: no images/ folder (expected SPIDER's images/<patient>_<sequence>.mha)")
+        raise DatasetError(f"{root}: no images/ folder (expected SPIDER's images/<patient>_<sequence>.mha)")
     notes: list[dict] = []
     gradings_path = root / "radiological_gradings.csv"
     gradings: dict[str, dict[int, dict]] = {}
@@ -281,6 +282,8 @@ def spider_studies(root: str | Path, sequences=tuple(SEQUENCES)) -> tuple[list[S
             if not datasets:
                 raise RuntimeError("no readable series: " + "; ".join(warnings))
             discs = gradings.get(patient, {})
+            if not discs:
+                warnings.append(f"patient {patient} has no row in radiological_gradings.csv")
             truth = {"labels": study_labels(discs), "findings": _findings(discs, series),
                      "labels_from": "SPIDER radiological_gradings.csv" if discs else "",
                      "warnings": warnings}
