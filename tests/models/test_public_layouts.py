@@ -18,7 +18,7 @@ from spinefm.cli import main  # noqa: E402
 from spinefm.dataset import Dataset  # noqa: E402
 from spinefm.dataset.public import mapping_rows  # noqa: E402
 from spinefm.dataset.public import metaimage  # noqa: E402
-from spinefm.dataset.public.mr import sagittal_stack  # noqa: E402
+from spinefm.dataset.public.mr import axis_warning, sagittal_stack  # noqa: E402
 from spinefm.sequences import AXIAL, SAGITTAL, STIR, T1, T2, classify_sequence, plane_from_orientation  # noqa: E402
 from spinefm.study import slice_position  # noqa: E402
 
@@ -270,6 +270,10 @@ def test_metaimage_reads_what_itk_writes_raw_and_compressed(tmp_path):
     stack = sagittal_stack(got)
     assert stack.pixels.shape == (4, 5, 6) and stack.orientation == [0, 1, 0, 0, 0, -1]
     assert stack.pixel_spacing == [0.6, 0.5] and stack.thickness == 4.0
+    assert axis_warning(stack) == ""
+    # a header whose directions were lost (identity): its x axis (0.5 mm) is taken as left-right, and said to be doubtful
+    flat = metaimage.read(metaimage.write(tmp_path / "flat.mha", vol, (0.5, 0.6, 4.0), (0, 0, 0)))
+    assert "check its direction matrix" in axis_warning(sagittal_stack(flat))
     with pytest.raises(metaimage.MetaImageError, match="truncated"):
         (tmp_path / "cut.mha").write_bytes((tmp_path / "vFalse.mha").read_bytes()[:-10])
         metaimage.read(tmp_path / "cut.mha")
@@ -335,6 +339,7 @@ def test_spider_bad_rows_and_files_are_listed_and_the_build_goes_on(spider):
                      "gradings of patient 4 match no image", "notes_t1.mha", "3_t2.mha: not read",
                      "patient 3 has no row in radiological_gradings.csv"):
         assert expected in text, expected
+    assert "check its direction matrix" not in text  # both axis orders of the fixture have sound headers
 
 
 def test_a_folder_not_in_the_layout_is_refused_with_its_reason(tmp_path, capsys):

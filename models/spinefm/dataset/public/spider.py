@@ -33,7 +33,7 @@ from ...conditions import ABSENT, PRESENT
 from .. import DatasetError
 from ..sources import StudySource
 from . import metaimage
-from .mr import sagittal_stack, slice_datasets
+from .mr import axis_warning, sagittal_stack, slice_datasets
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,8 @@ def spider_studies(root: str | Path, sequences=tuple(SEQUENCES)) -> tuple[list[S
                 except (metaimage.MetaImageError, ValueError, OSError) as exc:
                     warnings.append(f"{path.name}: not read ({exc})")
                     continue
+                if axis_warning(stack):
+                    warnings.append(f"{path.name}: {axis_warning(stack)}")
                 series_uid = _uid(patient, seq)
                 sops = [_uid(patient, seq, k) for k in range(stack.pixels.shape[0])]
                 description, number = SEQUENCES[seq]
