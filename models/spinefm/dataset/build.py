@@ -188,7 +188,10 @@ def gather_sources(args) -> tuple[list[StudySource], list[dict], list[dict]]:
         password = os.environ.get(args.password_env, "") if args.password_env else None
         token = os.environ.get(args.token_env, "") if args.token_env else None
         client = dicomweb_client(args.dicomweb, args.user, password, token)
-        found = dicomweb_studies(client, f"dicomweb:{args.dicomweb}", args.study or None)
+        try:
+            found = dicomweb_studies(client, f"dicomweb:{args.dicomweb}", args.study or None)
+        except Exception as exc:  # the server as a whole: unreachable, refused credentials
+            raise SystemExit(f"dataset build: DICOMweb {args.dicomweb}: {type(exc).__name__}: {exc}") from None
         studies += found
         records.append({"kind": "dicomweb", "url": args.dicomweb, "studies": len(found)})
     if getattr(args, "rsna", None) or getattr(args, "spider", None):

@@ -127,7 +127,7 @@ def dicomweb_studies(client, label: str, study_uids: list[str] | None = None,
                 series_uid = _value(series, "0020000E")
                 meta = client.retrieve_series_metadata(study_instance_uid=uid, series_instance_uid=series_uid)
                 if meta:
-                    heads.append(pydicom.Dataset.from_json(meta[0]))
+                    heads.append(pydicom.Dataset.from_json(meta[0], bulk_data_uri_handler=lambda tag, vr, uri: None))
             datasets = []
             for series_uid in series_to_fetch(heads) if heads else []:
                 datasets += client.retrieve_series(study_instance_uid=uid, series_instance_uid=series_uid)
