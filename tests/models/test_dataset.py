@@ -246,3 +246,33 @@ def test_a_dataset_at_another_image_size_is_refused(built, tmp_path, capsys):
         main(["align", "--dataset", str(built), "--out", str(tmp_path / "a"), "--img-size", "64", "--depth", "1",
               "--proj-dim", "16", "--max-steps", "1", "--no-progress"])
     assert "preprocessed at r32-c32" in capsys.readouterr().err
+
+
+def test_ssl_pretraining_reads_a_dataset(built, tmp_path):
+    import argparse
+
+    from spinefm.ssl import train as ssl_train
+    from spinefm.ssl.data import dataset_slices
+
+    t1, t2 = dataset_slices(built, "t1", 64), dataset_slices(built, "t2", 64)
+    assert len(t2) > len(t1) > 0 and t1[0][0].shape == (3, 64, 64)
+    args = ssl_train.add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--dataset", str(built), "--sequence-group", "t1", "--out", str(tmp_path / "run"), "--steps", "2",
+         "--batch-size", "8", "--n-local", "1", "--head-prototypes", "32", "--no-progress", "--device", "cpu"])
+    assert ssl_train.run(args).exists()
+
+
+def test_report_agent_trains_on_a_dataset(built, tmp_path):
+    """Both report-agent stages (projector, LoRA) on a dataset's reports, with stand-in agent outputs."""
+    pytest.importorskip("transformers")
+    from spinefm.report.data import dataset_studies
+    from spinefm.report.train import main as agent_main
+
+    studies = dataset_studies(built, 16)
+    assert len(studies) == 3 and {s.split for s in studies} == {"train"}
+    assert studies[0].report and studies[0].truth["labels"]
+    assert agent_main(["--dataset", str(built), "--out", str(tmp_path / "ra"), "--in-dim", "16", "--n-queries", "2",
+                       "--stages", "lm,projector,lora", "--epochs", "lm=0.1,projector=0.1,lora=0.1",
+                       "--batch-size", "2", "--lora-r", "2", "--lora-alpha", "4", "--tasks", "short"]) == 0
+    meta = (tmp_path / "ra" / "report_agent" / "config.json").read_text()
+    assert f"dataset {built}" in meta and "SYNTHETIC" in meta  # the data it learnt from, as the dataset says

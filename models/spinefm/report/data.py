@@ -237,6 +237,24 @@ def phantom_studies(seed: int, indices: Iterable[int], in_dim: int, fast: bool =
     return out
 
 
+def dataset_studies(path, in_dim: int, splits=("train",)) -> list[Study]:
+    """Studies of a ``spinefm dataset build`` directory: its reports, labels and findings as truth, with
+    stand-in agent outputs and embeddings (:func:`simulate_result`, :func:`standin_embeddings`)."""
+    import zlib
+
+    from spinefm.dataset import Dataset
+
+    out = []
+    for rec in Dataset(path).cases(set(splits)):
+        if not rec.report:
+            continue
+        truth = {"labels": rec.labels, "findings": rec.findings, "report": {"text": rec.report}}
+        seed = zlib.crc32(rec.case_id.encode())
+        out.append(Study(rec.case_id, truth, simulate_result(truth, seed), standin_embeddings(truth, in_dim, seed),
+                         rec.split))
+    return out
+
+
 # -- VQA builder --------------------------------------------------------------------------
 def _level_answer(study: Study, level: str) -> str:
     names = [get_condition(f["condition"]).display_name.lower() for f in study.positives()

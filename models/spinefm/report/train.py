@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="output dir; report_agent/ is written inside")
     ap.add_argument("--lm-path", default=None, help="local HF causal LM dir; default: tiny Llama")
+    ap.add_argument("--dataset", type=Path, default=None,
+                    help="a spinefm dataset directory (its train split's reports, labels and findings; stand-in "
+                         "agent outputs and embeddings)")
     ap.add_argument("--phantom-seed", type=int, default=None, help="use spine_phantom studies")
     ap.add_argument("--n-studies", type=int, default=200)
     ap.add_argument("--phantom-cache", type=Path, default=None, help="dir caching phantom truth JSON")
@@ -194,7 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    if args.bundle is not None:
+    if args.dataset is not None and args.bundle is not None:
+        raise SystemExit("--dataset with --bundle is not supported yet: the bundle's agent outputs need the DICOM "
+                         "study, and a dataset keeps preprocessed crops (use --phantom-seed with --bundle)")
+    if args.dataset is not None:
+        from spinefm.report.data import dataset_studies
+
+        studies = dataset_studies(args.dataset, args.in_dim)
+        attach_similar(studies)
+    elif args.bundle is not None:
         import spine_phantom
 
         from spinefm.bundle import load_bundle
@@ -237,9 +248,13 @@ def main(argv: list[str] | None = None) -> int:
                                    lr=float(lrs.get(stage, 0)) or None,
                                    batch_size=args.batch_size, bf16=args.bf16, rank=rank, world=world))
     if is_main():
+        from spinefm.dataset import Dataset
+
         save_report_agent(agent, args.out / "report_agent",
                           {"training": [r.__dict__ for r in results],
-                           "data": (f"spine_phantom seed {args.phantom_seed} analysed by bundle {args.bundle.name}"
+                           "data": (f"dataset {args.dataset} ({Dataset(args.dataset).description}), stand-in agent "
+                                    "outputs and embeddings" if args.dataset else
+                                    f"spine_phantom seed {args.phantom_seed} analysed by bundle {args.bundle.name}"
                                     if args.bundle else f"spine_phantom seed {args.phantom_seed}, stand-in agent "
                                     "outputs and embeddings" if args.phantom_seed is not None else
                                     "toy generator, stand-in agent outputs and embeddings")})

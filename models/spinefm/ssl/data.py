@@ -177,3 +177,27 @@ def phantom_dataset(n_studies: int, seed: int, group: str, size: int) -> SliceTe
     if not slices:
         raise ValueError(f"no {group} slices in {n_studies} phantom studies (seed {seed})")
     return SliceTensorDataset(torch.cat(slices), torch.tensor(axial))
+
+
+def dataset_slices(path, group: str, size: int, splits=("train",)) -> SliceTensorDataset:
+    """Slices of a ``spinefm dataset build`` directory for one encoder (``t1``, or ``t2``: T2 + STIR + Dixon),
+    from its cached crops (already windowed as at inference), resized to ``size``."""
+    import torch.nn.functional as F
+
+    from ..dataset import Dataset as SpineDataset
+    from ..preprocess import normalize
+
+    ds = SpineDataset(path)
+    sequences = SEQUENCE_GROUPS[group]
+    slices = []
+    for case in ds.cases(set(splits)):
+        for series in case.series:
+            if str(series.sequence).upper() not in sequences:
+                continue
+            x = torch.as_tensor(series.pixels).float()[:, None] / 255.0
+            if x.shape[-1] != size:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            slices.append(normalize(x[:, 0].clamp(0, 1), ds.preprocess).contiguous())
+    if not slices:
+        raise ValueError(f"no {group} slices in the {'/'.join(splits)} split(s) of {path}")
+    return SliceTensorDataset(torch.cat(slices))

@@ -31,10 +31,12 @@ _OVERRIDES = (
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data = parser.add_argument_group("pretraining data (one of)")
     data.add_argument("--data", type=Path, help="directory of .pt/.npy/.npz slice files (see SliceFileDataset)")
+    data.add_argument("--dataset", type=Path, default=None,
+                      help="a spinefm dataset directory: slices of its train split for --sequence-group")
     data.add_argument("--phantom-studies", type=int, default=0, help="generate N spine_phantom studies instead")
     data.add_argument("--phantom-seed", type=int, default=0)
     data.add_argument("--sequence-group", choices=("t1", "t2"), default="t1",
-                      help="phantom slices for the T1 encoder, or T2+STIR+Dixon for the T2 encoder")
+                      help="slices for the T1 encoder, or T2+STIR+Dixon for the T2 encoder (phantoms, --dataset)")
     p = parser.add_argument_group("pretraining")
     p.add_argument("--out", type=Path, default=Path("runs/ssl"), help="run directory (checkpoint, log, encoder)")
     p.add_argument("--preset", choices=("cpu", "full"), default="cpu",
@@ -84,12 +86,16 @@ def run(args: argparse.Namespace) -> Path:
     """Train (or resume) and return the path of ``encoder.safetensors`` (teacher backbone)."""
     cfg = config_from_args(args)
     device = dist.init_from_env() if args.device is None else torch.device(args.device)
-    if args.data is not None:
+    if getattr(args, "dataset", None) is not None:
+        from .data import dataset_slices
+
+        dataset = dataset_slices(args.dataset, args.sequence_group, cfg.slice_size)
+    elif args.data is not None:
         dataset = SliceFileDataset(args.data, size=cfg.slice_size)
     elif args.phantom_studies > 0:
         dataset = phantom_dataset(args.phantom_studies, args.phantom_seed, args.sequence_group, cfg.slice_size)
     else:
-        raise SystemExit("give --data DIR or --phantom-studies N")
+        raise SystemExit("give --dataset DIR, --data DIR or --phantom-studies N")
     trainer = Trainer(cfg, dataset, args.out, device=device, resume=not args.no_resume,
                       progress=not args.no_progress, num_workers=args.workers)
     trainer.train()
