@@ -1,6 +1,7 @@
 """``spinefm`` command line: one subcommand per training stage, evaluation and bundling.
 
-    spinefm dataset build ...   a dataset directory from DICOM folders, DICOMweb or phantoms (+ reports, labels, boxes)
+    spinefm dataset build ...   a dataset directory from DICOM folders, DICOMweb, phantoms or the RSNA 2024 / SPIDER
+                                layouts (+ reports, labels, boxes)
     spinefm pretrain ...        self-supervised encoder pretraining (spinefm.ssl)
     spinefm align ...           tri-modal CLIP alignment
     spinefm synth ...           synthesizer layer weights
@@ -24,7 +25,7 @@ import shlex
 import sys
 
 STAGES = {
-    "dataset": ("spinefm.dataset.build", "build a dataset directory (DICOM folder, DICOMweb, phantoms) or show one"),
+    "dataset": ("spinefm.dataset.build", "build a dataset directory (DICOM folder, DICOMweb, phantoms, RSNA 2024, SPIDER) or show one"),
     "pretrain": ("spinefm.ssl.train", "self-supervised encoder pretraining (DINO/iBOT/KoLeo)"),
     "align": ("spinefm.train.align", "tri-modal CLIP alignment of T1, T2 and reports"),
     "synth": ("spinefm.train.synth", "train the synthesizer (layer-wise T1/T2 fusion)"),

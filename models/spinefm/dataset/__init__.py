@@ -122,7 +122,7 @@ def describe(sources: list[dict], entries) -> tuple[bool, str]:
     """(synthetic_training, data description) from what the studies are."""
     n = len(entries)
     n_syn = sum(1 for e in entries if e.synthetic)
-    kinds = sorted({s["kind"] for s in sources if s.get("kind") in ("phantom", "dicom-folder", "dicomweb")})
+    kinds = sorted({s["kind"] for s in sources if s.get("kind") in ("phantom", "dicom-folder", "dicomweb", "rsna-2024", "spider")})
     if n and n_syn == n:
         return True, f"SYNTHETIC phantoms ({n} studies; sources: {', '.join(kinds)})"
     if n_syn:

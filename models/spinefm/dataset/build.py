@@ -4,6 +4,8 @@
                           [--findings-csv boxes.csv] [--img-size 112]
     spinefm dataset build --out DS --dicomweb http://orthanc:8042/dicom-web --user U --password-env ORTHANC_PASSWORD
     spinefm dataset build --out DS --phantom 240 --phantom-seed 0
+    spinefm dataset build --out DS --rsna /data/rsna-2024     (or --spider /data/spider: public layouts,
+                                                               spinefm.dataset.public)
     spinefm dataset show DS
 
 Every study goes the way inference goes (spinefm.intake: MR, spine, the series the bundle
@@ -139,7 +141,10 @@ def facts_of(datasets: list, src: StudySource, truth: dict) -> dict:
             "accession": src.accession or str(first.get("AccessionNumber", "") or ""),
             "patient": src.patient_id or str(first.get("PatientID", "") or ""),
             "synthetic": bool(truth.get("synthetic")) or is_synthetic_header(first),
-            "truth_split": truth.get("split", "") if truth else "", "phantom": bool(truth)}
+            "truth_split": truth.get("split", "") if truth else "", "phantom": bool(truth),
+            # a public set's loader says where its labels came from and what it could not use
+            "truth_labels_from": truth.get("labels_from", "phantom truth") if truth else "",
+            "truth_warnings": list(truth.get("warnings", [])) if truth else []}
 
 
 def apply_truth(rec: CaseRecord, truth: dict) -> None:
@@ -147,7 +152,7 @@ def apply_truth(rec: CaseRecord, truth: dict) -> None:
     report = truth.get("report", {})
     rec.report = report.get("text", "") if isinstance(report, dict) else str(report)
     rec.labels = {k: int(v) for k, v in truth.get("labels", {}).items()}
-    rec.findings = list(truth.get("findings", []))
+    rec.findings = T.attach_slice_indices(list(truth.get("findings", [])), rec.series)
 
 
 def annotate(rec: CaseRecord, src: StudySource, facts: dict, tables: Tables, args) -> tuple[StudyEntry, list[str]]:
@@ -163,7 +168,8 @@ def annotate(rec: CaseRecord, src: StudySource, facts: dict, tables: Tables, arg
     labels_row = tables.labels.match(uid, accession) if tables.labels else None
     platform_row = tables.platform.match(uid, accession) if tables.platform else None
     if truth:  # phantom truth: what the generator drew
-        split, labels_from = facts.get("truth_split", ""), "phantom truth"
+        split, labels_from = facts.get("truth_split", ""), facts.get("truth_labels_from") or "phantom truth"
+        warnings += list(facts.get("truth_warnings", []))
     if report_row is not None:
         rec.report = report_row["_text"] or rec.report
         split = report_row["_split"] or split
@@ -225,6 +231,13 @@ def gather_sources(args) -> tuple[list[StudySource], list[dict], list[dict]]:
             raise SystemExit(f"dataset build: DICOMweb {args.dicomweb}: {type(exc).__name__}: {exc}") from None
         studies += found
         records.append({"kind": "dicomweb", "url": args.dicomweb, "studies": len(found)})
+    if getattr(args, "rsna", None) or getattr(args, "spider", None):
+        from .public import gather_public
+
+        found, notes, public = gather_public(args)
+        studies += found
+        errors += notes
+        records += public
     if args.phantom:
         config = json.loads(args.phantom_config) if args.phantom_config else None
         import spine_phantom
@@ -291,7 +304,7 @@ def build(args) -> dict:
         writer.add(rec, entry)
         for w in warnings:
             writer.warn(src.key, src.source, w)
-    notes = [{"key": e["key"], "source": e["source"], "error": e["error"]} for e in file_errors]
+    notes = [dict(e) for e in file_errors]  # unreadable files (errors) and a public set's table problems (warnings)
     notes += [{"key": "", "source": "tables", "warning": p} for p in tables.problems] + tables.unmatched() + duplicates
     return writer.finish(records, notes)
 
@@ -306,6 +319,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--password-env", default=None, help="environment variable holding the DICOMweb password")
     b.add_argument("--token-env", default=None, help="environment variable holding a DICOMweb bearer token")
     b.add_argument("--study", action="append", help="DICOMweb: only this StudyInstanceUID (repeatable)")
+    b.add_argument("--rsna", action="append", help="RSNA 2024 Lumbar Spine folder as released (train.csv, "
+                   "train_label_coordinates.csv, train_series_descriptions.csv, train_images/) (repeatable)")
+    b.add_argument("--rsna-prefix", default="train", help="RSNA file prefix (train: train.csv, train_images/ ...)")
+    b.add_argument("--spider", action="append", help="SPIDER folder as released (images/, masks/, overview.csv, "
+                   "radiological_gradings.csv) (repeatable)")
+    b.add_argument("--spider-sequences", default="t1,t2,t2_SPACE", help="SPIDER series to read (comma-separated)")
     b.add_argument("--phantom", type=int, default=0, help="add N spine_phantom studies (SYNTHETIC)")
     b.add_argument("--phantom-seed", type=int, default=0)
     b.add_argument("--phantom-start", type=int, default=0)
@@ -346,8 +365,9 @@ def run(args) -> int:
         ds = Dataset(args.path)
         _print_summary(ds.manifest, ds.root)
         return 0
-    if not (args.dicom or args.dicomweb or args.phantom):
-        raise SystemExit("dataset build needs a source: --dicom DIR, --dicomweb URL or --phantom N")
+    if not (args.dicom or args.dicomweb or args.phantom or args.rsna or args.spider):
+        raise SystemExit("dataset build needs a source: --dicom DIR, --dicomweb URL, --rsna DIR, --spider DIR "
+                         "or --phantom N")
     if args.llm_url and not args.llm_model:
         raise SystemExit("--llm-url needs --llm-model")
     if set(args.ratios) != set(SPLITS) or abs(sum(args.ratios.values()) - 1) > 1e-6:
