@@ -237,6 +237,16 @@ def test_stages_train_on_a_dataset_and_the_manifest_follows_its_sources(export, 
     assert m["synthetic_training"] is True and m["data"].startswith("SYNTHETIC")
     assert m["training"]["dataset"]["path"] == str(built.resolve()) and m["name"] == "spineagent-phantom-nano"
     assert m["operating_points"]["splits"] == "val"  # no separate held-out set: the test split stays unseen
+    # docs/training.md's last step: the bundle loads (hash-checked) and drafts a study read from the DICOM folder,
+    # its draft naming the model and its synthetic training
+    from spinefm.bundle import load_bundle
+    from spinefm.study import StudyInput
+
+    uid = Dataset(built).entries[0].key
+    datasets = [d for d in (pydicom.dcmread(f) for f in sorted(export.rglob("*.dcm"))) if d.StudyInstanceUID == uid]
+    result = load_bundle(bundle).analyze(StudyInput.from_datasets(datasets))
+    assert result.model_name == "spineagent-phantom-nano" and result.synthetic_training is True
+    assert len(result.conditions) == 17 and result.draft_text and "synthetic" in result.draft_text.lower()
 
     folder = tmp_path / "real"
     _real(export, folder)
