@@ -46,21 +46,28 @@ def embedding_dim(base: ModelVersion) -> int:
     return int(read_manifest(base.path)["configs"]["clip"]["proj_dim"])
 
 
+def latest(base: ModelVersion, key: str, **study_filter) -> dict:
+    """{study ``key`` value: the newest stored case embedding the base can use} for the studies matching
+    ``study_filter`` (lookups on ``study__``): from the base or a compatible version, of the base's size."""
+    versions, dim = compatible_versions(base), embedding_dim(base)
+    found: dict = {}
+    rows = (InferenceResult.objects.filter(model_version_id__in=versions,
+                                           **{f"study__{k}": v for k, v in study_filter.items()})
+            .order_by("-created_at", "-pk").values_list(f"study__{key}", "data__embedding"))
+    for study, emb in rows.iterator():
+        if study not in found and isinstance(emb, list) and len(emb) == dim:
+            found[study] = emb
+    return found
+
+
 def gather(items: list[dict], base: ModelVersion) -> tuple[dict[str, list[Example]], list[dict]]:
     """(examples per split, skipped items with reasons), newest compatible embedding per study."""
-    versions = compatible_versions(base)
-    dim = embedding_dim(base)
-    uids = sorted({i["study_instance_uid"] for i in items})
-    latest: dict[str, list] = {}
-    rows = (InferenceResult.objects.filter(study__study_instance_uid__in=uids, model_version_id__in=versions)
-            .order_by("-created_at", "-pk").values_list("study__study_instance_uid", "data__embedding"))
-    for uid, emb in rows.iterator():
-        if uid not in latest and isinstance(emb, list) and len(emb) == dim:
-            latest[uid] = emb
+    latest_by_uid = latest(base, "study_instance_uid",
+                           study_instance_uid__in=sorted({i["study_instance_uid"] for i in items}))
     examples: dict[str, list[Example]] = {"train": [], "val": [], "test": []}
     skipped = []
     for item in items:
-        emb = latest.get(item["study_instance_uid"])
+        emb = latest_by_uid.get(item["study_instance_uid"])
         if emb is None:
             skipped.append({"task_id": item["task_id"], "study_instance_uid": item["study_instance_uid"],
                             "split": item["split"],

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
-from backend.inference.models import InferenceResult, ModelVersion
+from backend.inference.models import ModelVersion
 from backend.reports.models import Report, ReportVersion
 from spinefm import site_index
 
@@ -55,18 +55,11 @@ def scrub(text: str, study) -> str:
 
 def signed_cases(base: ModelVersion) -> tuple[list[site_index.SiteCase], dict[str, int]]:
     """(cases, skipped counts by reason) for every signed report the base model can place in its space."""
-    versions = embeddings.compatible_versions(base)
-    dim = embeddings.embedding_dim(base)
     reports = (Report.objects.filter(status=Report.SIGNED, signed_number__isnull=False)
                .select_related("study").order_by("signed_at", "pk"))
     texts = {(v.report_id, v.number): v.text for v in ReportVersion.objects.filter(
         report__in=reports, source=ReportVersion.RADIOLOGIST)}
-    latest: dict[int, list] = {}
-    rows = (InferenceResult.objects.filter(study__report__in=reports, model_version_id__in=versions)
-            .order_by("-created_at", "-pk").values_list("study_id", "data__embedding"))
-    for study_id, emb in rows.iterator():
-        if study_id not in latest and isinstance(emb, list) and len(emb) == dim:
-            latest[study_id] = emb
+    latest = embeddings.latest(base, "id", report__in=reports)
     cases, skipped = [], {}
     for report in reports:
         text = (texts.get((report.pk, report.signed_number)) or "").strip()
