@@ -133,7 +133,9 @@ def test_bundle_calls_replace_the_global_margin(result):
 
 
 def test_unassessed_conditions_are_counted_never_called_normal(result):
-    from spinefm.report.labels import extract_labels
+    from spinefm.report.labels import load_labeler
+
+    extract_labels = load_labeler("rules").labels
 
     text = TemplateDrafter().draft(with_calls(result, {"canal": "not_assessed", "herniation": "not_assessed",
                                                        "fracture": "not_assessed", "cyst": "not_assessed",

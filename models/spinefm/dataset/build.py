@@ -78,18 +78,8 @@ class Tables:
         for t in (self.reports, self.labels, self.platform):
             if t is not None:
                 self.problems += t.problems
-        self.rules = args.label_reports
-        self.labeler = ""
-        self.llm = None
-        if args.llm_url:
-            try:
-                import spine_labels
-            except ImportError:
-                raise SystemExit("--llm-url labels reports with spine_labels' LLM labeler: install the annotation "
-                                 "package (pip install -e annotation)") from None
-            key = os.environ.get(args.llm_api_key_env, "") if args.llm_api_key_env else None
-            self.llm = spine_labels.LLMLabeler(base_url=args.llm_url, model=args.llm_model, api_key=key or None)
-            self.labeler = f"spine_labels LLM {args.llm_model} (prompt {spine_labels.PROMPT_VERSION})"
+        self.labeler = report_labeler(args)
+        self.rules = self.labeler is not None
 
     def unmatched(self) -> list[dict]:
         out = []
@@ -100,18 +90,32 @@ class Tables:
         return out
 
     def rule_labels(self, text: str) -> tuple[dict[str, int], str]:
-        from ..report.labels import extract_labels, labeler_name
+        """Labels of a report text by the build's labeler, and where they came from."""
+        out = self.labeler.label_set(text)
+        # the LLM labeler falls back to the rules itself when it cannot trust the answer: say which answered
+        source = f", {out.source}" if self.labeler.kind == "llm" else ""
+        return self.labeler.labels_of(out), f"report ({self.labeler.name}{source})"
 
-        if self.llm is not None:  # falls back to the rules itself when the model's answer cannot be trusted
-            out = self.llm.label(text)
-            return {k: int(v) for k, v in out.as_dict().items()}, f"report ({self.labeler}, {out.source})"
 
-        if not self.labeler:
-            self.labeler = labeler_name()
-            if self.labeler == "keyword-fallback":
-                log.warning("spine_labels is not installed: labels from reports use the minimal keyword fallback "
-                            "(pip install -e annotation for the rule labeler)")
-        return extract_labels(text), f"report ({self.labeler})"
+def report_labeler(args):
+    """The labeler of report texts: the LLM one with --llm-url, else the rules; None with --no-label-reports.
+    Found by name among the installed labelers (spinefm.report.labels), never imported: without one the build
+    refuses --llm-url and otherwise leaves report-only studies unlabelled, saying so."""
+    from ..report.labels import LabelerUnavailable, load_labeler
+
+    if args.llm_url:
+        key = os.environ.get(args.llm_api_key_env, "") if args.llm_api_key_env else None
+        try:
+            return load_labeler("llm", base_url=args.llm_url, model=args.llm_model, api_key=key or None)
+        except LabelerUnavailable as exc:
+            raise SystemExit(f"--llm-url: {exc}") from None
+    if not args.label_reports:
+        return None
+    try:
+        return load_labeler("rules")
+    except LabelerUnavailable as exc:
+        log.warning("reports are not labelled: %s", exc)
+        return None
 
 
 def _platform_table(path) -> T.Table:
@@ -252,10 +256,9 @@ def gather_sources(args) -> tuple[list[StudySource], list[dict], list[dict]]:
         if path:
             records.append({"kind": f"{name}-table", "path": str(Path(path).resolve())})
     if args.label_reports and args.reports:
-        from ..report.labels import labeler_name
-
-        records.append({"kind": "report-labeler", "labeler": f"spine_labels LLM {args.llm_model} at {args.llm_url}"
-                        if args.llm_url else labeler_name()})
+        labeler = report_labeler(args)
+        records.append({"kind": "report-labeler", "labeler": "none installed" if labeler is None else
+                        f"{labeler.name} at {args.llm_url}" if args.llm_url else labeler.name})
     return studies, errors, records
 
 

@@ -5,7 +5,7 @@ omissions (reference present, draft absent/not mentioned); hedged mentions
 (-1) are counted apart. Text: corpus BLEU-4 (Papineni, brevity penalty, no
 smoothing), ROUGE-L F1 (word LCS), word-level Levenshtein distance to the
 reference (rapidfuzz) raw and per reference word. Labels come from
-:func:`spinefm.report.labels.extract_labels` (``spine_labels`` or the named fallback).
+the labeler the caller passes (:func:`spinefm.report.labels.load_labeler`: an installed ``spinefm.labelers`` entry point).
 Level agreement: among conditions the reference calls present and the draft
 calls present, the share where a level the draft gives for it (parsed by
 ``spine_labels``) is one of the reference levels (ground truth when given);
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from spinefm.conditions import CONDITION_KEYS
-from spinefm.report.labels import extract_labels, extract_levels, labeler_name
+from spinefm.report.labels import ReportLabeler, load_labeler
 
 
 def _words(text: str) -> list[str]:
@@ -76,15 +76,16 @@ def word_edit_distance(hyp: str, ref: str) -> int:
 
 
 def level_agreement(drafts: list[str], references: list[str], ref_labels: list[dict[str, int]],
-                    ref_levels: list[dict[str, list[str]]] | None = None) -> dict[str, Any]:
+                    ref_levels: list[dict[str, list[str]]] | None = None, *,
+                    labeler: ReportLabeler) -> dict[str, Any]:
     """Share of (study, condition) present in both reference and draft whose draft level matches."""
     agree = n = 0
     for i, (d, r, rl) in enumerate(zip(drafts, references, ref_labels)):
-        want = ref_levels[i] if ref_levels is not None else extract_levels(r)
-        got = extract_levels(d)
+        want = ref_levels[i] if ref_levels is not None else labeler.levels(r)
+        got = labeler.levels(d)
         if want is None or got is None:
             return {"level_agree": None, "level_n": 0}
-        dl = extract_labels(d)
+        dl = labeler.labels(d)
         for k in CONDITION_KEYS:
             if rl.get(k, 0) != 1 or dl.get(k, 0) != 1 or not want.get(k):
                 continue
@@ -95,13 +96,13 @@ def level_agreement(drafts: list[str], references: list[str], ref_labels: list[d
 
 def evaluate(drafts: list[str], references: list[str],
              ref_labels: list[dict[str, int]] | None = None,
-             ref_levels: list[dict[str, list[str]]] | None = None) -> dict[str, Any]:
+             ref_levels: list[dict[str, list[str]]] | None = None, *, labeler: ReportLabeler) -> dict[str, Any]:
     """Metrics for one system; ``ref_labels`` default to labels extracted from the references,
     ``ref_levels`` ({condition: [levels]} per study) to levels parsed from them."""
-    ref_labels = ref_labels or [extract_labels(r) for r in references]
+    ref_labels = ref_labels or [labeler.labels(r) for r in references]
     per = {k: {"fp": 0, "omitted": 0, "hedged": 0, "ref_pos": 0, "ref_neg": 0} for k in CONDITION_KEYS}
     for d, rl in zip(drafts, ref_labels):
-        dl = extract_labels(d)
+        dl = labeler.labels(d)
         for k in CONDITION_KEYS:
             ref, got = rl.get(k, 0), dl.get(k, 0)
             if ref == -1:
@@ -116,13 +117,13 @@ def evaluate(drafts: list[str], references: list[str],
     eds = [word_edit_distance(d, r) for d, r in zip(drafts, references)]
     n_ref = sum(len(r.split()) for r in references)
     return {
-        "n": len(drafts), "labeler": labeler_name(),
+        "n": len(drafts), "labeler": labeler.name,
         "fp": sum(v["fp"] for v in per.values()), "omitted": sum(v["omitted"] for v in per.values()),
         "hedged": sum(v["hedged"] for v in per.values()),
         "bleu4": bleu4(drafts, references),
         "rougeL": sum(rouge_l(d, r) for d, r in zip(drafts, references)) / max(1, len(drafts)),
         "word_edit_mean": sum(eds) / max(1, len(eds)), "word_edit_per_ref_word": sum(eds) / max(1, n_ref),
-        "per_condition": per, **level_agreement(drafts, references, ref_labels, ref_levels),
+        "per_condition": per, **level_agreement(drafts, references, ref_labels, ref_levels, labeler=labeler),
     }
 
 
@@ -203,15 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_dir:
         drafters["llava direct (baseline)"] = make_drafter({"backend": "llava", "agent_dir": str(args.baseline_dir),
                                                                   "max_new_tokens": args.max_new_tokens})
+    labeler = load_labeler("rules")
     systems = {}
     for name, d in drafters.items():
         drafts = d.draft_many(results, embs)
-        systems[f"{name} [{d.version}]"] = evaluate(drafts, refs, truth, truth_levels)
+        systems[f"{name} [{d.version}]"] = evaluate(drafts, refs, truth, truth_levels, labeler=labeler)
     md = table(systems)
     print(md)
     src = f"spine_phantom seed {args.phantom_seed}" if args.phantom_seed is not None else "toy generator"
     src += f", agent outputs + embeddings from bundle {args.bundle.name}" if args.bundle else ", stand-in agent outputs"
-    print(f"\nlabels: reference = ground truth; drafts via {labeler_name()}; n = {len(test)} held-out studies ({src})")
+    print(f"\nlabels: reference = ground truth; drafts via {labeler.name}; n = {len(test)} held-out studies ({src})")
     if args.out:
         args.out.write_text(md + "\n")
         args.out.with_suffix(".json").write_text(json.dumps(systems, indent=1))
