@@ -40,6 +40,8 @@ def test_queue_page_lists_the_task(client_for, task):
     html = r.content.decode()
     assert f'href="/annotate/tasks/{task.pk}?order=uncertainty"' in html and UID in html
     assert '<option value="uncertainty" selected>' in html
+    # the page's title is text, and "Submitted by you" is one table in the body
+    assert "<title>Label verification · SpineAgent</title>" in html and html.count('id="submitted"') == 1
     assert "Needs adjudication" not in html  # annotators do not adjudicate
     assert "Needs adjudication" in client_for("admin").get("/annotate/").content.decode()
 
