@@ -117,6 +117,14 @@ def users(db):
 
 
 @pytest.fixture
+def readers(users):
+    """Two radiologists (r1 = the ``radiologist`` user, r2 a second one) for per-reader figures."""
+    second = User.objects.create_user("radiologist2", password="x")
+    second.groups.add(Group.objects.get(name="radiologist"))
+    return {"r1": users["radiologist"], "r2": second}
+
+
+@pytest.fixture
 def client_for(users):
     """client_for("radiologist") -> a DRF APIClient logged in with a session."""
     from rest_framework.test import APIClient

@@ -9,7 +9,6 @@ import io
 from datetime import datetime, timezone
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 
 from backend.analytics import services
@@ -29,13 +28,6 @@ B = ("FINDINGS: mild stenosis\nIMPRESSION: stenosis", "FINDINGS: severe stenosis
      "r1", "mv1", "template")
 C = ("FINDINGS: no", "FINDINGS: yes\nIMPRESSION: yes", "3b", "missed herniation", "r1", "mv2", "template")
 D = ("IMPRESSION: a", "IMPRESSION: b", "2b", "wrong level", "r2", "mv2", "llm")
-
-
-@pytest.fixture
-def readers(users):
-    second = User.objects.create_user("radiologist2", password="x")
-    second.groups.add(Group.objects.get(name="radiologist"))
-    return {"r1": users["radiologist"], "r2": second}
 
 
 @pytest.fixture

@@ -87,15 +87,6 @@ def at(when: datetime):
 
 
 @pytest.fixture
-def readers(users):
-    from django.contrib.auth.models import User
-
-    second = User.objects.create_user("radiologist2", password="x")
-    second.groups.add(*users["radiologist"].groups.all())
-    return {"r1": users["radiologist"], "r2": second}
-
-
-@pytest.fixture
 def models_(db):
     return {"A": ModelVersion.objects.create(name="phantom-nano", version="0.5", path="builtin:a"),
             "B": ModelVersion.objects.create(name="phantom-nano", version="0.6", path="builtin:b")}

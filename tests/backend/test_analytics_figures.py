@@ -62,13 +62,6 @@ def at(when: datetime):
 
 
 @pytest.fixture
-def readers(users):
-    second = User.objects.create_user("radiologist2", password="x")
-    second.groups.add(*users["radiologist"].groups.all())
-    return {"r1": users["radiologist"], "r2": second}
-
-
-@pytest.fixture
 def model_version(db):
     return ModelVersion.objects.create(name="phantom-nano", version="0.5", path="builtin:a")
 

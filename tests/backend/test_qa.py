@@ -11,7 +11,7 @@ import csv
 import io
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group
 from django.test import Client
 
 from backend.audit.models import AuditEvent
@@ -37,13 +37,6 @@ CASES = [
 ]
 # Hand-computed 95% Wilson intervals, (k + z²/2 ± z·sqrt(k(n-k)/n + z²/4)) / (n + z²), z = 1.95996.
 W13, W23, W03 = (0.061492, 0.79234), (0.20766, 0.938508), (0.0, 0.561497)
-
-
-@pytest.fixture
-def readers(users):
-    second = User.objects.create_user("radiologist2", password="x")
-    second.groups.add(Group.objects.get(name="radiologist"))
-    return {"r1": users["radiologist"], "r2": second}
 
 
 @pytest.fixture
