@@ -37,10 +37,17 @@ def _levels(label_set, key: str) -> dict[str, int]:
     return label.level_values() if label is not None else {STUDY_LEVEL: ABSENT}
 
 
-def outcomes(draft_text: str, signed_text: str, result) -> list[dict]:
-    """One dict per registry condition: ai_present (or None), draft_label, signed_label, and both per level."""
+def label_sets(draft_text: str, signed_text: str) -> tuple:
+    """The rule labeler's reading of the draft and of the signed text (spine_labels LabelSets). Sign-off reads
+    them once and hands them to both consumers (outcomes here, edit_burden.significant_edits)."""
+    return extract_labels(draft_text or ""), extract_labels(signed_text or "")
+
+
+def outcomes(draft_text: str, signed_text: str, result, read: tuple | None = None) -> list[dict]:
+    """One dict per registry condition: ai_present (or None), draft_label, signed_label, and both per level.
+    ``read``: the texts' label sets when the caller has them (label_sets)."""
     predictions = model_predictions(result)
-    draft_set, signed_set = extract_labels(draft_text or ""), extract_labels(signed_text or "")
+    draft_set, signed_set = read or label_sets(draft_text, signed_text)
     draft, signed = draft_set.as_dict(), signed_set.as_dict()
     return [{"condition": key,
              "ai_present": predictions[key]["present"]

@@ -24,9 +24,10 @@ from rapidfuzz import fuzz
 
 from backend.reports.labels import condition_name
 from backend.reports.sentences import split
-from spine_labels import extract_labels
 from spine_labels.schema import condition_keys
 from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN
+
+from .conditions import label_sets
 
 SENTENCE_MATCH = 0.5
 # Any whitespace run (newlines, tabs too) is one word boundary: jiwer itself splits on spaces only.
@@ -109,9 +110,10 @@ def _edit(key: str, kind: str, draft, final, level: str | None = None) -> dict:
             **{f"draft_{k}": v for k, v in d.items()}, **{f"final_{k}": v for k, v in f.items()}}
 
 
-def significant_edits(draft: str, final: str) -> list[dict]:
-    """Condition-level changes from the draft to the signed text, registry order (see the module docstring)."""
-    d_set, f_set = extract_labels(draft or ""), extract_labels(final or "")
+def significant_edits(draft: str, final: str, read: tuple | None = None) -> list[dict]:
+    """Condition-level changes from the draft to the signed text, registry order (see the module docstring).
+    ``read``: the texts' label sets when the caller has them (conditions.label_sets)."""
+    d_set, f_set = read or label_sets(draft, final)
     edits = []
     for key in condition_keys():
         d, f = d_set.labels.get(key), f_set.labels.get(key)
@@ -133,11 +135,11 @@ def significant_edits(draft: str, final: str) -> list[dict]:
     return edits
 
 
-def burden(draft: str, final: str) -> dict:
-    """The EditMetrics fields of the edit burden of one pair."""
+def burden(draft: str, final: str, read: tuple | None = None) -> dict:
+    """The EditMetrics fields of the edit burden of one pair (``read`` as for significant_edits)."""
     sentences = align_sentences(draft, final)
     return {**word_errors(draft, final), **{f"sentences_{k}": sentences[k] for k in SENTENCE_KINDS},
-            "significant_edits": significant_edits(draft, final)}
+            "significant_edits": significant_edits(draft, final, read)}
 
 
 def count_kinds(edits: list[dict]) -> dict[str, int]:

@@ -117,6 +117,7 @@ def compute_for_report(report_id: int) -> EditMetrics | None:
         return None
     final = report.versions.get(number=report.signed_number)
     first_ai = _first_ai_version(report)
+    read = conditions.label_sets(draft.text, final.text)  # one labeler pass per text for both uses below
     values = {"reader_id": report.signed_by_id, "model_version_id": draft.model_version_id,
               "draft_backend": draft.draft_backend, "radpeer_score": report.radpeer_score,
               "signed_at": report.signed_at, "draft_number": draft.number, "signed_number": final.number,
@@ -125,12 +126,12 @@ def compute_for_report(report_id: int) -> EditMetrics | None:
               "draft_ready_at": first_ai.created_at if first_ai else None,
               "first_opened_at": report.first_opened_at,
               "labeler_version": conditions.LABELER_VERSION,
-              **text_metrics(draft.text, final.text), **edit_burden.burden(draft.text, final.text)}
+              **text_metrics(draft.text, final.text), **edit_burden.burden(draft.text, final.text, read)}
     metrics, _ = EditMetrics.objects.update_or_create(report=report, defaults=values)
     ConditionOutcome.objects.filter(metrics=metrics).delete()
     ConditionOutcome.objects.bulk_create(
         ConditionOutcome(metrics=metrics, **row)
-        for row in conditions.outcomes(draft.text, final.text, draft.inference_result))
+        for row in conditions.outcomes(draft.text, final.text, draft.inference_result, read))
     return metrics
 
 
