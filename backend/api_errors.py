@@ -1,7 +1,17 @@
-"""DRF exception handler: DRF's own answers, plus 503 for unavailable services and 400 for data the
-database refuses (found by fuzzing: a NUL byte or an out-of-range number in a query parameter)."""
+"""The API's one exception handler: every refusal gets the same body, ``{"error": code, "detail": message}``.
+
+- ``DomainError`` (raised by services: invalid 400, forbidden 403, not found 404, conflict 409) with its own
+  code and extra keys;
+- DRF's validation errors (serializers at the boundary): ``error`` "invalid", ``detail`` the first message
+  prefixed with its field, ``field`` that field and ``fields`` every message;
+- DRF's other exceptions (authentication, permission, parse, throttling, method) keep their status and
+  ``detail``, and gain their code as ``error``;
+- 503 for unavailable services and 400 for data the database refuses (found by fuzzing: a NUL byte or an
+  out-of-range number in a query parameter).
+"""
 
 from django.db import DataError, OperationalError
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -13,11 +23,44 @@ def error_response(exc: DomainError) -> Response:
     return Response(exc.as_dict(), status=exc.status)
 
 
+def _first_message(detail) -> tuple[str | None, str]:
+    """(field path, message) of the first error in a DRF ``ValidationError.detail`` tree."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            field, message = _first_message(value)
+            name = None if key == "non_field_errors" else str(key)
+            return (f"{name}.{field}" if name and field else name or field), message
+    if isinstance(detail, list):
+        for value in detail:
+            return _first_message(value)
+    return None, str(detail)
+
+
+def validation_payload(exc: exceptions.ValidationError) -> dict:
+    field, message = _first_message(exc.detail)
+    body = {"error": "invalid", "detail": f"{field}: {message}" if field else message}
+    if field:
+        body["field"] = field
+    if isinstance(exc.detail, dict):
+        body["fields"] = exc.detail
+    return body
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return error_response(exc)
     if isinstance(exc, OperationalError):
         exc = ServiceUnavailable("PostgreSQL", str(exc).strip().splitlines()[0] if str(exc) else "connection failed")
     if isinstance(exc, ServiceUnavailable):
         return Response(exc.as_dict(), status=503, headers={"Retry-After": "10"})
     if isinstance(exc, DataError):
         return Response(invalid_data_payload(exc), status=400)
-    return drf_exception_handler(exc, context)
+    if isinstance(exc, exceptions.ValidationError):
+        response = drf_exception_handler(exc, context)  # DRF's headers and rollback
+        response.data = validation_payload(exc)
+        return response
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "error" not in response.data:
+        code = getattr(exc, "default_code", None) or "error"
+        response.data = {"error": code, **response.data}
+    return response

@@ -22,22 +22,48 @@ def redact_addresses(text: str) -> str:
 class DomainError(Exception):
     """A request a service refused, with its JSON body and HTTP status.
 
-    The services of the reports, annotations and training apps raise subclasses
-    (400 for a wrong request, 409 for a valid one the current state refuses);
-    views answer them with ``backend.api_errors.error_response``.
+    Services raise one of the four kinds below (or a subclass naming a more precise ``code``, e.g. a stale
+    edit is a ``Conflict`` with code "stale"); the API's exception handler (``backend.api_errors``) answers
+    every one of them the same way, so views hold no try/except of their own. The body is always
+    ``{"error": code, "detail": message, ...extra}``; ``field`` names the offending input where there is one.
     """
 
     code, status = "error", 400
 
     def __init__(self, detail: str, **extra: Any):
-        # Exception's own __init__, not super(): a subclass that also derives from Django's ValidationError
-        # (annotations.Invalid) initialises that itself, and a second call would reset its ``code``.
-        Exception.__init__(self, detail)
+        super().__init__(detail)
         self.detail = detail
         self.extra = extra
 
+    def __str__(self) -> str:
+        return self.detail
+
     def as_dict(self) -> dict:
         return {"error": self.code, "detail": self.detail, **self.extra}
+
+
+class Invalid(DomainError):
+    """The request itself is wrong (HTTP 400)."""
+
+    code, status = "invalid", 400
+
+
+class Forbidden(DomainError):
+    """Allowed to the role, refused for this object (HTTP 403), e.g. a reviewer's own case."""
+
+    code, status = "forbidden", 403
+
+
+class NotFound(DomainError):
+    """What the request names does not exist, or is not visible to this user (HTTP 404)."""
+
+    code, status = "not_found", 404
+
+
+class Conflict(DomainError):
+    """A valid request the current state refuses (HTTP 409): a stale edit, a locked report, a duplicate."""
+
+    code, status = "conflict", 409
 
 
 class ServiceUnavailable(Exception):
