@@ -11,7 +11,8 @@
 """
 
 from django.db import DataError, OperationalError
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -64,3 +65,23 @@ def exception_handler(exc, context):
         code = getattr(exc, "default_code", None) or "error"
         response.data = {"error": code, **response.data}
     return response
+
+
+class ErrorBody(serializers.Serializer):
+    """The one error body, for the OpenAPI schema (``@extend_schema(responses={..., **error_responses(400)})``)."""
+
+    error = serializers.CharField(help_text="invalid, forbidden, not_found, conflict or a more precise code "
+                                            "(stale, locked, already_annotated, ...); DRF's own codes for "
+                                            "authentication, permission, parse and throttling errors")
+    detail = serializers.CharField()
+    field = serializers.CharField(required=False, help_text="the offending input, where there is one")
+
+
+_DESCRIPTIONS = {400: "invalid request", 401: "not authenticated", 403: "not allowed", 404: "not found",
+                 409: "the current state refuses it", 413: "too large", 415: "unsupported media type",
+                 503: "a backing service is unavailable"}
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI responses for the refusals an operation can answer, each with the one error body."""
+    return {s: OpenApiResponse(ErrorBody, description=_DESCRIPTIONS.get(s, "refused")) for s in statuses}
