@@ -85,3 +85,37 @@ _DESCRIPTIONS = {400: "invalid request", 401: "not authenticated", 403: "not all
 def error_responses(*statuses: int) -> dict:
     """OpenAPI responses for the refusals an operation can answer, each with the one error body."""
     return {s: OpenApiResponse(ErrorBody, description=_DESCRIPTIONS.get(s, "refused")) for s in statuses}
+
+
+_ERROR_SCHEMA = {"type": "object", "required": ["error", "detail"],
+                 "properties": {"error": {"type": "string"}, "detail": {"type": "string"},
+                                "field": {"type": "string"}, "fields": {"type": "object"}},
+                 "additionalProperties": True}
+
+
+def add_common_error_responses(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the refusals every API operation can answer, documented once.
+
+    Every operation sits behind authentication, permission classes, throttling and PostgreSQL (401, 403,
+    429, 503); one with a request body or query parameters can be malformed (400); one with path parameters
+    can name something that does not exist (404). Views document their own further answers (409, 413, ...)
+    with ``error_responses``.
+    """
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorBody", _ERROR_SCHEMA)
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            params = operation.get("parameters", [])
+            statuses = [401, 403, 429, 503]
+            if operation.get("requestBody") or any(p.get("in") == "query" for p in params):
+                statuses.append(400)
+            if any(p.get("in") == "path" for p in params):
+                statuses.append(404)
+            responses = operation.setdefault("responses", {})
+            for status in statuses:
+                responses.setdefault(str(status), {"description": _DESCRIPTIONS.get(status, "refused")
+                                                   if status != 429 else "too many requests", "content": body})
+    return result

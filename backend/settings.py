@@ -149,6 +149,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "SpineAgent API",
     "VERSION": "0.1.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "backend.api_errors.add_common_error_responses"],
 }
 
 # --- Orthanc (DICOM store, DICOMweb) -------------------------------------------------
