@@ -28,6 +28,7 @@ from . import highlight, queue
 from .models import Annotation, LabelTask
 from .payloads import Seen, task_detail, task_row
 from .priority import preferred
+from .serializers import QueueQuery
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 PAGE_SIZE = 50
@@ -39,8 +40,9 @@ verifier_page = permission_required("annotations.verify_labels", raise_exception
 
 
 def _order(request) -> str:
-    order = request.GET.get("order") or queue.DEFAULT_ORDER
-    return order if order in queue.ORDERS else queue.DEFAULT_ORDER
+    """The page's ?order=, read as the API reads it (QueueQuery); an unknown one falls back to the default."""
+    query = QueueQuery(data=request.GET)
+    return query.validated_data["order"] if query.is_valid() else queue.DEFAULT_ORDER
 
 
 @require_GET

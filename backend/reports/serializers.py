@@ -1,15 +1,86 @@
-"""JSON shapes of the report API (the OHIF panel codes against these; see docs/reports-api.md)."""
+"""JSON shapes of the report API (the OHIF panel codes against these; see docs/reports-api.md): the request
+bodies and query parameters, validated at the boundary (types here, the report's rules in versions.py), and
+the answers."""
 
 from __future__ import annotations
 
 from rest_framework import serializers
 
+from backend.api_errors import StrictCharField
 from backend.inference.serializers import ModelVersionSerializer
 
-from . import labels, sentences
+from . import labels, sentences, worklist
 from .priority import LABELS as PRIORITY_LABELS
 from .models import Report, ReportVersion
 
+
+# ---- requests ---------------------------------------------------------------------------------------------------
+
+class ClaimRequest(serializers.Serializer):
+    take_over = serializers.BooleanField(default=False, help_text="take the report over from another reader")
+
+
+class SaveRequest(serializers.Serializer):
+    text = StrictCharField(trim_whitespace=False, help_text="the whole report text (not blank)")
+    base_number = serializers.IntegerField(allow_null=True, help_text="the number of the version you edited; "
+                                                                      "null when there is none yet")
+
+
+class SignRequest(serializers.Serializer):
+    number = serializers.IntegerField(help_text="the number of the version you are signing")
+    radpeer_score = StrictCharField(required=False, allow_blank=True, allow_null=True,
+                                    help_text="RADPEER score of the AI draft (required when there is one)")
+    radpeer_comment = StrictCharField(required=False, allow_blank=True, allow_null=True,
+                                      help_text="required for 2b, 3a and 3b")
+
+
+class AddendumRequest(serializers.Serializer):
+    text = StrictCharField(trim_whitespace=False, help_text="the addendum's text (not blank)")
+
+
+def _version_number(key: str, default: str) -> serializers.IntegerField:
+    return serializers.IntegerField(required=False, help_text=f"version number (default: {default})",
+                                    error_messages={"invalid": f"{key} must be a version number"})
+
+
+class DiffQuery(serializers.Serializer):
+    locals()["from"] = _version_number("from", "the AI draft")  # "from" is a Python keyword
+    to = _version_number("to", "the current version")
+
+
+class StatusList(serializers.CharField):
+    """Comma-separated display statuses (``draft_ready`` or ``draft ready``), as a set."""
+
+    def to_internal_value(self, data) -> frozenset[str]:
+        text = super().to_internal_value(data)
+        wanted = frozenset(s.strip().replace("_", " ") for s in text.split(",") if s.strip())
+        if unknown := wanted - set(worklist.STATUSES):
+            raise serializers.ValidationError(f"unknown status {', '.join(sorted(unknown))} in {self.field_name}; "
+                                              f"one of {', '.join(worklist.STATUSES)}")
+        return wanted
+
+
+class WorklistQuery(serializers.Serializer):
+    """The worklist's query parameters, as ``worklist.Filters``."""
+
+    status = StatusList(required=False, help_text="comma-separated display statuses")
+    hide = StatusList(required=False, help_text="comma-separated display statuses to leave out")
+    date_from = serializers.DateField(required=False, help_text="study date YYYY-MM-DD, inclusive")
+    date_to = serializers.DateField(required=False, help_text="study date YYYY-MM-DD, inclusive")
+    reader = StrictCharField(required=False, allow_blank=True, help_text="username of the reader or signer")
+    mine = serializers.BooleanField(required=False, help_text="1: studies the caller reads or signed")
+    unread = serializers.BooleanField(required=False, help_text="1: studies nobody has opened yet (not signed)")
+    ordering = serializers.ChoiceField(
+        choices=[k for key in worklist.ORDERINGS for k in (key, f"-{key}")], required=False,
+        help_text="received, date, status, priority or reader; prefix - for descending (default -received)")
+
+    def validate(self, data: dict) -> dict:
+        if data.get("hide") and not (data.get("status") or set(worklist.STATUSES)) - data["hide"]:
+            raise serializers.ValidationError({"hide": "status and hide leave no status to show"})
+        return data
+
+
+# ---- answers ----------------------------------------------------------------------------------------------------
 
 class VersionSummarySerializer(serializers.ModelSerializer):
     author = serializers.CharField(source="author.username", default=None, read_only=True)

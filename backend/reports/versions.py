@@ -3,6 +3,8 @@
 Every writer locks the ``Report`` row (select_for_update) and checks the number it
 based its edit on, so two radiologists saving on the same base cannot overwrite
 each other: exactly one wins, the other gets :class:`Stale` with both texts.
+Arguments are typed (the views validate request bodies with serializers); the rules about content (a
+non-blank text, a RADPEER score that fits the report) are checked here, for every caller.
 """
 
 from __future__ import annotations
@@ -12,28 +14,12 @@ from django.db.models import Max
 from django.utils import timezone
 
 from backend.inference.models import InferenceResult
-from backend.errors import DomainError
+from backend.errors import Conflict, Invalid
 from backend.studies.models import Study
 
 from . import radpeer, signals
 from .priority import priority_of
 from .models import Report, ReportVersion
-
-
-class ReportError(DomainError):
-    pass
-
-
-class Invalid(ReportError):
-    """The request itself is wrong (HTTP 400)."""
-
-    code, status = "invalid", 400
-
-
-class Conflict(ReportError):
-    """The request was valid but the report moved on or is locked (HTTP 409)."""
-
-    status = 409
 
 
 class Stale(Conflict):
@@ -152,19 +138,16 @@ def _current_payload(report: Report) -> dict | None:
             "created_at": v.created_at.isoformat()}
 
 
-def _clean_text(text) -> str:
-    if not isinstance(text, str) or not text.strip():
+def _clean_text(text: str) -> str:
+    if not text.strip():
         raise Invalid("text must be a non-empty string", field="text")
     return text
 
 
 @transaction.atomic
-def save_version(study: Study, user, text, base_number) -> ReportVersion:
+def save_version(study: Study, user, text: str, base_number: int | None) -> ReportVersion:
     """Add a radiologist version on top of ``base_number``; Stale if someone saved in between."""
     text = _clean_text(text)
-    if base_number is not None and (isinstance(base_number, bool) or not isinstance(base_number, int)):
-        raise Invalid("base_number must be an integer (the number of the version you edited) or null",
-                      field="base_number")
     report = _locked_report(study)
     if report.locked:
         raise Locked("the report is signed; add an addendum instead")
@@ -184,10 +167,8 @@ def save_version(study: Study, user, text, base_number) -> ReportVersion:
 
 
 @transaction.atomic
-def sign(study: Study, user, number, score, comment) -> Report:
+def sign(study: Study, user, number: int, score: str | None, comment: str | None) -> Report:
     """Sign the current version with a RADPEER score of the AI draft; the report is locked afterwards."""
-    if isinstance(number, bool) or not isinstance(number, int):
-        raise Invalid("number must be the integer number of the version you are signing", field="number")
     report = _locked_report(study)
     if report.locked:
         raise Locked(f"already signed by {report.signed_by.username if report.signed_by else '?'}")
@@ -198,9 +179,7 @@ def sign(study: Study, user, number, score, comment) -> Report:
         raise Stale(f"you are signing version {number} but the current version is {report.current_number}",
                     base_number=number, current=_current_payload(report))
     has_ai_draft = report.versions.filter(source=ReportVersion.AI).exists()
-    comment = (comment or "").strip() if isinstance(comment, str) or comment is None else None
-    if comment is None:
-        raise Invalid("radpeer_comment must be a string", field="radpeer_comment")
+    comment = (comment or "").strip()
     if has_ai_draft:
         if bad := radpeer.problems(score, comment):
             field, message = next(iter(bad.items()))
@@ -218,7 +197,7 @@ def sign(study: Study, user, number, score, comment) -> Report:
 
 
 @transaction.atomic
-def add_addendum(study: Study, user, text) -> ReportVersion:
+def add_addendum(study: Study, user, text: str) -> ReportVersion:
     """An addendum to a signed report: its own version, the report stays signed and its body unchanged."""
     text = _clean_text(text)
     report = _locked_report(study)
