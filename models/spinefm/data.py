@@ -109,15 +109,6 @@ def record_from_study_input(study, cfg: PreprocessConfig, planes: tuple[str, ...
 
 # ---------------------------------------------------------------- phantom data
 
-def phantom_available() -> bool:
-    try:
-        import spine_phantom
-
-        return hasattr(spine_phantom, "generate_study")
-    except ImportError:
-        return False
-
-
 def record_from_phantom(seed: int, index: int, cfg: PreprocessConfig, phantom_config: dict | None = None) -> CaseRecord:
     """spine_phantom.generate_study -> CaseRecord, reading the pixels through its DICOM datasets."""
     import spine_phantom
