@@ -221,28 +221,3 @@ def sample_slices(n: int, k: int, train: bool, generator: torch.Generator | None
     step = n / k
     offset = float(torch.rand(1, generator=generator)) * step if train else step / 2
     return (torch.arange(k) * step + offset).long().clamp(max=n - 1)
-
-
-def _warm_one(job) -> str:
-    seed, index, cfg, root, phantom_config = job
-    path = Path(root) / f"{seed}-{index}.npz"
-    if not path.exists():
-        save_record(record_from_phantom(seed, index, cfg, phantom_config), path)
-    return str(path)
-
-
-def warm_cache(seed: int, indices, cfg: PreprocessConfig, cache_dir: str | Path, workers: int = 2,
-               phantom_config: dict | None = None) -> None:
-    """Generate and cache phantom cases in parallel processes (generation dominates on a CPU)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    root = Path(cache_dir) / cache_key(cfg, phantom_config)
-    jobs = [(seed, i, cfg, root, phantom_config) for i in indices if not (root / f"{seed}-{i}.npz").exists()]
-    if not jobs:
-        return
-    if workers <= 1:
-        for j in jobs:
-            _warm_one(j)
-        return
-    with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_warm_one, jobs, chunksize=4))

@@ -274,8 +274,3 @@ def progress(iterable, total: int, desc: str, disable: bool):
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=disable or not dist_utils.is_main(), dynamic_ncols=True)
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
