@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from backend.errors import Conflict, Invalid
@@ -107,7 +108,7 @@ def validate_level_labels(labels: Any, level_labels: Any) -> tuple[dict[str, int
 
 def _required(value: Any) -> int:
     if value is None:
-        value = labelers.setting("SPINEAGENT_REQUIRED_ANNOTATIONS", 1)
+        value = settings.SPINEAGENT_REQUIRED_ANNOTATIONS
     try:
         n = int(value)
     except (TypeError, ValueError):

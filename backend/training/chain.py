@@ -128,7 +128,7 @@ def image_size(model: ModelVersion) -> int:
 
 
 def threads() -> str:
-    return os.environ.get("SPINEAGENT_TORCH_THREADS", "1")
+    return str(settings.SPINEAGENT_TORCH_THREADS)
 
 
 def execute(run: TrainingRun, out: Path, set_stage: Callable[[str, int], None], say_line: Callable[[str], None],

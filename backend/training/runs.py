@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -160,7 +159,7 @@ def _retrain(run: TrainingRun, examples: dict, out: Path):
 
     from spinefm.retrain import retrain_bundle
 
-    torch.set_num_threads(int(os.environ.get("SPINEAGENT_TORCH_THREADS", "1")))
+    torch.set_num_threads(settings.SPINEAGENT_TORCH_THREADS)
     o = run.options or parse_options({})
 
     def progress(stage: str, pct: int) -> None:  # retrain's 0-100 mapped into this run's 20-85

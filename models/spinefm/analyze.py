@@ -267,19 +267,18 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     if draft:
         t = time.perf_counter()
         drafter = bundle.drafter()
-        if drafter is not None:
-            slice_embeddings = {}
-            for e in embedded.values():
-                slice_embeddings.setdefault(e["series"].stream, e["cls"])
-            try:  # the drafter falls back to the template itself; this guards the predictions against the rest
-                from .report.findings import with_model_line
+        slice_embeddings = {}
+        for e in embedded.values():
+            slice_embeddings.setdefault(e["series"].stream, e["cls"])
+        try:  # the drafter falls back to the template itself; this guards the predictions against the rest
+            from .report.findings import with_model_line
 
-                record = drafter.draft_record(result, slice_embeddings)
-                result.draft_text = with_model_line(record.text, result)  # every backend's draft keeps its label
-                result.draft_backend, result.draft_fallback = record.label, record.fallback
-            except Exception as exc:  # a drafter failure must not lose the predictions
-                log.exception("report drafter failed")
-                result.draft_backend = f"error: {type(exc).__name__}: {exc}"
+            record = drafter.draft_record(result, slice_embeddings)
+            result.draft_text = with_model_line(record.text, result)  # every backend's draft keeps its label
+            result.draft_backend, result.draft_fallback = record.label, record.fallback
+        except Exception as exc:  # a drafter failure must not lose the predictions
+            log.exception("report drafter failed")
+            result.draft_backend = f"error: {type(exc).__name__}: {exc}"
         timings["draft_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     result.timings = {k: round(v, 4) for k, v in timings.items()}

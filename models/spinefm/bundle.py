@@ -264,7 +264,6 @@ class Bundle:
         self.name, self.version = manifest["name"], manifest["version"]
         self.synthetic_training = bool(manifest["synthetic_training"])
         self._drafter = None
-        self._drafter_error: str | None = None
         self._site_drafter: dict | None = None
         self._text_encoder = None
 
@@ -275,17 +274,14 @@ class Bundle:
     def configure_drafter(self, site: dict | None) -> None:
         """The site's drafter settings (backend/settings.py SPINEAGENT_DRAFTER*); they win over the
         manifest's ``report`` section when they name a backend. Takes effect at the next drafter()."""
-        self._site_drafter, self._drafter, self._drafter_error = site, None, None
+        self._site_drafter, self._drafter = site, None
 
     def drafter(self):
         """spinefm.report's drafter (spinefm.report.load_drafter), loaded once: the configured one with the
-        template behind it; None only when spinefm.report itself is not importable."""
-        if self._drafter is None and self._drafter_error is None:
-            try:
-                from .report import load_drafter
-            except ImportError as exc:
-                self._drafter_error = f"spinefm.report unavailable ({exc})"
-                return None
+        template behind it."""
+        if self._drafter is None:
+            from .report import load_drafter
+
             self._drafter = load_drafter(self._site_drafter, self.manifest.get("report"), self.path)
             (log.info if self._drafter.primary is not None else log.error)("%s: %s", self.name, self._drafter.status)
         return self._drafter

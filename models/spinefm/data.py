@@ -109,15 +109,6 @@ def record_from_study_input(study, cfg: PreprocessConfig, planes: tuple[str, ...
 
 # ---------------------------------------------------------------- phantom data
 
-def phantom_available() -> bool:
-    try:
-        import spine_phantom
-
-        return hasattr(spine_phantom, "generate_study")
-    except ImportError:
-        return False
-
-
 def record_from_phantom(seed: int, index: int, cfg: PreprocessConfig, phantom_config: dict | None = None) -> CaseRecord:
     """spine_phantom.generate_study -> CaseRecord, reading the pixels through its DICOM datasets."""
     import spine_phantom
@@ -230,28 +221,3 @@ def sample_slices(n: int, k: int, train: bool, generator: torch.Generator | None
     step = n / k
     offset = float(torch.rand(1, generator=generator)) * step if train else step / 2
     return (torch.arange(k) * step + offset).long().clamp(max=n - 1)
-
-
-def _warm_one(job) -> str:
-    seed, index, cfg, root, phantom_config = job
-    path = Path(root) / f"{seed}-{index}.npz"
-    if not path.exists():
-        save_record(record_from_phantom(seed, index, cfg, phantom_config), path)
-    return str(path)
-
-
-def warm_cache(seed: int, indices, cfg: PreprocessConfig, cache_dir: str | Path, workers: int = 2,
-               phantom_config: dict | None = None) -> None:
-    """Generate and cache phantom cases in parallel processes (generation dominates on a CPU)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    root = Path(cache_dir) / cache_key(cfg, phantom_config)
-    jobs = [(seed, i, cfg, root, phantom_config) for i in indices if not (root / f"{seed}-{i}.npz").exists()]
-    if not jobs:
-        return
-    if workers <= 1:
-        for j in jobs:
-            _warm_one(j)
-        return
-    with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_warm_one, jobs, chunksize=4))

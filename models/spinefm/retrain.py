@@ -35,7 +35,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,8 +252,3 @@ def retrain_bundle(base_dir: str | Path, out_dir: str | Path, train: Sequence[Ex
         raise
     say("bundle written", 90)
     return RetrainResult(out_dir, manifest, metrics, losses)
-
-
-def examples_from_rows(rows: Iterable[Mapping]) -> list[Example]:
-    """[{"embedding": [...], "labels": {...}, "case_id": ...}] -> examples (for JSON inputs and the CLI)."""
-    return [Example(r["embedding"], r["labels"], str(r.get("case_id", ""))) for r in rows]

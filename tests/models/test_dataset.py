@@ -11,14 +11,12 @@ import numpy as np
 import pydicom
 import pytest
 
-pytest.importorskip("spine_phantom")
+from spinefm.cli import main
+from spinefm.data import record_from_phantom
+from spinefm.dataset import Dataset, DatasetError
+from spinefm.model import nano_config
 
-from spinefm.cli import main  # noqa: E402
-from spinefm.data import record_from_phantom  # noqa: E402
-from spinefm.dataset import Dataset, DatasetError  # noqa: E402
-from spinefm.model import nano_config  # noqa: E402
-
-from .conftest import make_study  # noqa: E402
+from .conftest import make_study
 
 CONFIG = '{"include_axial": false, "image_size": [64, 64]}'
 SPLITS = ["train", "train", "val", "test", "train", "test"]
@@ -291,7 +289,6 @@ def test_ssl_pretraining_reads_a_dataset(built, tmp_path):
 
 def test_report_agent_trains_on_a_dataset(built, tmp_path):
     """Both report-agent stages (projector, LoRA) on a dataset's reports, with stand-in agent outputs."""
-    pytest.importorskip("transformers")
     from spinefm.report.data import dataset_studies
     from spinefm.report.train import main as agent_main
 
@@ -310,8 +307,6 @@ def test_reports_labelled_by_spine_labels_llm_labeler(export, tmp_path):
     that answers one fixed, valid reply)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    pytest.importorskip("spine_labels")
     from spinefm.conditions import CONDITION_KEYS
 
     text = "FINDINGS: Mild canal stenosis at L4-L5. No fracture.\nIMPRESSION: Mild canal stenosis at L4-L5."

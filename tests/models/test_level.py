@@ -13,7 +13,6 @@ from spinefm.heads.level import LEVELS, LevelHead, allowed_levels, level_positio
 from spinefm.levels import fit_level
 from spinefm.model import SpineFM
 
-from .conftest import phantom_ready
 
 CONDS = ("herniation", "fracture", "par")
 COMMON = ["--data", "random", "--n-cases", "8", "--img-size", "32", "--depth", "2", "--proj-dim", "16",
@@ -160,7 +159,6 @@ def test_level_file_from_another_model_fails(level_bundle, tmp_path, tiny_cfg):
         load_bundle(dst)
 
 
-@pytest.mark.skipif(not phantom_ready(), reason="spine_phantom not available")
 def test_analyze_phantom_study_gives_a_valid_level_per_localised_condition(level_bundle, tiny_bundle):
     import spine_phantom
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spinefm.conditions import (CONDITIONS, DISC_LEVEL, VERTEBRAE, get_condition)
+from spinefm.conditions import CONDITIONS, VERTEBRAE, get_condition
 from spinefm.results import ABSENT, POSSIBLE, PRESENT, AnalysisResult, Box, KeySlice
 
 # Impression order: what a reader must act on first.
@@ -147,7 +147,3 @@ def with_model_line(text: str, result: AnalysisResult) -> str:
     line = model_line(result)
     body = text.rstrip()
     return body if body.endswith(line) else f"{body}\n\n{line}"
-
-
-def is_disc_condition(key: str) -> bool:
-    return get_condition(key).level_kind == DISC_LEVEL

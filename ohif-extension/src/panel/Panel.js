@@ -8,6 +8,7 @@
 // something to review, or when the reader chooses to write a report without a draft.
 import { html, useEffect, useRef, useState } from '../vendor.js';
 import { api, reportUrl } from '../api.js';
+import { setPanelHandlers } from '../commands.js';
 import { Findings, boxLabel, sortedFindings, statusOf, targetFor } from './Findings.js';
 import { Editor } from './Editor.js';
 import { History, SignedDocument } from './History.js';
@@ -205,31 +206,22 @@ export function Panel({ viewer }) {
     show(target);
   };
 
-  // Shortcuts: Alt+N / Alt+P next / previous finding, Ctrl+S (Cmd+S) save now.
+  // Alt+N / Alt+P next / previous finding, Ctrl+S (Cmd+S) save now: OHIF commands bound to its hotkeys
+  // (commands.js), acting on this panel while it is mounted.
   const latest = useRef({});
   latest.current = { findings, active, jumpToFinding };
-  useEffect(() => {
-    const onKey = (event) => {
+  useEffect(() => setPanelHandlers({
+    step(direction) {
       const { findings: list, active: at, jumpToFinding: jump } = latest.current;
-      const key = event.key.toLowerCase();
-      if (event.altKey && (key === 'n' || key === 'p' || event.code === 'KeyN' || event.code === 'KeyP') && list.length) {
-        event.preventDefault();
-        event.stopPropagation();
-        const step = (key === 'p' || event.code === 'KeyP') ? -1 : 1;
-        // Next finding that has somewhere to show (a key slice or a box).
-        for (let i = 1; i <= list.length; i++) {
-          const next = (at + step * i + list.length * i) % list.length;
-          if (list[next].target) return jump(next);
-        }
-      } else if ((event.ctrlKey || event.metaKey) && key === 's') {
-        event.preventDefault();
-        event.stopPropagation();
-        editor.current?.flush();
+      // Next finding that has somewhere to show (a key slice or a box).
+      for (let i = 1; i <= list.length; i++) {
+        const next = (at + direction * i + list.length * i) % list.length;
+        if (list[next].target) return jump(next);
       }
-    };
-    window.addEventListener('keydown', onKey, true);
-    return () => window.removeEventListener('keydown', onKey, true);
-  }, []);
+      return undefined;
+    },
+    save: () => editor.current?.flush(),
+  }), []);
 
   if (!uid) return html`<div class="sa-panel"><p>No study in the URL.</p></div>`;
   if (refused) return html`<div class="sa-panel" data-testid="refused"><h3>Report</h3><p class="sa-error">${refused}</p></div>`;
