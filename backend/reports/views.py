@@ -10,10 +10,12 @@ from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
 from backend.api_errors import error_response
+from backend.inference.analysis import analysis_of
 from backend.inference.models import InferenceJob, InferenceResult
+from backend.inference.receivers import dispatch_sr_export
 from backend.studies.models import Study
 
-from . import receivers, sentences, versions, worklist
+from . import sentences, versions, worklist
 from .diff import word_diff
 from .models import Report
 from .serializers import VersionSerializer, report_payload, state_payload, worklist_row
@@ -123,7 +125,7 @@ class ReportVersions(APIView):
             return error_response(exc)
         result = InferenceResult.objects.filter(study=study).first()
         return Response({"version": VersionSerializer(version).data,
-                         "sentences": sentences.link(version.text, result.data if result else None)},
+                         "sentences": sentences.link(version.text, analysis_of(result))},
                         status=status.HTTP_201_CREATED)
 
 
@@ -172,8 +174,8 @@ class ReportDiff(APIView):
     def get(self, request, study_instance_uid):
         report = get_object_or_404(Report, study__study_instance_uid=study_instance_uid)
         texts = dict(report.versions.values_list("number", "text"))
-        ai_numbers = list(report.versions.filter(source="ai").values_list("number", flat=True))
-        defaults = {"from": max(ai_numbers) if ai_numbers else None, "to": report.current_number}
+        ai_draft = report.versions.ai_draft()
+        defaults = {"from": ai_draft.number if ai_draft else None, "to": report.current_number}
         chosen = {}
         for key in ("from", "to"):
             raw = request.query_params.get(key)
@@ -197,7 +199,7 @@ class RetrySRExport(APIView):
         result = InferenceResult.objects.filter(study__study_instance_uid=study_instance_uid).first()
         if result is None:
             return Response({"error": "not_found", "detail": "no result for this study yet"}, status=404)
-        receivers.dispatch_sr_export(result.pk)
+        dispatch_sr_export(result.pk)
         result.refresh_from_db(fields=["sr_status", "sr_error"])
         return Response({"result_id": result.pk, "sr_status": result.sr_status, "sr_error": result.sr_error},
                         status=status.HTTP_202_ACCEPTED)
