@@ -67,16 +67,6 @@ def report_version(report: Report) -> int | None:
     return report.versions.aggregate(top=Max("number"))["top"]
 
 
-def ai_draft(report: Report) -> ReportVersion | None:
-    """The AI draft the reader scored: the last AI version before the first human one (as analytics uses)."""
-    draft = None
-    for v in report.versions.select_related("model_version").order_by("number"):
-        if v.source != ReportVersion.AI:
-            break
-        draft = v
-    return draft
-
-
 def viewer_url(study_instance_uid: str) -> str:
     return f"/viewer/spineagent?StudyInstanceUIDs={quote(study_instance_uid, safe='')}"
 
@@ -102,7 +92,7 @@ def queue_row(case: QACase) -> dict:
 def case_payload(case: QACase, user=None) -> dict:
     """What the reviewer judges: texts, score, comment, links; no reader identity (blind peer review)."""
     report = case.report
-    draft = ai_draft(report)
+    draft = report.versions.select_related("model_version").ai_draft()
     final = report.versions.get(number=case.signed_number)
     addenda = report.versions.filter(source=ReportVersion.ADDENDUM).order_by("number")
     mv = draft.model_version if draft else None

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from backend.inference.analysis import analysis_of
 from backend.inference.models import InferenceResult
 from backend.errors import Conflict, Invalid
 from backend.studies.models import Study
@@ -60,7 +61,7 @@ def add_ai_draft(result: InferenceResult) -> ReportVersion | None:
     if report.status == Report.SIGNED:
         return None
     newest = report.versions.filter(inference_result__gt=result.pk).exists()
-    if not newest and report.ai_priority != (value := priority_of(result.data)):
+    if not newest and report.ai_priority != (value := priority_of(result)):
         report.ai_priority = value  # the latest result's calls, even when its text is not taken
         report.save(update_fields=["ai_priority", "updated_at"])
     versions = list(report.versions.all())
@@ -68,11 +69,11 @@ def add_ai_draft(result: InferenceResult) -> ReportVersion | None:
         return None  # a radiologist edited: their text wins over a re-run
     if any((v.inference_result_id or 0) >= result.pk for v in versions):
         return None  # this result (or a newer one) is already the draft
-    data = result.data or {}
+    analysis = analysis_of(result)
     version = ReportVersion.objects.create(
-        report=report, number=_next_number(report), text=data.get("draft_text") or "", author=None,
+        report=report, number=_next_number(report), text=analysis.draft_text or "", author=None,
         source=ReportVersion.AI, base_number=report.current_number, model_version=result.model_version,
-        draft_backend=(data.get("draft_backend") or "")[:64], inference_result=result)
+        draft_backend=(analysis.draft_backend or "")[:64], inference_result=result)
     report.current_number = version.number
     if report.status == Report.NO_DRAFT:
         report.status = Report.DRAFT_READY
@@ -178,7 +179,7 @@ def sign(study: Study, user, number: int, score: str | None, comment: str | None
     if number != report.current_number:
         raise Stale(f"you are signing version {number} but the current version is {report.current_number}",
                     base_number=number, current=_current_payload(report))
-    has_ai_draft = report.versions.filter(source=ReportVersion.AI).exists()
+    has_ai_draft = report.versions.ai_draft() is not None
     comment = (comment or "").strip()
     if has_ai_draft:
         if bad := radpeer.problems(score, comment):

@@ -11,11 +11,13 @@ from rest_framework.views import APIView
 from backend.accounts.permissions import require_perms
 from backend.api_errors import error_responses
 from backend.errors import NotFound
+from backend.inference.analysis import analysis_of
 from backend.inference.models import InferenceJob, InferenceResult
+from backend.inference.receivers import dispatch_sr_export
 from backend.pagination import Pagination
 from backend.studies.models import Study
 
-from . import receivers, sentences, versions, worklist
+from . import sentences, versions, worklist
 from .diff import word_diff
 from .models import Report
 from .serializers import (AddendumRequest, ClaimRequest, DiffQuery, SaveRequest, SignRequest, VersionSerializer,
@@ -109,7 +111,7 @@ class ReportVersions(APIView):
         version = versions.save_version(study, request.user, body["text"], body["base_number"])
         result = InferenceResult.objects.filter(study=study).first()
         return Response({"version": VersionSerializer(version).data,
-                         "sentences": sentences.link(version.text, result.data if result else None)},
+                         "sentences": sentences.link(version.text, analysis_of(result))},
                         status=status.HTTP_201_CREATED)
 
 
@@ -155,8 +157,8 @@ class ReportDiff(APIView):
         report = get_object_or_404(Report, study__study_instance_uid=study_instance_uid)
         asked = _valid(DiffQuery, request.query_params)
         texts = dict(report.versions.values_list("number", "text"))
-        ai_numbers = list(report.versions.filter(source="ai").values_list("number", flat=True))
-        defaults = {"from": max(ai_numbers) if ai_numbers else None, "to": report.current_number}
+        ai_draft = report.versions.ai_draft()
+        defaults = {"from": ai_draft.number if ai_draft else None, "to": report.current_number}
         chosen = {}
         for key in ("from", "to"):
             chosen[key] = asked.get(key, defaults[key])
@@ -178,7 +180,7 @@ class RetrySRExport(APIView):
         result = InferenceResult.objects.filter(study__study_instance_uid=study_instance_uid).first()
         if result is None:
             raise NotFound("no result for this study yet")
-        receivers.dispatch_sr_export(result.pk)
+        dispatch_sr_export(result.pk)
         result.refresh_from_db(fields=["sr_status", "sr_error"])
         return Response({"result_id": result.pk, "sr_status": result.sr_status, "sr_error": result.sr_error},
                         status=status.HTTP_202_ACCEPTED)

@@ -9,7 +9,7 @@
 import { html, useEffect, useRef, useState } from '../vendor.js';
 import { api, reportUrl } from '../api.js';
 import { setPanelHandlers } from '../commands.js';
-import { Findings, boxLabel, sortedFindings, statusOf, targetFor } from './Findings.js';
+import { Findings, sortedFindings, targetFor } from './Findings.js';
 import { Editor } from './Editor.js';
 import { History, SignedDocument } from './History.js';
 import { Signoff } from './Signoff.js';
@@ -156,14 +156,9 @@ export function Panel({ viewer }) {
     return () => { stop = true; clearTimeout(timer); };
   }, [uid, polling]);
 
-  // Boxes carry their condition's name, level, call and the finding's one score as their label on the image.
+  // Boxes carry their label on the image (condition, level, call, the finding's one score) from the API.
   const result = report?.result;
-  const byCondition = new Map((result?.conditions || []).map((c) => [c.condition, c]));
-  const boxes = (result?.boxes || []).map((b) => {
-    const finding = byCondition.get(b.condition);
-    return { ...b, status: finding ? statusOf(finding) : 'absent',
-      label: boxLabel(b, finding, report?.condition_names, report?.score) };
-  });
+  const boxes = result?.boxes || [];
   useEffect(() => {
     if (!boxes.length) return undefined;
     let tries = 0;
@@ -181,7 +176,7 @@ export function Panel({ viewer }) {
   useEffect(() => {
     if (!report || opened.current || report.state === 'analysing') return;
     opened.current = true;
-    const top = findings.find((f) => ['present', 'possible'].includes(statusOf(f)) && f.target);
+    const top = findings.find((f) => ['present', 'possible'].includes(f.call) && f.target);
     viewer.openReading({ series: report.series || [], target: top?.target || null,
       layout: window.config?.spineagent?.layout });
   }, [report?.state, report?.result_id]);
