@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from ..heads.locator import DISC_CLASSES, STRIDE, LocatorConfig, SpineLocator
 from ..vertebrae import locator_grid
-from .common import DEFAULT_CACHE, cosine_lr, open_finished_model
+from .common import DEFAULT_CACHE, open_finished_model
+from .loop import optimizer_step, set_lrs
 
 log = logging.getLogger("spinefm.train.locator")
 VARIED = {"include_axial": False, "acquisition": "varied", "other_sequence_probability": 0.5}
@@ -185,13 +186,10 @@ def train_locator(locator: SpineLocator, examples: list[dict], steps: int, batch
     locator.train()
     hist = []
     for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, max(1, steps // 20), lr)
+        set_lrs(opt, [lr], step, steps)
         x, heat, level = make_batch(examples, batch, rng)
         loss, parts = locator_loss(locator(x), heat, level)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss)
         hist.append(parts)
         if log_every and (step + 1) % log_every == 0:
             recent = hist[-log_every:]
