@@ -13,7 +13,7 @@ the version and the metrics change::
     spinefm locator --init models/bundles/spineagent-phantom-nano --out models/bundles/spineagent-phantom-nano \\
         --n-cases 600 --locator-steps 3000 --threads 1 --eval-seed 7 --eval-cases 200
 
-With ``--eval-seed`` the held-out coverage table (spinefm.coverage_eval) is computed on varied
+With ``--eval-seed`` the held-out coverage table (spinefm.train.coverage_eval) is computed on varied
 phantoms of that seed, written to ``--report`` and summarised in the manifest (``metrics.locator``).
 """
 
@@ -385,7 +385,7 @@ def run(args) -> str:
     metrics = dict(manifest.get("metrics") or {})
     if args.eval_seed is not None:
         from ..bundle import load_bundle
-        from ..coverage_eval import coverage_markdown, evaluate_coverage, summarize_coverage
+        from .coverage_eval import coverage_markdown, evaluate_coverage, summarize_coverage
 
         baseline = load_bundle(args.baseline_bundle) if args.baseline_bundle else None
         res = evaluate_coverage(model, args.eval_seed, args.eval_cases, pcfg, progress=not args.no_progress,
