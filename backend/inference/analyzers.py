@@ -86,7 +86,7 @@ def attach_site_index(analyzer) -> None:
         analyzer.use_site_index(None, "")
         return
     from spinefm import site_index
-    from spinefm.retrain import embedding_key
+    from spinefm.bundle import embedding_key
 
     root, key = settings.SPINEAGENT_SITE_INDEX_DIR, embedding_key(analyzer.manifest)
     try:

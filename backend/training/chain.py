@@ -134,7 +134,7 @@ def threads() -> str:
 def execute(run: TrainingRun, out: Path, set_stage: Callable[[str, int], None], say_line: Callable[[str], None],
             version: str) -> dict:
     """Run the chain; the candidate bundle is written to ``out`` (inside the work directory). Returns metrics."""
-    from spinefm.retrain import SYNTHETIC_LABEL
+    from spinefm.train.retrain import SYNTHETIC_LABEL
 
     o, chain = run.options, run.options["chain"]
     work = work_dir(run)

@@ -45,7 +45,7 @@ def _evaluate_other(run: TrainingRun, active: ModelVersion) -> tuple[dict | None
     """The active version's heads on the run's test embeddings, or (None, why not)."""
     if embeddings.key_of(active) is None or embeddings.key_of(active) != embeddings.key_of(run.base_model):
         return None, "the active version embeds studies differently; its heads cannot be scored on these embeddings"
-    from spinefm.retrain import evaluate_head, label_matrix, load_diagnosis_head
+    from spinefm.train.retrain import evaluate_head, label_matrix, load_diagnosis_head
 
     examples, _ = embeddings.gather([i for i in run.dataset.items if i["split"] == "test"], run.base_model)
     head = load_diagnosis_head(active.path)

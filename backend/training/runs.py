@@ -2,7 +2,7 @@
 
 A run is ``queued -> running -> succeeded | failed``. :func:`execute` (the body of the Celery task on the
 ``training`` queue) runs the chosen ``chain``: "probes" gathers the stored embeddings of the dataset's
-studies and calls ``spinefm.retrain.retrain_bundle`` (new diagnosis heads, evaluated against the base heads
+studies and calls ``spinefm.train.retrain.retrain_bundle`` (new diagnosis heads, evaluated against the base heads
 on the same test split); "heads" / "align+heads" run the spinefm stages on the studies' images (chain.py).
 It then checks the new bundle loads and registers it as a *candidate* ModelVersion. Promotion stays a
 separate, deliberate admin step behind a gate (promotion.py). Each stage is appended to the run's ``log``.
@@ -157,7 +157,7 @@ def _dataset_record(ds: DatasetVersion) -> dict:
 def _retrain(run: TrainingRun, examples: dict, out: Path):
     import torch
 
-    from spinefm.retrain import retrain_bundle
+    from spinefm.train.retrain import retrain_bundle
 
     torch.set_num_threads(settings.SPINEAGENT_TORCH_THREADS)
     o = run.options or parse_options({})

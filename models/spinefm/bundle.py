@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 FORMAT = "spinefm-bundle/1"
 MANIFEST = "manifest.json"
 PART_FILES = {part: f"{part}.safetensors" for part in ("encoders", "clip", "synthesizer", "diagnosis", "segmentation")}
+# Parts whose weights (with the configs) determine the case embedding; see embedding_key().
+EMBEDDING_PARTS = ("encoders", "clip", "synthesizer")
 # Parts added after the format was fixed: loaded (and hash-checked) when the manifest lists them.
 OPTIONAL_PART_FILES = {"level": "level.safetensors", "locator": "locator.safetensors"}
 INDEX_WEIGHTS, INDEX_META = "index.safetensors", "index.json"
@@ -166,6 +168,18 @@ def manifest_sha256(path: str | Path) -> str:
         return hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest()
     except OSError as exc:
         raise BundleError(f"{Path(path) / MANIFEST}: cannot read ({exc})") from None
+
+
+def embedding_key(manifest: dict) -> str:
+    """Fingerprint of what produces a bundle's case embeddings: configs + encoder/CLIP/synthesizer weights.
+
+    Two bundles with the same key embed a study identically (a retrained bundle keeps its base's
+    key), so an embedding stored by one serves the other.
+    """
+    files = manifest.get("files", {})
+    parts = {p: files.get(PART_FILES[p], "") for p in EMBEDDING_PARTS}
+    canon = json.dumps({"configs": manifest.get("configs", {}), "parts": parts}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
 
 
 def read_manifest(path: str | Path) -> dict:

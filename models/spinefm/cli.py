@@ -33,9 +33,9 @@ STAGES = {
     "levels": ("spinefm.train.levels", "train the level head (finding -> spinal level) on a stage or bundle"),
     "locator": ("spinefm.train.locator", "train the spine locator (disc levels counted on the images) into a bundle"),
     "calibrate": ("spinefm.train.calibrate", "operating points (present / possible / not assessed) from held-out cases"),
-    "evaluate": ("spinefm.evaluate", "evaluate a bundle on held-out phantoms (+ baselines)"),
-    "compare": ("spinefm.compare", "score a candidate and reference bundles on the same held-out dataset cases"),
-    "build-bundle": ("spinefm.build", "assemble a bundle with retrieval index and metrics"),
+    "evaluate": ("spinefm.train.evaluate", "evaluate a bundle on held-out phantoms (+ baselines)"),
+    "compare": ("spinefm.train.compare", "score a candidate and reference bundles on the same held-out dataset cases"),
+    "build-bundle": ("spinefm.train.build", "assemble a bundle with retrieval index and metrics"),
     "train-default": ("spinefm.train.default", "train the default phantom bundle end to end"),
     "convert-encoder": ("spinefm.convert.cli", "convert a DINOv2/DINOv3 checkpoint (transformers, timm) to our encoder"),
 }

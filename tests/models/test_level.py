@@ -10,7 +10,7 @@ from spinefm.bundle import BundleError, load_bundle, save_bundle
 from spinefm.cli import main
 from spinefm.conditions import DISC_LEVELS, VERTEBRAE
 from spinefm.heads.level import LEVELS, LevelHead, allowed_levels, level_position
-from spinefm.levels import fit_level
+from spinefm.train.level_agent import fit_level
 from spinefm.model import SpineFM
 
 

@@ -1,7 +1,7 @@
 """Diagnosis agent: one linear probe per condition on the frozen case embedding.
 
 Labels are ternary (1 present, 0 absent, -1 uncertain); uncertain labels are
-masked out of the loss (and of AUROC, see spinefm.metrics). A ModuleDict keyed
+masked out of the loss (and of AUROC, see spinefm.train.metrics). A ModuleDict keyed
 by condition lets a site add a condition without touching the others.
 """
 

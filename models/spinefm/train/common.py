@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -229,13 +228,6 @@ def slice_inputs(series, cfg: PreprocessConfig, k: int, train: bool, with_index:
     idx = sample_slices(series.pixels.shape[0], k, train)
     x = series.inputs(cfg)[idx]
     return (x, idx) if with_index else x
-
-
-def cosine_lr(step: int, total: int, warmup: int, base: float, final: float = 1e-6) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * t))
 
 
 class Checkpointer:

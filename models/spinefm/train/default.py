@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from .. import evaluate as evaluate_mod
-from ..build import build
 from ..bundle import load_model_dir
 from . import align, calibrate, heads, levels, synth
+from . import evaluate as evaluate_mod
+from .build import build
 from .common import (DEFAULT_CACHE, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging,
                      synthetic_of, training_data)
 

@@ -8,7 +8,7 @@ added to an existing bundle in about a minute on one CPU thread::
         --out models/bundles/spineagent-phantom-nano --version 0.2.0 \\
         --n-cases 240 --img-size 112 --max-slices 8 --threads 1 --eval-seed 7 --eval-cases 40
 
-With ``--eval-seed`` the held-out level table (spinefm.levels.level_metrics,
+With ``--eval-seed`` the held-out level table (spinefm.train.level_agent.level_metrics,
 with baselines) is computed, printed, written to ``--report`` and its summary
 recorded in the manifest's ``metrics.level``. A bundle's retrieval index and
 other manifest fields are carried over; only ``level.safetensors``, the
@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 
 from ..bundle import resave_bundle
-from ..levels import level_markdown, level_metrics, train_level_head
+from .level_agent import level_markdown, level_metrics, train_level_head
 from .common import add_common_arguments, load_cases, load_eval_cases, open_finished_model
 from .features import case_views
 

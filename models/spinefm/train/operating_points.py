@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..metrics import auroc, proportion
+from .metrics import auroc, proportion
 from ..results import POSSIBLE, PRESENT
 
 

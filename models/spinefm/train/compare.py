@@ -3,7 +3,7 @@
 A retrained candidate whose encoders changed (align) cannot be compared on stored embeddings: both models
 have to see the images. Each bundle embeds the dataset's ``--split`` cases (T1+T2 view, as ``analyze``) and
 its own diagnosis head scores them; only the cases every model could embed are kept, so the AUROCs (with
-bootstrap CIs, ``spinefm.retrain.evaluate_head``) are on identical cases. Writes one JSON::
+bootstrap CIs, ``spinefm.train.retrain.evaluate_head``) are on identical cases. Writes one JSON::
 
     spinefm compare --candidate /tmp/run/calibrated --reference base=models/bundles/spineagent-phantom-nano \\
         --dataset /tmp/run/dataset --split test --n-boot 200 --out /tmp/run/compare.json
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-log = logging.getLogger("spinefm.compare")
+log = logging.getLogger("spinefm.train.compare")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 @torch.no_grad()
 def embed(model_dir, dataset, splits: set[str]) -> tuple[object, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(diagnosis head, {case_id: embedding}, {case_id: labels}) of one model on the dataset's splits."""
-    from .bundle import load_model_dir
-    from .train.features import case_views
+    from ..bundle import load_model_dir
+    from .features import case_views
 
     model, _ = load_model_dir(model_dir)
     model.eval()
@@ -55,10 +55,10 @@ def embed(model_dir, dataset, splits: set[str]) -> tuple[object, dict[str, torch
 def compare(candidate, references: dict[str, str], dataset_dir, splits: set[str], n_boot: int = 200,
             seed: int = 0) -> dict:
     """{"candidate": metrics, "references": {name: metrics | None}, "reference_errors", "n_test", "case_ids",
-    "operating_points_test"} with metrics as ``spinefm.retrain.evaluate_head`` gives them."""
-    from .dataset import Dataset
+    "operating_points_test"} with metrics as ``spinefm.train.retrain.evaluate_head`` gives them."""
+    from ..dataset import Dataset
     from .retrain import evaluate_head
-    from .train.operating_points import held_out_counts
+    from .operating_points import held_out_counts
 
     ds = Dataset(dataset_dir)
     head, emb, labels = embed(candidate, ds, splits)
