@@ -14,9 +14,10 @@ The ratios are the expected shares (default 70/15/15); with few patients the rea
 which ``counts`` shows.
 
 Each item carries ``labels`` {condition: 1|0|-1} and ``level_labels`` {condition: {level | "study": 1|0|-1}}
-(``backend.annotations.levels``; rows verified before per-level labels sit at "study"). Training targets are
-per condition, derived from the levels (:func:`condition_targets`); versions made before ``level_labels``
-existed keep their ``labels``.
+(``backend.annotations.levels``; rows verified before per-level labels sit at "study"). The diagnosis
+probes train per condition, on targets derived from the levels (:func:`condition_targets`); versions made
+before ``level_labels`` existed keep their ``labels``. The levels themselves train the level agent in the
+image chains (chain.py): the cells :func:`present_levels` lists become its targets.
 """
 
 from __future__ import annotations
@@ -182,6 +183,13 @@ def condition_targets(item: Mapping) -> dict[str, int]:
     (present at any level, absent at all, else uncertain); an item of an older version: its ``labels``."""
     by_level = item.get("level_labels")
     return levels.derive(by_level) if by_level else {k: int(v) for k, v in item["labels"].items()}
+
+
+def present_levels(item: Mapping) -> list[tuple[str, str]]:
+    """(condition, spinal level) cells an item's verified labels call present: the level agent's targets
+    ("study" and "multilevel" name no level; uncertain and absent levels are no targets)."""
+    return [(k, lv) for k, at in sorted((item.get("level_labels") or {}).items())
+            for lv in levels.ordered(at) if at[lv] == PRESENT and lv in levels.SPINE_LEVELS]
 
 
 def canonical_json(items: list[dict]) -> bytes:
