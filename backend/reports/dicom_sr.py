@@ -21,7 +21,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from spinefm.conditions import get_condition
-from spinefm.results import ABSENT, POSSIBLE, PRESENT, call_of
+from spinefm.results import Call, call_of
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ PROBABILITY = codes.DCM.Probability
 BOX_SCORE = hd.sr.CodedConcept("box_score", SCHEME, "Localization confidence")
 PRESENCE = hd.sr.CodedConcept("presence", SCHEME, "AI finding presence")
 # The model's call per condition (spinefm.results STATUSES); "not_assessed" carries no presence claim.
-PRESENCE_CODES = {PRESENT: codes.SCT.Present, POSSIBLE: codes.SCT.Equivocal, ABSENT: codes.SCT.Absent}
+PRESENCE_CODES = {Call.PRESENT: codes.SCT.Present, Call.POSSIBLE: codes.SCT.Equivocal, Call.ABSENT: codes.SCT.Absent}
 DRAFT_TEXT = hd.sr.CodedConcept("draft_text", SCHEME, "AI draft report text")
 DRAFTER = hd.sr.CodedConcept("drafter", SCHEME, "AI draft written by")
 NOTICE = hd.sr.CodedConcept("ai_notice", SCHEME, "AI-generated content notice")
@@ -133,7 +133,7 @@ def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, al
             qualitative_evaluations=_presence(call_of(prediction)) or None))
     for i, c in enumerate(conditions):
         key, level = c.get("condition"), c.get("level")
-        if call_of(c) not in (PRESENT, POSSIBLE) or (key, level) in boxed:
+        if call_of(c) not in (Call.PRESENT, Call.POSSIBLE) or (key, level) in boxed:
             continue
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(

@@ -10,7 +10,7 @@ Stored on the report when its AI draft is written (``Report.ai_priority``), so t
 from __future__ import annotations
 
 from spinefm.report.findings import URGENT
-from spinefm.results import POSSIBLE, PRESENT, call_of
+from spinefm.results import Call, call_of
 
 URGENT_FINDING, FLAGGED, ROUTINE = 2, 1, 0
 LABELS = {URGENT_FINDING: "urgent finding", FLAGGED: "finding", ROUTINE: "routine"}
@@ -18,8 +18,8 @@ LABELS = {URGENT_FINDING: "urgent finding", FLAGGED: "finding", ROUTINE: "routin
 
 def priority_of(result_data: dict | None) -> int:
     calls = [(c.get("condition"), call_of(c)) for c in (result_data or {}).get("conditions") or []]
-    if any(key in URGENT and call == PRESENT for key, call in calls):
+    if any(key in URGENT and call == Call.PRESENT for key, call in calls):
         return URGENT_FINDING
-    if any(call == PRESENT or (key in URGENT and call == POSSIBLE) for key, call in calls):
+    if any(call == Call.PRESENT or (key in URGENT and call == Call.POSSIBLE) for key, call in calls):
         return FLAGGED
     return ROUTINE

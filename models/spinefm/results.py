@@ -12,13 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
-# Per-condition call at the bundle's operating points (spinefm.train.operating_points):
-# asserted, hedged, not found, or not assessed (the condition failed held-out validation).
-PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED = "present", "possible", "absent", "not_assessed"
-STATUSES = (PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED)
+class Call(StrEnum):
+    """The model's call on a condition at the bundle's operating points (spinefm.train.operating_points):
+    asserted, hedged, not found, or not assessed (the condition failed held-out validation).
+
+    Strings, so results stored as JSON keep their ``status`` values. Not a label (spinefm.conditions.LabelValue).
+    """
+
+    PRESENT = "present"
+    POSSIBLE = "possible"
+    ABSENT = "absent"
+    NOT_ASSESSED = "not_assessed"
+
+
+STATUSES = tuple(Call)
 
 
 def call_of(condition: Mapping[str, Any] | None) -> str | None:
@@ -26,7 +37,7 @@ def call_of(condition: Mapping[str, Any] | None) -> str | None:
     operating points its ``present`` flag; None when there is no prediction."""
     if condition is None:
         return None
-    return condition.get("status") or (PRESENT if condition.get("present") else ABSENT)
+    return condition.get("status") or (Call.PRESENT if condition.get("present") else Call.ABSENT)
 
 
 @dataclass
