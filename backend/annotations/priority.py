@@ -26,8 +26,8 @@ import math
 from collections.abc import Mapping
 
 from spine_labels.schema import SOURCE_FALLBACK, SOURCE_LLM, SOURCE_RULES, condition_keys
-from spinefm.conditions import PRESENT, UNCERTAIN
-from spinefm.results import NOT_ASSESSED
+from spinefm.conditions import LabelValue
+from spinefm.results import Call
 
 from backend.inference.analysis import analysis_of
 from backend.inference.models import InferenceResult
@@ -59,7 +59,7 @@ def model_predictions(result: InferenceResult | None) -> dict[str, dict]:
 def model_called(prediction: Mapping) -> bool:
     """Whether the model made a present/absent call: a condition its bundle failed to validate
     (status "not_assessed") has a probability but no call, so it cannot agree or disagree."""
-    return prediction["status"] != NOT_ASSESSED
+    return prediction["status"] != Call.NOT_ASSESSED
 
 
 def uncertainty(predictions: Mapping[str, Mapping]) -> float | None:
@@ -74,10 +74,10 @@ def ternary_disagreement(a: Mapping[str, int], b: Mapping[str, int]) -> float | 
 
 def model_disagreement(labels: Mapping[str, int], predictions: Mapping[str, Mapping]) -> float | None:
     keys = [k for k in condition_keys()
-            if k in labels and k in predictions and labels[k] != UNCERTAIN and model_called(predictions[k])]
+            if k in labels and k in predictions and labels[k] != LabelValue.UNCERTAIN and model_called(predictions[k])]
     if not keys:
         return None
-    return sum(1 for k in keys if (labels[k] == PRESENT) != predictions[k]["present"]) / len(keys)
+    return sum(1 for k in keys if (labels[k] == LabelValue.PRESENT) != predictions[k]["present"]) / len(keys)
 
 
 def preferred(extractions) -> object | None:

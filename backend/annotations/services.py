@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from backend import celery
 from backend.errors import Conflict, Invalid
 from spine_labels.schema import VALID_VALUES, condition_keys
 
@@ -174,9 +175,7 @@ def run_extractions(task: LabelTask, defer_llm: bool = False) -> None:
     if not wants_llm:
         return
     if defer_llm:
-        from .tasks import llm_extract
-
-        transaction.on_commit(lambda: _queue_llm(llm_extract, task.pk))
+        transaction.on_commit(lambda: _queue_llm(task.pk))
         return
     try:
         extract(task, labelers.LLM)
@@ -184,9 +183,10 @@ def run_extractions(task: LabelTask, defer_llm: bool = False) -> None:
         log.exception("LLM labeler not configured; task %s keeps the rules extraction", task.pk)
 
 
-def _queue_llm(celery_task, task_id: int) -> None:
+def _queue_llm(task_id: int) -> None:
     try:
-        celery_task.apply_async((task_id,), retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2})
+        celery.enqueue("backend.annotations.tasks.llm_extract", task_id, retry=True,
+                       retry_policy={"max_retries": 1, "interval_start": 0.2})
     except Exception:
         log.exception("could not queue the LLM extraction of label task %s", task_id)
 

@@ -21,7 +21,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from spinefm.conditions import get_condition
-from spinefm.results import ABSENT, POSSIBLE, PRESENT, AnalysisResult
+from spinefm.results import AnalysisResult, Call
 
 from .analysis import analysis_of, prediction_for
 
@@ -39,7 +39,7 @@ PROBABILITY = codes.DCM.Probability
 BOX_SCORE = hd.sr.CodedConcept("box_score", SCHEME, "Localization confidence")
 PRESENCE = hd.sr.CodedConcept("presence", SCHEME, "AI finding presence")
 # The model's call per condition (spinefm.results STATUSES); "not_assessed" carries no presence claim.
-PRESENCE_CODES = {PRESENT: codes.SCT.Present, POSSIBLE: codes.SCT.Equivocal, ABSENT: codes.SCT.Absent}
+PRESENCE_CODES = {Call.PRESENT: codes.SCT.Present, Call.POSSIBLE: codes.SCT.Equivocal, Call.ABSENT: codes.SCT.Absent}
 DRAFT_TEXT = hd.sr.CodedConcept("draft_text", SCHEME, "AI draft report text")
 DRAFTER = hd.sr.CodedConcept("drafter", SCHEME, "AI draft written by")
 NOTICE = hd.sr.CodedConcept("ai_notice", SCHEME, "AI-generated content notice")
@@ -127,7 +127,7 @@ def _groups(analysis: AnalysisResult, headers: dict[str, pydicom.Dataset], resul
             qualitative_evaluations=_presence(prediction.call if prediction else None) or None))
     for i, c in enumerate(analysis.conditions):
         key, level = c.condition, c.level
-        if c.call not in (PRESENT, POSSIBLE) or (key, level) in boxed:
+        if c.call not in (Call.PRESENT, Call.POSSIBLE) or (key, level) in boxed:
             continue
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(

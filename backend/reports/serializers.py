@@ -11,7 +11,7 @@ from rest_framework import serializers
 from backend.api_errors import StrictCharField
 from backend.inference.analysis import analysis_of, prediction_for
 from backend.inference.serializers import ModelVersionSerializer
-from spinefm.results import ABSENT, AnalysisResult
+from spinefm.results import AnalysisResult, Call
 
 from . import labels, radpeer, sentences, worklist
 from .priority import LABELS as PRIORITY_LABELS
@@ -167,7 +167,7 @@ def box_label(box, finding, names: dict, score: dict) -> str:
     call on its condition and that finding's one score."""
     name = names.get(box.condition) or box.condition
     level = box.level or ("level uncertain" if box.level_uncertain else "")
-    call = labels.BOX_CALL[finding.call if finding else ABSENT]
+    call = labels.BOX_CALL[finding.call if finding else Call.ABSENT]
     number = (f" · {'p' if score['kind'] == 'calibrated' else 'score'} {_percent(finding.probability)}"
               if finding else "")
     return f"AI: {name}{f' {level}' if level else ''} · {call}{number}"
@@ -181,7 +181,7 @@ def result_payload(analysis: AnalysisResult, names: dict, score: dict) -> dict:
         row["call"] = c.call
     for row, box in zip(data["boxes"], analysis.boxes):
         finding = prediction_for(analysis, box.condition, any_level=True)
-        row["call"] = finding.call if finding else ABSENT
+        row["call"] = finding.call if finding else Call.ABSENT
         row["label"] = box_label(box, finding, names, score)
     return data
 

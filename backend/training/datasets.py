@@ -36,7 +36,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from backend.annotations import levels
 from backend.annotations.models import LabelTask, VerifiedLabels
 from backend.spreadsheets import csv_lines
-from spinefm.conditions import CONDITIONS, PRESENT, UNCERTAIN
+from spinefm.conditions import CONDITIONS, LABEL_NAMES, LabelValue
 
 from .errors import Conflict, Invalid
 from .models import DatasetVersion
@@ -189,7 +189,7 @@ def present_levels(item: Mapping) -> list[tuple[str, str]]:
     """(condition, spinal level) cells an item's verified labels call present: the level agent's targets
     ("study" and "multilevel" name no level; uncertain and absent levels are no targets)."""
     return [(k, lv) for k, at in sorted((item.get("level_labels") or {}).items())
-            for lv in levels.ordered(at) if at[lv] == PRESENT and lv in levels.SPINE_LEVELS]
+            for lv in levels.ordered(at) if at[lv] == LabelValue.PRESENT and lv in levels.SPINE_LEVELS]
 
 
 def canonical_json(items: list[dict]) -> bytes:
@@ -210,8 +210,7 @@ def count_items(items: list[dict]) -> dict:
         s["patients"].add(item["group"])
         for cond, value in item["labels"].items():
             row = conditions.setdefault(cond, {sp: {"present": 0, "absent": 0, "uncertain": 0} for sp in SPLITS})
-            key = "present" if value == PRESENT else "uncertain" if value == UNCERTAIN else "absent"
-            row[item["split"]][key] += 1
+            row[item["split"]][LABEL_NAMES.get(value, "absent")] += 1
     return {
         "items": len(items), "patients": len({i["group"] for i in items}),
         "synthetic_items": sum(1 for i in items if i["synthetic"]),

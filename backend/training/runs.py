@@ -102,10 +102,9 @@ def start(dataset: Any, user=None, base_model: Any = None, options: Any = None) 
 
 
 def dispatch(run_id: int) -> None:
-    from .tasks import run_training
-
     try:
-        run_training.apply_async((run_id,), retry=True, retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
+        celery.enqueue("backend.training.tasks.run_training", run_id, retry=True,
+                       retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
     except Exception as exc:  # the broker went away between celery.require_broker() and commit
         fail(run_id, f"could not queue the run: the job queue is unavailable ({exc}); start it again")
 

@@ -22,8 +22,7 @@ from . import intake
 from .clip import case_embedding
 from .conditions import DISC_LEVEL, get_condition, region_of_level
 from .data import SeriesRecord, record_from_study_input
-from .results import (POSSIBLE, PRESENT, AnalysisResult, Box, ConditionPrediction, KeySlice, SeriesUsed, SimilarCase,
-                      UnsupportedStudy)
+from .results import AnalysisResult, Box, Call, ConditionPrediction, KeySlice, SeriesUsed, SimilarCase, UnsupportedStudy
 from .sequences import describe_sequence
 
 log = logging.getLogger(__name__)
@@ -232,10 +231,10 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     conditions, key_slices, boxes = [], [], []
     most_probable = set(torch.argsort(probs, descending=True)[:localize_top].tolist())
     for i, c in enumerate(model.cfg.conditions):
-        present = statuses[i] == PRESENT
+        present = statuses[i] == Call.PRESENT
         conditions.append(ConditionPrediction(c, round(float(probs[i]), 4), present, status=statuses[i],
                                               rule_out=bool(model.diagnosis.rule_out[i])))
-        if present or statuses[i] == POSSIBLE or localize_all or i in most_probable:
+        if present or statuses[i] == Call.POSSIBLE or localize_all or i in most_probable:
             ks, box, note = localize(model, c, _series_for(c, embedded), case, placer)
             conditions[-1].level = box.level
             conditions[-1].level_uncertain, conditions[-1].level_note = box.level_uncertain, note

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .conditions import CONDITION_KEYS, UNCERTAIN
+from .conditions import CONDITION_KEYS, LabelValue
 from .preprocess import Geometry, PreprocessConfig, prepare_series, prepare_volume, uint8_to_input
 from .sequences import DIXON, OTHER, SAGITTAL, STIR, T1, T2, classify_sequence, plane_from_orientation
 
@@ -73,7 +73,7 @@ class CaseRecord:
         return min(items, key=lambda s: (STREAM_PREFERENCE.get(s.sequence, 3), -len(s.sop_instance_uids))) if items else None
 
     def label_vector(self, conditions: tuple[str, ...] = CONDITION_KEYS) -> torch.Tensor:
-        return torch.tensor([float(self.labels.get(c, UNCERTAIN)) for c in conditions])
+        return torch.tensor([float(self.labels.get(c, LabelValue.UNCERTAIN)) for c in conditions])
 
 
 def record_series(uid: str, datasets: list, cfg: PreprocessConfig, sequence: str | None = None,

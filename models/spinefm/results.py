@@ -14,13 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 
-# Per-condition call at the bundle's operating points (spinefm.train.operating_points):
-# asserted, hedged, not found, or not assessed (the condition failed held-out validation).
-PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED = "present", "possible", "absent", "not_assessed"
-STATUSES = (PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED)
+class Call(StrEnum):
+    """The model's call on a condition at the bundle's operating points (spinefm.train.operating_points):
+    asserted, hedged, not found, or not assessed (the condition failed held-out validation).
+
+    Strings, so results stored as JSON keep their ``status`` values. Not a label (spinefm.conditions.LabelValue).
+    """
+
+    PRESENT = "present"
+    POSSIBLE = "possible"
+    ABSENT = "absent"
+    NOT_ASSESSED = "not_assessed"
+
+
+STATUSES = tuple(Call)
 
 
 @dataclass
@@ -40,7 +51,7 @@ class ConditionPrediction:
     @property
     def call(self) -> str:
         """The model's call: its ``status``, or for results written before operating points its ``present`` flag."""
-        return self.status or (PRESENT if self.present else ABSENT)
+        return Call(self.status) if self.status else (Call.PRESENT if self.present else Call.ABSENT)
 
 
 @dataclass

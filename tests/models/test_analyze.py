@@ -1,7 +1,7 @@
 import pytest
 
 from spinefm.bundle import load_bundle
-from spinefm.results import NOT_ASSESSED, PRESENT, STATUSES, AnalysisResult, UnsupportedStudy
+from spinefm.results import STATUSES, AnalysisResult, Call, UnsupportedStudy
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def _check(result: AnalysisResult, bundle, study):
     assert result.synthetic_training is True and result.model_name == bundle.name
     assert [c.condition for c in result.conditions] == bundle.conditions
     assert all(0.0 <= c.probability <= 1.0 for c in result.conditions)
-    assert all(c.status in STATUSES and c.present == (c.status == PRESENT) for c in result.conditions)
+    assert all(c.status in STATUSES and c.present == (c.status == Call.PRESENT) for c in result.conditions)
     assert len(result.embedding) == bundle.model.cfg.clip.proj_dim
     assert len(result.similar_cases) == 3 and result.similar_cases[0].report.startswith("report")
     sops = {s.series_instance_uid: {str(d.SOPInstanceUID): d for d in s.datasets} for s in study.series}
@@ -119,7 +119,7 @@ def test_default_bundle_on_a_held_out_phantom():
     # operating points from held-out cases: the conditions that failed validation are never called
     points = {p["condition"]: p for p in bundle.manifest["operating_points"]["points"]}
     for c in result.conditions:
-        assert (c.status == NOT_ASSESSED) == (not points[c.condition]["validated"]), c
+        assert (c.status == Call.NOT_ASSESSED) == (not points[c.condition]["validated"]), c
 
 
 def test_site_drafter_that_cannot_load_leaves_a_template_draft_with_the_fallback_recorded(tiny_bundle, study_factory):

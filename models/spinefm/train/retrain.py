@@ -42,7 +42,7 @@ import torch
 
 from ..bundle import (FORMAT, PART_FILES, BundleError, manifest_sha256, read_manifest, sha256_file, verify_files,
                      write_manifest)
-from ..conditions import UNCERTAIN
+from ..conditions import LabelValue
 from ..heads.diagnosis import DiagnosisHead
 from . import metrics as M
 
@@ -80,7 +80,7 @@ def label_matrix(examples: Sequence[Example], conditions: Sequence[str], dim: in
         raise RetrainError(f"embeddings have shape {tuple(x.shape)}; the diagnosis head expects (n, {dim})")
     if not torch.isfinite(x).all():
         raise RetrainError("embeddings contain NaN or infinite values")
-    y = torch.tensor([[float(e.labels.get(c, UNCERTAIN)) for c in conditions] for e in examples])
+    y = torch.tensor([[float(e.labels.get(c, LabelValue.UNCERTAIN)) for c in conditions] for e in examples])
     return x, y
 
 
