@@ -1,21 +1,13 @@
-"""Small statistics shared by the analytics summaries: Wilson score intervals, rates, quantiles."""
+"""Small statistics shared by the analytics summaries: rates with Wilson score intervals (the one Wilson
+interval is the model library's, spinefm.train.metrics), quantiles."""
 
 from __future__ import annotations
 
 import math
 
-Z95 = 1.959963984540054
+from spinefm.train.metrics import Z95, wilson
 
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
-    """Wilson score interval for k successes of n; (None, None) when n == 0."""
-    if n <= 0:
-        return None, None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+__all__ = ["Z95", "wilson", "rate", "nearest_rank"]
 
 
 def rate(k: int, n: int) -> dict:

@@ -124,7 +124,10 @@ def grouped_mean_ci(values, groups, n_boot: int = 200, seed: int = 0, alpha: flo
             "n": int(v.size), "n_groups": int(uniq.size)}
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None]:
+Z95 = 1.959963984540054  # the standard normal quantile of 0.975
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
     """Wilson score 95% interval of a proportion k / n; (None, None) when n == 0."""
     if n == 0:
         return None, None
