@@ -13,12 +13,12 @@ the test split (false findings per case, sensitivity).
 
 from __future__ import annotations
 
+from backend.errors import Conflict
 from backend.inference.jobs import active_model_version
 from backend.inference.models import ModelVersion
 from spinefm.conditions import CONDITIONS
 
 from . import embeddings
-from .errors import Conflict
 from .models import TrainingRun
 
 
