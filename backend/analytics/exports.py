@@ -277,7 +277,7 @@ def annotator_agreement_levels_table(params: dict) -> Table:
 
 
 def build(table: str, params: dict, identified: bool = False) -> Table:
-    """The named table; BadParams when the name is unknown."""
+    """The named table (one of ``TABLES``, checked by the export's query serializer)."""
     if table == "radpeer":
         return radpeer_table(params)
     if table == "edits":
@@ -300,7 +300,7 @@ def build(table: str, params: dict, identified: bool = False) -> Table:
         return annotator_agreement_table(params)
     if table == "annotator_agreement_levels":
         return annotator_agreement_levels_table(params)
-    raise services.BadParams("table", "table must be one of " + ", ".join(TABLES))
+    raise ValueError(f"unknown table {table!r}")
 
 
 # ---- encodings --------------------------------------------------------------------------------------------------
