@@ -30,3 +30,8 @@ class InferenceResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = InferenceResult
         fields = ["job", "model_version", "data", "created_at", "sr_status", "sr_error"]
+
+
+class JobFilter(serializers.Serializer):
+    study = serializers.CharField(required=False, help_text="StudyInstanceUID")
+    status = serializers.ChoiceField(choices=InferenceJob.STATUSES, required=False)
