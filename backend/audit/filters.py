@@ -6,14 +6,16 @@ from datetime import date
 
 from rest_framework import serializers
 
+from backend.serializer_fields import Text
+
 from .models import AuditEvent
 
 TEXT_MAX = 150
 
 
-def _text(help_text: str = "") -> serializers.CharField:
-    """Free text matched exactly (stripped, cut to TEXT_MAX); DRF refuses NUL, which PostgreSQL text cannot hold."""
-    return serializers.CharField(required=False, allow_blank=True, help_text=help_text)
+def _text(help_text: str = "") -> Text:
+    """Free text matched exactly (stripped, cut to TEXT_MAX)."""
+    return Text(required=False, allow_blank=True, help_text=help_text)
 
 
 def _day(name: str, help_text: str) -> serializers.DateField:

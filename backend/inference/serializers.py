@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from backend.serializer_fields import Text
+
 from .models import InferenceJob, InferenceResult, ModelVersion
 
 
@@ -33,5 +35,5 @@ class InferenceResultSerializer(serializers.ModelSerializer):
 
 
 class JobFilter(serializers.Serializer):
-    study = serializers.CharField(required=False, help_text="StudyInstanceUID")
+    study = Text(required=False, help_text="StudyInstanceUID")
     status = serializers.ChoiceField(choices=InferenceJob.STATUSES, required=False)
