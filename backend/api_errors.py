@@ -39,7 +39,8 @@ def _first_message(detail) -> tuple[str | None, str]:
 
 def validation_payload(exc: exceptions.ValidationError) -> dict:
     field, message = _first_message(exc.detail)
-    body = {"error": "invalid", "detail": f"{field}: {message}" if field else message}
+    named = not field or message.startswith(field)  # "comment must be a string" names its field already
+    body = {"error": "invalid", "detail": message if named else f"{field}: {message}"}
     if field:
         body["field"] = field
     if isinstance(exc.detail, dict):
@@ -85,3 +86,53 @@ _DESCRIPTIONS = {400: "invalid request", 401: "not authenticated", 403: "not all
 def error_responses(*statuses: int) -> dict:
     """OpenAPI responses for the refusals an operation can answer, each with the one error body."""
     return {s: OpenApiResponse(ErrorBody, description=_DESCRIPTIONS.get(s, "refused")) for s in statuses}
+
+
+_ERROR_SCHEMA = {"type": "object", "required": ["error", "detail"],
+                 "properties": {"error": {"type": "string"}, "detail": {"type": "string"},
+                                "field": {"type": "string"}, "fields": {"type": "object"}},
+                 "additionalProperties": True}
+
+
+def add_common_error_responses(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the refusals every API operation can answer, documented once.
+
+    Every operation sits behind authentication, permission classes, throttling and PostgreSQL (401, 403,
+    429, 503); one with a request body or query parameters can be malformed (400); one with path parameters
+    can name something that does not exist (404). Views document their own further answers (409, 413, ...)
+    with ``error_responses``.
+    """
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorBody", _ERROR_SCHEMA)
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            params = operation.get("parameters", [])
+            statuses = [401, 403, 429, 503]
+            if operation.get("requestBody") or any(p.get("in") == "query" for p in params):
+                statuses.append(400)
+            if any(p.get("in") == "path" for p in params):
+                statuses.append(404)
+            responses = operation.setdefault("responses", {})
+            for status in statuses:
+                responses.setdefault(str(status), {"description": _DESCRIPTIONS.get(status, "refused")
+                                                   if status != 429 else "too many requests", "content": body})
+    return result
+
+
+class StrictCharField(serializers.CharField):
+    """A string as the client sent it: DRF's CharField would take the number 42 as "42" (a report text, a
+    comment, a revision token must be strings), and a NUL character is refused naming it (PostgreSQL cannot
+    store one; query parameters included)."""
+
+    default_error_messages = {"invalid": "{name} must be a string",
+                              "null_characters": "{name} must not contain NUL (0x00) characters"}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", name=self.field_name or "value")
+        if "\x00" in data:
+            self.fail("null_characters", name=self.field_name or "value")
+        return super().to_internal_value(data)

@@ -31,7 +31,7 @@ class DomainError(Exception):
     code, status = "error", 400
 
     def __init__(self, detail: str, **extra: Any):
-        super().__init__(detail)
+        Exception.__init__(self, detail)  # not super(): a mixed-in base must not re-initialise (and reset) ``code``
         self.detail = detail
         self.extra = extra
 

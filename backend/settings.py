@@ -149,6 +149,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "SpineAgent API",
     "VERSION": "0.1.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "backend.api_errors.add_common_error_responses"],
 }
 
 # --- Orthanc (DICOM store, DICOMweb) -------------------------------------------------
@@ -166,6 +168,8 @@ ORTHANC_DICOMWEB_ROOT = env("ORTHANC_DICOMWEB_ROOT", "/dicom-web")
 ORTHANC_TIMEOUT = float(env("ORTHANC_TIMEOUT", "30"))
 # Shared secret with the Orthanc plugin that announces stable studies (HMAC-SHA256).
 ORTHANC_WEBHOOK_SECRET = env("ORTHANC_WEBHOOK_SECRET", "spineagent-dev-webhook-secret")
+# Bytes per chunk the DICOMweb gateway streams from Orthanc to the viewer (backend/dicomweb/proxy.py).
+SPINEAGENT_GATEWAY_CHUNK = int(env("SPINEAGENT_GATEWAY_CHUNK", str(1024 * 1024)))
 
 # --- Celery / Redis ------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -195,6 +199,9 @@ SPINEAGENT_DEFAULT_BUNDLE = Path(
     env("SPINEAGENT_DEFAULT_BUNDLE", str(BASE_DIR / "models" / "bundles" / "spineagent-phantom-nano"))
 )
 SPINEAGENT_MAX_JOB_ATTEMPTS = int(env("SPINEAGENT_MAX_JOB_ATTEMPTS", "3"))
+# torch intra-op threads of the worker's inference and retraining, and --threads of the training chain's
+# stages: one by default, since torch's default oversubscribes small CPU workers; GPU workers raise it.
+SPINEAGENT_TORCH_THREADS = int(env("SPINEAGENT_TORCH_THREADS", "1"))
 # RADPEER peer review: share of signed reports scored 1 or 2a drawn into the QA queue (2b/3a/3b always are).
 # Drawn from a hash of the study UID, so a study is always in or out for a given rate (backend/qa/selection.py).
 SPINEAGENT_QA_SAMPLE_RATE = float(env("SPINEAGENT_QA_SAMPLE_RATE", "0.05"))
@@ -225,6 +232,21 @@ SPINEAGENT_DRAFTER_LM_PATH = env("SPINEAGENT_DRAFTER_LM_PATH", "")
 SPINEAGENT_DRAFTER_AGENT_DIR = env("SPINEAGENT_DRAFTER_AGENT_DIR", "")
 SPINEAGENT_DRAFTER_DEVICE = env("SPINEAGENT_DRAFTER_DEVICE", "")
 SPINEAGENT_DRAFTER_DTYPE = env("SPINEAGENT_DRAFTER_DTYPE", "")
+
+# --- Annotation (backend/annotations) -----------------------------------------------
+# Report labeler of new label tasks besides the rules (backend/annotations/labelers.py): "rules", or "llm"
+# with an OpenAI-compatible endpoint (_BASE_URL and _MODEL required; _API_KEY, _TIMEOUT seconds, _MAX_RETRIES).
+# An empty variable means its default.
+SPINEAGENT_LABELER = env("SPINEAGENT_LABELER") or "rules"
+SPINEAGENT_LLM_BASE_URL = env("SPINEAGENT_LLM_BASE_URL") or ""
+SPINEAGENT_LLM_MODEL = env("SPINEAGENT_LLM_MODEL") or ""
+SPINEAGENT_LLM_API_KEY = env("SPINEAGENT_LLM_API_KEY") or ""
+SPINEAGENT_LLM_TIMEOUT = float(env("SPINEAGENT_LLM_TIMEOUT") or "60")
+SPINEAGENT_LLM_MAX_RETRIES = int(env("SPINEAGENT_LLM_MAX_RETRIES") or "2")
+# "blind" (the extraction withheld until a first pass) or "assisted" (preset); backend/annotations/modes.py.
+SPINEAGENT_ANNOTATION_MODE = env("SPINEAGENT_ANNOTATION_MODE") or "blind"
+# Independent annotations a label task needs before it is adjudicated, unless its creator says otherwise.
+SPINEAGENT_REQUIRED_ANNOTATIONS = env("SPINEAGENT_REQUIRED_ANNOTATIONS") or "1"
 
 LOGGING = {
     "version": 1,
@@ -338,6 +360,8 @@ SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS = int(env("SPINEAGENT_AUDIT_IMAGE_VIEW_SECON
 SPINEAGENT_VIEWER_LAYOUT = tuple(s.strip().upper() for s in env("SPINEAGENT_VIEWER_LAYOUT", "T1,T2").split(",")
                                  if s.strip())
 SPINEAGENT_VIEWER_NOTICE = env("SPINEAGENT_VIEWER_NOTICE", "once-per-user")
+# The prebuilt OHIF viewer (scripts/build_viewer.sh): its dist under viewer/, the vendor bundle under ext/.
+SPINEAGENT_OHIF_DIR = Path(env("SPINEAGENT_OHIF_DIR", str(BASE_DIR / "var" / "ohif")))
 
 
 if PRODUCTION:

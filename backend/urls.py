@@ -52,6 +52,17 @@ api = [
     path("qa/", include("backend.qa.urls")),  # RADPEER peer review: queue, case, review
 ]
 
+def not_found(request, exception=None):
+    """404 for a URL that matches no route: the API's one error body under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "not_found", "detail": f"no API resource at {request.path}"}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+handler404 = "backend.urls.not_found"
+
 urlpatterns = [
     path("health", health, name="health"),
     path("api/", include(api)),

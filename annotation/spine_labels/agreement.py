@@ -18,11 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN
+from spinefm.conditions import LabelValue
 
-from .schema import LabelSet
-
-TERNARY = (PRESENT, ABSENT, UNCERTAIN)
+from .schema import VALID_VALUES, LabelSet
 
 
 def _as_mapping(x: Any) -> Mapping[str, int]:
@@ -140,7 +138,7 @@ def confusion(truth: Sequence[int], pred: Sequence[int]) -> dict[tuple[int, int]
     """Counts for every (truth, pred) pair over {1, 0, -1}, zeros included."""
     if len(truth) != len(pred):
         raise ValueError(f"length mismatch: {len(truth)} vs {len(pred)}")
-    counts = {(t, p): 0 for t in TERNARY for p in TERNARY}
+    counts = {(t, p): 0 for t in VALID_VALUES for p in VALID_VALUES}
     for t, p in zip(truth, pred):
         counts[(int(t), int(p))] += 1
     return counts
@@ -170,14 +168,14 @@ def _ratio(num: int, den: int) -> float:
 def condition_metrics(condition: str, truth: Sequence[int], pred: Sequence[int]) -> ConditionMetrics:
     c = confusion(truth, pred)
     n = len(truth)
-    n_pos = sum(c[(PRESENT, p)] for p in TERNARY)
-    n_neg = sum(c[(ABSENT, p)] for p in TERNARY)
-    n_unc = sum(c[(UNCERTAIN, p)] for p in TERNARY)
+    n_pos = sum(c[(LabelValue.PRESENT, p)] for p in VALID_VALUES)
+    n_neg = sum(c[(LabelValue.ABSENT, p)] for p in VALID_VALUES)
+    n_unc = sum(c[(LabelValue.UNCERTAIN, p)] for p in VALID_VALUES)
     return ConditionMetrics(
         condition=condition, n=n, n_present=n_pos, n_absent=n_neg, n_uncertain=n_unc,
-        accuracy=_ratio(sum(c[(t, t)] for t in TERNARY), n),
-        sensitivity=_ratio(c[(PRESENT, PRESENT)], n_pos),
-        specificity=_ratio(c[(ABSENT, ABSENT)], n_neg),
+        accuracy=_ratio(sum(c[(t, t)] for t in VALID_VALUES), n),
+        sensitivity=_ratio(c[(LabelValue.PRESENT, LabelValue.PRESENT)], n_pos),
+        specificity=_ratio(c[(LabelValue.ABSENT, LabelValue.ABSENT)], n_neg),
         kappa=_kappa(list(truth), list(pred)),
         confusion={f"{t},{p}": v for (t, p), v in c.items()},
     )
@@ -191,7 +189,7 @@ def evaluate(truth: Sequence[Any], pred: Sequence[Any], conditions: Sequence[str
     keys = list(conditions) if conditions is not None else sorted({k for m in mt for k in m})
     out = {}
     for k in keys:
-        pairs = [(x[k], y.get(k, ABSENT)) for x, y in zip(mt, mp) if k in x]
+        pairs = [(x[k], y.get(k, LabelValue.ABSENT)) for x, y in zip(mt, mp) if k in x]
         out[k] = condition_metrics(k, [p[0] for p in pairs], [p[1] for p in pairs])
     return out
 

@@ -129,11 +129,3 @@ def group_levels(text: str, mentions: list[LevelMention]) -> list[LevelMention]:
         else:
             groups.append(lm)
     return groups
-
-
-def normalize_level(s: str) -> list[str]:
-    """Normalise a free-text level ("L4-5", "l5/s1") to registry spelling; [] if none."""
-    out: list[str] = []
-    for lm in find_levels(s):
-        out.extend(x for x in lm.levels if x not in out)
-    return out

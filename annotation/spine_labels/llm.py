@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from spinefm import conditions as registry
-from spinefm.conditions import ABSENT
+from spinefm.conditions import LabelValue
 
 from .levels import find_levels
 from .lexicon import _SEVERITY, normalize_severity
@@ -251,7 +251,7 @@ class LLMLabeler:
         bad = []
         for k, e in parsed.items():
             found = [q for q in e["evidence"] if locate(q, text)]
-            if len(found) < len(e["evidence"]) or (e["value"] != ABSENT and not found):
+            if len(found) < len(e["evidence"]) or (e["value"] != LabelValue.ABSENT and not found):
                 bad.append(k)
         return bad
 
@@ -271,12 +271,12 @@ class LLMLabeler:
             if not lv and sent is not None:
                 lv = [x for lm in find_levels(sent.text) for x in lm.levels] or list(sent.context_levels)
             sev = entry["severity"] if entry["severity"] in SEVERITIES else None
-            if sev is None and value != ABSENT:
+            if sev is None and value != LabelValue.ABSENT:
                 sm = _SEVERITY.search(text, a, b)
                 sev = normalize_severity(sm.group(1)) if sm else None
             evidence.append(Evidence(a, b, text[a:b], lv, sev, None, value,
                                      sent.text if sent else "", sent.start if sent else 0))
-        if value != ABSENT and not evidence:
+        if value != LabelValue.ABSENT and not evidence:
             # an unsupported positive/uncertain claim: do not trust it, use the rules for this condition
             flags.append(f"llm_said:{value}")
             return Label(key, rule_label.value, rule_label.evidence, SOURCE_FALLBACK, rule_label.labeler_version,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN
+from spinefm.conditions import LabelValue
 
 FWD, BWD, BOTH = "fwd", "bwd", "both"
 
@@ -162,5 +162,5 @@ def classify(sentence: str, start: int, end: int, cues: list[Cue], term: list[tu
         if best is None or cand[:2] < best[:2]:
             best = cand
     if best is None:
-        return PRESENT, None
-    return (UNCERTAIN if best[2].kind == "unc" else ABSENT), best[2]
+        return LabelValue.PRESENT, None
+    return (LabelValue.UNCERTAIN if best[2].kind == "unc" else LabelValue.ABSENT), best[2]

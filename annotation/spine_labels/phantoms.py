@@ -27,10 +27,8 @@ def quick_config() -> Any:
 
 def phantom_reports(n: int, seed: int, config: Any = None) -> list[tuple[str, dict[str, int]]]:
     """(report text, truth labels) for phantom studies 0..n-1 of ``seed``."""
-    try:
-        from spine_phantom import generate_study
-    except ImportError as exc:  # the generator is a separate package
-        raise RuntimeError(f"spine_phantom.generate_study is not importable: {exc}") from None
+    from spine_phantom import generate_study
+
     out = []
     for i in range(n):
         truth = _truth_of(generate_study(seed, i) if config is None else generate_study(seed, i, config))

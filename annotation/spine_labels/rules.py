@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from spinefm import conditions as registry
-from spinefm.conditions import ABSENT, CORD_LEVEL, PRESENT, UNCERTAIN, VERTEBRA_LEVEL
+from spinefm.conditions import CORD_LEVEL, VERTEBRA_LEVEL, LabelValue
 
 from .levels import LevelMention, find_levels, group_levels
 from .lexicon import Mention, find_mentions, find_severity
@@ -106,7 +106,7 @@ class RuleLabeler:
             groups = group_levels(s, find_levels(s))
             for m in mentions:
                 value, cue = classify(s, m.start, m.end, cues, term, bterm)
-                sev = find_severity(s, m, mentions) if value != ABSENT else None
+                sev = find_severity(s, m, mentions) if value != LabelValue.ABSENT else None
                 levels = attribute_levels(s, m, groups, mentions, sent.context_levels)
                 out.append((m.condition, Evidence(
                     start=sent.start + m.start, end=sent.start + m.end, text=m.text, level=levels,
@@ -121,7 +121,5 @@ class RuleLabeler:
             by_cond.setdefault(cond, []).append(ev)
         labels: dict[str, Label] = {}
         for cond, evs in by_cond.items():
-            values = {e.value for e in evs}
-            value = PRESENT if PRESENT in values else UNCERTAIN if UNCERTAIN in values else ABSENT
-            labels[cond] = Label(cond, value, evs, SOURCE_RULES, RULES_VERSION)
+            labels[cond] = Label(cond, LabelValue.aggregate(e.value for e in evs), evs, SOURCE_RULES, RULES_VERSION)
         return LabelSet(labels, SOURCE_RULES, RULES_VERSION)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from spinefm import conditions as _registry
-from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN
+from spinefm.conditions import LabelValue
 
-VALID_VALUES = (PRESENT, ABSENT, UNCERTAIN)
+VALID_VALUES = tuple(int(v) for v in LabelValue)  # (1, 0, -1), plain ints as messages show them
 
 SOURCE_RULES = "rules"
 SOURCE_LLM = "llm"
@@ -42,7 +42,7 @@ class Evidence:
     level: list[str] = field(default_factory=list)
     severity: str | None = None
     cue: str | None = None
-    value: int = PRESENT
+    value: int = LabelValue.PRESENT
     sentence: str = ""
     sentence_start: int = 0
 
@@ -57,7 +57,7 @@ class Evidence:
     def from_dict(cls, d: dict[str, Any]) -> "Evidence":
         return cls(
             start=int(d["start"]), end=int(d["end"]), text=d["text"], level=list(d.get("level") or []),
-            severity=d.get("severity"), cue=d.get("cue"), value=int(d.get("value", PRESENT)),
+            severity=d.get("severity"), cue=d.get("cue"), value=int(d.get("value", LabelValue.PRESENT)),
             sentence=d.get("sentence", ""), sentence_start=int(d.get("sentence_start", 0)),
         )
 
@@ -105,7 +105,7 @@ class Label:
         for ev in self.evidence:
             for lv in ev.level:
                 named.setdefault(lv, []).append(ev.value)
-        out = {lv: PRESENT if PRESENT in vs else UNCERTAIN if UNCERTAIN in vs else ABSENT for lv, vs in named.items()}
+        out = {lv: LabelValue.aggregate(vs) for lv, vs in named.items()}
         if not self.levels:
             out[STUDY_LEVEL] = self.value
         return out

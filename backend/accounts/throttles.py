@@ -12,7 +12,7 @@ from rest_framework import throttling
 
 class _SettingsRate:
     def get_rate(self):
-        return (getattr(settings, "SPINEAGENT_THROTTLE_RATES", None) or {}).get(self.scope)
+        return settings.SPINEAGENT_THROTTLE_RATES.get(self.scope)
 
     def allow_request(self, request, view):
         self.rate = self.get_rate()  # re-read: the base class parsed it once in __init__

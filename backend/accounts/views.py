@@ -9,8 +9,10 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.api_errors import error_responses
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
+from backend.errors import NotFound
 
 from .models import NoticeAcknowledgement
 from .roles import role_of
@@ -63,9 +65,9 @@ class AcknowledgeNotice(APIView):
     them again, in any browser. Idempotent; 404 for a notice we do not know."""
 
     @extend_schema(request=None, responses={200: inline_serializer("NoticeAcknowledged", {
-        "notice": serializers.CharField(), "acknowledged_at": serializers.DateTimeField()})})
+        "notice": serializers.CharField(), "acknowledged_at": serializers.DateTimeField()}), **error_responses(404)})
     def post(self, request, notice):
         if notice not in dict(NoticeAcknowledgement.NOTICES):
-            return Response({"error": "not_found", "detail": f"no notice {notice!r}"}, status=404)
+            raise NotFound(f"no notice {notice!r}")
         row, _ = NoticeAcknowledgement.objects.get_or_create(user=request.user, notice=notice)
         return Response({"notice": row.notice, "acknowledged_at": row.acknowledged_at.isoformat()})

@@ -22,7 +22,7 @@ from django.db.models import Count, Q
 from backend.annotations.priority import model_called, model_predictions
 from spine_labels import RULES_VERSION, STUDY_LEVEL, extract_labels
 from spine_labels.schema import condition_keys
-from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN, get_condition
+from spinefm.conditions import LabelValue, get_condition
 
 from .models import ConditionOutcome
 from .stats import rate as _rate
@@ -34,7 +34,7 @@ CELLS = ("tp", "fp", "fn", "tn")
 
 def _levels(label_set, key: str) -> dict[str, int]:
     label = label_set.labels.get(key)
-    return label.level_values() if label is not None else {STUDY_LEVEL: ABSENT}
+    return label.level_values() if label is not None else {STUDY_LEVEL: LabelValue.ABSENT}
 
 
 def label_sets(draft_text: str, signed_text: str) -> tuple:
@@ -52,27 +52,27 @@ def outcomes(draft_text: str, signed_text: str, result, read: tuple | None = Non
     return [{"condition": key,
              "ai_present": predictions[key]["present"]
              if key in predictions and model_called(predictions[key]) else None,
-             "draft_label": draft.get(key, ABSENT), "signed_label": signed.get(key, ABSENT),
+             "draft_label": draft.get(key, LabelValue.ABSENT), "signed_label": signed.get(key, LabelValue.ABSENT),
              "draft_levels": _levels(draft_set, key), "signed_levels": _levels(signed_set, key)}
             for key in condition_keys()]
 
 
 def _counts() -> dict:
     """Aggregates of one queryset of outcomes: the four cells per source and the exclusions."""
-    truth_known = ~Q(signed_label=UNCERTAIN)
-    pos, neg = Q(signed_label=PRESENT), Q(signed_label=ABSENT)
+    truth_known = ~Q(signed_label=LabelValue.UNCERTAIN)
+    pos, neg = Q(signed_label=LabelValue.PRESENT), Q(signed_label=LabelValue.ABSENT)
     c = {
         "n": Count("pk"),
         "signed_present": Count("pk", filter=pos), "signed_absent": Count("pk", filter=neg),
-        "signed_uncertain": Count("pk", filter=Q(signed_label=UNCERTAIN)),
+        "signed_uncertain": Count("pk", filter=Q(signed_label=LabelValue.UNCERTAIN)),
         "ai_tp": Count("pk", filter=pos & Q(ai_present=True)), "ai_fn": Count("pk", filter=pos & Q(ai_present=False)),
         "ai_fp": Count("pk", filter=neg & Q(ai_present=True)), "ai_tn": Count("pk", filter=neg & Q(ai_present=False)),
         "ai_missing": Count("pk", filter=truth_known & Q(ai_present__isnull=True)),
-        "draft_tp": Count("pk", filter=pos & Q(draft_label=PRESENT)),
-        "draft_fn": Count("pk", filter=pos & Q(draft_label=ABSENT)),
-        "draft_fp": Count("pk", filter=neg & Q(draft_label=PRESENT)),
-        "draft_tn": Count("pk", filter=neg & Q(draft_label=ABSENT)),
-        "draft_uncertain": Count("pk", filter=truth_known & Q(draft_label=UNCERTAIN)),
+        "draft_tp": Count("pk", filter=pos & Q(draft_label=LabelValue.PRESENT)),
+        "draft_fn": Count("pk", filter=pos & Q(draft_label=LabelValue.ABSENT)),
+        "draft_fp": Count("pk", filter=neg & Q(draft_label=LabelValue.PRESENT)),
+        "draft_tn": Count("pk", filter=neg & Q(draft_label=LabelValue.ABSENT)),
+        "draft_uncertain": Count("pk", filter=truth_known & Q(draft_label=LabelValue.UNCERTAIN)),
     }
     return c
 

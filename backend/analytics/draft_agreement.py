@@ -25,7 +25,7 @@ from itertools import groupby
 
 from spine_labels import STUDY_LEVEL, pair_kappa_ci
 from spine_labels.schema import condition_keys
-from spinefm.conditions import ABSENT, DISC_LEVELS, PRESENT, VERTEBRAE
+from spinefm.conditions import DISC_LEVELS, VERTEBRAE, LabelValue
 
 from .conditions import LABELER_VERSION, _display_name
 from .models import ConditionOutcome
@@ -52,8 +52,8 @@ def _figures(pairs: list[tuple[int, int]]) -> dict:
     return {"n": n, "agree": agree, "percent_agreement": agree / n if n else None,
             "agreement_ci_low": low, "agreement_ci_high": high,
             "kappa": None if math.isnan(kappa) else kappa, "kappa_ci_low": k_low, "kappa_ci_high": k_high,
-            "draft_present": sum(1 for d, _ in pairs if d == PRESENT),
-            "signed_present": sum(1 for _, s in pairs if s == PRESENT)}
+            "draft_present": sum(1 for d, _ in pairs if d == LabelValue.PRESENT),
+            "signed_present": sum(1 for _, s in pairs if s == LabelValue.PRESENT)}
 
 
 def _level_pairs(outcomes: list[tuple[str, dict, dict]]) -> dict[str, dict[str, tuple[int, int]]]:
@@ -67,7 +67,7 @@ def _level_pairs(outcomes: list[tuple[str, dict, dict]]) -> dict[str, dict[str, 
     out = {}
     for key, d, s in outcomes:
         levels = named | ({STUDY_LEVEL} if STUDY_LEVEL in d or STUDY_LEVEL in s else set())
-        out[key] = {lv: (d.get(lv, ABSENT), s.get(lv, ABSENT)) for lv in levels}
+        out[key] = {lv: (d.get(lv, LabelValue.ABSENT), s.get(lv, LabelValue.ABSENT)) for lv in levels}
     return out
 
 

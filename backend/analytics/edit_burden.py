@@ -25,7 +25,7 @@ from rapidfuzz import fuzz
 from backend.reports.labels import condition_name
 from backend.reports.sentences import split
 from spine_labels.schema import condition_keys
-from spinefm.conditions import ABSENT, PRESENT, UNCERTAIN
+from spinefm.conditions import LABEL_NAMES, LabelValue
 
 from .conditions import label_sets
 
@@ -37,7 +37,6 @@ WER_FIELDS = ("wer", "wer_reference_words", "wer_hits", "wer_substitutions", "we
 SENTENCE_KINDS = ("kept", "edited", "added", "deleted")
 SENTENCE_FIELDS = tuple(f"sentences_{k}" for k in SENTENCE_KINDS)
 EDIT_KINDS = ("absent_to_present", "present_to_absent", "certainty_changed", "level_changed", "severity_changed")
-LABEL_NAMES = {PRESENT: "present", ABSENT: "absent", UNCERTAIN: "uncertain"}
 KIND_LABELS = {"absent_to_present": "absent → present", "present_to_absent": "present → absent",
                "certainty_changed": "certainty changed", "level_changed": "level changed",
                "severity_changed": "severity changed"}
@@ -120,11 +119,12 @@ def significant_edits(draft: str, final: str, read: tuple | None = None) -> list
         if d is None or f is None:
             continue
         if d.value != f.value:
-            kind = {(ABSENT, PRESENT): "absent_to_present",
-                    (PRESENT, ABSENT): "present_to_absent"}.get((d.value, f.value), "certainty_changed")
+            kind = {(LabelValue.ABSENT, LabelValue.PRESENT): "absent_to_present",
+                    (LabelValue.PRESENT, LabelValue.ABSENT): "present_to_absent"}.get((d.value, f.value),
+                                                                                      "certainty_changed")
             edits.append(_edit(key, kind, d, f))
             continue
-        if d.value != PRESENT:
+        if d.value != LabelValue.PRESENT:
             continue
         if set(d.levels) != set(f.levels):
             edits.append(_edit(key, "level_changed", d, f))

@@ -33,7 +33,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from backend.reports.radpeer import SCORES
 from backend.spreadsheets import csv_lines, spreadsheet_safe
-from spinefm.conditions import ABSENT, PRESENT
+from spinefm.conditions import LabelValue
 
 from backend.annotations import metrics as annotation_metrics
 
@@ -102,10 +102,10 @@ def _burden_cells(m) -> list:
 
 
 def _reports_queryset(params: dict):
-    pos, neg = Q(conditions__signed_label=PRESENT), Q(conditions__signed_label=ABSENT)
+    pos, neg = Q(conditions__signed_label=LabelValue.PRESENT), Q(conditions__signed_label=LabelValue.ABSENT)
     return services.metrics_queryset(params).select_related("report__study").annotate(
-        draft_fp=Count("conditions", filter=neg & Q(conditions__draft_label=PRESENT)),
-        draft_fn=Count("conditions", filter=pos & Q(conditions__draft_label=ABSENT)),
+        draft_fp=Count("conditions", filter=neg & Q(conditions__draft_label=LabelValue.PRESENT)),
+        draft_fn=Count("conditions", filter=pos & Q(conditions__draft_label=LabelValue.ABSENT)),
         ai_fp=Count("conditions", filter=neg & Q(conditions__ai_present=True)),
         ai_fn=Count("conditions", filter=pos & Q(conditions__ai_present=False)))
 

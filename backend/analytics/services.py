@@ -86,16 +86,6 @@ def text_metrics(draft: str, final: str) -> dict:
 
 # ---- computing the rows -----------------------------------------------------------------------------------------
 
-def _ai_draft(report: Report) -> ReportVersion | None:
-    """The AI draft the radiologist scored: the last AI version before the first human version (normally v0)."""
-    draft = None
-    for v in report.versions.order_by("number"):
-        if v.source != ReportVersion.AI:
-            break
-        draft = v
-    return draft
-
-
 def _first_ai_version(report: Report) -> ReportVersion | None:
     """The first AI version: the moment a draft was ready for the radiologist (turnaround)."""
     return report.versions.filter(source=ReportVersion.AI).order_by("number").first()
@@ -110,7 +100,7 @@ def compute_for_report(report_id: int) -> EditMetrics | None:
     report = Report.objects.select_related("study").filter(pk=report_id).first()
     if report is None or report.status != Report.SIGNED or report.signed_number is None:
         return None
-    draft = _ai_draft(report)
+    draft = report.versions.ai_draft()
     if draft is None:
         EditMetrics.objects.filter(report=report).delete()
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from spinefm.conditions import ABSENT, LABEL_NAMES, PRESENT, UNCERTAIN
+from spinefm.conditions import LABEL_NAMES, LabelValue
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Segment:
     def kind(self) -> str:
         """The strongest polarity covering it: present > uncertain > absent (CSS class suffix)."""
         values = {s.value for s in self.spans}
-        for v in (PRESENT, UNCERTAIN, ABSENT):
+        for v in (LabelValue.PRESENT, LabelValue.UNCERTAIN, LabelValue.ABSENT):
             if v in values:
                 return LABEL_NAMES[v]
         return ""
@@ -50,7 +50,7 @@ def spans_of(extraction_labels: dict) -> list[Span]:
     for key, label in ((extraction_labels or {}).get("labels") or {}).items():
         for ev in label.get("evidence") or []:
             try:
-                out.append(Span(int(ev["start"]), int(ev["end"]), str(key), int(ev.get("value", PRESENT))))
+                out.append(Span(int(ev["start"]), int(ev["end"]), str(key), int(ev.get("value", LabelValue.PRESENT))))
             except (KeyError, TypeError, ValueError):
                 continue
     return out

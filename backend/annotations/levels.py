@@ -18,7 +18,7 @@ from typing import Any
 from spine_labels import STUDY_LEVEL
 from spine_labels.levels import MULTILEVEL
 from spine_labels.schema import VALID_VALUES, Label, condition_keys
-from spinefm.conditions import ABSENT, DISC_LEVELS, PRESENT, UNCERTAIN, VERTEBRAE, get_condition
+from spinefm.conditions import DISC_LEVELS, VERTEBRAE, LabelValue, get_condition
 
 # spinefm.heads.level.LEVELS without importing torch on every request.
 SPINE_LEVELS: tuple[str, ...] = VERTEBRAE + DISC_LEVELS
@@ -43,11 +43,11 @@ def ordered(levels) -> list[str]:
 def condition_value(values: Mapping[str, int]) -> int:
     """The per-condition label of one condition's per-level values."""
     vs = set(values.values())
-    if PRESENT in vs:
-        return PRESENT
-    if vs <= {ABSENT}:
-        return ABSENT
-    return UNCERTAIN
+    if LabelValue.PRESENT in vs:
+        return LabelValue.PRESENT
+    if vs <= {LabelValue.ABSENT}:
+        return LabelValue.ABSENT
+    return LabelValue.UNCERTAIN
 
 
 def derive(level_labels: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
@@ -61,7 +61,7 @@ def study_only(labels: Mapping[str, int]) -> dict[str, dict[str, int]]:
 
 def normal(values: Mapping[str, int]) -> dict[str, int]:
     """What one condition's per-level labels say: the non-absent levels ({"study": 0} == {"L4-L5": 0} == {})."""
-    return {lv: v for lv, v in values.items() if v != ABSENT}
+    return {lv: v for lv, v in values.items() if v != LabelValue.ABSENT}
 
 
 def same(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
@@ -73,7 +73,7 @@ def merge(many: list[Mapping[str, int]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for values in many:
         for lv, v in values.items():
-            if out.get(lv, ABSENT) == ABSENT:
+            if out.get(lv, LabelValue.ABSENT) == LabelValue.ABSENT:
                 out[lv] = v
     return {lv: out[lv] for lv in ordered(out)}
 

@@ -1,6 +1,6 @@
 """Blind or assisted annotation: whether an open task's extraction is shown before the annotator decides.
 
-``SPINEAGENT_ANNOTATION_MODE`` (Django setting or environment, read at call time):
+``SPINEAGENT_ANNOTATION_MODE`` (backend/settings.py, read at call time):
 
 * ``blind`` (default): nothing is preset and the server withholds the extraction (suggested values,
   evidence highlights, flags, the model's calls, other annotators' labels) until the annotator has
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 
-from .labelers import setting
+from django.conf import settings
+
 from .models import Annotation
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ DEFAULT = BLIND
 
 
 def current() -> str:
-    value = str(setting(SETTING, DEFAULT)).strip().lower()
+    value = str(settings.SPINEAGENT_ANNOTATION_MODE or DEFAULT).strip().lower()
     if value not in MODES:
         log.error("%s=%r is not one of %s; using %s", SETTING, value, ", ".join(MODES), DEFAULT)
         return DEFAULT

@@ -22,12 +22,13 @@ from django.views.decorators.http import require_GET
 from backend.accounts.roles import role_of
 from backend.viewer.views import _file, _send
 from spine_labels import STUDY_LEVEL
-from spinefm.conditions import ABSENT, LABEL_NAMES
+from spinefm.conditions import LABEL_NAMES, LabelValue
 
 from . import highlight, queue
 from .models import Annotation, LabelTask
 from .payloads import Seen, task_detail, task_row
 from .priority import preferred
+from .serializers import QueueQuery
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 PAGE_SIZE = 50
@@ -39,8 +40,9 @@ verifier_page = permission_required("annotations.verify_labels", raise_exception
 
 
 def _order(request) -> str:
-    order = request.GET.get("order") or queue.DEFAULT_ORDER
-    return order if order in queue.ORDERS else queue.DEFAULT_ORDER
+    """The page's ?order=, read as the API reads it (QueueQuery); an unknown one falls back to the default."""
+    query = QueueQuery(data=request.GET)
+    return query.validated_data["order"] if query.is_valid() else queue.DEFAULT_ORDER
 
 
 @require_GET
@@ -108,7 +110,7 @@ def _level_suggestion(suggested_levels: dict, suggested: dict, key: str, level: 
     at = (suggested_levels.get(key) or {})
     if level in at:
         return at[level]
-    return suggested[key] if level == STUDY_LEVEL else ABSENT
+    return suggested[key] if level == STUDY_LEVEL else LabelValue.ABSENT
 
 
 def _rows(detail: dict, best, seen: Seen) -> list[dict]:
@@ -130,7 +132,7 @@ def _rows(detail: dict, best, seen: Seen) -> list[dict]:
         for i, level in enumerate(at):
             value = at[level]
             hint = _level_suggestion(suggested_levels, suggested, key, level)
-            mine = first_pass.get(key, {}).get(level, ABSENT) if first_pass else None
+            mine = first_pass.get(key, {}).get(level, LabelValue.ABSENT) if first_pass else None
             rows.append({
                 **c, "level": level, "first": i == 0, "input_name": key if i == 0 else f"{key}@{level}",
                 "value": value, "suggested": hint, "suggested_name": LABEL_NAMES.get(hint, ""),
@@ -142,7 +144,7 @@ def _rows(detail: dict, best, seen: Seen) -> list[dict]:
                 "disagree": key in split,
                 "annotations": [{"annotator": a["annotator"], "value": v, "name": LABEL_NAMES.get(v, "?")}
                                 for a in detail.get("annotations_detail", [])
-                                for v in [a["level_labels"].get(key, {}).get(level, ABSENT)]]})
+                                for v in [a["level_labels"].get(key, {}).get(level, LabelValue.ABSENT)]]})
     return rows
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from backend.inference.analysis import analysis_of
 from spinefm.conditions import CONDITIONS, LABEL_NAMES
 
 from . import levels, modes, priority, services
@@ -43,9 +44,9 @@ def model_payload(task: LabelTask) -> dict | None:
     result = priority.latest_result(task)
     if result is None:
         return None
-    data = result.data or {}
-    return {"result_id": result.pk, "model_name": data.get("model_name"), "model_version": data.get("model_version"),
-            "synthetic_training": bool(data.get("synthetic_training", True)),
+    analysis = analysis_of(result)
+    return {"result_id": result.pk, "model_name": analysis.model_name or None,
+            "model_version": analysis.model_version or None, "synthetic_training": bool(analysis.synthetic_training),
             "conditions": priority.model_predictions(result)}
 
 

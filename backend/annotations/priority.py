@@ -26,9 +26,10 @@ import math
 from collections.abc import Mapping
 
 from spine_labels.schema import SOURCE_FALLBACK, SOURCE_LLM, SOURCE_RULES, condition_keys
-from spinefm.conditions import PRESENT, UNCERTAIN
-from spinefm.results import NOT_ASSESSED, call_of
+from spinefm.conditions import LabelValue
+from spinefm.results import Call
 
+from backend.inference.analysis import analysis_of
 from backend.inference.models import InferenceResult
 
 # Which extraction presets the annotator's toggles and stands for "the labeler": a validated LLM reading
@@ -44,21 +45,21 @@ def binary_entropy(p: float) -> float:
 
 
 def model_predictions(result: InferenceResult | None) -> dict[str, dict]:
-    """{condition: {"probability", "present", "level", "status"}} from a result's data (first entry
-    per condition); ``status`` is None in results written before the bundle's operating points."""
+    """{condition: {"probability", "present", "level", "status"}} of a result (first prediction per
+    condition); ``status`` is None in results written before the bundle's operating points."""
     out: dict[str, dict] = {}
-    for c in ((result.data or {}).get("conditions") or []) if result is not None else []:
-        key = c.get("condition") if isinstance(c, Mapping) else None
-        if key and key not in out and isinstance(c.get("probability"), (int, float)):
-            out[key] = {"probability": float(c["probability"]), "present": bool(c.get("present")),
-                        "level": c.get("level"), "status": c.get("status")}
+    analysis = analysis_of(result)
+    for c in analysis.conditions if analysis else []:
+        if c.condition not in out:
+            out[c.condition] = {"probability": float(c.probability), "present": bool(c.present), "level": c.level,
+                                "status": c.status}
     return out
 
 
 def model_called(prediction: Mapping) -> bool:
     """Whether the model made a present/absent call: a condition its bundle failed to validate
     (status "not_assessed") has a probability but no call, so it cannot agree or disagree."""
-    return call_of(prediction) != NOT_ASSESSED
+    return prediction["status"] != Call.NOT_ASSESSED
 
 
 def uncertainty(predictions: Mapping[str, Mapping]) -> float | None:
@@ -73,10 +74,10 @@ def ternary_disagreement(a: Mapping[str, int], b: Mapping[str, int]) -> float | 
 
 def model_disagreement(labels: Mapping[str, int], predictions: Mapping[str, Mapping]) -> float | None:
     keys = [k for k in condition_keys()
-            if k in labels and k in predictions and labels[k] != UNCERTAIN and model_called(predictions[k])]
+            if k in labels and k in predictions and labels[k] != LabelValue.UNCERTAIN and model_called(predictions[k])]
     if not keys:
         return None
-    return sum(1 for k in keys if (labels[k] == PRESENT) != predictions[k]["present"]) / len(keys)
+    return sum(1 for k in keys if (labels[k] == LabelValue.PRESENT) != predictions[k]["present"]) / len(keys)
 
 
 def preferred(extractions) -> object | None:

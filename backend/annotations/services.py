@@ -3,9 +3,9 @@
 Public API (the training/datasets app calls these; keep the signatures):
 ``create_task``, ``extract``, ``submit_annotation``, ``adjudicate``, ``import_reports``; and for the
 page, ``reveal`` (blind mode: fix the first pass, then show the extraction) and ``revision``.
-Views and receivers stay thin and call these. Errors are :class:`Invalid`
-(a bad request, also a Django ``ValidationError``; HTTP 400) and
-:class:`Conflict` (valid but the task moved on; HTTP 409).
+Views and receivers stay thin and call these with typed arguments (the API's serializers check shapes
+and types); the rules about what labels say are checked here. Refusals are ``backend.errors`` kinds:
+``Invalid`` (HTTP 400, naming the field) and ``Conflict`` subclasses with their own codes (HTTP 409).
 
 Only :class:`VerifiedLabels` are ground truth. A task with
 ``required_annotations = 1`` is verified by its one annotation (method
@@ -22,10 +22,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from backend.errors import DomainError
+from backend import celery
+from backend.errors import Conflict, Invalid
 from spine_labels.schema import VALID_VALUES, condition_keys
 
 from backend.studies.models import Study
@@ -40,29 +41,6 @@ UID_MAX = 64
 
 
 # ---- errors -----------------------------------------------------------------------------------------------------
-
-class AnnotationError(DomainError):
-    pass
-
-
-class Invalid(AnnotationError, ValidationError):
-    """The input is wrong (HTTP 400). A ``ValidationError`` too, for callers outside the API."""
-
-    code, status = "invalid", 400
-
-    def __init__(self, detail: str, **extra: Any):
-        ValidationError.__init__(self, detail, code=self.code)
-        AnnotationError.__init__(self, detail, **extra)
-
-    def __str__(self) -> str:
-        return self.detail
-
-
-class Conflict(AnnotationError):
-    """Valid, but the task's state does not allow it (HTTP 409)."""
-
-    code, status = "conflict", 409
-
 
 class AlreadyAnnotated(Conflict):
     code = "already_annotated"
@@ -131,7 +109,7 @@ def validate_level_labels(labels: Any, level_labels: Any) -> tuple[dict[str, int
 
 def _required(value: Any) -> int:
     if value is None:
-        value = labelers.setting("SPINEAGENT_REQUIRED_ANNOTATIONS", 1)
+        value = settings.SPINEAGENT_REQUIRED_ANNOTATIONS
     try:
         n = int(value)
     except (TypeError, ValueError):
@@ -197,9 +175,7 @@ def run_extractions(task: LabelTask, defer_llm: bool = False) -> None:
     if not wants_llm:
         return
     if defer_llm:
-        from .tasks import llm_extract
-
-        transaction.on_commit(lambda: _queue_llm(llm_extract, task.pk))
+        transaction.on_commit(lambda: _queue_llm(task.pk))
         return
     try:
         extract(task, labelers.LLM)
@@ -207,9 +183,10 @@ def run_extractions(task: LabelTask, defer_llm: bool = False) -> None:
         log.exception("LLM labeler not configured; task %s keeps the rules extraction", task.pk)
 
 
-def _queue_llm(celery_task, task_id: int) -> None:
+def _queue_llm(task_id: int) -> None:
     try:
-        celery_task.apply_async((task_id,), retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2})
+        celery.enqueue("backend.annotations.tasks.llm_extract", task_id, retry=True,
+                       retry_policy={"max_retries": 1, "interval_start": 0.2})
     except Exception:
         log.exception("could not queue the LLM extraction of label task %s", task_id)
 
@@ -262,14 +239,6 @@ def _open_for(task: LabelTask, user) -> None:
         raise AlreadyAnnotated(f"you already annotated task {task.pk}; one annotation per annotator")
 
 
-def _mode(value: Any) -> str | None:
-    if value is None:
-        return None
-    if value not in modes.MODES:
-        raise Invalid(f"mode must be one of {', '.join(modes.MODES)}", field="mode")
-    return value
-
-
 @transaction.atomic
 def reveal(task: LabelTask, user, labels: dict[str, int] | None, level_labels: dict | None = None) -> Reveal:
     """Blind mode: fix the annotator's complete first pass, after which the extraction is shown to them.
@@ -295,7 +264,7 @@ def reveal(task: LabelTask, user, labels: dict[str, int] | None, level_labels: d
 
 
 @transaction.atomic
-def submit_annotation(task: LabelTask, user, labels: dict[str, int] | None, comment: str = "", *,
+def submit_annotation(task: LabelTask, user, labels: dict[str, int] | None, comment: str | None = "", *,
                       mode: str | None = None, level_labels: dict | None = None) -> Annotation:
     """One annotator's labels for an open task; verifies or escalates once enough are in.
 
@@ -307,11 +276,6 @@ def submit_annotation(task: LabelTask, user, labels: dict[str, int] | None, comm
     listed is absent), so two annotators who put a finding at different levels go to adjudication.
     """
     clean, by_level = validate_level_labels(labels, level_labels)
-    if comment is None:
-        comment = ""
-    if not isinstance(comment, str):
-        raise Invalid("comment must be a string", field="comment")
-    mode = _mode(mode)
     task = _locked(task)
     _open_for(task, user)
     first_pass = Reveal.objects.filter(task=task, annotator=user).select_related("extraction").first()
@@ -325,7 +289,7 @@ def submit_annotation(task: LabelTask, user, labels: dict[str, int] | None, comm
         raise ModeChanged(f"task {task.pk} was opened in {mode} mode, but annotation is now {actual}; "
                           "reload the task", mode=actual)
     annotation = Annotation.objects.create(
-        task=task, annotator=user, labels=clean, level_labels=by_level, comment=comment.strip(), mode=actual,
+        task=task, annotator=user, labels=clean, level_labels=by_level, comment=(comment or "").strip(), mode=actual,
         extraction_seen=seen,
         extraction=shown, blind_labels=first_pass.labels if first_pass else None,
         revealed_at=first_pass.created_at if first_pass else None)
@@ -373,8 +337,6 @@ def adjudicate(task: LabelTask, user, labels: dict[str, int] | None, *, revision
     task changed since, nothing is written and the answer is 409 ``stale``.
     """
     clean, by_level = validate_level_labels(labels, level_labels)
-    if revision_seen is not None and not isinstance(revision_seen, str):
-        raise Invalid("revision must be a string", field="revision")
     task = _locked(task)
     if task.status != LabelTask.ADJUDICATION:
         raise WrongStatus(f"task {task.pk} is {task.get_status_display()}, not awaiting adjudication",

@@ -6,6 +6,7 @@ import logging
 
 from celery import shared_task
 
+from . import labelers, services
 from .models import LabelTask
 
 log = logging.getLogger(__name__)
@@ -13,8 +14,6 @@ log = logging.getLogger(__name__)
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, name="backend.annotations.tasks.llm_extract")
 def llm_extract(task_id: int) -> str:
-    from . import labelers, services
-
     task = LabelTask.objects.filter(pk=task_id).first()
     if task is None:
         return "task gone"

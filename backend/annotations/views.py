@@ -1,4 +1,5 @@
-"""Annotations API. Thin: permissions and HTTP here; rules in services.py, queues in queue.py."""
+"""Annotations API. Thin: permissions and HTTP here; request shapes in serializers.py, rules in services.py,
+queues in queue.py; refusals are raised and answered by the API's exception handler."""
 
 from __future__ import annotations
 
@@ -6,63 +7,42 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
-from backend.api_errors import error_response
+from backend.api_errors import error_responses
+from backend.errors import NotFound
+from backend.pagination import paginated
 
 from . import importing, metrics, queue, services
 from .models import LabelTask
 from .payloads import task_detail, task_row
+from .serializers import AdjudicateRequest, ImportRequest, QueueQuery, RevealRequest, SubmitRequest
 
 CanVerify = require_perms("annotations.verify_labels")
 CanAdjudicate = require_perms("annotations.adjudicate_labels")
 CanImport = require_perms("annotations.import_reports")
 CanViewMetrics = require_perms("annotations.view_label_metrics")
 
-MAX_IMPORT_BYTES = 50 * 1024 * 1024
-
-ORDER_PARAM = OpenApiParameter("order", str, enum=list(queue.ORDERS), required=False,
-                               description="priority (default), uncertainty, disagreement or oldest")
-LABELS_FIELD = serializers.DictField(child=serializers.IntegerField(min_value=-1, max_value=1), required=False,
-                                     help_text="{condition: 1 present | 0 absent | -1 uncertain}: every condition "
-                                               "level_labels leaves out (derived from them where given)")
-LEVEL_LABELS_FIELD = serializers.DictField(
-    child=serializers.DictField(child=serializers.IntegerField(min_value=-1, max_value=1)), required=False,
-    help_text='{condition: {level ("L4-L5", "L3", "multilevel" or "study"): 1 | 0 | -1}}; see docs/annotation.md')
-MODE_FIELD = serializers.ChoiceField(choices=["blind", "assisted"], required=False,
-                                     help_text="the mode the task was opened in; 409 mode_changed if it changed since")
-SUBMIT_BODY = inline_serializer("AnnotationSubmit", {"labels": LABELS_FIELD, "level_labels": LEVEL_LABELS_FIELD,
-                                                     "mode": MODE_FIELD,
-                                                     "comment": serializers.CharField(required=False)})
-REVEAL_BODY = inline_serializer("AnnotationReveal", {"labels": LABELS_FIELD, "level_labels": LEVEL_LABELS_FIELD})
-ADJUDICATE_BODY = inline_serializer("Adjudication", {
-    "labels": LABELS_FIELD, "level_labels": LEVEL_LABELS_FIELD,
-    "revision": serializers.CharField(required=False, help_text="the task's revision as shown; 409 stale if it changed")})
-IMPORT_BODY = inline_serializer("ReportImport", {
-    "file": serializers.FileField(required=False, help_text="CSV, JSON or JSON Lines"),
-    "required_annotations": serializers.IntegerField(required=False, min_value=1,
-                                                     max_value=services.MAX_REQUIRED_ANNOTATIONS)})
+PAGE_PARAMS = [QueueQuery, OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
+WRITES = error_responses(400, 403, 404, 409)
 
 
-def _body(request) -> dict:
-    if not isinstance(request.data, dict) and not hasattr(request.data, "getlist"):
-        raise services.Invalid("the request body must be a JSON object")
-    return request.data
+def _valid(serializer_class, data) -> dict:
+    """The request's body or query, validated (a 400 in the one error shape otherwise)."""
+    body = serializer_class(data=data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
-class QueuePagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 500
-
-
-def _page(view, request, qs) -> Response:
-    paginator = QueuePagination()
-    page = paginator.paginate_queryset(qs, request, view=view)
-    return paginator.get_paginated_response([task_row(t) for t in page])
+def _in_queue(request, pk) -> LabelTask:
+    """The task, if the caller may see its text (see queue.in_queue_of); 404 otherwise."""
+    task = get_object_or_404(LabelTask, pk=pk)
+    if not queue.in_queue_of(task, request.user):
+        raise NotFound("no such task in your queue")
+    return task
 
 
 class TaskQueue(APIView):
@@ -70,13 +50,11 @@ class TaskQueue(APIView):
 
     permission_classes = [CanVerify]
 
-    @extend_schema(operation_id="annotations_queue", parameters=[ORDER_PARAM], responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="annotations_queue", parameters=PAGE_PARAMS,
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403)})
     def get(self, request):
-        try:
-            qs = queue.for_annotator(request.user, request.query_params.get("order"))
-        except queue.BadOrder as exc:
-            return Response({"error": "invalid", "detail": str(exc), "field": "order"}, status=400)
-        return _page(self, request, qs)
+        order = _valid(QueueQuery, request.query_params)["order"]
+        return paginated(self, request, queue.for_annotator(request.user, order), task_row)
 
 
 class TaskDetail(APIView):
@@ -84,12 +62,9 @@ class TaskDetail(APIView):
 
     permission_classes = [CanVerify]
 
-    @extend_schema(operation_id="annotations_task", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="annotations_task", responses={200: OpenApiTypes.OBJECT, **error_responses(403, 404)})
     def get(self, request, pk):
-        task = get_object_or_404(LabelTask, pk=pk)
-        if not queue.in_queue_of(task, request.user):
-            return Response({"error": "not_found", "detail": "no such task in your queue"}, status=404)
-        return Response(task_detail(task, request.user))
+        return Response(task_detail(_in_queue(request, pk), request.user))
 
 
 class SubmitAnnotation(APIView):
@@ -98,15 +73,14 @@ class SubmitAnnotation(APIView):
 
     permission_classes = [CanVerify]
 
-    @extend_schema(request=SUBMIT_BODY, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=SubmitRequest, responses={201: inline_serializer("AnnotationSubmitted", {
+        "id": serializers.IntegerField(), "task": serializers.IntegerField(), "task_status": serializers.CharField(),
+        "mode": serializers.CharField(), "extraction_seen": serializers.BooleanField()}), **WRITES})
     def post(self, request, pk):
         task = get_object_or_404(LabelTask, pk=pk)
-        try:
-            body = _body(request)
-            annotation = services.submit_annotation(task, request.user, body.get("labels"), body.get("comment", ""),
-                                                    mode=body.get("mode"), level_labels=body.get("level_labels"))
-        except services.AnnotationError as exc:
-            return error_response(exc)
+        body = _valid(SubmitRequest, request.data)
+        annotation = services.submit_annotation(task, request.user, body.get("labels"), body.get("comment"),
+                                                mode=body.get("mode"), level_labels=body.get("level_labels"))
         return Response({"id": annotation.pk, "task": annotation.task.pk, "task_status": annotation.task.status,
                          "mode": annotation.mode, "extraction_seen": annotation.extraction_seen},
                         status=status.HTTP_201_CREATED)
@@ -121,16 +95,11 @@ class RevealExtraction(APIView):
 
     permission_classes = [CanVerify]
 
-    @extend_schema(request=REVEAL_BODY, responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(request=RevealRequest, responses={200: OpenApiTypes.OBJECT, **WRITES})
     def post(self, request, pk):
-        task = get_object_or_404(LabelTask, pk=pk)
-        if not queue.in_queue_of(task, request.user):
-            return Response({"error": "not_found", "detail": "no such task in your queue"}, status=404)
-        try:
-            body = _body(request)
-            services.reveal(task, request.user, body.get("labels"), body.get("level_labels"))
-        except services.AnnotationError as exc:
-            return error_response(exc)
+        task = _in_queue(request, pk)
+        body = _valid(RevealRequest, request.data)
+        services.reveal(task, request.user, body.get("labels"), body.get("level_labels"))
         return Response(task_detail(task, request.user))
 
 
@@ -139,14 +108,11 @@ class AdjudicationQueue(APIView):
 
     permission_classes = [CanAdjudicate]
 
-    @extend_schema(operation_id="annotations_adjudication_queue", parameters=[ORDER_PARAM],
-                   responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="annotations_adjudication_queue", parameters=PAGE_PARAMS,
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403)})
     def get(self, request):
-        try:
-            qs = queue.for_adjudication(request.query_params.get("order"))
-        except queue.BadOrder as exc:
-            return Response({"error": "invalid", "detail": str(exc), "field": "order"}, status=400)
-        return _page(self, request, qs)
+        order = _valid(QueueQuery, request.query_params)["order"]
+        return paginated(self, request, queue.for_adjudication(order), task_row)
 
 
 class Adjudicate(APIView):
@@ -154,15 +120,14 @@ class Adjudicate(APIView):
 
     permission_classes = [CanAdjudicate]
 
-    @extend_schema(request=ADJUDICATE_BODY, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=AdjudicateRequest, responses={201: inline_serializer("Adjudicated", {
+        "task": serializers.IntegerField(), "task_status": serializers.CharField(), "method": serializers.CharField(),
+        "labels": serializers.DictField(), "level_labels": serializers.DictField()}), **WRITES})
     def post(self, request, pk):
         task = get_object_or_404(LabelTask, pk=pk)
-        try:
-            body = _body(request)
-            verified = services.adjudicate(task, request.user, body.get("labels"), revision_seen=body.get("revision"),
-                                           level_labels=body.get("level_labels"))
-        except services.AnnotationError as exc:
-            return error_response(exc)
+        body = _valid(AdjudicateRequest, request.data)
+        verified = services.adjudicate(task, request.user, body.get("labels"), revision_seen=body.get("revision"),
+                                       level_labels=body.get("level_labels"))
         return Response({"task": task.pk, "task_status": LabelTask.DONE, "method": verified.method,
                          "labels": verified.labels, "level_labels": verified.level_labels},
                         status=status.HTTP_201_CREATED)
@@ -178,26 +143,16 @@ class ImportReports(APIView):
     permission_classes = [CanImport]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(request={"multipart/form-data": IMPORT_BODY, "application/json": OpenApiTypes.OBJECT},
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(request={"multipart/form-data": ImportRequest, "application/json": ImportRequest},
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403, 415)})
     def post(self, request):
-        try:
-            body = _body(request)
-            upload = request.FILES.get("file")
-            if upload is not None:
-                if upload.size > MAX_IMPORT_BYTES:
-                    raise services.Invalid(f"file larger than {MAX_IMPORT_BYTES // 2**20} MiB", field="file")
-                rows, parsed = importing.parse_upload(upload.read(), upload.name or "")
-            elif isinstance(body.get("reports"), list):
-                rows, parsed = importing.rows_from_records(body["reports"])
-            else:
-                raise services.Invalid("send a file (multipart field 'file') or JSON {\"reports\": [...]}",
-                                       field="file")
-            summary = services.import_reports(rows, errors=parsed.errors,
-                                              required_annotations=body.get("required_annotations"),
-                                              defer_llm=True)
-        except services.AnnotationError as exc:
-            return error_response(exc)
+        body = _valid(ImportRequest, request.data)
+        if (upload := body.get("file")) is not None:
+            rows, parsed = importing.parse_upload(upload.read(), upload.name or "")
+        else:
+            rows, parsed = importing.rows_from_records(body["reports"])
+        summary = services.import_reports(rows, errors=parsed.errors,
+                                          required_annotations=body.get("required_annotations"), defer_llm=True)
         return Response(summary.to_dict())
 
 
@@ -208,7 +163,7 @@ class LabelMetrics(APIView):
 
     permission_classes = [CanViewMetrics]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **error_responses(403)})
     def get(self, request):
         return Response({"annotator_agreement": metrics.annotator_agreement(),
                          "reveal_effect": metrics.reveal_effect(),

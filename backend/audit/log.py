@@ -20,7 +20,7 @@ def client_ip(request) -> str | None:
     """
     if request is None:
         return None
-    proxies = getattr(settings, "SPINEAGENT_TRUSTED_PROXIES", 0)
+    proxies = settings.SPINEAGENT_TRUSTED_PROXIES
     hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
     ip = hops[-proxies] if proxies and len(hops) >= proxies else request.META.get("REMOTE_ADDR")
     try:

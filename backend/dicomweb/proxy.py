@@ -11,7 +11,6 @@ so we pass the client's host and scheme and its URLs point back at us.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import requests
@@ -21,7 +20,6 @@ from urllib3.util.retry import Retry
 
 from backend.errors import ServiceUnavailable
 
-CHUNK_BYTES = int(os.environ.get("SPINEAGENT_GATEWAY_CHUNK", str(1024 * 1024)))
 FORWARDED_REQUEST_HEADERS = ("Accept", "If-None-Match", "If-Modified-Since", "Range")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "ETag", "Last-Modified", "Content-Range")
 
@@ -58,6 +56,6 @@ def open_upstream(path: str, query: str, headers: dict, client_host: str, client
 def stream_body(response: requests.Response):
     """Yield the upstream body in large chunks and always release the connection."""
     try:
-        yield from response.raw.stream(CHUNK_BYTES, decode_content=False)
+        yield from response.raw.stream(settings.SPINEAGENT_GATEWAY_CHUNK, decode_content=False)
     finally:
         response.close()

@@ -11,7 +11,6 @@ worker process starts, so a drafter that cannot load is reported then.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -35,7 +34,7 @@ def drafter_settings() -> dict | None:
             "lm_path": "LM_PATH", "agent_dir": "AGENT_DIR", "device": "DEVICE", "dtype": "DTYPE"}
     config = {"backend": settings.SPINEAGENT_DRAFTER}
     config.update({k: getattr(settings, f"SPINEAGENT_DRAFTER_{v}") for k, v in keys.items()
-                   if getattr(settings, f"SPINEAGENT_DRAFTER_{v}", "")})
+                   if getattr(settings, f"SPINEAGENT_DRAFTER_{v}")})
     if config["backend"] != "openai":  # endpoint settings mean nothing to the other drafters
         for k in ("base_url", "model", "api_key", "timeout_s"):
             config.pop(k, None)
@@ -66,7 +65,7 @@ def load_analyzer(path: str, fingerprint: str = ""):
 
                 # One intra-op thread by default: on small CPU workers torch's default oversubscribes
                 # (measured 0.4 s vs 3.5 s per study on 2 cores); GPU workers raise it if they like.
-                torch.set_num_threads(int(os.environ.get("SPINEAGENT_TORCH_THREADS", "1")))
+                torch.set_num_threads(settings.SPINEAGENT_TORCH_THREADS)
                 bundle = load_bundle(Path(path))
                 bundle.configure_drafter(drafter_settings())
                 bundle.drafter()  # under the lock: a job and the start-up preload never load it twice
@@ -87,7 +86,7 @@ def attach_site_index(analyzer) -> None:
         analyzer.use_site_index(None, "")
         return
     from spinefm import site_index
-    from spinefm.retrain import embedding_key
+    from spinefm.bundle import embedding_key
 
     root, key = settings.SPINEAGENT_SITE_INDEX_DIR, embedding_key(analyzer.manifest)
     try:

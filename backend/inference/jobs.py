@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from backend import celery
 from backend.errors import redact_addresses
 from backend.studies.models import Study
 
@@ -42,11 +43,9 @@ def create_job(study: Study, trigger: str = InferenceJob.MANUAL, model_version: 
 
 def dispatch(job_id: int) -> bool:
     """Publish the job to the broker. With Redis down the job stays queued, undispatched."""
-    from .tasks import run_inference_job
-
     try:
-        run_inference_job.apply_async((job_id,), retry=True,
-                                      retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
+        celery.enqueue("backend.inference.tasks.run_inference_job", job_id, retry=True,
+                       retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
     except Exception as exc:  # kombu raises OperationalError and friends
         log.warning("job %s not dispatched (broker unavailable: %s); it will be re-sent", job_id, exc)
         return False

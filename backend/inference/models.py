@@ -79,7 +79,7 @@ class InferenceResult(models.Model):
     model_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.PROTECT)
     data = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
-    # The DICOM SR export of this result (backend/reports/tasks.py): shown to the reader and the admin,
+    # The DICOM SR export of this result (backend/inference/tasks.py): shown to the reader and the admin,
     # who can retry a failed one.
     SR_STATUSES = [(s, s) for s in ("queued", "stored", "exists", "nothing to export", "failed")]
     sr_status = models.CharField(max_length=24, choices=SR_STATUSES, blank=True)

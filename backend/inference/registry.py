@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from backend import celery
 from spinefm.bundle import MANIFEST, manifest_sha256, read_manifest
 
 from .analyzers import NO_FINDINGS
@@ -50,6 +50,6 @@ def promote(model_version: ModelVersion) -> ModelVersion:
     model_version.save(update_fields=["state", "promoted_at"])
     if settings.SPINEAGENT_SITE_INDEX == "signed" and model_version.path != NO_FINDINGS:
         # by name: the training app's task (its queue's worker holds the text encoder), no import circle
-        transaction.on_commit(lambda: current_app.send_task("backend.training.tasks.rebuild_site_index",
-                                                            args=[model_version.pk]), robust=True)
+        transaction.on_commit(lambda: celery.enqueue("backend.training.tasks.rebuild_site_index", model_version.pk),
+                              robust=True)
     return model_version

@@ -1,5 +1,5 @@
-"""Run one job: fetch the study over DICOMweb (as stored, decoded here: fetch.py), check it is a spine MR,
-call the model."""
+"""Run one job: check the headers are a spine MR, fetch the series the bundle reads over DICOMweb (the model
+library's one rule, spinefm.intake.series_to_fetch; as stored, decoded here: fetch.py), call the model."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ from spinefm.study import StudyInput
 from . import fetch, jobs
 from .analyzers import attach_site_index, load_analyzer
 from .models import InferenceJob
-
-def usable_series(headers: list) -> dict[str, object]:
-    """Series worth fetching pixels for: the model library's one rule (spinefm.intake.series_to_fetch):
-    sagittal MR series the bundle routes (T1, T2, STIR, Dixon, post-contrast and other sequences)."""
-    return intake.series_to_fetch(headers)
-
 
 def check_supported(headers: list) -> None:
     """UnsupportedStudy (with the reason) unless the headers can be a spine MR (spinefm.intake.check_supported);
@@ -38,7 +32,7 @@ def run(job: InferenceJob, client: OrthancClient | None = None) -> tuple[dict, d
         raise RuntimeError("no active model version: register and promote one (manage.py register_model)")
 
     jobs.set_stage(job, "fetching images", 15)
-    datasets, skipped = fetch.fetch_readable(client, job.study.study_instance_uid, usable_series(headers))
+    datasets, skipped = fetch.fetch_readable(client, job.study.study_instance_uid, intake.series_to_fetch(headers))
     timings["fetch_s"] = time.perf_counter() - t0
 
     jobs.set_stage(job, "loading model", 40)
@@ -52,6 +46,5 @@ def run(job: InferenceJob, client: OrthancClient | None = None) -> tuple[dict, d
     result = analyzer.analyze(StudyInput.from_datasets(datasets))
     timings["analyze_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
-    data = result.to_dict()
-    data["series_skipped"] = skipped  # wanted but unreadable: the reader sees what the draft did not read
-    return data, timings
+    result.series_skipped = skipped  # wanted but unreadable: the reader sees what the draft did not read
+    return result.to_dict(), timings

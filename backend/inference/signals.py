@@ -1,4 +1,5 @@
-"""Signals other apps listen to (reports build the AI draft; interop writes the DICOM SR)."""
+"""Signals other apps listen to (reports build the AI draft, annotations refresh priorities); this app's
+receivers export the DICOM SR."""
 
 from django.dispatch import Signal
 

@@ -1,4 +1,5 @@
-"""Celery tasks. Late acks + reject on worker loss: a killed worker's job is delivered again."""
+"""Celery tasks: run a job, dispatch pending ones, export a result's DICOM SR. Late acks + reject on worker
+loss: a killed worker's job is delivered again."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import threading
 from celery import shared_task
 from celery.signals import worker_process_init, worker_ready
 
-from backend.errors import ServiceUnavailable
+from backend.errors import ServiceUnavailable, redact_addresses
+from backend.studies.orthanc.client import OrthancClient, get_client
 from spinefm.results import UnsupportedStudy
 
-from . import jobs, runner
-from .models import InferenceJob
+from . import dicom_sr, jobs, runner
+from .models import InferenceJob, InferenceResult
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (5, 15, 60)
+SR_RETRY_DELAYS = (10, 60, 300)
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=len(RETRY_DELAYS),
@@ -51,6 +54,52 @@ def run_inference_job(self, job_id: int) -> str:
 @shared_task(name="backend.inference.tasks.dispatch_pending_jobs")
 def dispatch_pending_jobs() -> int:
     return jobs.dispatch_pending()
+
+
+def record(result_id: int, status: str, error: str = "") -> None:
+    """The SR export's outcome on its result (``InferenceResult.sr_status`` / ``sr_error``), which the reader
+    and the admin see and an admin can retry (``POST /api/studies/<uid>/result/sr-export``)."""
+    InferenceResult.objects.filter(pk=result_id).update(sr_status=status, sr_error=redact_addresses(error)[:2000])
+
+
+def export(result: InferenceResult, client: OrthancClient) -> str:
+    """Build and STOW the SR unless Orthanc already holds it (same deterministic SOPInstanceUID)."""
+    _, sop_uid = dicom_sr.sr_uids(result)
+    if any(m.get("Type") == "Instance" for m in client.lookup(sop_uid)):
+        return "exists"
+    sr = dicom_sr.build_sr(result, client.study_metadata(result.study.study_instance_uid))
+    if sr is None:
+        return "nothing to export"
+    outcome = client.stow([dicom_sr.to_part10(sr)])
+    if outcome.failed:
+        raise RuntimeError(f"Orthanc refused the SR {sop_uid}: {outcome.failed}")
+    return "stored"
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=len(SR_RETRY_DELAYS),
+             name="backend.inference.tasks.export_sr")
+def export_sr(self, result_id: int) -> str:
+    """Write a result's DICOM SR into Orthanc. Idempotent; never touches the job's outcome, only its own
+    (``record``)."""
+    result = InferenceResult.objects.select_related("study").filter(pk=result_id).first()
+    if result is None:
+        return "result gone"
+    try:
+        outcome = export(result, get_client())
+    except ServiceUnavailable as exc:
+        if self.request.retries >= len(SR_RETRY_DELAYS):
+            log.error("SR export of result %s gave up: %s", result_id, exc)
+            record(result_id, "failed", f"Orthanc stayed unavailable: {exc}")
+            return "failed"
+        log.warning("SR export of result %s: %s; retrying", result_id, exc)
+        record(result_id, "queued", f"waiting to retry: {exc}")
+        raise self.retry(exc=exc, countdown=SR_RETRY_DELAYS[self.request.retries])
+    except Exception as exc:
+        log.exception("SR export of result %s failed", result_id)
+        record(result_id, "failed", f"{exc.__class__.__name__}: {exc}")
+        return "failed"
+    record(result_id, outcome)
+    return outcome
 
 
 @worker_process_init.connect

@@ -7,8 +7,11 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
+from rest_framework.exceptions import ValidationError
 
 from backend.accounts.roles import role_of
+from backend.api_errors import validation_payload
+from backend.errors import DomainError
 from backend.reports.radpeer import SCORES
 
 from . import services
@@ -29,11 +32,6 @@ def queue_page(request):
                                              "reviewed": reviewed})
 
 
-def _first_error(errors: dict) -> str:
-    field, messages = next(iter(errors.items()))
-    return f"{field}: {messages[0]}"
-
-
 @require_http_methods(["GET", "POST"])
 @login_required
 @reviewer_page
@@ -48,16 +46,17 @@ def case_page(request, pk: int):
     if request.method == "POST":
         form = request.POST
         body = ReviewRequest(data=request.POST)
-        if not body.is_valid():
-            error, status = _first_error(body.errors), 400
+        if not body.is_valid():  # the message the API would answer
+            error, status = validation_payload(ValidationError(body.errors))["detail"], 400
         else:
             data = body.validated_data
             try:
                 services.review(pk, request.user, data["decision"], data.get("score"), data.get("reason"),
                                 data["report_version"], request=request)
                 return redirect("qa-case-page", pk=pk)
-            except services.QAError as exc:
-                services.record_refusal(exc, pk, request.user, request)
+            except DomainError as exc:
+                if exc.status == 403:  # services.review leaves refused requests (403) to the caller's audit
+                    services.record_refusal(exc, pk, request.user, request)
                 error, status = exc.detail, exc.status
         case.refresh_from_db()
     return render(request, "qa/case.html", {

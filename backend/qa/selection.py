@@ -31,7 +31,7 @@ def draw(study_instance_uid: str) -> float:
 
 def sample_rate() -> float:
     """``SPINEAGENT_QA_SAMPLE_RATE`` clipped to [0, 1]."""
-    return min(1.0, max(0.0, float(getattr(settings, "SPINEAGENT_QA_SAMPLE_RATE", 0.05))))
+    return min(1.0, max(0.0, float(settings.SPINEAGENT_QA_SAMPLE_RATE)))
 
 
 def reason_for(report: Report, rate: float | None = None,

@@ -1,4 +1,5 @@
-"""The review request, validated at the boundary (types and choices); the rules live in services.py."""
+"""The review request and the queue's query, validated at the boundary (types and choices); the rules live
+in services.py."""
 
 from rest_framework import serializers
 
@@ -16,3 +17,8 @@ class ReviewRequest(serializers.Serializer):
                                    help_text="why (required to change; 2b/3a/3b need one as at sign-off)")
     report_version = serializers.IntegerField(
         help_text="the newest report version number shown with the case (an addendum since then: 409 stale)")
+
+
+class QueueQuery(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[QACase.OPEN, QACase.REVIEWED], default=QACase.OPEN,
+                                     error_messages={"invalid_choice": "status must be open or reviewed"})

@@ -4,7 +4,7 @@ Rules: the reviewer holds ``qa.review_case`` (checked by the views) and is neith
 of any version of the report (403 ``own_case``); a case is reviewed once (409 ``already_reviewed``); the
 review names the newest report version the reviewer saw, and an addendum since then makes it 409
 ``stale``. The case row is locked while it is checked and written, and the audit event is written in the
-same transaction, so a refused or failed review leaves nothing behind.
+same transaction, so a refused or failed review leaves nothing behind; the refusal itself is audited apart.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
-from backend.errors import DomainError
+from backend.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from backend.reports import radpeer
 from backend.reports.models import Report, ReportVersion
 
@@ -26,28 +26,20 @@ from .models import QACase
 MAX_REASON = 2000
 
 
-class QAError(DomainError):
-    pass
+class OwnCase(Forbidden):
+    """The reviewer read this report themselves: a peer review must come from someone else."""
+
+    code = "own_case"
 
 
-class Invalid(QAError):
-    code, status = "invalid", 400
+class AlreadyReviewed(Conflict):
+    code = "already_reviewed"
 
 
-class OwnCase(QAError):
-    code, status = "own_case", 403
+class Stale(Conflict):
+    """The report has a newer version (an addendum) than the one the reviewer saw."""
 
-
-class NotFound(QAError):
-    code, status = "not_found", 404
-
-
-class AlreadyReviewed(QAError):
-    code, status = "already_reviewed", 409
-
-
-class Stale(QAError):
-    code, status = "stale", 409
+    code = "stale"
 
 
 def is_own(case: QACase, user) -> bool:
@@ -75,16 +67,6 @@ def report_version(report: Report) -> int | None:
     return report.versions.aggregate(top=Max("number"))["top"]
 
 
-def ai_draft(report: Report) -> ReportVersion | None:
-    """The AI draft the reader scored: the last AI version before the first human one (as analytics uses)."""
-    draft = None
-    for v in report.versions.select_related("model_version").order_by("number"):
-        if v.source != ReportVersion.AI:
-            break
-        draft = v
-    return draft
-
-
 def viewer_url(study_instance_uid: str) -> str:
     return f"/viewer/spineagent?StudyInstanceUIDs={quote(study_instance_uid, safe='')}"
 
@@ -110,7 +92,7 @@ def queue_row(case: QACase) -> dict:
 def case_payload(case: QACase, user=None) -> dict:
     """What the reviewer judges: texts, score, comment, links; no reader identity (blind peer review)."""
     report = case.report
-    draft = ai_draft(report)
+    draft = report.versions.select_related("model_version").ai_draft()
     final = report.versions.get(number=case.signed_number)
     addenda = report.versions.filter(source=ReportVersion.ADDENDUM).order_by("number")
     mv = draft.model_version if draft else None
@@ -136,7 +118,7 @@ def case_payload(case: QACase, user=None) -> dict:
     }
 
 
-def _clean(decision, score, reason, original: str) -> tuple[str, str]:
+def _clean(decision: str, score: str | None, reason: str | None, original: str) -> tuple[str, str]:
     """(reviewed score, reason) of a valid review; Invalid otherwise. ``decision`` is agree or change."""
     reason = (reason or "").strip()
     if len(reason) > MAX_REASON:
@@ -156,9 +138,22 @@ def _clean(decision, score, reason, original: str) -> tuple[str, str]:
     return score, reason
 
 
+def review(case_id: int, user, decision: str, score: str | None, reason: str | None, based_on: int,
+           request=None) -> QACase:
+    """Record the one review of a case (see the module docstring for the refusals). A refusal is audited
+    here, after its transaction rolled back, except a 403: the audit middleware records refused requests
+    to the API, and the review page records its own."""
+    try:
+        return _review(case_id, user, decision, score, reason, based_on, request)
+    except DomainError as exc:
+        if exc.status != 403:
+            record_refusal(exc, case_id, user, request)
+        raise
+
+
 @transaction.atomic
-def review(case_id: int, user, decision: str, score, reason, based_on, request=None) -> QACase:
-    """Record the one review of a case (see the module docstring for the refusals)."""
+def _review(case_id: int, user, decision: str, score: str | None, reason: str | None, based_on: int,
+            request=None) -> QACase:
     case = QACase.objects.select_for_update().select_related("report").filter(pk=case_id).first()
     if case is None:
         raise NotFound(f"no QA case {case_id}")
@@ -187,7 +182,7 @@ def review(case_id: int, user, decision: str, score, reason, based_on, request=N
     return case
 
 
-def record_refusal(exc: QAError, case_id, user, request=None) -> None:
+def record_refusal(exc: DomainError, case_id, user, request=None) -> None:
     """An audit event for a refused review (who, which case, why), outside the rolled-back transaction."""
     record(AuditEvent.REFUSED, "qa-review", str(case_id), user=user, request=request,
            detail={"status": exc.status, "code": exc.code, "reason": exc.detail[:300]})

@@ -19,6 +19,9 @@ WORKLIST_STATUS = {"queued": "Queued", "running": "Analysing", "draft ready": "D
 # The model's call on a condition at the bundle's operating points (spinefm.results.STATUSES).
 CALL = {"present": "called present", "possible": "possible", "absent": "not found",
         "not_assessed": "not validated"}
+# The same call as a box's label on the image says it (a box is drawn below threshold too: spinefm.analyze).
+BOX_CALL = {"present": "present", "possible": "possible", "absent": "below threshold",
+            "not_assessed": "not validated"}
 CONDITION_NAMES = {c.key: c.display_name for c in CONDITIONS}
 
 

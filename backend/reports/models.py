@@ -56,9 +56,24 @@ class ImmutableVersion(Exception):
     """Raised on any attempt to change or delete a stored report version."""
 
 
+def ai_draft_of(versions) -> "ReportVersion | None":
+    """The AI draft among a report's versions: the newest AI version. AI versions only ever come before the
+    first human one (versions.add_ai_draft stops once a radiologist saved), so this is also the draft the
+    reader saw and scores with RADPEER at sign-off; None for a report written without one."""
+    return max((v for v in versions if v.source == ReportVersion.AI), key=lambda v: v.number, default=None)
+
+
+class VersionQuerySet(models.QuerySet):
+    def ai_draft(self) -> "ReportVersion | None":
+        """``ai_draft_of`` these versions (``report.versions.ai_draft()``)."""
+        return ai_draft_of(self.filter(source=ReportVersion.AI))
+
+
 class ReportVersion(models.Model):
     AI, RADIOLOGIST, ADDENDUM = "ai", "radiologist", "addendum"
     SOURCES = [(s, s) for s in (AI, RADIOLOGIST, ADDENDUM)]
+
+    objects = VersionQuerySet.as_manager()
 
     report = models.ForeignKey(Report, related_name="versions", on_delete=models.CASCADE)
     number = models.IntegerField()

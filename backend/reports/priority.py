@@ -9,17 +9,20 @@ Stored on the report when its AI draft is written (``Report.ai_priority``), so t
 
 from __future__ import annotations
 
+from backend.inference.analysis import analysis_of
 from spinefm.report.findings import URGENT
-from spinefm.results import POSSIBLE, PRESENT, call_of
+from spinefm.results import Call
 
 URGENT_FINDING, FLAGGED, ROUTINE = 2, 1, 0
 LABELS = {URGENT_FINDING: "urgent finding", FLAGGED: "finding", ROUTINE: "routine"}
 
 
-def priority_of(result_data: dict | None) -> int:
-    calls = [(c.get("condition"), call_of(c)) for c in (result_data or {}).get("conditions") or []]
-    if any(key in URGENT and call == PRESENT for key, call in calls):
+def priority_of(result) -> int:
+    """The priority of an InferenceResult (ROUTINE without one)."""
+    analysis = analysis_of(result)
+    calls = [(c.condition, c.call) for c in analysis.conditions] if analysis else []
+    if any(key in URGENT and call == Call.PRESENT for key, call in calls):
         return URGENT_FINDING
-    if any(call == PRESENT or (key in URGENT and call == POSSIBLE) for key, call in calls):
+    if any(call == Call.PRESENT or (key in URGENT and call == Call.POSSIBLE) for key, call in calls):
         return FLAGGED
     return ROUTINE

@@ -12,6 +12,11 @@ SCORE_CHOICES = [(k, k) for k in SCORES]
 NEEDS_COMMENT = frozenset({"2b", "3a", "3b"})
 
 
+def choices() -> list[dict]:
+    """The scores the sign-off offers, in order, each with its meaning and whether it needs a comment."""
+    return [{"score": k, "meaning": meaning, "needs_comment": k in NEEDS_COMMENT} for k, meaning in SCORES.items()]
+
+
 def problems(score, comment) -> dict[str, str]:
     """Field -> message for an invalid score/comment pair; empty when valid."""
     if score in (None, ""):

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from spinefm.conditions import CONDITIONS, DISC_LEVELS, VERTEBRAE
+from spinefm.results import AnalysisResult, Box, KeySlice
 
 # Sentence ends: . ! ? followed by space and something that starts a sentence. Not after an enumerator
 # ("1. ") or a common abbreviation.
@@ -140,30 +141,30 @@ def _utf16(text: str) -> list[int]:
     return table
 
 
-def _best(items: list[dict], condition: str, level: str | None) -> dict | None:
+def _best(items: list[Box] | list[KeySlice], condition: str, level: str | None):
     """The highest-scoring item of ``condition`` at ``level`` (items without a level match any level)."""
-    fits = [i for i in items if i.get("condition") == condition
-            and (level is None or not i.get("level") or i.get("level") == level)]
-    return max(fits, key=lambda i: i.get("score") or 0.0) if fits else None
+    fits = [i for i in items if i.condition == condition
+            and (level is None or not getattr(i, "level", None) or i.level == level)]
+    return max(fits, key=lambda i: i.score or 0.0) if fits else None
 
 
-def _target(item: dict | None, keys: tuple[str, ...]) -> dict | None:
-    return {k: item[k] for k in keys if k in item} if item else None
+def _target(item, keys: tuple[str, ...]) -> dict | None:
+    return {k: getattr(item, k) for k in keys} if item else None
 
 
-def link(text: str, result: dict | None) -> list[dict]:
+def link(text: str, analysis: AnalysisResult | None) -> list[dict]:
     """The sentences of ``text`` as the panel takes them: UTF-16 offsets, and one link per condition
     named and level (the sentence's own levels, else its line's level, else the model's level for it),
     with the result's key slice and box for that condition and level where it has them."""
-    result = result or {}
-    predicted = {c.get("condition"): c for c in result.get("conditions") or []}
-    key_slices, boxes = result.get("key_slices") or [], result.get("boxes") or []
+    conditions = analysis.conditions if analysis else []
+    predicted = {c.condition: c for c in conditions}
+    key_slices, boxes = (analysis.key_slices, analysis.boxes) if analysis else ([], [])
     units = _utf16(text)
     out = []
     for n, s in enumerate(split(text)):
         links = []
         for condition in s.conditions:
-            model_level = (predicted.get(condition) or {}).get("level")
+            model_level = predicted[condition].level if condition in predicted else None
             for level in s.levels or ([s.head_level] if s.head_level else [None]):
                 box = _best(boxes, condition, level or model_level)
                 links.append({

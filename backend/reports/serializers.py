@@ -1,15 +1,90 @@
-"""JSON shapes of the report API (the OHIF panel codes against these; see docs/reports-api.md)."""
+"""JSON shapes of the report API (the OHIF panel codes against these; see docs/reports-api.md): the request
+bodies and query parameters, validated at the boundary (types here, the report's rules in versions.py), and
+the answers."""
 
 from __future__ import annotations
 
+import math
+
 from rest_framework import serializers
 
+from backend.api_errors import StrictCharField
+from backend.inference.analysis import analysis_of, prediction_for
 from backend.inference.serializers import ModelVersionSerializer
+from spinefm.results import AnalysisResult, Call
 
-from . import labels, sentences
+from . import labels, radpeer, sentences, worklist
 from .priority import LABELS as PRIORITY_LABELS
-from .models import Report, ReportVersion
+from .models import Report, ReportVersion, ai_draft_of
 
+
+# ---- requests ---------------------------------------------------------------------------------------------------
+
+class ClaimRequest(serializers.Serializer):
+    take_over = serializers.BooleanField(default=False, help_text="take the report over from another reader")
+
+
+class SaveRequest(serializers.Serializer):
+    text = StrictCharField(trim_whitespace=False, help_text="the whole report text (not blank)")
+    base_number = serializers.IntegerField(allow_null=True, help_text="the number of the version you edited; "
+                                                                      "null when there is none yet")
+
+
+class SignRequest(serializers.Serializer):
+    number = serializers.IntegerField(help_text="the number of the version you are signing")
+    radpeer_score = StrictCharField(required=False, allow_blank=True, allow_null=True,
+                                    help_text="RADPEER score of the AI draft (required when there is one)")
+    radpeer_comment = StrictCharField(required=False, allow_blank=True, allow_null=True,
+                                      help_text="required for 2b, 3a and 3b")
+
+
+class AddendumRequest(serializers.Serializer):
+    text = StrictCharField(trim_whitespace=False, help_text="the addendum's text (not blank)")
+
+
+def _version_number(key: str, default: str) -> serializers.IntegerField:
+    return serializers.IntegerField(required=False, help_text=f"version number (default: {default})",
+                                    error_messages={"invalid": f"{key} must be a version number"})
+
+
+class DiffQuery(serializers.Serializer):
+    locals()["from"] = _version_number("from", "the AI draft")  # "from" is a Python keyword
+    to = _version_number("to", "the current version")
+
+
+class StatusList(serializers.CharField):
+    """Comma-separated display statuses (``draft_ready`` or ``draft ready``), as a set."""
+
+    def to_internal_value(self, data) -> frozenset[str]:
+        text = super().to_internal_value(data)
+        wanted = frozenset(s.strip().replace("_", " ") for s in text.split(",") if s.strip())
+        if unknown := wanted - set(worklist.STATUSES):
+            raise serializers.ValidationError(f"unknown status {', '.join(sorted(unknown))} in {self.field_name}; "
+                                              f"one of {', '.join(worklist.STATUSES)}")
+        return wanted
+
+
+class WorklistQuery(serializers.Serializer):
+    """The worklist's query parameters, as ``worklist.Filters``."""
+
+    status = StatusList(required=False, help_text="comma-separated display statuses")
+    hide = StatusList(required=False, help_text="comma-separated display statuses to leave out")
+    date_from = serializers.DateField(required=False, help_text="study date YYYY-MM-DD, inclusive")
+    date_to = serializers.DateField(required=False, help_text="study date YYYY-MM-DD, inclusive")
+    reader = StrictCharField(required=False, allow_blank=True, help_text="username of the reader or signer")
+    mine = serializers.BooleanField(required=False, help_text="1: studies the caller reads or signed")
+    unread = serializers.BooleanField(required=False, help_text="1: studies nobody has opened yet (not signed)")
+    ordering = serializers.ChoiceField(
+        choices=[k for key in worklist.ORDERINGS for k in (key, f"-{key}")], required=False,
+        help_text="received, date, status, priority or reader; prefix - for descending (default -received)")
+
+    def validate(self, data: dict) -> dict:
+        if data.get("hide") and not (data.get("status") or set(worklist.STATUSES)) - data["hide"]:
+            raise serializers.ValidationError({"hide": "status and hide leave no status to show"})
+        return data
+
+
+# ---- answers ----------------------------------------------------------------------------------------------------
 
 class VersionSummarySerializer(serializers.ModelSerializer):
     author = serializers.CharField(source="author.username", default=None, read_only=True)
@@ -83,28 +158,55 @@ def series_payload(study) -> list[dict]:
             for s in study.series.all()]
 
 
+def _percent(p: float) -> str:
+    return f"{math.floor(p * 100 + 0.5)}%"
+
+
+def box_label(box, finding, names: dict, score: dict) -> str:
+    """What a box says on the image: condition, level (or that the model could not place it), the model's
+    call on its condition and that finding's one score."""
+    name = names.get(box.condition) or box.condition
+    level = box.level or ("level uncertain" if box.level_uncertain else "")
+    call = labels.BOX_CALL[finding.call if finding else Call.ABSENT]
+    number = (f" · {'p' if score['kind'] == 'calibrated' else 'score'} {_percent(finding.probability)}"
+              if finding else "")
+    return f"AI: {name}{f' {level}' if level else ''} · {call}{number}"
+
+
+def result_payload(analysis: AnalysisResult, names: dict, score: dict) -> dict:
+    """The AI result as the panel shows it (no embedding), with the model's call on each condition and on each
+    box (its condition's call; absent when the model made no prediction of it) and each box's label."""
+    data = {k: v for k, v in analysis.to_dict().items() if k != "embedding"}
+    for row, c in zip(data["conditions"], analysis.conditions):
+        row["call"] = c.call
+    for row, box in zip(data["boxes"], analysis.boxes):
+        finding = prediction_for(analysis, box.condition, any_level=True)
+        row["call"] = finding.call if finding else Call.ABSENT
+        row["label"] = box_label(box, finding, names, score)
+    return data
+
+
 def report_payload(study, report: Report | None, versions: list[ReportVersion], result, job, user) -> dict:
     """Everything the panel needs in one answer: texts, history, sign-off state, the AI result and job."""
     by_number = {v.number: v for v in versions}
     current = by_number.get(report.current_number) if report else None
-    ai_versions = [v for v in versions if v.source == ReportVersion.AI]
-    ai_draft = ai_versions[-1] if ai_versions else None
+    ai_draft = ai_draft_of(versions)
     model_version = (ai_draft.model_version if ai_draft and ai_draft.model_version
                      else (result.model_version if result else None))
     signed = bool(report and report.locked)
-    data = None
-    if result is not None:
-        data = {k: v for k, v in (result.data or {}).items() if k != "embedding"}
+    analysis = analysis_of(result)
     status = report.status if report else Report.NO_DRAFT
     context = {"signed_number": report.signed_number if signed else None}
-    named = {c.get("condition") for c in (data or {}).get("conditions") or []} | set(labels.CONDITION_NAMES)
+    named = {c.condition for c in (analysis.conditions if analysis else [])} | set(labels.CONDITION_NAMES)
+    names = {key: labels.condition_name(key) for key in sorted(k for k in named if k)}
+    score = labels.score_meaning(model_version.metrics if model_version else None)
     return {
         "study_instance_uid": study.study_instance_uid,
         "status": status,
         "status_label": labels.REPORT_STATUS[status],
         **panel_state(report, job),
         "current": VersionSerializer(current, context=context).data if current else None,
-        "sentences": sentences.link(current.text, data) if current else [],
+        "sentences": sentences.link(current.text, analysis) if current else [],
         "ai_draft": VersionSerializer(ai_draft, context=context).data if ai_draft else None,
         "versions": VersionSummarySerializer(versions, many=True, context=context).data,
         "addenda": VersionSerializer([v for v in versions if v.source == ReportVersion.ADDENDUM], many=True,
@@ -120,10 +222,11 @@ def report_payload(study, report: Report | None, versions: list[ReportVersion], 
         "model_version": ModelVersionSerializer(model_version).data if model_version else None,
         "result_id": result.pk if result else None,
         "sr_export": {"status": result.sr_status, "error": result.sr_error} if result else None,
-        "result": data,
-        "condition_names": {key: labels.condition_name(key) for key in sorted(k for k in named if k)},
+        "result": result_payload(analysis, names, score) if analysis else None,
+        "condition_names": names,
         "calls": labels.CALL,
-        "score": labels.score_meaning(model_version.metrics if model_version else None),
+        "radpeer_choices": radpeer.choices(),
+        "score": score,
         "series": series_payload(study),
         "job": job_payload(job),
         "permissions": _permissions(report, user, signed),

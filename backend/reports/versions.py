@@ -3,6 +3,8 @@
 Every writer locks the ``Report`` row (select_for_update) and checks the number it
 based its edit on, so two radiologists saving on the same base cannot overwrite
 each other: exactly one wins, the other gets :class:`Stale` with both texts.
+Arguments are typed (the views validate request bodies with serializers); the rules about content (a
+non-blank text, a RADPEER score that fits the report) are checked here, for every caller.
 """
 
 from __future__ import annotations
@@ -11,29 +13,14 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from backend.inference.analysis import analysis_of
 from backend.inference.models import InferenceResult
-from backend.errors import DomainError
+from backend.errors import Conflict, Invalid
 from backend.studies.models import Study
 
 from . import radpeer, signals
 from .priority import priority_of
 from .models import Report, ReportVersion
-
-
-class ReportError(DomainError):
-    pass
-
-
-class Invalid(ReportError):
-    """The request itself is wrong (HTTP 400)."""
-
-    code, status = "invalid", 400
-
-
-class Conflict(ReportError):
-    """The request was valid but the report moved on or is locked (HTTP 409)."""
-
-    status = 409
 
 
 class Stale(Conflict):
@@ -74,7 +61,7 @@ def add_ai_draft(result: InferenceResult) -> ReportVersion | None:
     if report.status == Report.SIGNED:
         return None
     newest = report.versions.filter(inference_result__gt=result.pk).exists()
-    if not newest and report.ai_priority != (value := priority_of(result.data)):
+    if not newest and report.ai_priority != (value := priority_of(result)):
         report.ai_priority = value  # the latest result's calls, even when its text is not taken
         report.save(update_fields=["ai_priority", "updated_at"])
     versions = list(report.versions.all())
@@ -82,11 +69,11 @@ def add_ai_draft(result: InferenceResult) -> ReportVersion | None:
         return None  # a radiologist edited: their text wins over a re-run
     if any((v.inference_result_id or 0) >= result.pk for v in versions):
         return None  # this result (or a newer one) is already the draft
-    data = result.data or {}
+    analysis = analysis_of(result)
     version = ReportVersion.objects.create(
-        report=report, number=_next_number(report), text=data.get("draft_text") or "", author=None,
+        report=report, number=_next_number(report), text=analysis.draft_text or "", author=None,
         source=ReportVersion.AI, base_number=report.current_number, model_version=result.model_version,
-        draft_backend=(data.get("draft_backend") or "")[:64], inference_result=result)
+        draft_backend=(analysis.draft_backend or "")[:64], inference_result=result)
     report.current_number = version.number
     if report.status == Report.NO_DRAFT:
         report.status = Report.DRAFT_READY
@@ -152,19 +139,16 @@ def _current_payload(report: Report) -> dict | None:
             "created_at": v.created_at.isoformat()}
 
 
-def _clean_text(text) -> str:
-    if not isinstance(text, str) or not text.strip():
+def _clean_text(text: str) -> str:
+    if not text.strip():
         raise Invalid("text must be a non-empty string", field="text")
     return text
 
 
 @transaction.atomic
-def save_version(study: Study, user, text, base_number) -> ReportVersion:
+def save_version(study: Study, user, text: str, base_number: int | None) -> ReportVersion:
     """Add a radiologist version on top of ``base_number``; Stale if someone saved in between."""
     text = _clean_text(text)
-    if base_number is not None and (isinstance(base_number, bool) or not isinstance(base_number, int)):
-        raise Invalid("base_number must be an integer (the number of the version you edited) or null",
-                      field="base_number")
     report = _locked_report(study)
     if report.locked:
         raise Locked("the report is signed; add an addendum instead")
@@ -184,10 +168,8 @@ def save_version(study: Study, user, text, base_number) -> ReportVersion:
 
 
 @transaction.atomic
-def sign(study: Study, user, number, score, comment) -> Report:
+def sign(study: Study, user, number: int, score: str | None, comment: str | None) -> Report:
     """Sign the current version with a RADPEER score of the AI draft; the report is locked afterwards."""
-    if isinstance(number, bool) or not isinstance(number, int):
-        raise Invalid("number must be the integer number of the version you are signing", field="number")
     report = _locked_report(study)
     if report.locked:
         raise Locked(f"already signed by {report.signed_by.username if report.signed_by else '?'}")
@@ -197,10 +179,8 @@ def sign(study: Study, user, number, score, comment) -> Report:
     if number != report.current_number:
         raise Stale(f"you are signing version {number} but the current version is {report.current_number}",
                     base_number=number, current=_current_payload(report))
-    has_ai_draft = report.versions.filter(source=ReportVersion.AI).exists()
-    comment = (comment or "").strip() if isinstance(comment, str) or comment is None else None
-    if comment is None:
-        raise Invalid("radpeer_comment must be a string", field="radpeer_comment")
+    has_ai_draft = report.versions.ai_draft() is not None
+    comment = (comment or "").strip()
     if has_ai_draft:
         if bad := radpeer.problems(score, comment):
             field, message = next(iter(bad.items()))
@@ -218,7 +198,7 @@ def sign(study: Study, user, number, score, comment) -> Report:
 
 
 @transaction.atomic
-def add_addendum(study: Study, user, text) -> ReportVersion:
+def add_addendum(study: Study, user, text: str) -> ReportVersion:
     """An addendum to a signed report: its own version, the report stays signed and its body unchanged."""
     text = _clean_text(text)
     report = _locked_report(study)

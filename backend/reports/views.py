@@ -1,22 +1,27 @@
-"""Report and worklist endpoints. Thin: permissions here, rules in versions.py, queries in worklist.py."""
+"""Report and worklist endpoints. Thin: permissions here, request shapes in serializers.py, rules in versions.py,
+queries in worklist.py; refusals are raised and answered by the API's exception handler."""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
-from backend.api_errors import error_response
+from backend.api_errors import error_responses
+from backend.errors import NotFound
+from backend.inference.analysis import analysis_of
 from backend.inference.models import InferenceJob, InferenceResult
+from backend.inference.receivers import dispatch_sr_export
+from backend.pagination import Pagination
 from backend.studies.models import Study
 
-from . import receivers, sentences, versions, worklist
+from . import sentences, versions, worklist
 from .diff import word_diff
 from .models import Report
-from .serializers import VersionSerializer, report_payload, state_payload, worklist_row
+from .serializers import (AddendumRequest, ClaimRequest, DiffQuery, SaveRequest, SignRequest, VersionSerializer,
+                          WorklistQuery, report_payload, state_payload, worklist_row)
 
 CanViewReports = require_perms("reports.view_report")
 CanEditReports = require_perms("reports.view_report", "reports.change_report")
@@ -24,28 +29,20 @@ CanSignReports = require_perms("reports.view_report", "reports.sign_report")
 CanViewWorklist = require_perms("reports.view_worklist")
 
 
-# OpenAPI descriptions of the JSON bodies and query parameters (the schema is fuzzed in CI).
-SAVE_BODY = inline_serializer("ReportSaveRequest", {
-    "text": serializers.CharField(), "base_number": serializers.IntegerField(allow_null=True)})
-SIGN_BODY = inline_serializer("ReportSignRequest", {
-    "number": serializers.IntegerField(), "radpeer_score": serializers.CharField(required=False, allow_blank=True),
-    "radpeer_comment": serializers.CharField(required=False, allow_blank=True)})
-ADDENDUM_BODY = inline_serializer("ReportAddendumRequest", {"text": serializers.CharField()})
-ERRORS = {400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT}
-WORKLIST_PARAMS = [OpenApiParameter(name, str, description=text) for name, text in (
-    ("status", "comma-separated display statuses"), ("hide", "comma-separated display statuses to leave out"),
-    ("date_from", "study date YYYY-MM-DD, inclusive"), ("date_to", "study date YYYY-MM-DD, inclusive"),
-    ("reader", "username of the reader or signer"), ("mine", "1: studies the caller reads or signed"),
-    ("unread", "1: studies nobody has opened yet (not signed)"),
-    ("ordering", "received, date, status, priority or reader; prefix - for descending (default -received)"))] + [
-    OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
+# OpenAPI: the answers' shapes where they are small; the large report payloads stay free-form objects.
+WRITES = error_responses(400, 403, 404, 409)
+READS = error_responses(403, 404)
+VERSION_ANSWER = inline_serializer("ReportVersionCreated", {"version": VersionSerializer(),
+                                                           "sentences": serializers.ListField(
+                                                               child=serializers.DictField(), required=False)})
+PAGE_PARAMS = [OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
 
 
-def _body(request) -> dict:
-    """The JSON body as a dict; any other JSON value (a list, a number) is a 400, not a crash."""
-    if not isinstance(request.data, dict):
-        raise versions.Invalid("the request body must be a JSON object")
-    return request.data
+def _valid(serializer_class, data) -> dict:
+    """The request's body or query, validated (a 400 in the one error shape otherwise)."""
+    body = serializer_class(data=data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 def _study(uid: str) -> Study:
@@ -57,7 +54,7 @@ class StudyReport(APIView):
 
     permission_classes = [CanViewReports]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **READS})
     def get(self, request, study_instance_uid):
         study = _study(study_instance_uid)
         versions.heal_missing_draft(study)
@@ -78,16 +75,12 @@ class ReportState(APIView):
 
     permission_classes = [CanViewReports]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **READS})
     def get(self, request, study_instance_uid):
         study = _study(study_instance_uid)
         report = Report.objects.filter(study=study).first()
         result_id = InferenceResult.objects.filter(study=study).values_list("pk", flat=True).first()
         return Response(state_payload(study, report, _latest_job(study), result_id))
-
-
-class ClaimRequest(serializers.Serializer):
-    take_over = serializers.BooleanField(default=False, help_text="take the report over from another reader")
 
 
 class ClaimReport(APIView):
@@ -96,15 +89,13 @@ class ClaimReport(APIView):
 
     permission_classes = [CanEditReports]
 
-    @extend_schema(request=ClaimRequest, responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    @extend_schema(request=ClaimRequest, responses={200: inline_serializer("ReportClaimed", {
+        "status": serializers.CharField(), "reader": serializers.CharField(),
+        "took_over_from": serializers.CharField(allow_null=True)}), **WRITES})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
-        body = ClaimRequest(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            report, previous = versions.claim(study, request.user, body.validated_data["take_over"])
-        except versions.ReportError as exc:
-            return error_response(exc)
+        body = _valid(ClaimRequest, request.data)
+        report, previous = versions.claim(study, request.user, body["take_over"])
         return Response({"status": report.status, "reader": request.user.username, "took_over_from": previous})
 
 
@@ -113,17 +104,14 @@ class ReportVersions(APIView):
 
     permission_classes = [CanEditReports]
 
-    @extend_schema(request=SAVE_BODY, responses={201: OpenApiTypes.OBJECT, **ERRORS})
+    @extend_schema(request=SaveRequest, responses={201: VERSION_ANSWER, **WRITES})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
-        try:
-            body = _body(request)
-            version = versions.save_version(study, request.user, body.get("text"), body.get("base_number"))
-        except versions.ReportError as exc:
-            return error_response(exc)
+        body = _valid(SaveRequest, request.data)
+        version = versions.save_version(study, request.user, body["text"], body["base_number"])
         result = InferenceResult.objects.filter(study=study).first()
         return Response({"version": VersionSerializer(version).data,
-                         "sentences": sentences.link(version.text, result.data if result else None)},
+                         "sentences": sentences.link(version.text, analysis_of(result))},
                         status=status.HTTP_201_CREATED)
 
 
@@ -132,15 +120,15 @@ class SignReport(APIView):
 
     permission_classes = [CanSignReports]
 
-    @extend_schema(request=SIGN_BODY, responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    @extend_schema(request=SignRequest, responses={200: inline_serializer("ReportSigned", {
+        "status": serializers.CharField(), "signed_by": serializers.CharField(),
+        "signed_at": serializers.DateTimeField(), "signed_number": serializers.IntegerField(),
+        "radpeer": serializers.DictField(), "locked": serializers.BooleanField()}), **WRITES})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
-        try:
-            body = _body(request)
-            report = versions.sign(study, request.user, body.get("number"), body.get("radpeer_score"),
-                                   body.get("radpeer_comment"))
-        except versions.ReportError as exc:
-            return error_response(exc)
+        body = _valid(SignRequest, request.data)
+        report = versions.sign(study, request.user, body["number"], body.get("radpeer_score"),
+                               body.get("radpeer_comment"))
         return Response({"status": report.status, "signed_by": request.user.username,
                          "signed_at": report.signed_at.isoformat(), "signed_number": report.signed_number,
                          "radpeer": {"score": report.radpeer_score or None, "comment": report.radpeer_comment},
@@ -152,13 +140,10 @@ class ReportAddenda(APIView):
 
     permission_classes = [CanSignReports]
 
-    @extend_schema(request=ADDENDUM_BODY, responses={201: OpenApiTypes.OBJECT, **ERRORS})
+    @extend_schema(request=AddendumRequest, responses={201: VERSION_ANSWER, **WRITES})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
-        try:
-            version = versions.add_addendum(study, request.user, _body(request).get("text"))
-        except versions.ReportError as exc:
-            return error_response(exc)
+        version = versions.add_addendum(study, request.user, _valid(AddendumRequest, request.data)["text"])
         return Response({"version": VersionSerializer(version).data}, status=status.HTTP_201_CREATED)
 
 
@@ -167,22 +152,18 @@ class ReportDiff(APIView):
 
     permission_classes = [CanViewReports]
 
-    @extend_schema(parameters=[OpenApiParameter("from", int), OpenApiParameter("to", int)],
-                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    @extend_schema(parameters=[DiffQuery], responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403, 404)})
     def get(self, request, study_instance_uid):
         report = get_object_or_404(Report, study__study_instance_uid=study_instance_uid)
+        asked = _valid(DiffQuery, request.query_params)
         texts = dict(report.versions.values_list("number", "text"))
-        ai_numbers = list(report.versions.filter(source="ai").values_list("number", flat=True))
-        defaults = {"from": max(ai_numbers) if ai_numbers else None, "to": report.current_number}
+        ai_draft = report.versions.ai_draft()
+        defaults = {"from": ai_draft.number if ai_draft else None, "to": report.current_number}
         chosen = {}
         for key in ("from", "to"):
-            raw = request.query_params.get(key)
-            try:
-                chosen[key] = int(raw) if raw not in (None, "") else defaults[key]
-            except ValueError:
-                return Response({"error": "invalid", "detail": f"{key} must be a version number"}, status=400)
+            chosen[key] = asked.get(key, defaults[key])
             if chosen[key] not in texts:
-                return Response({"error": "not_found", "detail": f"no version {chosen[key]} ({key})"}, status=404)
+                raise NotFound(f"no version {chosen[key]} ({key})")
         return Response({"from": chosen["from"], "to": chosen["to"],
                          **word_diff(texts[chosen["from"]], texts[chosen["to"]])})
 
@@ -192,28 +173,17 @@ class RetrySRExport(APIView):
 
     permission_classes = [require_perms("inference.queue_job")]
 
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={202: inline_serializer("SRExportQueued", {
+        "result_id": serializers.IntegerField(), "sr_status": serializers.CharField(),
+        "sr_error": serializers.CharField()}), **error_responses(403, 404)})
     def post(self, request, study_instance_uid):
         result = InferenceResult.objects.filter(study__study_instance_uid=study_instance_uid).first()
         if result is None:
-            return Response({"error": "not_found", "detail": "no result for this study yet"}, status=404)
-        receivers.dispatch_sr_export(result.pk)
+            raise NotFound("no result for this study yet")
+        dispatch_sr_export(result.pk)
         result.refresh_from_db(fields=["sr_status", "sr_error"])
         return Response({"result_id": result.pk, "sr_status": result.sr_status, "sr_error": result.sr_error},
                         status=status.HTTP_202_ACCEPTED)
-
-
-class WorklistPagination(LimitOffsetPagination):
-    """Limit/offset paging over ``worklist.page``, which returns the rows and the total together."""
-
-    default_limit = 50
-    max_limit = 500
-
-    def paginate_params(self, params, request, user=None) -> list:
-        self.request = request
-        self.limit, self.offset = self.get_limit(request), self.get_offset(request)
-        rows, self.count = worklist.page(params, self.offset, self.limit, user)
-        return rows
 
 
 class Worklist(APIView):
@@ -223,13 +193,12 @@ class Worklist(APIView):
 
     permission_classes = [CanViewWorklist]
 
-    @extend_schema(parameters=WORKLIST_PARAMS, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
+    @extend_schema(parameters=[WorklistQuery, *PAGE_PARAMS],
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403)})
     def get(self, request):
-        paginator = WorklistPagination()
-        try:
-            rows = paginator.paginate_params(request.query_params, request, request.user)
-        except worklist.BadFilter as exc:
-            return Response({"error": "invalid", "detail": str(exc)}, status=400)
+        filters, paginator = worklist.Filters(**_valid(WorklistQuery, request.query_params)), Pagination()
+        rows = paginator.paginate_fetch(request, lambda offset, limit: worklist.page(filters, offset, limit,
+                                                                                     request.user))
         from backend.qa.services import markers_for  # the peer review's result, for its reader (one query)
 
         markers = markers_for([s.pk for s in rows], request.user)

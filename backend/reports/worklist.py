@@ -19,11 +19,13 @@ signed), ``hide`` (display statuses left out: the radiologist's page hides ``uns
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from django.db.models import (Case, CharField, Count, Exists, F, FilteredRelation, IntegerField, OuterRef, Q,
                               QuerySet, Subquery, Value, When, Window)
 from django.db.models.functions import Coalesce
 
+from backend.errors import Invalid
 from backend.inference.models import InferenceJob
 from backend.studies.models import Study
 
@@ -86,41 +88,40 @@ def _status_rank() -> Case:
                 output_field=IntegerField())
 
 
-class BadFilter(ValueError):
-    pass
+@dataclass(frozen=True)
+class Filters:
+    """The worklist's filters and sort, validated (``serializers.WorklistQuery`` reads them off the query):
+    display statuses asked for and hidden (empty: no filter), study dates (inclusive), reader, the quick
+    filters ``mine`` and ``unread``, and ``ordering`` (an ORDERINGS key, prefixed - for descending)."""
 
+    status: frozenset[str] = frozenset()
+    hide: frozenset[str] = frozenset()
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    reader: str = ""
+    mine: bool = False
+    unread: bool = False
+    ordering: str = DEFAULT_ORDERING
 
-def _parse_date(name: str, value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise BadFilter(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
+    @property
+    def statuses(self) -> set[str]:
+        """The display statuses to show (``status`` minus ``hide``); empty = no status filter."""
+        wanted = set(self.status)
+        if self.hide:
+            wanted = (wanted or set(STATUSES)) - self.hide
+        return wanted if wanted != set(STATUSES) else set()
 
+    @property
+    def sort(self) -> tuple[str, bool]:
+        """(annotation to sort by, descending)."""
+        return ORDERINGS[self.ordering.lstrip("-")], self.ordering.startswith("-")
 
-def _status_list(params, name: str) -> set[str]:
-    wanted = {s.strip().replace("_", " ") for s in (params.get(name) or "").split(",") if s.strip()}
-    if unknown := wanted - set(STATUSES):
-        raise BadFilter(f"unknown status {', '.join(sorted(unknown))} in {name}; one of {', '.join(STATUSES)}")
-    return wanted
-
-
-def _statuses(params) -> set[str]:
-    """The display statuses asked for (``status``), minus those hidden (``hide``); empty = no status filter."""
-    wanted, hidden = _status_list(params, "status"), _status_list(params, "hide")
-    if hidden:
-        wanted = (wanted or set(STATUSES)) - hidden
-        if not wanted:
-            raise BadFilter("status and hide leave no status to show")
-    return wanted if wanted != set(STATUSES) else set()
-
-
-def _needs_every_status(params) -> bool:
-    """Whether the query needs every study's display status: an explicit status filter, a hidden status
-    other than unsupported, or sorting by status. Hiding unsupported studies alone does not: those are
-    found from the few unsupported jobs (``unsupported_study_ids``)."""
-    hidden = _status_list(params, "hide")
-    return bool(_status_list(params, "status")) or bool(hidden - {UNSUPPORTED}) or \
-        _ordering(params)[0] == "status_rank"
+    @property
+    def needs_every_status(self) -> bool:
+        """Whether the query needs every study's display status: an explicit status filter, a hidden status
+        other than unsupported, or sorting by status. Hiding unsupported studies alone does not: those are
+        found from the few unsupported jobs (``unsupported_study_ids``)."""
+        return bool(self.status) or bool(self.hide - {UNSUPPORTED}) or self.sort[0] == "status_rank"
 
 
 def unsupported_study_ids() -> QuerySet:
@@ -135,38 +136,20 @@ def unsupported_study_ids() -> QuerySet:
             .values("study_id"))
 
 
-def _flag(params, name: str) -> bool:
-    value = (params.get(name) or "").strip().lower()
-    if value in ("", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise BadFilter(f"{name} must be 1 or 0, got {value!r}")
-
-
-def _ordering(params) -> tuple[str, bool]:
-    """(annotation to sort by, descending) from ?ordering=; 400 for an unknown key."""
-    raw = (params.get("ordering") or DEFAULT_ORDERING).strip()
-    key = raw.lstrip("-")
-    if key not in ORDERINGS:
-        raise BadFilter(f"ordering must be one of {', '.join(ORDERINGS)} (prefix - for descending), got {raw!r}")
-    return ORDERINGS[key], raw.startswith("-")
-
-
-def _study_filters(qs: QuerySet, params, user=None) -> QuerySet:
+def _study_filters(qs: QuerySet, filters: Filters, user=None) -> QuerySet:
     """The filters on the study and its report, which need no job: dates (study date, inclusive), reader,
     mine (the caller's name as reader), unread (nobody opened it, not signed)."""
-    if value := params.get("date_from"):
-        qs = qs.filter(study_date__gte=_parse_date("date_from", value))
-    if value := params.get("date_to"):
-        qs = qs.filter(study_date__lte=_parse_date("date_to", value))
-    if reader := params.get("reader"):
-        qs = qs.filter(_reader_is(reader))
-    if _flag(params, "mine"):
+    if filters.date_from:
+        qs = qs.filter(study_date__gte=filters.date_from)
+    if filters.date_to:
+        qs = qs.filter(study_date__lte=filters.date_to)
+    if filters.reader:
+        qs = qs.filter(_reader_is(filters.reader))
+    if filters.mine:
         if user is None or not user.is_authenticated:
-            raise BadFilter("mine needs a logged-in user")
+            raise Invalid("mine needs a logged-in user", field="mine")
         qs = qs.filter(_reader_is(user.get_username()))
-    if _flag(params, "unread"):
+    if filters.unread:
         qs = qs.filter(Q(report__isnull=True) | Q(report__first_opened_at__isnull=True)).exclude(
             report__status=Report.SIGNED)
     return qs
@@ -178,12 +161,11 @@ def _reader_is(username: str) -> Q:
             | Q(report__signed_by__isnull=True, report__reader__username=username))
 
 
-def filtered(params, user=None) -> QuerySet:
-    """Apply the filters (?status=&hide=&date_from=&date_to=&reader=&mine=&unread=) and ?ordering=, on the
-    every-row form of the query (see the module docstring)."""
-    wanted = _statuses(params)
-    field, descending = _ordering(params)
-    qs = _study_filters(worklist_queryset(every_row=True), params, user)
+def filtered(filters: Filters, user=None) -> QuerySet:
+    """Apply the filters and the ordering on the every-row form of the query (see the module docstring)."""
+    wanted = filters.statuses
+    field, descending = filters.sort
+    qs = _study_filters(worklist_queryset(every_row=True), filters, user)
     if wanted:
         qs = qs.filter(display_status__in=wanted)
     if field == "status_rank":
@@ -198,25 +180,25 @@ def _sort_key(field: str, descending: bool):
     return F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
 
 
-def _cheap_studies(params, user=None, hidden_ids: list[int] | None = None) -> QuerySet:
+def _cheap_studies(filters: Filters, user=None, hidden_ids: list[int] | None = None) -> QuerySet:
     """The studies the worklist shows when no display status is needed to filter or sort: the study and
     report filters, minus unsupported studies when those are hidden (``hidden_ids``: their ids, when the
     caller has them already)."""
-    qs = _study_filters(Study.objects.all(), params, user)
-    if UNSUPPORTED in _status_list(params, "hide"):
+    qs = _study_filters(Study.objects.all(), filters, user)
+    if UNSUPPORTED in filters.hide:
         qs = qs.exclude(pk__in=hidden_ids if hidden_ids is not None else unsupported_study_ids())
     return qs
 
 
-def count(params, user=None) -> int:
-    """How many rows the worklist has for ``params``; without a status filter, counted on the studies alone
+def count(filters: Filters, user=None) -> int:
+    """How many rows the worklist has for ``filters``; without a status filter, counted on the studies alone
     (every join of the worklist adds at most one row per study, so the number is the same)."""
-    if _needs_every_status(params):
-        return filtered(params, user).count()
-    return _cheap_studies(params, user).count()
+    if filters.needs_every_status:
+        return filtered(filters, user).count()
+    return _cheap_studies(filters, user).count()
 
 
-def page(params, offset: int, limit: int, user=None) -> tuple[list, int]:
+def page(filters: Filters, offset: int, limit: int, user=None) -> tuple[list, int]:
     """One page of the worklist and the total number of rows.
 
     Needing every study's display status (status filter or sort), the page and its total come from one
@@ -225,21 +207,21 @@ def page(params, offset: int, limit: int, user=None) -> tuple[list, int]:
     query in arrival order when nothing is hidden (an index walk) or its ids picked on the studies and their
     report without any job, then those rows alone annotated (cheap at any offset).
     """
-    if _needs_every_status(params):
-        rows = list(filtered(params, user).annotate(total_rows=Window(Count("pk")))[offset:offset + limit])
-        return rows, (rows[0].total_rows if rows else count(params, user))
-    field, descending = _ordering(params)
+    if filters.needs_every_status:
+        rows = list(filtered(filters, user).annotate(total_rows=Window(Count("pk")))[offset:offset + limit])
+        return rows, (rows[0].total_rows if rows else count(filters, user))
+    field, descending = filters.sort
     hidden = list(unsupported_study_ids().values_list("study_id", flat=True)) \
-        if UNSUPPORTED in _status_list(params, "hide") else None  # few: read once for the page and the count
+        if UNSUPPORTED in filters.hide else None  # few: read once for the page and the count
     if field == "received_at" and hidden is None:
         # In arrival order, nothing hidden: PostgreSQL walks the received_at index and stops after one page.
-        rows = _study_filters(worklist_queryset(every_row=False), params, user)
+        rows = _study_filters(worklist_queryset(every_row=False), filters, user)
         if not descending:
             rows = rows.order_by("received_at", "pk")
-        return list(rows[offset:offset + limit]), _cheap_studies(params, user, hidden).count()
-    ids = _cheap_studies(params, user, hidden).annotate(priority=F("report__ai_priority"), reader_name=Coalesce(
+        return list(rows[offset:offset + limit]), _cheap_studies(filters, user, hidden).count()
+    ids = _cheap_studies(filters, user, hidden).annotate(priority=F("report__ai_priority"), reader_name=Coalesce(
         F("report__signed_by__username"), F("report__reader__username"))).order_by(
         _sort_key(field, descending), "-received_at", "-pk")
     ids = list(ids.values_list("pk", flat=True)[offset:offset + limit])
     rows = {row.pk: row for row in worklist_queryset(every_row=False).filter(pk__in=ids)}
-    return [rows[pk] for pk in ids if pk in rows], _cheap_studies(params, user, hidden).count()
+    return [rows[pk] for pk in ids if pk in rows], _cheap_studies(filters, user, hidden).count()

@@ -36,11 +36,11 @@ METHOD = "SPINEAGENT INGEST: PS3.15 BASIC PROFILE (DICOGNITO)"  # LO, at most 64
 
 
 def enabled() -> bool:
-    return bool(getattr(settings, "SPINEAGENT_DEIDENTIFY_ON_INGEST", False))
+    return bool(settings.SPINEAGENT_DEIDENTIFY_ON_INGEST)
 
 
 def _seed() -> str:
-    key = getattr(settings, "SPINEAGENT_DEIDENTIFY_KEY", "") or ""
+    key = settings.SPINEAGENT_DEIDENTIFY_KEY or ""
     if key:
         return key
     return hmac.new(settings.SECRET_KEY.encode(), b"spineagent-deidentify", hashlib.sha256).hexdigest()

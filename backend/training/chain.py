@@ -4,11 +4,17 @@ In the run's work directory: the dataset version's export.json (the same documen
 and reports.json (the label tasks' report texts) -> ``spinefm dataset build`` from Orthanc over DICOMweb
 (the backend's Orthanc account; the password only in the child's environment, never on a command line),
 restricted to the dataset's studies, at the base bundle's image size -> [``align --init base``] ->
-``heads`` -> ``calibrate --splits val`` -> ``compare`` (candidate, base and the active version on the same
-test-split images) -> ``build-bundle``. Each stage is a child process whose output lines go into the run's
-log; a stage that exits non-zero fails the run with its last lines. The finished bundle is written inside
-the work directory and only moved to its final place by the caller after it loads (runs.py), so a failed
-run never leaves a half-written candidate.
+``heads`` -> [``levels --level-fit prior``] -> ``calibrate --splits val`` -> ``compare`` (candidate, base and
+the active version on the same test-split images, diagnoses and levels) -> ``build-bundle``. Each stage is a
+child process whose output lines go into the run's log; a stage that exits non-zero fails the run with its
+last lines. The finished bundle is written inside the work directory and only moved to its final place by
+the caller after it loads (runs.py), so a failed run never leaves a half-written candidate.
+
+The verified per-level labels travel in export.json; the dataset build turns each present spinal level into
+a finding without a box, and when the training split has any (:func:`datasets.present_levels`), the
+``levels`` stage refits the level head's per-condition prior on them, each placed at the segmentation
+agent's box on its study (why only the prior: spinefm.train.levels). Without per-level labels the chain is
+the one it was (no levels stage; the level head is the base's).
 """
 
 from __future__ import annotations
@@ -128,13 +134,13 @@ def image_size(model: ModelVersion) -> int:
 
 
 def threads() -> str:
-    return os.environ.get("SPINEAGENT_TORCH_THREADS", "1")
+    return str(settings.SPINEAGENT_TORCH_THREADS)
 
 
 def execute(run: TrainingRun, out: Path, set_stage: Callable[[str, int], None], say_line: Callable[[str], None],
             version: str) -> dict:
     """Run the chain; the candidate bundle is written to ``out`` (inside the work directory). Returns metrics."""
-    from spinefm.retrain import SYNTHETIC_LABEL
+    from spinefm.train.retrain import SYNTHETIC_LABEL
 
     o, chain = run.options, run.options["chain"]
     work = work_dir(run)
@@ -177,8 +183,17 @@ def execute(run: TrainingRun, out: Path, set_stage: Callable[[str, int], None], 
                                            "--seg-steps", str(o["seg_steps"]),
                                            "--diag-weight-decay", str(o["weight_decay"]), *common],
                                  say_line, work)
+    trained, level_record = work / "heads", None
+    if any(datasets.present_levels(i) for i in run.dataset.items if i["split"] == "train"):
+        set_stage("levels (the level prior on the verified levels)", 48)
+        seconds["levels"] = run_stage("levels", ["levels", "--init", str(trained), "--dataset", str(dataset),
+                                                 "--out", str(work / "levels"), "--level-fit", "prior",
+                                                 "--level-centres", "predicted", "--level-steps", str(o["steps"]),
+                                                 *common], say_line, work)
+        trained = work / "levels"
+        level_record = json.loads((trained / "manifest.json").read_text())["level_training"]
     set_stage("calibrate (operating points on the val split)", 55)
-    seconds["calibrate"] = run_stage("calibrate", ["calibrate", "--init", str(work / "heads"), "--dataset",
+    seconds["calibrate"] = run_stage("calibrate", ["calibrate", "--init", str(trained), "--dataset",
                                                    str(dataset), "--out", str(work / "calibrated"),
                                                    "--splits", "val", *common], say_line, work)
 
@@ -203,6 +218,8 @@ def execute(run: TrainingRun, out: Path, set_stage: Callable[[str, int], None], 
         "n_train": built["splits"].get("train", 0), "n_val": built["splits"].get("val", 0),
         "operating_points_test": cmp["operating_points_test"], "test_case_ids": cmp["case_ids"],
     }
+    if level_record is not None:  # what the levels stage learnt from (build-bundle writes a manifest of its own)
+        metrics["level_training"] = {k: v for k, v in level_record.items() if k != "command"}
     if other:
         metrics["active_at_run"] = {"id": active.pk, "name": active.name, "version": active.version,
                                     "metrics": cmp["references"].get("active")}

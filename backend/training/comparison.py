@@ -9,6 +9,11 @@ missing).
 Beside AUROC, which conditions each version may call at all (its operating points: a candidate whose
 val split was too small to validate a condition never calls it), and what the candidate's calls did on
 the test split (false findings per case, sensitivity).
+
+And levels (:func:`level_rows`): a chain run measured, for each model on the test split's images, how often
+its level head names the verified level of a finding verified present at a spinal level (``spinefm compare``
+``levels``); the comparison puts candidate and active side by side, overall and per condition. A probes run
+changes no level head and sees no images, so it has no level figures.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def _evaluate_other(run: TrainingRun, active: ModelVersion) -> tuple[dict | None
     """The active version's heads on the run's test embeddings, or (None, why not)."""
     if embeddings.key_of(active) is None or embeddings.key_of(active) != embeddings.key_of(run.base_model):
         return None, "the active version embeds studies differently; its heads cannot be scored on these embeddings"
-    from spinefm.retrain import evaluate_head, label_matrix, load_diagnosis_head
+    from spinefm.train.retrain import evaluate_head, label_matrix, load_diagnosis_head
 
     examples, _ = embeddings.gather([i for i in run.dataset.items if i["split"] == "test"], run.base_model)
     head = load_diagnosis_head(active.path)
@@ -64,6 +69,31 @@ def _evaluated_by_chain(run: TrainingRun, active: ModelVersion) -> tuple[dict | 
     return None, (f"the active version could not be scored by the run ({why})" if why and then.get("id") == active.pk
                   else "the active version changed since this run; a chain run compares on images, not stored "
                        "embeddings: start a new run to compare with it")
+
+
+def _accuracy(levels: dict | None) -> float | None:
+    return ((levels or {}).get("accuracy") or {}).get("value")
+
+
+def level_rows(candidate: dict, active: dict | None) -> dict | None:
+    """Per-level agreement on the test split of candidate and active (their metrics' ``levels``), overall and
+    per condition, with the candidate-minus-active difference in exact accuracy; None when the run measured
+    no levels (a probes run, or a run from before levels were measured)."""
+    cand = candidate.get("levels")
+    if cand is None:
+        return None
+    act = (active or {}).get("levels")
+    delta = None if _accuracy(cand) is None or _accuracy(act) is None else _accuracy(cand) - _accuracy(act)
+    conds = sorted(set(cand.get("per_condition", {})) | set((act or {}).get("per_condition", {})))
+    rows = []
+    for c in conds:
+        a, b = cand.get("per_condition", {}).get(c), (act or {}).get("per_condition", {}).get(c)
+        rows.append({"condition": c, "candidate": a, "active": b,
+                     "delta_accuracy": None if a is None or b is None else a["accuracy"] - b["accuracy"]})
+    return {"what": "level of findings verified present at a spinal level, named by each model's level head at "
+                    "its segmentation agent's box (test split)",
+            "n_findings": cand["n_findings"], "candidate": cand, "active": act, "delta_accuracy": delta,
+            "conditions": rows}
 
 
 def compare(run: TrainingRun) -> dict:
@@ -109,4 +139,5 @@ def compare(run: TrainingRun) -> dict:
         "validated_conditions": {k: None if v is None else [c for c, ok in v.items() if ok]
                                  for k, v in validated.items()},
         "candidate_calls_test": metrics.get("operating_points_test"),
+        "levels": level_rows(metrics["candidate"], active_metrics),
     }

@@ -14,9 +14,10 @@ The ratios are the expected shares (default 70/15/15); with few patients the rea
 which ``counts`` shows.
 
 Each item carries ``labels`` {condition: 1|0|-1} and ``level_labels`` {condition: {level | "study": 1|0|-1}}
-(``backend.annotations.levels``; rows verified before per-level labels sit at "study"). Training targets are
-per condition, derived from the levels (:func:`condition_targets`); versions made before ``level_labels``
-existed keep their ``labels``.
+(``backend.annotations.levels``; rows verified before per-level labels sit at "study"). The diagnosis
+probes train per condition, on targets derived from the levels (:func:`condition_targets`); versions made
+before ``level_labels`` existed keep their ``labels``. The levels themselves train the level agent in the
+image chains (chain.py): the cells :func:`present_levels` lists become its targets.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from backend.annotations import levels
 from backend.annotations.models import LabelTask, VerifiedLabels
 from backend.errors import Conflict, Invalid
 from backend.spreadsheets import csv_lines
-from spinefm.conditions import CONDITIONS, PRESENT, UNCERTAIN
+from spinefm.conditions import CONDITIONS, LABEL_NAMES, LabelValue
 
 from .models import DatasetVersion
 
@@ -185,6 +186,13 @@ def condition_targets(item: Mapping) -> dict[str, int]:
     return levels.derive(by_level) if by_level else {k: int(v) for k, v in item["labels"].items()}
 
 
+def present_levels(item: Mapping) -> list[tuple[str, str]]:
+    """(condition, spinal level) cells an item's verified labels call present: the level agent's targets
+    ("study" and "multilevel" name no level; uncertain and absent levels are no targets)."""
+    return [(k, lv) for k, at in sorted((item.get("level_labels") or {}).items())
+            for lv in levels.ordered(at) if at[lv] == LabelValue.PRESENT and lv in levels.SPINE_LEVELS]
+
+
 def canonical_json(items: list[dict]) -> bytes:
     return json.dumps(items, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -203,8 +211,7 @@ def count_items(items: list[dict]) -> dict:
         s["patients"].add(item["group"])
         for cond, value in item["labels"].items():
             row = conditions.setdefault(cond, {sp: {"present": 0, "absent": 0, "uncertain": 0} for sp in SPLITS})
-            key = "present" if value == PRESENT else "uncertain" if value == UNCERTAIN else "absent"
-            row[item["split"]][key] += 1
+            row[item["split"]][LABEL_NAMES.get(value, "absent")] += 1
     return {
         "items": len(items), "patients": len({i["group"] for i in items}),
         "synthetic_items": sum(1 for i in items if i["synthetic"]),

@@ -2,7 +2,7 @@
 
 ``analyze`` stores the case embedding its diagnosis probes consume in ``InferenceResult.data["embedding"]``.
 Any model version whose encoders, CLIP projection, synthesizer and configs are identical to the base's
-(``spinefm.retrain.embedding_key``) embeds a study the same way, so its stored embeddings serve the base
+(``spinefm.bundle.embedding_key``) embeds a study the same way, so its stored embeddings serve the base
 too: a candidate retrained from the base, once promoted, keeps feeding later retrainings. Items whose study
 has no such embedding are listed as skipped, with the reason, never silently dropped.
 """
@@ -13,8 +13,8 @@ from functools import lru_cache
 
 from backend.inference.analyzers import NO_FINDINGS
 from backend.inference.models import InferenceResult, ModelVersion
-from spinefm.bundle import BundleError, read_manifest
-from spinefm.retrain import Example, embedding_key
+from spinefm.bundle import BundleError, embedding_key, read_manifest
+from spinefm.train.retrain import Example
 
 from .datasets import condition_targets
 

@@ -2,7 +2,7 @@
 
 A run is ``queued -> running -> succeeded | failed``. :func:`execute` (the body of the Celery task on the
 ``training`` queue) runs the chosen ``chain``: "probes" gathers the stored embeddings of the dataset's
-studies and calls ``spinefm.retrain.retrain_bundle`` (new diagnosis heads, evaluated against the base heads
+studies and calls ``spinefm.train.retrain.retrain_bundle`` (new diagnosis heads, evaluated against the base heads
 on the same test split); "heads" / "align+heads" run the spinefm stages on the studies' images (chain.py).
 It then checks the new bundle loads and registers it as a *candidate* ModelVersion. Promotion stays a
 separate, deliberate admin step behind a gate (promotion.py). Each stage is appended to the run's ``log``.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -103,10 +102,9 @@ def start(dataset: Any, user=None, base_model: Any = None, options: Any = None) 
 
 
 def dispatch(run_id: int) -> None:
-    from .tasks import run_training
-
     try:
-        run_training.apply_async((run_id,), retry=True, retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
+        celery.enqueue("backend.training.tasks.run_training", run_id, retry=True,
+                       retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
     except Exception as exc:  # the broker went away between celery.require_broker() and commit
         fail(run_id, f"could not queue the run: the job queue is unavailable ({exc}); start it again")
 
@@ -158,9 +156,9 @@ def _dataset_record(ds: DatasetVersion) -> dict:
 def _retrain(run: TrainingRun, examples: dict, out: Path):
     import torch
 
-    from spinefm.retrain import retrain_bundle
+    from spinefm.train.retrain import retrain_bundle
 
-    torch.set_num_threads(int(os.environ.get("SPINEAGENT_TORCH_THREADS", "1")))
+    torch.set_num_threads(settings.SPINEAGENT_TORCH_THREADS)
     o = run.options or parse_options({})
 
     def progress(stage: str, pct: int) -> None:  # retrain's 0-100 mapped into this run's 20-85

@@ -27,7 +27,7 @@ from backend.reports.worklist import STATUSES
 
 from .config import app_config_js
 
-OHIF_DIR = Path(getattr(settings, "SPINEAGENT_OHIF_DIR", settings.BASE_DIR / "var" / "ohif"))
+OHIF_DIR = Path(settings.SPINEAGENT_OHIF_DIR)
 VIEWER_DIR = OHIF_DIR / "viewer"  # OHIF's dist, re-based to /viewer/
 EXTENSION_DIRS = (settings.BASE_DIR / "ohif-extension" / "src", OHIF_DIR / "ext")  # our modules, then vendor.js
 ASSET_DIR = Path(__file__).resolve().parent / "assets"

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinefm.conditions import (CONDITIONS, CORD_LEVEL, DISC_LEVEL, PRESENT, UNCERTAIN,
-                                get_condition)
+from spinefm.conditions import CONDITIONS, CORD_LEVEL, DISC_LEVEL, LabelValue, get_condition
 
 from .anatomy import INDEX, NAMES, Blob, Bump, Spine
 from .config import PhantomConfig
@@ -62,7 +61,7 @@ class Finding:
 
     @property
     def magnitude(self) -> float:
-        return SUBTLE_MAG if self.label == UNCERTAIN else _MAG[self.severity]
+        return SUBTLE_MAG if self.label == LabelValue.UNCERTAIN else _MAG[self.severity]
 
 
 def _levels_for(cond_key: str, regions: tuple[str, ...]) -> list[str]:
@@ -134,8 +133,8 @@ def sample_findings(rng: np.random.Generator, regions: tuple[str, ...], config: 
             continue
         w_sev = np.asarray(config.severity_weights, dtype=float)
         severity = str(rng.choice(SEVERITIES, p=w_sev / w_sev.sum()))
-        label = UNCERTAIN if rng.random() < config.uncertain_fraction else PRESENT
-        if label == UNCERTAIN:
+        label = LabelValue.UNCERTAIN if rng.random() < config.uncertain_fraction else LabelValue.PRESENT
+        if label == LabelValue.UNCERTAIN:
             severity = "mild"
         side = "central"
         if cond.key in ("neuroforaminal", "subarticular", "synovial", "cyst"):
@@ -151,8 +150,9 @@ def sample_findings(rng: np.random.Generator, regions: tuple[str, ...], config: 
     comp = [f for f in findings if f.condition == "compression"]
     for f in comp:
         if not any(g.condition == "canal" for g in findings):
-            findings.append(Finding("canal", f.level, "severe" if f.severity == "severe" else "moderate",
-                                    PRESENT if f.label == PRESENT else UNCERTAIN, "central"))
+            label = LabelValue.PRESENT if f.label == LabelValue.PRESENT else LabelValue.UNCERTAIN
+            findings.append(Finding("canal", f.level, "severe" if f.severity == "severe" else "moderate", label,
+                                    "central"))
     return findings
 
 
@@ -186,7 +186,7 @@ def apply_finding(spine: Spine, f: Finding, rng: np.random.Generator) -> None:
     pw = (9.0 if p_d["region"] < 0.5 else (7.0 if p_d["region"] < 1.5 else 9.0)) * sc
     fp = f.footprint
     key = f.condition
-    subtle = f.label == UNCERTAIN
+    subtle = f.label == LabelValue.UNCERTAIN
 
     if key == "canal":
         spine.bumps.append(Bump("sac_scale", s_d, dlen / 2 + 7 * sc, 1 - 0.25 - 0.45 * m, "mul"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinefm.conditions import UNCERTAIN
+from spinefm.conditions import LabelValue
 
 from .anatomy import INDEX, NAMES
 
@@ -58,7 +58,7 @@ def _hedge(text: str, say: _Say) -> str:
 
 def phrase(f, say: _Say, short: bool = False) -> str:
     """One sentence fragment for a finding (no final period)."""
-    unc = f.label == UNCERTAIN
+    unc = f.label == LabelValue.UNCERTAIN
     d = f.detail
     side = _SIDE.get(f.side, "")
     k = f.condition
@@ -301,7 +301,7 @@ def write_report(study_regions, series, findings, conus_level: str, rng: np.rand
 
     # impression
     imp = []
-    for f in sorted(findings, key=lambda f: (_PRIORITY.index(f.condition), f.label == UNCERTAIN)):
+    for f in sorted(findings, key=lambda f: (_PRIORITY.index(f.condition), f.label == LabelValue.UNCERTAIN)):
         txt = phrase(f, say, short=True)
         if "-" in f.level and f.level not in txt and f.condition not in ("spondylolisthesis",):
             txt += f" at {f.level}"
@@ -312,7 +312,7 @@ def write_report(study_regions, series, findings, conus_level: str, rng: np.rand
         imp.append(say("No canal stenosis or cord compression.", "No fracture or marrow edema.",
                        "No disc herniation."))
     if any(f.condition in ("compression", "lesion_intramedullary", "lesion_extramedullary", "inflammation")
-           and f.label != UNCERTAIN for f in findings):
+           and f.label != LabelValue.UNCERTAIN for f in findings):
         imp.append(say("Clinical correlation recommended.", "Recommend clinical correlation and follow-up as appropriate."))
     impression = "\n".join(f"{i}. {t}" for i, t in enumerate(imp, 1))
     text = (f"TECHNIQUE: {technique}\nCOMPARISON: {comparison}\n\nFINDINGS:\n{findings_txt}\n\n"

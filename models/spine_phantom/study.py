@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinefm.conditions import ABSENT, CONDITION_KEYS, PRESENT, UNCERTAIN
+from spinefm.conditions import CONDITION_KEYS, LabelValue
 
 from . import __version__
 from .anatomy import NAMES, VARIANTS, Spine, apply_variant, make_spine
@@ -263,10 +263,10 @@ def anatomy_truth(spine: Spine, plan: StackPlan) -> dict:
 
 
 def _truth(study: PhantomStudy, kept, report: dict, conus: str) -> dict:
-    labels = {k: ABSENT for k in CONDITION_KEYS}
+    labels = {k: LabelValue.ABSENT for k in CONDITION_KEYS}
     for f, _ in kept:
-        if f.label == PRESENT or labels[f.condition] == ABSENT:
-            labels[f.condition] = PRESENT if f.label == PRESENT else UNCERTAIN
+        if f.label == LabelValue.PRESENT or labels[f.condition] == LabelValue.ABSENT:
+            labels[f.condition] = LabelValue.PRESENT if f.label == LabelValue.PRESENT else LabelValue.UNCERTAIN
     findings = []
     for f, hits in kept:
         boxes, keys, seqs = [], [], set()

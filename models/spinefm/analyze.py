@@ -22,8 +22,7 @@ from . import intake
 from .clip import case_embedding
 from .conditions import DISC_LEVEL, get_condition, region_of_level
 from .data import SeriesRecord, record_from_study_input
-from .results import (POSSIBLE, PRESENT, AnalysisResult, Box, ConditionPrediction, KeySlice, SeriesUsed, SimilarCase,
-                      UnsupportedStudy)
+from .results import AnalysisResult, Box, Call, ConditionPrediction, KeySlice, SeriesUsed, SimilarCase, UnsupportedStudy
 from .sequences import describe_sequence
 
 log = logging.getLogger(__name__)
@@ -232,10 +231,10 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     conditions, key_slices, boxes = [], [], []
     most_probable = set(torch.argsort(probs, descending=True)[:localize_top].tolist())
     for i, c in enumerate(model.cfg.conditions):
-        present = statuses[i] == PRESENT
+        present = statuses[i] == Call.PRESENT
         conditions.append(ConditionPrediction(c, round(float(probs[i]), 4), present, status=statuses[i],
                                               rule_out=bool(model.diagnosis.rule_out[i])))
-        if present or statuses[i] == POSSIBLE or localize_all or i in most_probable:
+        if present or statuses[i] == Call.POSSIBLE or localize_all or i in most_probable:
             ks, box, note = localize(model, c, _series_for(c, embedded), case, placer)
             conditions[-1].level = box.level
             conditions[-1].level_uncertain, conditions[-1].level_note = box.level_uncertain, note
@@ -267,19 +266,18 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     if draft:
         t = time.perf_counter()
         drafter = bundle.drafter()
-        if drafter is not None:
-            slice_embeddings = {}
-            for e in embedded.values():
-                slice_embeddings.setdefault(e["series"].stream, e["cls"])
-            try:  # the drafter falls back to the template itself; this guards the predictions against the rest
-                from .report.findings import with_model_line
+        slice_embeddings = {}
+        for e in embedded.values():
+            slice_embeddings.setdefault(e["series"].stream, e["cls"])
+        try:  # the drafter falls back to the template itself; this guards the predictions against the rest
+            from .report.findings import with_model_line
 
-                record = drafter.draft_record(result, slice_embeddings)
-                result.draft_text = with_model_line(record.text, result)  # every backend's draft keeps its label
-                result.draft_backend, result.draft_fallback = record.label, record.fallback
-            except Exception as exc:  # a drafter failure must not lose the predictions
-                log.exception("report drafter failed")
-                result.draft_backend = f"error: {type(exc).__name__}: {exc}"
+            record = drafter.draft_record(result, slice_embeddings)
+            result.draft_text = with_model_line(record.text, result)  # every backend's draft keeps its label
+            result.draft_backend, result.draft_fallback = record.label, record.fallback
+        except Exception as exc:  # a drafter failure must not lose the predictions
+            log.exception("report drafter failed")
+            result.draft_backend = f"error: {type(exc).__name__}: {exc}"
         timings["draft_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     result.timings = {k: round(v, 4) for k, v in timings.items()}

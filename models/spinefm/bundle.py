@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 FORMAT = "spinefm-bundle/1"
 MANIFEST = "manifest.json"
 PART_FILES = {part: f"{part}.safetensors" for part in ("encoders", "clip", "synthesizer", "diagnosis", "segmentation")}
+# Parts whose weights (with the configs) determine the case embedding; see embedding_key().
+EMBEDDING_PARTS = ("encoders", "clip", "synthesizer")
 # Parts added after the format was fixed: loaded (and hash-checked) when the manifest lists them.
 OPTIONAL_PART_FILES = {"level": "level.safetensors", "locator": "locator.safetensors"}
 INDEX_WEIGHTS, INDEX_META = "index.safetensors", "index.json"
@@ -168,6 +170,18 @@ def manifest_sha256(path: str | Path) -> str:
         raise BundleError(f"{Path(path) / MANIFEST}: cannot read ({exc})") from None
 
 
+def embedding_key(manifest: dict) -> str:
+    """Fingerprint of what produces a bundle's case embeddings: configs + encoder/CLIP/synthesizer weights.
+
+    Two bundles with the same key embed a study identically (a retrained bundle keeps its base's
+    key), so an embedding stored by one serves the other.
+    """
+    files = manifest.get("files", {})
+    parts = {p: files.get(PART_FILES[p], "") for p in EMBEDDING_PARTS}
+    canon = json.dumps({"configs": manifest.get("configs", {}), "parts": parts}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
 def read_manifest(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_dir():
@@ -264,7 +278,6 @@ class Bundle:
         self.name, self.version = manifest["name"], manifest["version"]
         self.synthetic_training = bool(manifest["synthetic_training"])
         self._drafter = None
-        self._drafter_error: str | None = None
         self._site_drafter: dict | None = None
         self._text_encoder = None
 
@@ -275,17 +288,14 @@ class Bundle:
     def configure_drafter(self, site: dict | None) -> None:
         """The site's drafter settings (backend/settings.py SPINEAGENT_DRAFTER*); they win over the
         manifest's ``report`` section when they name a backend. Takes effect at the next drafter()."""
-        self._site_drafter, self._drafter, self._drafter_error = site, None, None
+        self._site_drafter, self._drafter = site, None
 
     def drafter(self):
         """spinefm.report's drafter (spinefm.report.load_drafter), loaded once: the configured one with the
-        template behind it; None only when spinefm.report itself is not importable."""
-        if self._drafter is None and self._drafter_error is None:
-            try:
-                from .report import load_drafter
-            except ImportError as exc:
-                self._drafter_error = f"spinefm.report unavailable ({exc})"
-                return None
+        template behind it."""
+        if self._drafter is None:
+            from .report import load_drafter
+
             self._drafter = load_drafter(self._site_drafter, self.manifest.get("report"), self.path)
             (log.info if self._drafter.primary is not None else log.error)("%s: %s", self.name, self._drafter.status)
         return self._drafter

@@ -33,9 +33,9 @@ STAGES = {
     "levels": ("spinefm.train.levels", "train the level head (finding -> spinal level) on a stage or bundle"),
     "locator": ("spinefm.train.locator", "train the spine locator (disc levels counted on the images) into a bundle"),
     "calibrate": ("spinefm.train.calibrate", "operating points (present / possible / not assessed) from held-out cases"),
-    "evaluate": ("spinefm.evaluate", "evaluate a bundle on held-out phantoms (+ baselines)"),
-    "compare": ("spinefm.compare", "score a candidate and reference bundles on the same held-out dataset cases"),
-    "build-bundle": ("spinefm.build", "assemble a bundle with retrieval index and metrics"),
+    "evaluate": ("spinefm.train.evaluate", "evaluate a bundle on held-out phantoms (+ baselines)"),
+    "compare": ("spinefm.train.compare", "score a candidate and reference bundles on the same held-out dataset cases"),
+    "build-bundle": ("spinefm.train.build", "assemble a bundle with retrieval index and metrics"),
     "train-default": ("spinefm.train.default", "train the default phantom bundle end to end"),
     "convert-encoder": ("spinefm.convert.cli", "convert a DINOv2/DINOv3 checkpoint (transformers, timm) to our encoder"),
 }
@@ -48,11 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = argv[0] if argv and argv[0] in STAGES else None
     for name, (module, help_text) in STAGES.items():
         p = sub.add_parser(name, help=help_text)
-        if name == chosen:  # import only the stage that runs (pretrain may not be installed)
-            try:
-                mod = importlib.import_module(module)
-            except ImportError as exc:
-                parser.error(f"{name}: {module} is not available ({exc})")
+        if name == chosen:  # import only the stage that runs: each pulls in its own heavy modules
+            mod = importlib.import_module(module)
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)
     args = parser.parse_args(argv)

@@ -7,13 +7,30 @@ agent, the phantom generator, the labelers and the backend read this table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import IntEnum
 
-# Ternary label values used everywhere (datasets, ground truth, labelers).
-PRESENT = 1
-ABSENT = 0
-UNCERTAIN = -1
-LABEL_NAMES = {PRESENT: "present", ABSENT: "absent", UNCERTAIN: "uncertain"}
+
+class LabelValue(IntEnum):
+    """A condition's ternary label as data holds it (datasets, ground truth, labelers, verified labels).
+
+    Integers, so labels stored in the database, JSON and exports read 1 / 0 / -1 as they always have.
+    Not the model's call on a study (spinefm.results.Call), which is a different thing with similar names.
+    """
+
+    PRESENT = 1
+    ABSENT = 0
+    UNCERTAIN = -1
+
+    @classmethod
+    def aggregate(cls, values: Iterable[int]) -> LabelValue:
+        """One label of several mentions' values: present if any is, else uncertain if any is, else absent."""
+        found = set(values)
+        return cls.PRESENT if cls.PRESENT in found else cls.UNCERTAIN if cls.UNCERTAIN in found else cls.ABSENT
+
+
+LABEL_NAMES = {LabelValue.PRESENT: "present", LabelValue.ABSENT: "absent", LabelValue.UNCERTAIN: "uncertain"}
 
 # Groups as in the paper.
 DEGENERATIVE = "degenerative/structural"

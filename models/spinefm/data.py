@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .conditions import CONDITION_KEYS, UNCERTAIN
+from .conditions import CONDITION_KEYS, LabelValue
 from .preprocess import Geometry, PreprocessConfig, prepare_series, prepare_volume, uint8_to_input
 from .sequences import DIXON, OTHER, SAGITTAL, STIR, T1, T2, classify_sequence, plane_from_orientation
 
@@ -73,7 +73,7 @@ class CaseRecord:
         return min(items, key=lambda s: (STREAM_PREFERENCE.get(s.sequence, 3), -len(s.sop_instance_uids))) if items else None
 
     def label_vector(self, conditions: tuple[str, ...] = CONDITION_KEYS) -> torch.Tensor:
-        return torch.tensor([float(self.labels.get(c, UNCERTAIN)) for c in conditions])
+        return torch.tensor([float(self.labels.get(c, LabelValue.UNCERTAIN)) for c in conditions])
 
 
 def record_series(uid: str, datasets: list, cfg: PreprocessConfig, sequence: str | None = None,
@@ -108,15 +108,6 @@ def record_from_study_input(study, cfg: PreprocessConfig, planes: tuple[str, ...
 
 
 # ---------------------------------------------------------------- phantom data
-
-def phantom_available() -> bool:
-    try:
-        import spine_phantom
-
-        return hasattr(spine_phantom, "generate_study")
-    except ImportError:
-        return False
-
 
 def record_from_phantom(seed: int, index: int, cfg: PreprocessConfig, phantom_config: dict | None = None) -> CaseRecord:
     """spine_phantom.generate_study -> CaseRecord, reading the pixels through its DICOM datasets."""
@@ -230,28 +221,3 @@ def sample_slices(n: int, k: int, train: bool, generator: torch.Generator | None
     step = n / k
     offset = float(torch.rand(1, generator=generator)) * step if train else step / 2
     return (torch.arange(k) * step + offset).long().clamp(max=n - 1)
-
-
-def _warm_one(job) -> str:
-    seed, index, cfg, root, phantom_config = job
-    path = Path(root) / f"{seed}-{index}.npz"
-    if not path.exists():
-        save_record(record_from_phantom(seed, index, cfg, phantom_config), path)
-    return str(path)
-
-
-def warm_cache(seed: int, indices, cfg: PreprocessConfig, cache_dir: str | Path, workers: int = 2,
-               phantom_config: dict | None = None) -> None:
-    """Generate and cache phantom cases in parallel processes (generation dominates on a CPU)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    root = Path(cache_dir) / cache_key(cfg, phantom_config)
-    jobs = [(seed, i, cfg, root, phantom_config) for i in indices if not (root / f"{seed}-{i}.npz").exists()]
-    if not jobs:
-        return
-    if workers <= 1:
-        for j in jobs:
-            _warm_one(j)
-        return
-    with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_warm_one, jobs, chunksize=4))

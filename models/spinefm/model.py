@@ -11,7 +11,6 @@ import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .clip import ClipConfig, SeriesBranch, TriModalCLIP, case_embedding
@@ -91,11 +90,6 @@ class SpineFM(nn.Module):
     def state_dicts(self) -> dict[str, dict[str, torch.Tensor]]:
         return {name: {k: v.detach().contiguous() for k, v in part.state_dict().items()} for name, part in self.parts().items()}
 
-    def load_state_dicts(self, states: dict[str, dict[str, torch.Tensor]], strict: bool = True) -> None:
-        parts = self.parts()
-        for name, state in states.items():
-            parts[name].load_state_dict(state, strict=strict)
-
     # -- encoding
     def encoder(self, stream: str) -> nn.Module:
         return {"t1": self.t1, "t2": self.t2, "synthesizer": self.synthesizer}[stream]
@@ -137,7 +131,3 @@ class _ParamHolder(nn.Module):
         super().__init__()
         self.logits = synth.logits
         self.gate_net = synth.gate_net
-
-
-def normalize_rows(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x, dim=-1)

@@ -5,28 +5,33 @@ Pixel boxes are ``[x0, y0, x1, y1]`` in image pixel coordinates
 (column, row) of the referenced instance, x1/y1 exclusive.
 
 Fields added later have defaults, so results stored before them load unchanged
-(``from_dict``) and ``to_dict`` only gains keys.
+(``from_dict``) and ``to_dict`` only gains keys. ``from_dict`` is the one reader of a stored
+result: it also takes what older or hand-written dicts look like (a missing field reads as
+empty, an unknown key is ignored, an item that names no condition is left out).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 
-# Per-condition call at the bundle's operating points (spinefm.train.operating_points):
-# asserted, hedged, not found, or not assessed (the condition failed held-out validation).
-PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED = "present", "possible", "absent", "not_assessed"
-STATUSES = (PRESENT, POSSIBLE, ABSENT, NOT_ASSESSED)
+class Call(StrEnum):
+    """The model's call on a condition at the bundle's operating points (spinefm.train.operating_points):
+    asserted, hedged, not found, or not assessed (the condition failed held-out validation).
+
+    Strings, so results stored as JSON keep their ``status`` values. Not a label (spinefm.conditions.LabelValue).
+    """
+
+    PRESENT = "present"
+    POSSIBLE = "possible"
+    ABSENT = "absent"
+    NOT_ASSESSED = "not_assessed"
 
 
-def call_of(condition: Mapping[str, Any] | None) -> str | None:
-    """The call in one serialised ConditionPrediction: its ``status``, or for results written before
-    operating points its ``present`` flag; None when there is no prediction."""
-    if condition is None:
-        return None
-    return condition.get("status") or (PRESENT if condition.get("present") else ABSENT)
+STATUSES = tuple(Call)
 
 
 @dataclass
@@ -42,6 +47,11 @@ class ConditionPrediction:
     # whether the bundle's held-out operating point supports calling this condition absent (a normal
     # statement in the draft); None in results written before it was recorded (treated as no)
     rule_out: bool | None = None
+
+    @property
+    def call(self) -> str:
+        """The model's call: its ``status``, or for results written before operating points its ``present`` flag."""
+        return Call(self.status) if self.status else (Call.PRESENT if self.present else Call.ABSENT)
 
 
 @dataclass
@@ -108,18 +118,48 @@ class AnalysisResult:
     coverage: list[str] = field(default_factory=list)  # levels in the field of view, cranio-caudal
     levels_source: str = ""          # "locator" (discs counted on the images), "level_head", or "" (no levels)
     spine_check: dict[str, Any] = field(default_factory=dict)  # the image check (spinefm.vertebrae.SpineLabels)
+    # series the bundle wanted (spinefm.intake.series_to_fetch) that the caller could not read, with the reason
+    series_skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AnalysisResult":
-        data = dict(data)
-        kinds = {"conditions": ConditionPrediction, "key_slices": KeySlice, "boxes": Box,
-                 "similar_cases": SimilarCase, "series": SeriesUsed}
-        for key, kind in kinds.items():
-            data[key] = [kind(**item) for item in data.get(key, [])]
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> "AnalysisResult":
+        """A stored result; one written without ``synthetic_training`` is taken as synthetic-trained
+        (nothing claims patient data that did not say so)."""
+        data = {"synthetic_training": True, **data}
+        values = _fields_of(cls, data)
+        for key, kind in _ITEMS.items():
+            values[key] = [kind(**_fields_of(kind, item)) for item in data.get(key) or []
+                           if isinstance(item, Mapping) and _readable(key, item)]
+        return cls(**values)
+
+
+_ITEMS = {"conditions": ConditionPrediction, "key_slices": KeySlice, "boxes": Box, "similar_cases": SimilarCase,
+          "series": SeriesUsed}
+_EMPTY = {"str": "", "float": 0.0, "int": 0, "bool": False, "list[float]": list}
+
+
+def _readable(key: str, item: Mapping[str, Any]) -> bool:
+    """Whether a stored item is one: a prediction has a condition and a probability, a box its four corners."""
+    if key == "conditions":
+        return bool(item.get("condition")) and isinstance(item.get("probability"), (int, float))
+    if key == "boxes":
+        return bool(item.get("condition")) and len(item.get("box") or ()) == 4
+    return True
+
+
+def _fields_of(kind, item: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataclass's fields from ``item``: unknown keys dropped, a missing required field empty."""
+    out = {}
+    for f in fields(kind):
+        if f.name in item:
+            out[f.name] = item[f.name]
+        elif f.default is MISSING and f.default_factory is MISSING:
+            empty = _EMPTY[f.type]
+            out[f.name] = empty() if callable(empty) else empty
+    return out
 
 
 class UnsupportedStudy(ValueError):

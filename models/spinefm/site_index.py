@@ -3,7 +3,7 @@
 A bundle's ``index.safetensors`` holds the cases the bundle was trained on (synthetic phantoms for the
 default bundle), so "similar cases" would always show those. A site builds its own bank from the
 reports its radiologists signed. This module owns that bank's on-disk format, one directory per
-embedding key (:func:`spinefm.retrain.embedding_key`: every bundle with that key embeds a study the
+embedding key (:func:`spinefm.bundle.embedding_key`: every bundle with that key embeds a study the
 same way, so the bank serves all of them):
 
     index.safetensors   image (n, d) case embeddings, text (n, d) report embeddings

@@ -51,11 +51,6 @@ class LayerwiseSynthesizer(nn.Module):
             enc.requires_grad_(False)
             enc.eval()
 
-    def unfreeze_encoders(self) -> None:
-        self.encoders_frozen = False
-        for enc in (self.t1, self.t2):
-            enc.requires_grad_(True)
-
     def train(self, mode: bool = True):
         super().train(mode)
         if self.encoders_frozen:

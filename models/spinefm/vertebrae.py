@@ -447,13 +447,6 @@ class SpineLabels:
         return (low, "") if low in VERTEBRAE else (None, "level below the labelled spine")
 
 
-def _angle(u: np.ndarray, v: np.ndarray) -> float:
-    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
-    if nu < 1e-9 or nv < 1e-9:
-        return 0.0
-    return math.acos(float(np.clip(u @ v / (nu * nv), -1, 1)))
-
-
 def _position(level: str) -> float:
     head = level.split("-")[0]
     base = VERTEBRAE.index(head) if head in VERTEBRAE else len(VERTEBRAE)

@@ -5,6 +5,7 @@
 // whose callback ref mounts our own React root (vendor.js) into it.
 import { React, createRoot } from './vendor.js';
 import { api } from './api.js';
+import { forwardOurHotkeys, getCommandsModule } from './commands.js';
 import { EXTENSION_ID, PANEL_NAME } from './ids.js';
 import { Panel } from './panel/Panel.js';
 import { Viewer } from './viewer.js';
@@ -16,20 +17,36 @@ function ensureStylesheet() {
   document.head.append(Object.assign(document.createElement('link'), { rel: 'stylesheet', href: STYLESHEET }));
 }
 
+let mounted = null; // {node, root, onKey}: OHIF shows one panel instance at a time
+let viewer = null;
+
+function unmountPanel() {
+  if (!mounted) return;
+  mounted.node.removeEventListener('keydown', mounted.onKey, true);
+  mounted.root.unmount(); // runs the panel's cleanups: polling and box drawing stop, pending text is saved
+  mounted = null;
+}
+
+/** Leaving the SpineAgent mode (its onModeExit, before OHIF tears down viewports and tool groups): the panel
+ * is unmounted, our boxes leave cornerstone's annotations and OHIF's measurements, the console handle goes. */
+export function endReading() {
+  unmountPanel();
+  viewer?.reset();
+  if (window.spineagent === viewer) delete window.spineagent;
+}
+
 function islandComponent(managers) {
-  const viewer = new Viewer(managers);
-  window.spineagent = viewer; // for the e2e tests and the browser console: currentImage(), boxesOnCurrentImage()
-  let mounted = null; // {node, root}: OHIF shows one panel instance at a time
+  viewer = new Viewer(managers);
+  const onKey = forwardOurHotkeys(managers);
   // One stable callback: OHIF re-renders the panel often; a new ref function each time would remount us.
   // React calls it with the node on mount and with null on unmount (mode exit, panel closed).
   const mount = (node) => {
-    if (mounted && mounted.node !== node) {
-      mounted.root.unmount();
-      mounted = null;
-    }
+    if (mounted && mounted.node !== node) unmountPanel();
     if (!node || mounted) return;
     ensureStylesheet();
-    mounted = { node, root: createRoot(node) };
+    window.spineagent = viewer; // for the e2e tests and the browser console: currentImage(), boxesOnCurrentImage()
+    mounted = { node, root: createRoot(node), onKey };
+    node.addEventListener('keydown', onKey, true);
     mounted.root.render(React.createElement(Panel, { viewer }));
   };
   // Hook-free: plain element objects are accepted by the host's React 18 whoever created them.
@@ -54,13 +71,14 @@ export default {
   preRegistration() {
     rememberNoticeAcknowledgement();
   },
-  getPanelModule({ servicesManager, extensionManager, commandsManager }) {
+  getCommandsModule,
+  getPanelModule({ servicesManager, extensionManager, commandsManager, hotkeysManager }) {
     return [{
       name: PANEL_NAME,
       iconName: 'tab-patient-info',
       iconLabel: 'Report',
       label: 'SpineAgent report',
-      component: islandComponent({ servicesManager, extensionManager, commandsManager }),
+      component: islandComponent({ servicesManager, extensionManager, commandsManager, hotkeysManager }),
     }];
   },
 };

@@ -1,5 +1,9 @@
 // SpineAgent mode: OHIF's basic viewer mode (loaded through the host's own loader) with our report
-// panel first on the right and the right side open. Route: /viewer/spineagent?StudyInstanceUIDs=<uid>
+// panel first on the right and the right side open, for MR studies. Route: /viewer/spineagent?StudyInstanceUIDs=<uid>
+// On enter it adds our hotkeys (commands.js) to OHIF's bindings; on exit it ends the reading (extension.js)
+// before the basic mode tears down viewports and tool groups.
+import { HOTKEYS } from './commands.js';
+import { endReading } from './extension.js';
 import { EXTENSION_ID, PANEL_ID } from './ids.js';
 
 export default {
@@ -15,9 +19,23 @@ export default {
       routeName: 'spineagent',
       displayName: 'SpineAgent report',
       hide: false,
+      modeModalities: ['MR'], // spine MRI: the mode is offered for studies with an MR series
       // Our extension is registered globally from app-config.js; listing it here by bare name would make
       // the route try to import() that name.
       extensions: base.extensions,
+      // `this` is this mode instance: the basic mode's hooks keep their subscriptions on it.
+      onModeEnter(args) {
+        base.onModeEnter.call(this, args);
+        // Read by the mode route right after onModeEnter (hotkeysManager.setDefaultHotKeys); the mode scope is
+        // reset on every enter, so the bindings are never pushed twice.
+        args.servicesManager.services.customizationService.setCustomizations({
+          'ohif.hotkeyBindings': { $push: HOTKEYS.map((h) => ({ ...h })) },
+        });
+      },
+      onModeExit(args) {
+        endReading();
+        base.onModeExit.call(this, args);
+      },
       routes: [{
         ...route,
         path: 'spineagent',

@@ -242,6 +242,18 @@ export class Viewer {
     }
   }
 
+  /** Our boxes out of cornerstone's annotation state and OHIF's measurements (the mode is left): the next
+   * reading starts with none of this one's. */
+  reset() {
+    const { annotation } = this.libs.cornerstoneTools;
+    const { measurementService } = this.services;
+    for (const uid of this.drawn.values()) {
+      if (annotation.state.getAnnotation(uid)) annotation.state.removeAnnotation(uid);
+      if (measurementService.getMeasurement(uid)) measurementService.remove(uid);
+    }
+    this.drawn.clear();
+  }
+
   /** OHIF's measurement for a drawn box (area, statistics), if OHIF has mapped it already. */
   measurementFor(box) {
     const uid = this.drawn.get(`${box.sop_instance_uid}|${box.condition}|${box.box.join(',')}`);

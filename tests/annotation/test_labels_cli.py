@@ -1,10 +1,8 @@
-"""The CLI end to end: extract to JSONL, evaluate against verified labels, phantoms when available."""
+"""The CLI end to end: extract to JSONL, evaluate against verified labels and against phantoms."""
 
 import json
 import subprocess
 import sys
-
-import pytest
 
 from spine_labels.cli import main
 
@@ -44,15 +42,6 @@ def test_module_entry_point_runs():
     assert r.returncode == 0 and "extract" in r.stdout and "evaluate" in r.stdout
 
 
-def _phantoms_available():
-    try:
-        from spine_phantom import generate_study  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _phantoms_available(), reason="spine_phantom.generate_study not importable yet")
 def test_evaluate_on_a_few_phantoms(tmp_path, capsys):
     out = tmp_path / "t.md"
     misses = tmp_path / "misses.jsonl"

@@ -207,11 +207,13 @@ def test_submit_validation(task, client_for, body, needle):
     assert not Annotation.objects.exists()
 
 
-def test_validation_error_is_a_django_validation_error(task, users):
-    from django.core.exceptions import ValidationError
+def test_validation_error_is_the_api_invalid_naming_the_field(task, users):
+    """Callers outside the API get the same refusal the API answers with (400 ``invalid``, its field)."""
+    from backend.errors import Invalid
 
-    with pytest.raises(ValidationError):
+    with pytest.raises(Invalid) as err:
         services.submit_annotation(task, users["annotator"], labels(canal=5))
+    assert (err.value.status, err.value.code, err.value.extra["field"]) == (400, "invalid", "labels")
 
 
 def test_double_submit_is_409(annotators, client_for):

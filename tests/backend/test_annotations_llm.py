@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from backend import celery
 from backend.annotations import services
 from backend.annotations.models import Extraction, LabelTask
 from backend.annotations.tasks import llm_extract
@@ -73,7 +74,7 @@ def test_malformed_replies_fall_back_to_the_rules(server):
 
 def test_signed_reports_defer_the_llm_to_celery(server, django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr(llm_extract, "apply_async", lambda args, **kw: queued.append(args))
+    monkeypatch.setattr(celery.app, "send_task", lambda name, args, **kw: queued.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         task, _ = services.create_task(study_instance_uid=UID, text=REPORT, source=LabelTask.SIGNED, defer_llm=True)
     assert queued == [(task.pk,)] and not server.requests

@@ -6,12 +6,12 @@ import highdicom as hd
 import pydicom
 import pytest
 
-from backend.inference import runner
+from backend.inference import dicom_sr, receivers, runner, tasks
 from backend.inference.models import InferenceJob, InferenceResult
-from backend.reports import dicom_sr, receivers, tasks
 from backend.studies.ingest import index_from_orthanc
 from backend.studies.models import Instance, Study
 from backend.studies.orthanc.client import get_client
+from spinefm import intake
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
@@ -142,7 +142,7 @@ def test_indexing_the_sr_adds_an_sr_series_and_no_job(phantom_result, orthanc_ad
     assert InferenceJob.objects.filter(study=study).count() == 1
     headers = get_client().study_metadata(study.study_instance_uid)
     runner.check_supported(headers)  # the SR does not make the study unsupported
-    assert sr_series.series_instance_uid not in runner.usable_series(headers)
+    assert sr_series.series_instance_uid not in intake.series_to_fetch(headers)
 
 
 def test_level_codes():
@@ -233,7 +233,7 @@ def test_failed_sr_export_is_recorded_visible_and_retryable(orthanc, orthanc_adm
     result = _sr_result(study, str(header.SOPInstanceUID))
     original = dicom_sr.build_sr
     monkeypatch.setattr(dicom_sr, "build_sr", lambda *a: (_ for _ in ()).throw(AttributeError("PatientBirthDate")))
-    monkeypatch.setattr("backend.reports.tasks.export_sr.apply_async",
+    monkeypatch.setattr("backend.inference.tasks.export_sr.apply_async",
                         lambda args, **kw: tasks.export_sr.apply(args=args))
     receivers.dispatch_sr_export(result.pk)
     result.refresh_from_db()

@@ -70,13 +70,11 @@ def test_queue_job_answers_503_when_redis_is_down(client_for, users, monkeypatch
 def test_job_created_while_broker_down_is_dispatched_later(active_model, monkeypatch):
     from kombu.exceptions import OperationalError
 
-    from backend.inference.tasks import run_inference_job
-
     def broker_down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     study = Study.objects.create(study_instance_uid="1.2.826.0.1.3680043.10.999.3")
-    monkeypatch.setattr(run_inference_job, "apply_async", broker_down)
+    monkeypatch.setattr(celery.app, "send_task", broker_down)
     job = jobs.create_job(study)
     job.refresh_from_db()
     assert job.status == "queued" and job.dispatched_at is None

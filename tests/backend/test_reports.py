@@ -45,7 +45,7 @@ def make_result(model_version):
 def exports(monkeypatch):
     """SR exports the receiver queued (not sent to the broker in these tests)."""
     sent = []
-    monkeypatch.setattr("backend.reports.receivers.dispatch_sr_export", sent.append)
+    monkeypatch.setattr("backend.inference.receivers.dispatch_sr_export", sent.append)
     return sent
 
 

@@ -1,5 +1,7 @@
-"""Schemathesis against our own OpenAPI schema, served by a live server: no input that matches the schema
-(and none of schemathesis' deliberately wrong ones) may make an API operation answer 5xx.
+"""Schemathesis against our own OpenAPI schema, served by a live server. The schema is the contract: no
+input that matches it (and none of schemathesis' deliberately wrong ones) may make an API operation answer
+5xx, answer a status code the schema does not list for that operation, answer another content type than
+documented, or answer a body that does not match the documented schema (errors included: the one error body).
 
 Bounded and reproducible: a fixed number of examples per operation, derandomized (Hypothesis draws the
 same cases on every run), no example database. Each generated case is sent twice: as generated, and with
@@ -28,7 +30,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
+                                 status_code_conformance)
 from schemathesis.core.failures import FailureGroup
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -38,6 +41,7 @@ UID = "1.2.826.0.1.3680043.10.999.901"
 EXAMPLES = int(os.environ.get("SPINEAGENT_FUZZ_EXAMPLES", "8"))
 ONLY = re.compile(os.environ.get("SPINEAGENT_FUZZ_ONLY", ""))  # e.g. "report" while debugging one view
 ROLES = ("admin", "radiologist")
+CONTRACT = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture
@@ -99,13 +103,13 @@ def _fuzz(operation, strategy, fuzz_world, base_url: str, failures: list) -> int
             response = case.call(base_url=base_url, session=session, headers=headers, timeout=60)
             sent += 1
             try:
-                case.validate_response(response, checks=[not_a_server_error], headers=headers)
+                case.validate_response(response, checks=CONTRACT, headers=headers)
             except (AssertionError, FailureGroup) as exc:  # FailureGroup is a BaseExceptionGroup
                 if not any(f.startswith(f"{operation.label} as {role}:") for f in failures):  # once per op
                     failures.append(f"{operation.label} as {role}: HTTP {response.status_code}\n"
                                     f"  {case.as_curl_command(headers=headers, base_url=base_url)}\n"
                                     f"  {response.text[:300]}")
-                raise AssertionError(f"server error on {operation.label}") from exc
+                raise AssertionError(f"contract broken on {operation.label}") from exc
 
     try:
         search()
@@ -138,9 +142,9 @@ def test_no_server_errors(api_schema, fuzz_world, live_server):
                 sent += _fuzz(operation, strategy, fuzz_world, live_server.url, failures)
     elapsed = time.monotonic() - started
     print(f"schemathesis: {len(api_schema)} operations, {sent} requests in {elapsed:.0f} s, "
-          f"{len(failures)} operations with a server error")
+          f"{len(failures)} operations breaking the contract")
     assert sent >= (20 * EXAMPLES if not ONLY.pattern else 1), f"only {sent} requests were sent: the fuzzer did not run"
-    assert not failures, "server errors:\n" + "\n".join(failures)
+    assert not failures, "contract broken (5xx, undocumented status, content type or body):\n" + "\n".join(failures)
 
 
 # Regressions the fuzzer found, pinned as plain tests so they stay fixed whatever Hypothesis draws.

@@ -223,3 +223,77 @@ def test_a_chain_run_compares_with_the_version_active_when_it_ran(db, active_mod
     cmp = comparison.compare(run)
     assert cmp["conditions"][0]["active"] is None and "start a new run" in cmp["active_metrics_source"]
     assert "could not be scored" in promotion.gate(cmp)["reasons"][0]
+
+
+def test_the_comparison_puts_the_models_levels_side_by_side(db, active_model):
+    """Per-level agreement as the chain's compare stage writes it (spinefm compare ``levels``), checked by hand:
+    candidate 3 of 4 verified levels (herniation 2/2, canal 1/2), base (the active version) 1 of 4
+    (herniation 0/2, canal 1/2): +0.5 overall, +1.0 herniation, 0 canal. A probes run has no level figures."""
+    from backend.training import comparison
+
+    add_verified("1.2.826.0.1.3680043.10.999.83.3", "TC003", {"canal": 1})
+    ds = datasets.snapshot("chain-levels")
+    cand = ModelVersion.objects.create(name="cand", version="1", path=active_model.path,
+                                       state=ModelVersion.CANDIDATE)
+
+    def scored(herniation, canal):
+        exact = [1.0] * herniation + [0.0] * (2 - herniation) + [1.0] * canal + [0.0] * (2 - canal)
+        return {"per_condition": {"canal": {"auroc": 0.7, "auroc_ci95": [0.5, 0.9], "n": 6, "n_pos": 3}},
+                "mean_auroc": 0.7,
+                "levels": {"n_findings": 4, "n_studies": 3,
+                           "accuracy": {"value": sum(exact) / 4, "ci95": [0.0, 1.0], "n": 4, "n_groups": 3},
+                           "within_one": {"value": 1.0, "ci95": [1.0, 1.0], "n": 4, "n_groups": 3},
+                           "per_condition": {"herniation": {"n": 2, "accuracy": herniation / 2},
+                                             "canal": {"n": 2, "accuracy": canal / 2}}}}
+
+    metrics = {"chain": "heads", "candidate": scored(2, 1), "base": scored(0, 1), "n_test": 6, "reference_errors": {}}
+    run = TrainingRun.objects.create(dataset=ds, base_model=active_model, candidate=cand, metrics=metrics,
+                                     status=TrainingRun.SUCCEEDED, options=runs.parse_options({"chain": "heads"}))
+    levels = comparison.compare(run)["levels"]
+    assert levels["n_findings"] == 4 and levels["delta_accuracy"] == 0.75 - 0.25
+    assert levels["candidate"]["accuracy"]["value"] == 0.75 and levels["active"]["accuracy"]["value"] == 0.25
+    assert levels["conditions"] == [
+        {"condition": "canal", "candidate": {"n": 2, "accuracy": 0.5}, "active": {"n": 2, "accuracy": 0.5},
+         "delta_accuracy": 0.0},
+        {"condition": "herniation", "candidate": {"n": 2, "accuracy": 1.0}, "active": {"n": 2, "accuracy": 0.0},
+         "delta_accuracy": 1.0}]
+
+    probes = {"candidate": {k: v for k, v in scored(2, 1).items() if k != "levels"}, "n_test": 6}
+    probes["base"] = probes["candidate"]
+    run.metrics, run.options = probes, runs.parse_options({})
+    run.save()
+    assert comparison.compare(run)["levels"] is None
+
+
+def test_verified_levels_refit_the_level_prior_in_a_heads_chain(data_dir, active_model, orthanc_admin,
+                                                                phantom_files):
+    """Verified per-level labels (here the phantoms' own finding levels) add the ``levels`` stage to the chain:
+    the candidate's level prior is refit where the training split names levels (its position net is the
+    base's), and candidate and base are scored on the same verified test levels."""
+    import torch
+
+    studies = phantoms_in_orthanc(orthanc_admin, phantom_files)
+    for p in studies:
+        present = {}
+        for f in p.truth["findings"]:
+            if f.get("label") == 1 and f.get("level"):
+                present.setdefault(f["condition"], {})[f["level"]] = 1
+        VerifiedLabels.objects.filter(task__study_instance_uid=p.study_instance_uid).update(
+            level_labels={k: present.get(k) or {"study": v} for k, v in p.truth["labels"].items()})
+    ds = datasets.snapshot("chain-levels", seed=split_seed(studies), ratios=RATIOS)
+    trained = {k for i in ds.items if i["split"] == "train" for k, _ in datasets.present_levels(i)}
+    assert trained, "the phantoms name no level in the training split"
+
+    run = executed(ds, active_model, {"chain": "heads", **SMALL})
+    assert run.status == TrainingRun.SUCCEEDED, run.error + "\n" + run.log[-3000:]
+    assert "$ spinefm levels --init" in run.log and "--level-fit prior --level-centres predicted" in run.log
+    assert run.log.index("$ spinefm heads") < run.log.index("$ spinefm levels") < run.log.index("$ spinefm calibrate")
+    m = run.metrics
+    assert set(m["stage_seconds"]) == {"levels", *STAGES}
+    base, cand = load_bundle(active_model.path).model.level, load_bundle(run.candidate.path).model.level
+    assert all(torch.equal(a, b) for a, b in zip(cand.net.parameters(), base.net.parameters()))
+    moved = {c for i, c in enumerate(base.conditions) if not torch.equal(cand.prior[i], base.prior[i])}
+    assert moved and moved <= trained
+    assert m["candidate"]["levels"]["n_findings"] == m["base"]["levels"]["n_findings"]
+    assert m["level_training"]["level_fit"] == "prior" and m["level_training"]["level_conditions"] == sorted(moved)
+    assert read_manifest(run.candidate.path)["metrics"]["level_training"] == m["level_training"]

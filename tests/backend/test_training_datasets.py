@@ -203,6 +203,12 @@ def test_items_and_exports_carry_level_labels_and_targets_come_from_them(db, cli
     assert datasets.condition_targets({"labels": {"canal": 0}}) == {"canal": 0}
     assert datasets.condition_targets({"labels": {"canal": 1}, "level_labels": {"canal": {"L4-L5": 0}}}) == {
         "canal": 0}
+    # the cells the level agent retrains on (chain.py): present at a spinal level; none for an older item
+    assert datasets.present_levels(new) == [("canal", "L4-L5")]
+    assert datasets.present_levels(by_uid["1.2.5.2"]) == [] == datasets.present_levels({"labels": {"canal": 1}})
+    assert datasets.present_levels({"level_labels": {"canal": {"multilevel": 1, "study": 1, "L5-S1": 1, "L3-L4": 1},
+                                                     "herniation": {"L2-L3": 0}}}) == [("canal", "L3-L4"),
+                                                                                       ("canal", "L5-S1")]
 
     admin = client_for("admin")
     exported = json.loads(b"".join(admin.get(f"/api/training/datasets/{ds.pk}/export.json").streaming_content))

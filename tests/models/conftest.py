@@ -103,15 +103,6 @@ def tiny_bundle(tmp_path_factory, tiny_cfg):
     return path
 
 
-def phantom_ready() -> bool:
-    try:
-        import spine_phantom
-
-        return hasattr(spine_phantom, "generate_study")
-    except ImportError:
-        return False
-
-
 @pytest.fixture
 def train_align():
     """Train a ``spinefm.train.align.AlignStep`` on toy cases; returns (first, last) of one loss term and the last output."""

@@ -1,9 +1,7 @@
 import pytest
 
 from spinefm.bundle import load_bundle
-from spinefm.results import NOT_ASSESSED, PRESENT, STATUSES, AnalysisResult, UnsupportedStudy
-
-from .conftest import phantom_ready
+from spinefm.results import STATUSES, AnalysisResult, Call, UnsupportedStudy
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +14,7 @@ def _check(result: AnalysisResult, bundle, study):
     assert result.synthetic_training is True and result.model_name == bundle.name
     assert [c.condition for c in result.conditions] == bundle.conditions
     assert all(0.0 <= c.probability <= 1.0 for c in result.conditions)
-    assert all(c.status in STATUSES and c.present == (c.status == PRESENT) for c in result.conditions)
+    assert all(c.status in STATUSES and c.present == (c.status == Call.PRESENT) for c in result.conditions)
     assert len(result.embedding) == bundle.model.cfg.clip.proj_dim
     assert len(result.similar_cases) == 3 and result.similar_cases[0].report.startswith("report")
     sops = {s.series_instance_uid: {str(d.SOPInstanceUID): d for d in s.datasets} for s in study.series}
@@ -65,17 +63,11 @@ def test_unsupported_studies(bundle, study_factory):
 
 
 def test_report_drafter_is_called_when_available(bundle, study_factory):
-    pytest.importorskip("spinefm.report")
-    from spinefm import report
-
-    if not hasattr(report, "make_drafter"):
-        pytest.skip("spinefm.report.make_drafter not there yet")
     result = bundle.analyze(study_factory(kinds=("T1", "T2")))
     assert result.draft_backend and not result.draft_backend.startswith("error"), result.draft_backend
     assert isinstance(result.draft_text, str) and result.draft_text
 
 
-@pytest.mark.skipif(not phantom_ready(), reason="spine_phantom not available")
 def test_analyze_phantom_study(bundle):
     import spine_phantom
 
@@ -92,7 +84,6 @@ def test_analyze_phantom_study(bundle):
 DEFAULT_BUNDLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "models/bundles/spineagent-phantom-nano"
 
 
-@pytest.mark.skipif(not (phantom_ready() and (DEFAULT_BUNDLE / "manifest.json").exists()), reason="needs phantoms + bundle")
 def test_default_bundle_on_a_held_out_phantom():
     import spine_phantom
 
@@ -128,7 +119,7 @@ def test_default_bundle_on_a_held_out_phantom():
     # operating points from held-out cases: the conditions that failed validation are never called
     points = {p["condition"]: p for p in bundle.manifest["operating_points"]["points"]}
     for c in result.conditions:
-        assert (c.status == NOT_ASSESSED) == (not points[c.condition]["validated"]), c
+        assert (c.status == Call.NOT_ASSESSED) == (not points[c.condition]["validated"]), c
 
 
 def test_site_drafter_that_cannot_load_leaves_a_template_draft_with_the_fallback_recorded(tiny_bundle, study_factory):
@@ -153,7 +144,6 @@ def _blank_tag_study(datasets):
     return StudyInput.from_datasets(datasets)
 
 
-@pytest.mark.skipif(not (phantom_ready() and (DEFAULT_BUNDLE / "manifest.json").exists()), reason="needs phantoms + bundle")
 @pytest.mark.parametrize("kind", ["knee", "brain"])
 def test_default_bundle_refuses_a_sagittal_non_spine_mr_with_blank_tags(kind):
     """Blank BodyPartExamined and generic descriptions: only the images can say spine, and they say no."""
@@ -167,7 +157,6 @@ def test_default_bundle_refuses_a_sagittal_non_spine_mr_with_blank_tags(kind):
         bundle.analyze(study)
 
 
-@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").exists(), reason="needs the bundle")
 def test_default_bundle_refuses_pydicoms_mr_small_made_sagittal():
     """A real MR image (pydicom's MR_small, 64 x 64) stored as a sagittal stack with no body part."""
     import copy
@@ -193,7 +182,6 @@ def test_default_bundle_refuses_pydicoms_mr_small_made_sagittal():
         load_bundle(DEFAULT_BUNDLE).analyze(study)
 
 
-@pytest.mark.skipif(not (phantom_ready() and (DEFAULT_BUNDLE / "manifest.json").exists()), reason="needs phantoms + bundle")
 def test_default_bundle_reads_region_and_levels_from_the_images_when_tags_are_blank():
     import spine_phantom
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from spinefm.coverage_eval import coverage_markdown, evaluate_coverage, match, summarize_coverage
+from spinefm.train.coverage_eval import coverage_markdown, evaluate_coverage, match, summarize_coverage
 from spinefm.vertebrae import DiscMark
 
 TRUTH = {"discs": {"L2-L3": [100.0, 50.0], "L3-L4": [140.0, 50.0], "L4-L5": [180.0, 50.0], "L5-S1": [220.0, 52.0]},

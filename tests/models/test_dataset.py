@@ -11,14 +11,12 @@ import numpy as np
 import pydicom
 import pytest
 
-pytest.importorskip("spine_phantom")
+from spinefm.cli import main
+from spinefm.data import record_from_phantom
+from spinefm.dataset import Dataset, DatasetError
+from spinefm.model import nano_config
 
-from spinefm.cli import main  # noqa: E402
-from spinefm.data import record_from_phantom  # noqa: E402
-from spinefm.dataset import Dataset, DatasetError  # noqa: E402
-from spinefm.model import nano_config  # noqa: E402
-
-from .conftest import make_study  # noqa: E402
+from .conftest import make_study
 
 CONFIG = '{"include_axial": false, "image_size": [64, 64]}'
 SPLITS = ["train", "train", "val", "test", "train", "test"]
@@ -291,7 +289,6 @@ def test_ssl_pretraining_reads_a_dataset(built, tmp_path):
 
 def test_report_agent_trains_on_a_dataset(built, tmp_path):
     """Both report-agent stages (projector, LoRA) on a dataset's reports, with stand-in agent outputs."""
-    pytest.importorskip("transformers")
     from spinefm.report.data import dataset_studies
     from spinefm.report.train import main as agent_main
 
@@ -310,8 +307,6 @@ def test_reports_labelled_by_spine_labels_llm_labeler(export, tmp_path):
     that answers one fixed, valid reply)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    pytest.importorskip("spine_labels")
     from spinefm.conditions import CONDITION_KEYS
 
     text = "FINDINGS: Mild canal stenosis at L4-L5. No fracture.\nIMPRESSION: Mild canal stenosis at L4-L5."
@@ -426,3 +421,110 @@ def test_a_study_in_two_sources_is_kept_once(export, tmp_path):
     assert len(ds.entries) == 6 and len(ds.sources) >= 2
     errors = json.loads((out / "errors.json").read_text())
     assert sum("in two sources" in e.get("warning", "") for e in errors) == 6
+
+
+def _level_export(export: Path, path: Path, level_labels) -> list[dict]:
+    """export.json of the six studies, their reports' splits, herniation verified present; ``level_labels``:
+    an item's per-level labels (None: an export without them, as versions before levels)."""
+    rows = list(csv.DictReader(open(export / "reports.csv")))
+    items = []
+    for i, r in enumerate(rows):
+        item = {"study_instance_uid": r["StudyInstanceUID"], "patient_id": f"LV{i}", "split": SPLITS[i],
+                "synthetic": True, "labels": {"herniation": 1, "canal": 0}}
+        if level_labels is not None:
+            item["level_labels"] = {"herniation": level_labels, "canal": {"study": 0}}
+        items.append(item)
+    path.write_text(json.dumps({"dataset": {"name": "site", "version": 1}, "items": items}))
+    return items
+
+
+def test_a_platform_exports_verified_levels_become_level_findings(export, tmp_path):
+    """Each verified present spinal level is a finding without a box; "study", uncertain and absent levels are
+    none; an export without level labels gives no findings (as before)."""
+    _level_export(export, tmp_path / "levels.json", {"L5-S1": 1, "L4-L5": 0, "L3-L4": -1, "study": 1})
+    _level_export(export, tmp_path / "plain.json", None)
+    assert _build(tmp_path / "lv", "--dicom", str(export), "--platform-export", str(tmp_path / "levels.json")) == 0
+    assert _build(tmp_path / "pl", "--dicom", str(export), "--platform-export", str(tmp_path / "plain.json")) == 0
+    for rec in Dataset(tmp_path / "lv").cases(None):
+        assert rec.findings == [{"condition": "herniation", "level": "L5-S1", "label": 1, "severity": "", "side": "",
+                                 "key_slices": [], "boxes": []}]
+        assert rec.labels == {"herniation": 1, "canal": 0}
+    assert all(rec.findings == [] for rec in Dataset(tmp_path / "pl").cases(None))
+    assert all(e.n_findings == 0 for e in Dataset(tmp_path / "pl").entries)
+
+
+@pytest.fixture(scope="module")
+def level_base(tmp_path_factory, tiny_bundle):
+    """The tiny bundle with a level head that places herniation at L4-L5 whatever the box (offset fitted at
+    L4-L5, position net untrained, prior zero)."""
+    import torch
+
+    from spinefm.bundle import load_bundle, resave_bundle
+    from spinefm.heads.level import LEVELS
+    from spinefm.train.level_agent import fit_level
+
+    bundle = load_bundle(tiny_bundle)
+    model = bundle.model
+    cond = model.level.index("herniation")
+    fit_level(model.level, {"case": torch.zeros(1, 16), "centre": torch.zeros(1, 2), "cond": torch.tensor([cond]),
+                            "target": torch.tensor([LEVELS.index("L4-L5")])}, steps=0)
+    out = tmp_path_factory.mktemp("level-base") / "base"
+    resave_bundle(model, tiny_bundle, out, bundle.manifest)
+    return out
+
+
+def test_verified_levels_refit_the_level_prior_and_compare_measures_it(export, level_base, tmp_path):
+    """Verified levels put herniation at L5-S1: ``levels --level-fit prior`` moves the prior (and the test
+    findings' levels) from the base's L4-L5 to L5-S1, nothing else of the head changes, and compare reports
+    the per-level agreement (checked by hand: two test findings, base 0/2, candidate 2/2)."""
+    import torch
+
+    from spinefm.bundle import load_bundle
+    from spinefm.heads.level import LEVELS
+
+    _level_export(export, tmp_path / "export.json", {"L5-S1": 1})
+    ds = tmp_path / "ds"
+    assert _build(ds, "--dicom", str(export), "--platform-export", str(tmp_path / "export.json")) == 0
+    out = tmp_path / "lv"
+    assert main(["levels", "--init", str(level_base), "--dataset", str(ds), "--out", str(out), "--level-fit", "prior",
+                 "--level-centres", "predicted", "--level-steps", "40", "--threads", "1", "--no-progress"]) == 0
+    record = json.loads((out / "manifest.json").read_text())["level_training"]
+    n_train = SPLITS.count("train")
+    assert record["level_fit"] == "prior" and record["level_conditions"] == ["herniation"]
+    assert record["level_findings_cases"] == n_train and record["level_loss"] < record["level_loss_initial"]
+    base, new = load_bundle(level_base).model.level, load_bundle(out).model.level
+    h, lo, hi = base.index("herniation"), LEVELS.index("L4-L5"), LEVELS.index("L5-S1")
+    assert new.prior[h, hi] - new.prior[h, lo] > base.prior[h, hi] - base.prior[h, lo] + 0.5
+    others = [i for i in range(len(base.conditions)) if i != h]
+    assert torch.equal(new.prior[others], base.prior[others])  # conditions without a verified level keep theirs
+    assert all(torch.equal(a, b) for a, b in zip(new.net.parameters(), base.net.parameters()))  # geometry kept
+    case, centre = torch.nn.functional.normalize(torch.ones(16), dim=0), torch.tensor([0.5, 0.5])
+    assert base.predict(case, centre, "herniation")[0] == "L4-L5"
+    assert new.predict(case, centre, "herniation")[0] == "L5-S1"
+
+    assert main(["compare", "--candidate", str(out), "--reference", f"base={level_base}", "--dataset", str(ds),
+                 "--n-boot", "5", "--out", str(tmp_path / "cmp.json")]) == 0
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    cand, ref = cmp["candidate"]["levels"], cmp["references"]["base"]["levels"]
+    n_test = SPLITS.count("test")
+    assert cand["n_findings"] == ref["n_findings"] == cand["n_studies"] == n_test == 2
+    assert (cand["accuracy"]["value"], cand["accuracy"]["n"], ref["accuracy"]["value"]) == (1.0, 2, 0.0)
+    assert (cand["within_one"]["value"], ref["within_one"]["value"]) == (1.0, 1.0)  # L4-L5 is one level off
+    assert cand["per_condition"] == {"herniation": {"n": 2, "accuracy": 1.0}}
+    assert ref["per_condition"] == {"herniation": {"n": 2, "accuracy": 0.0}}
+
+
+def test_a_prior_refit_without_verified_levels_keeps_the_head(export, level_base, tmp_path):
+    """A dataset without per-level labels: ``levels --level-fit prior`` finds nothing to learn, and says so;
+    the level head's file keeps its bytes."""
+    _level_export(export, tmp_path / "export.json", None)
+    ds = tmp_path / "ds"
+    assert _build(ds, "--dicom", str(export), "--platform-export", str(tmp_path / "export.json")) == 0
+    out = tmp_path / "lv"
+    assert main(["levels", "--init", str(level_base), "--dataset", str(ds), "--out", str(out), "--level-fit", "prior",
+                 "--level-centres", "predicted", "--level-steps", "5", "--threads", "1", "--no-progress"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["level_training"]["level_examples"] == 0
+    assert manifest["level_training"]["level_kept"] == "no finding with a level in the cases"
+    base = json.loads((level_base / "manifest.json").read_text())
+    assert manifest["files"]["level.safetensors"] == base["files"]["level.safetensors"]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from spinefm import metrics as M
+from spinefm.train import metrics as M
 from spinefm.heads import DiagnosisHead, SegmentationHead, StreamSegmentation, masked_bce, segmentation_loss
 from spinefm.retrieval import EmbeddingIndex, ranks
 from spinefm.train.heads import fit_diagnosis
@@ -92,7 +92,7 @@ def test_metrics_exclude_uncertain_and_bootstrap():
 def test_mean_boxes_average_each_conditions_training_boxes_and_fall_back_to_all():
     from types import SimpleNamespace
 
-    from spinefm.evaluate import mean_boxes
+    from spinefm.train.evaluate import mean_boxes
 
     class Geometry:
         def to_normalized(self, box):

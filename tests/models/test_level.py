@@ -10,10 +10,9 @@ from spinefm.bundle import BundleError, load_bundle, save_bundle
 from spinefm.cli import main
 from spinefm.conditions import DISC_LEVELS, VERTEBRAE
 from spinefm.heads.level import LEVELS, LevelHead, allowed_levels, level_position
-from spinefm.levels import fit_level
+from spinefm.train.level_agent import fit_level
 from spinefm.model import SpineFM
 
-from .conftest import phantom_ready
 
 CONDS = ("herniation", "fracture", "par")
 COMMON = ["--data", "random", "--n-cases", "8", "--img-size", "32", "--depth", "2", "--proj-dim", "16",
@@ -160,7 +159,6 @@ def test_level_file_from_another_model_fails(level_bundle, tmp_path, tiny_cfg):
         load_bundle(dst)
 
 
-@pytest.mark.skipif(not phantom_ready(), reason="spine_phantom not available")
 def test_analyze_phantom_study_gives_a_valid_level_per_localised_condition(level_bundle, tiny_bundle):
     import spine_phantom
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spinefm.heads.diagnosis import DiagnosisHead
-from spinefm.results import ABSENT, NOT_ASSESSED, POSSIBLE, PRESENT, AnalysisResult, ConditionPrediction
+from spinefm.results import AnalysisResult, Call, ConditionPrediction
 from spinefm.train.operating_points import (NEVER, apply_operating_points, auroc_lower_bound, fit_operating_points,
                                             held_out_counts, specificity_threshold)
 
@@ -66,9 +66,9 @@ def test_head_calls_follow_the_points_and_counts_add_up():
     apply_operating_points(head, points)
     a = points[0]
     probe = torch.tensor([a.present + 1e-3, 0.99, 0.99])
-    assert head.statuses(probe) == [PRESENT, NOT_ASSESSED, NOT_ASSESSED]
-    assert head.statuses(torch.tensor([(a.present + a.possible) / 2, 0, 0]))[0] in (POSSIBLE, PRESENT)
-    assert head.statuses(torch.tensor([a.possible - 1e-3, 0, 0]))[0] == ABSENT
+    assert head.statuses(probe) == [Call.PRESENT, Call.NOT_ASSESSED, Call.NOT_ASSESSED]
+    assert head.statuses(torch.tensor([(a.present + a.possible) / 2, 0, 0]))[0] in (Call.POSSIBLE, Call.PRESENT)
+    assert head.statuses(torch.tensor([a.possible - 1e-3, 0, 0]))[0] == Call.ABSENT
     counts = held_out_counts(p, y, head)
     pres = (p[:, 0] >= a.present)
     assert counts["asserted_true"] == int((pres & (y[:, 0] == 1)).sum())
@@ -84,13 +84,15 @@ def test_bundles_without_operating_points_load_with_their_old_behaviour():
     fresh = DiagnosisHead(4, ["a", "b"])
     fresh.load_state_dict(state, strict=True)
     assert fresh.possible_thresholds.tolist() == pytest.approx([0.3, 0.7]) and fresh.validated.all()
-    assert fresh.statuses(torch.tensor([0.31, 0.69])) == [PRESENT, ABSENT]  # no hedged band, nothing unassessed
+    # no hedged band, nothing unassessed
+    assert fresh.statuses(torch.tensor([0.31, 0.69])) == [Call.PRESENT, Call.ABSENT]
 
 
 def test_results_carry_the_status_and_read_older_results():
-    r = AnalysisResult("m", "1", True, conditions=[ConditionPrediction("canal", 0.2, False, "L4-L5", NOT_ASSESSED)])
+    r = AnalysisResult("m", "1", True,
+                       conditions=[ConditionPrediction("canal", 0.2, False, "L4-L5", Call.NOT_ASSESSED)])
     again = AnalysisResult.from_dict(json.loads(json.dumps(r.to_dict())))
-    assert again.conditions[0].status == NOT_ASSESSED
+    assert again.conditions[0].status == Call.NOT_ASSESSED
     old = r.to_dict()
     del old["conditions"][0]["status"]
     assert AnalysisResult.from_dict(old).conditions[0].status is None

@@ -12,15 +12,14 @@ import numpy as np
 import pydicom
 import pytest
 
-spine_phantom = pytest.importorskip("spine_phantom")
-
-from spinefm.cli import main  # noqa: E402
-from spinefm.dataset import Dataset  # noqa: E402
-from spinefm.dataset.public import mapping_rows  # noqa: E402
-from spinefm.dataset.public import metaimage  # noqa: E402
-from spinefm.dataset.public.mr import axis_warning, sagittal_stack  # noqa: E402
-from spinefm.sequences import AXIAL, SAGITTAL, STIR, T1, T2, classify_sequence, plane_from_orientation  # noqa: E402
-from spinefm.study import slice_position  # noqa: E402
+import spine_phantom
+from spinefm.cli import main
+from spinefm.dataset import Dataset
+from spinefm.dataset.public import mapping_rows
+from spinefm.dataset.public import metaimage
+from spinefm.dataset.public.mr import axis_warning, sagittal_stack
+from spinefm.sequences import AXIAL, SAGITTAL, STIR, T1, T2, classify_sequence, plane_from_orientation
+from spinefm.study import slice_position
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"include_axial": True, "image_size": (64, 64)}

@@ -1,4 +1,4 @@
-"""spinefm.retrain: new diagnosis heads from stored embeddings, written as a bundle that load_bundle verifies."""
+"""spinefm.train.retrain: new diagnosis heads from stored embeddings, written as a bundle that load_bundle verifies."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from spinefm.bundle import BundleError, load_bundle, read_manifest, sha256_file
-from spinefm.retrain import (Example, RetrainError, embedding_key, evaluate_head, label_matrix, load_diagnosis_head,
-                             retrain_bundle)
+from spinefm.bundle import BundleError, embedding_key, load_bundle, read_manifest, sha256_file
+from spinefm.train.retrain import (Example, RetrainError, evaluate_head, label_matrix, load_diagnosis_head,
+                                   retrain_bundle)
 
 BASE = Path(__file__).resolve().parents[2] / "models" / "bundles" / "spineagent-phantom-nano"
 DATASET = {"name": "unit", "version": 1, "sha256": "0" * 64, "synthetic": False}

@@ -7,7 +7,7 @@ import torch
 
 from spinefm.ssl import AugmentConfig, MaskingGenerator, MultiCropAugmentation, sample_masks
 from spinefm.ssl.augment import IMAGENET_MEAN, IMAGENET_STD
-from spinefm.ssl.schedules import cosine, linear_warmup, scaled_lr
+from spinefm.train.schedules import cosine, linear_warmup, scaled_lr
 
 
 def _grey(x):
@@ -112,7 +112,7 @@ def test_slice_file_dataset_reads_pt_npy_npz(tmp_path):
 
 
 def test_capped_momentum_keeps_short_runs_moving():
-    from spinefm.ssl.schedules import capped_momentum
+    from spinefm.train.schedules import capped_momentum
 
     assert capped_momentum(0.992, 30) == pytest.approx(0.9)
     assert capped_momentum(0.992, 300) == pytest.approx(0.99)

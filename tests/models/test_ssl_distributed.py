@@ -5,7 +5,7 @@ import torch
 import torch.distributed as tdist
 import torch.multiprocessing as mp
 
-from spinefm.ssl import distributed as dist
+from spinefm import distributed as dist
 from spinefm.ssl.losses import TeacherCentering
 
 

@@ -206,9 +206,6 @@ def test_cli_trains_from_a_directory_of_tensor_files(tmp_path, one_thread):
 
 
 def test_cli_phantom_path(tmp_path, one_thread):
-    spine_phantom = pytest.importorskip("spine_phantom")
-    if not hasattr(spine_phantom, "generate_study"):
-        pytest.skip("spine_phantom.generate_study not written yet")
     parser = ssl_train.add_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--phantom-studies", "1", "--sequence-group", "t2", "--out", str(tmp_path / "run"),
                               "--steps", "1", "--batch-size", "4", "--n-local", "1", "--head-prototypes", "32",

@@ -119,8 +119,7 @@ def test_evaluate_records_into_the_manifest(runs):
 
 
 def test_train_default_pipeline_with_ssl(tmp_path):
-    """The documented pipeline end to end (tiny, random data), SSL pretraining included when spinefm.ssl exists."""
-    pytest.importorskip("spinefm.ssl.pretrain")
+    """The documented pipeline end to end (tiny, random data), SSL pretraining included."""
     args = ["train-default", "--data", "random", "--n-cases", "8", "--img-size", "32", "--depth", "2", "--proj-dim", "16",
             "--max-slices", "3", "--batch-size", "4", "--ssl-steps", "1", "--max-steps", "1", "--diag-steps", "2",
             "--seg-steps", "1", "--level-steps", "2", "--skip-eval", "--out", str(tmp_path / "bundle"), "--work", str(tmp_path / "work"),

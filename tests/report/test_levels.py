@@ -1,7 +1,5 @@
 """Levels in drafts: the template writes findings level by level; the evaluation checks draft levels."""
 
-import pytest
-
 from spinefm.report import make_drafter
 from spinefm.report.evaluate import evaluate, level_agreement, table
 from spinefm.report.labels import load_labeler
@@ -31,7 +29,6 @@ def test_template_groups_findings_by_predicted_level():
 
 
 def test_level_agreement_counts_matching_levels():
-    pytest.importorskip("spine_labels")
     ref = "FINDINGS:\nL4-L5: Disc herniation.\nL1: Vertebral fracture."
     right = "FINDINGS:\nL4-L5: Disc herniation.\nVertebral bodies and marrow: Vertebral fracture at L1."
     wrong = "FINDINGS:\nL2-L3: Disc herniation.\nVertebral bodies and marrow: Vertebral fracture at L3."
@@ -50,7 +47,6 @@ def test_level_agreement_counts_matching_levels():
 
 
 def test_level_agreement_of_template_drafts_uses_the_predicted_levels():
-    pytest.importorskip("spine_labels")
     result = make_result()
     draft = make_drafter({"backend": "template"}).draft(result)
     ref = "L4-L5: Disc herniation and spinal canal stenosis. L1: Vertebral fracture."

@@ -9,7 +9,7 @@ register = template.Library()
 
 @register.simple_tag
 def sso_login_url():
-    if not getattr(settings, "SPINEAGENT_OIDC_ENABLED", False):
+    if not settings.SPINEAGENT_OIDC_ENABLED:
         return None
     try:
         return reverse("oidc_authentication_init")

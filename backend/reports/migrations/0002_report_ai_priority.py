@@ -10,7 +10,7 @@ def fill_priority(apps, schema_editor):
     for report in Report.objects.filter(ai_priority__isnull=True).iterator():
         result = InferenceResult.objects.filter(study_id=report.study_id).order_by("-pk").first()
         if result is not None:
-            Report.objects.filter(pk=report.pk).update(ai_priority=priority_of(result.data))
+            Report.objects.filter(pk=report.pk).update(ai_priority=priority_of(result))
 
 
 class Migration(migrations.Migration):

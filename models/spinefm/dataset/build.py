@@ -119,7 +119,8 @@ def report_labeler(args):
 
 
 def _platform_table(path) -> T.Table:
-    """A dataset version exported by the platform (export.json): verified labels, patient and split per study."""
+    """A dataset version exported by the platform (export.json): verified labels (per condition and per level),
+    patient and split per study."""
     table = T.Table(str(path))
     try:
         doc = json.loads(Path(path).read_text())
@@ -133,7 +134,8 @@ def _platform_table(path) -> T.Table:
             continue
         row = {T._norm(k): str(v) for k, v in (item.get("labels") or {}).items()}
         row.update({"_row": i, "_uid": uid, "_accession": "", "_split": item.get("split", ""),
-                    "patientid": str(item.get("patient_id", "")), "_synthetic": bool(item.get("synthetic"))})
+                    "patientid": str(item.get("patient_id", "")), "_synthetic": bool(item.get("synthetic")),
+                    "_level_labels": item.get("level_labels") or {}})
         table.by_uid.setdefault(uid, row)
     return table
 
@@ -202,6 +204,8 @@ def annotate(rec: CaseRecord, src: StudySource, facts: dict, tables: Tables, arg
         for f in rec.findings:
             if rec.labels.get(f["condition"]) == 0:
                 warnings.append(f"finding {f['condition']} at {f['level'] or '?'} but the labels say absent")
+    if platform_row is not None:  # verified present levels: level-agent targets (tables.verified_level_findings)
+        rec.findings = rec.findings + T.verified_level_findings(platform_row["_level_labels"], rec.findings)
     group = split_group(patient, uid)
     split = split or split_of_group(group, args.split_seed, args.ratios)
     synthetic = facts["synthetic"] or bool(platform_row and platform_row.get("_synthetic"))

@@ -13,6 +13,10 @@ recorded (with its row number) and skipped; it never sinks the table.
   ``label`` (1 / -1, default 1), optional ``severity``, ``side``, and ``SeriesInstanceUID``,
   ``SOPInstanceUID``, ``x0, y0, x1, y1`` in pixels of that image (all blank: a finding
   with a level but no box).
+* a platform export (export.json of a dataset version): per study ``labels`` and ``level_labels``
+  {condition: {level: 1 | 0 | -1}}; each verified present spinal level becomes a finding without a box
+  (:func:`verified_level_findings`), so the level agent can be retrained on it (``spinefm levels
+  --level-fit prior``).
 """
 
 from __future__ import annotations
@@ -202,3 +206,25 @@ def attach_slice_indices(findings: list[dict], series) -> list[dict]:
             if i is not None:
                 ref["slice_index"] = i
     return findings
+
+
+def verified_level_findings(level_labels: dict, known: list[dict]) -> list[dict]:
+    """The platform's verified per-level labels as findings: one per (condition, spinal level) verified
+    present, without a box (the segmentation agent places it when the level agent trains), unless ``known``
+    (a findings table's) already has that condition at that level.
+
+    Only present levels become findings: "study" and "multilevel" name no level, an uncertain level is no
+    target, and a verified absent level needs no row of its own: the level head's softmax over the levels
+    already counts every level other than the present one as a negative, which is the platform's rule too
+    (a level an annotation does not list is absent there).
+    """
+    have = {(f.get("condition"), f.get("level")) for f in known if f.get("label", 1) == 1}
+    out = []
+    for cond, values in sorted((level_labels or {}).items()):
+        if cond not in CONDITION_KEYS or not isinstance(values, dict):
+            continue
+        for level, value in values.items():
+            if value == 1 and level in LEVELS and (cond, level) not in have:
+                out.append({"condition": cond, "level": level, "label": 1, "severity": "", "side": "",
+                            "key_slices": [], "boxes": []})
+    return out

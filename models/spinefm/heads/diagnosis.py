@@ -1,7 +1,7 @@
 """Diagnosis agent: one linear probe per condition on the frozen case embedding.
 
 Labels are ternary (1 present, 0 absent, -1 uncertain); uncertain labels are
-masked out of the loss (and of AUROC, see spinefm.metrics). A ModuleDict keyed
+masked out of the loss (and of AUROC, see spinefm.train.metrics). A ModuleDict keyed
 by condition lets a site add a condition without touching the others.
 """
 
@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conditions import UNCERTAIN
-from ..results import ABSENT, NOT_ASSESSED, POSSIBLE, PRESENT
+from ..conditions import LabelValue
+from ..results import Call
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """BCE over entries whose label is 0/1; -1 (uncertain) and NaN entries are ignored."""
     labels = labels.to(logits.dtype)
-    valid = (labels != UNCERTAIN) & ~torch.isnan(labels)
+    valid = (labels != LabelValue.UNCERTAIN) & ~torch.isnan(labels)
     if not valid.any():
         return logits.sum() * 0.0
     return F.binary_cross_entropy_with_logits(logits[valid], labels[valid])
@@ -57,13 +57,13 @@ class DiagnosisHead(nn.Module):
         for j in range(len(self.conditions)):
             p = float(probs[j])
             if not bool(self.validated[j]):
-                out.append(NOT_ASSESSED)
+                out.append(Call.NOT_ASSESSED)
             elif p >= float(self.thresholds[j]):
-                out.append(PRESENT)
+                out.append(Call.PRESENT)
             elif p >= float(self.possible_thresholds[j]):
-                out.append(POSSIBLE)
+                out.append(Call.POSSIBLE)
             else:
-                out.append(ABSENT)
+                out.append(Call.ABSENT)
         return out
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spinefm.conditions import (CONDITIONS, DISC_LEVEL, VERTEBRAE, get_condition)
-from spinefm.results import ABSENT, POSSIBLE, PRESENT, AnalysisResult, Box, KeySlice
+from spinefm.conditions import CONDITIONS, VERTEBRAE, get_condition
+from spinefm.results import AnalysisResult, Box, Call, KeySlice
 
 # Impression order: what a reader must act on first.
 PRIORITY = ("compression", "fracture", "lesion_intramedullary", "lesion_extramedullary",
@@ -56,8 +56,8 @@ def status_of(probability: float, present: bool, threshold: float, margin: float
     if status is not None:
         return status
     if abs(probability - threshold) < margin:
-        return POSSIBLE
-    return PRESENT if present else ABSENT
+        return Call.POSSIBLE
+    return Call.PRESENT if present else Call.ABSENT
 
 
 def level_order(level: str | None) -> float:
@@ -147,7 +147,3 @@ def with_model_line(text: str, result: AnalysisResult) -> str:
     line = model_line(result)
     body = text.rstrip()
     return body if body.endswith(line) else f"{body}\n\n{line}"
-
-
-def is_disc_condition(key: str) -> bool:
-    return get_condition(key).level_kind == DISC_LEVEL

@@ -102,11 +102,6 @@ class ReportAgent(nn.Module):
                          task_type="CAUSAL_LM")
         self.lm = get_peft_model(self.lm, cfg)
 
-    def merge_lora(self) -> None:
-        """Fold LoRA into the base weights for serving (no adapter overhead per token)."""
-        if hasattr(self.lm, "merge_and_unload"):
-            self.lm = self.lm.merge_and_unload()
-
     @property
     def device(self) -> torch.device:
         return self.lm.get_input_embeddings().weight.device

@@ -10,9 +10,8 @@ template, so Llama-3.1 and our tiny tokenizer take the same path.
 
 from __future__ import annotations
 
-from spinefm.report.findings import POSSIBLE, PRESENT, coverage_span, level_order, region, sequences_used, triage
-from spinefm.results import ABSENT
-from spinefm.results import NOT_ASSESSED, AnalysisResult
+from spinefm.report.findings import coverage_span, level_order, region, sequences_used, triage
+from spinefm.results import AnalysisResult, Call
 
 IMAGE_PLACEHOLDER = "<image>"
 PROMPT_VERSION = "1"
@@ -48,10 +47,10 @@ def agent_tokens(result: AnalysisResult, threshold: float = 0.5, margin: float =
     if getattr(result, "region_disagreement", ""):
         lines.append(f"Region warning: {result.region_disagreement}.")
     triaged = triage(result, threshold, margin)
-    findings = [f for f in triaged if f.status in (PRESENT, POSSIBLE)]
-    unassessed = [f.display for f in triaged if f.status == NOT_ASSESSED]
-    ruled_out = [f.display for f in triaged if f.status == ABSENT and f.rule_out]
-    not_ruled_out = [f.display for f in triaged if f.status == ABSENT and not f.rule_out]
+    findings = [f for f in triaged if f.status in (Call.PRESENT, Call.POSSIBLE)]
+    unassessed = [f.display for f in triaged if f.status == Call.NOT_ASSESSED]
+    ruled_out = [f.display for f in triaged if f.status == Call.ABSENT and f.rule_out]
+    not_ruled_out = [f.display for f in triaged if f.status == Call.ABSENT and not f.rule_out]
     findings.sort(key=lambda f: level_order(f.level))
     lines.append(f"Conditions (probability, level; threshold {threshold:.2f}):")
     for f in findings:

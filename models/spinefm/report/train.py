@@ -31,6 +31,7 @@ import torch
 
 from spinefm.report.data import Example
 from spinefm.report.model import ReportAgent
+from spinefm.train.schedules import warmup_cosine_factor
 
 STAGE_DEFAULTS = {  # lr, epochs (release numbers for projector/lora)
     "lm": (3e-3, 6),
@@ -108,8 +109,7 @@ def train_stage(agent: ReportAgent, examples: list[Example], stage: str, out: Pa
     steps_per_epoch = max(1, math.ceil(len(shard) / batch_size))
     total = max_steps or max(1, int(steps_per_epoch * epochs))
     warm = max(1, total // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine_factor(s, total, warm))
     ckpt = Path(out) / "ckpt" / f"{stage}.pt" if out else None
     start = 0
     losses: list[float] = []

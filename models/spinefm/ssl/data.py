@@ -16,48 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .augment import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocess import PreprocessConfig, normalize, prepare_volume
 
 T1_GROUP = ("T1",)
 T2_GROUP = ("T2", "STIR", "DIXON")  # the paper's T2 encoder also sees STIR and Dixon
 SEQUENCE_GROUPS = {"t1": T1_GROUP, "t2": T2_GROUP}
 
 
-def window_and_resize(pixels, size: int, low_pct: float = 0.5, high_pct: float = 99.5) -> torch.Tensor:
-    """Raw magnitude slices (n, H, W) -> normalised (n, 3, size, size).
-
-    Fallback for when ``spinefm.preprocess`` is not importable: percentile
-    window over the whole series (so slice-to-slice contrast is kept) to
-    [0, 1], shorter side resized to ``size``, centre crop, grey replicated to
-    3 channels, ImageNet mean/std (what the encoders are fed at inference).
-    """
-    x = torch.as_tensor(np.asarray(pixels, dtype=np.float32))
-    if x.dim() == 2:
-        x = x.unsqueeze(0)
-    lo, hi = np.percentile(x.numpy(), [low_pct, high_pct])
-    x = ((x - float(lo)) / max(float(hi - lo), 1e-6)).clamp(0.0, 1.0).unsqueeze(1)
-    h, w = x.shape[-2:]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    x = x[..., top : top + size, left : left + size].expand(-1, 3, -1, -1)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
-
-
 def preprocess_series(pixels, size: int) -> torch.Tensor:
     """Raw series (n, H, W) -> (n, 3, size, size) normalised, exactly as at inference.
 
     Uses ``spinefm.preprocess`` (foreground percentile window, resize, centre
-    crop, ImageNet normalisation) with ``resize = crop = size``; falls back to
-    ``window_and_resize`` if that module is unavailable.
+    crop, ImageNet normalisation) with ``resize = crop = size``.
     """
-    try:
-        from ..preprocess import PreprocessConfig, normalize, prepare_volume
-    except ImportError:
-        return window_and_resize(pixels, size)
     cfg = PreprocessConfig(resize=size, crop=size)
     return normalize(prepare_volume(np.asarray(pixels, dtype=np.float32), cfg).pixels, cfg).contiguous()
 
@@ -157,12 +128,8 @@ class SliceFileDataset(Dataset):
 
 def phantom_dataset(n_studies: int, seed: int, group: str, size: int) -> SliceTensorDataset:
     """Slices of ``spine_phantom`` studies for one encoder: ``t1`` or ``t2`` (T2 + STIR + Dixon)."""
-    try:
-        import spine_phantom
-    except ImportError as e:  # pragma: no cover - depends on the other package
-        raise RuntimeError("--phantom-studies needs the spine_phantom package") from e
-    if not hasattr(spine_phantom, "generate_study"):
-        raise RuntimeError("spine_phantom.generate_study is not available yet")
+    import spine_phantom
+
     sequences = SEQUENCE_GROUPS[group]
     slices, axial = [], []
     for index in range(n_studies):

@@ -10,7 +10,7 @@ import torch
 from ..vit import VisionTransformer
 from .config import SSLConfig
 from .data import SliceTensorDataset
-from .schedules import capped_momentum
+from ..train.schedules import capped_momentum
 from .trainer import Trainer
 
 

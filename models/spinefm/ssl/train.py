@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from . import distributed as dist
+from .. import distributed as dist
 from .config import SSLConfig
 from .data import SliceFileDataset, phantom_dataset
 from .pretrain import default_local_size
-from .schedules import capped_momentum
+from ..train.schedules import capped_momentum
 from .trainer import Trainer
 
 # CLI options that override the preset's SSLConfig field of the same name
@@ -85,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> SSLConfig:
 def run(args: argparse.Namespace) -> Path:
     """Train (or resume) and return the path of ``encoder.safetensors`` (teacher backbone)."""
     cfg = config_from_args(args)
-    device = dist.init_from_env() if args.device is None else torch.device(args.device)
+    device = dist.init_from_env()[2] if args.device is None else torch.device(args.device)
     if getattr(args, "dataset", None) is not None:
         from .data import dataset_slices
 
@@ -100,16 +100,14 @@ def run(args: argparse.Namespace) -> Path:
                       progress=not args.no_progress, num_workers=args.workers)
     trainer.train()
     path = trainer.export()
-    if dist.is_enabled():
-        torch.distributed.barrier()
+    dist.barrier()
     return path if path is not None else Path(args.out) / Trainer.ENCODER
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = add_arguments(argparse.ArgumentParser(prog="spinefm-ssl", description=__doc__.split("\n")[0]))
     path = run(parser.parse_args(argv))
-    if dist.is_enabled():
-        torch.distributed.destroy_process_group()
+    dist.cleanup()
     if dist.is_main():
         print(path)
 

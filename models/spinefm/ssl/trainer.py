@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from . import distributed as dist
+from .. import distributed as dist
 from .augment import MultiCropAugmentation
 from .checkpoint import export_encoder, load_checkpoint, restore, save_checkpoint
 from .config import SSLConfig
 from .masking import MaskingGenerator, sample_masks
 from .meta_arch import SSLMetaArch
-from .schedules import cosine, linear_warmup, scaled_lr
+from ..train.schedules import cosine, linear_warmup, scaled_lr
 
 
 class _SkipSampler(Sampler):
@@ -62,7 +62,7 @@ class Trainer:
     ):
         self.cfg = cfg
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.device = torch.device(device) if device is not None else dist.init_from_env()
+        self.device = torch.device(device) if device is not None else dist.init_from_env()[2]
         self.rank, self.world = dist.rank(), dist.world_size()
         self.progress = progress and dist.is_main()
         torch.manual_seed(cfg.seed)  # identical initialisation on every rank

@@ -25,10 +25,11 @@ from torch import nn
 from .. import distributed as dist_utils
 from ..heads.diagnosis import DiagnosisHead
 from ..pooling import pad_bags
-from .common import (Checkpointer, set_threads, add_common_arguments, autocast, build_model, cosine_lr, index_loader,
-                     load_cases, progress, synthetic_of, training_data, seed_everything, setup_logging, slice_inputs)
 from .box_supervision import PatchProbes, patch_side, series_patch_targets
+from .common import (add_common_arguments, build_model, load_cases, seed_everything, set_threads, setup_logging,
+                     slice_inputs, synthetic_of, training_data)
 from .features import text_features
+from .loop import StageLoop
 
 log = logging.getLogger("spinefm.train.align")
 
@@ -197,45 +198,24 @@ def run(args) -> str:
     if enc_params:
         groups.append({"params": enc_params, "lr": args.lr * args.encoder_lr_scale})
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
-    base_lrs = [g["lr"] for g in groups]
 
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
-    ckpt = Checkpointer(args.out, enabled=not args.no_resume)
     # The temporary probes are training state too: checkpoint them with the model so a resumed run continues them.
     state = nn.ModuleDict({"model": model, **probes}) if probes else model
-    step = ckpt.load(state, opt)
-    loader = index_loader(len(cases), args.batch_size, args.seed)
-    total = args.max_steps or max(1, math.ceil(args.epochs * len(loader)))
-    warmup = max(1, total // 20)
-    bar = progress(range(step, total), total - step, "align", args.no_progress)
-    step_module.train()
-    epoch = step // max(1, len(loader))
-    while step < total:
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        for batch in loader:
-            if step >= total:
-                break
-            for g, base in zip(opt.param_groups, base_lrs):
-                g["lr"] = cosine_lr(step, total, warmup, base)
-            with autocast(device):
-                out = step_module([cases[i] for i in batch], text[batch])
-            opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            with torch.no_grad():
-                model.clip.logit_scale.clamp_(0, math.log(100.0))
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{out['loss'].item():.3f}", T=f"{1 / model.clip.logit_scale.exp().item():.3f}",
-                            **{k: f"{out[k].item():.3f}" for k in ("labels", "boxes") if k in out})
-            if step % args.save_every == 0:
-                ckpt.save(state, opt, step)
-        epoch += 1
-    bar.close()
-    ckpt.save(state, opt, step)
+    loop = StageLoop(args, state, opt, len(cases))
+
+    def clamp_temperature() -> None:
+        with torch.no_grad():
+            model.clip.logit_scale.clamp_(0, math.log(100.0))
+
+    def postfix(out: dict) -> dict:
+        return {"loss": f"{out['loss'].item():.3f}", "T": f"{1 / model.clip.logit_scale.exp().item():.3f}",
+                **{k: f"{out[k].item():.3f}" for k in ("labels", "boxes") if k in out}}
+
+    out = loop.run("align", step_module, lambda batch: ([cases[i] for i in batch], text[batch]), device,
+                   clip=list(model.parameters()), after_step=clamp_temperature, postfix=postfix)
+    step = loop.step
     if dist_utils.is_main():
         from ..bundle import save_bundle
 

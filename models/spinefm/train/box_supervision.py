@@ -90,7 +90,7 @@ def probe_report(model, probes: PatchProbes, cases) -> dict:
     ``study``: the study's max patch score (mean of T1 and T2) against its
     label, i.e. whether the probe detects *that* a finding is there.
     """
-    from ..metrics import auroc, mean_defined
+    from .metrics import auroc, mean_defined
 
     conditions = model.cfg.conditions
     side = patch_side(model)

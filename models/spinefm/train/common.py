@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -151,10 +150,6 @@ def load_cases(args, cfg: PreprocessConfig, splits: str | None = None) -> list[C
     if args.data == "random":
         cases = random_cases(max(args.n_cases, 8), cfg, seed=args.phantom_seed)
     else:
-        from ..data import phantom_available
-
-        if not phantom_available():
-            raise SystemExit("spine_phantom.generate_study is not available; use --data random")
         cases = phantom_cases(args.phantom_seed, range(args.n_cases), cfg, args.cache_dir,
                               json.loads(args.phantom_config) if args.phantom_config else None, progress=not args.no_progress and dist_utils.is_main())
     return [c for c in cases if c.split in wanted or "all" in wanted]
@@ -235,13 +230,6 @@ def slice_inputs(series, cfg: PreprocessConfig, k: int, train: bool, with_index:
     return (x, idx) if with_index else x
 
 
-def cosine_lr(step: int, total: int, warmup: int, base: float, final: float = 1e-6) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * t))
-
-
 class Checkpointer:
     """Resumable training state in ``<out>/checkpoint.pt`` (written atomically)."""
 
@@ -278,8 +266,3 @@ def progress(iterable, total: int, desc: str, disable: bool):
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=disable or not dist_utils.is_main(), dynamic_ncols=True)
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))

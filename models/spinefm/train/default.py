@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from .. import evaluate as evaluate_mod
-from ..build import build
 from ..bundle import load_model_dir
 from . import align, calibrate, heads, levels, synth
+from . import evaluate as evaluate_mod
+from .build import build
 from .common import (DEFAULT_CACHE, load_cases, load_eval_cases, set_threads, seed_everything, setup_logging,
                      synthetic_of, training_data)
 
@@ -116,16 +116,12 @@ def _common(args, out: Path, init: Path | None, held_out: bool = True) -> list[s
     return argv
 
 
-def ssl_pretrain(args, work: Path) -> tuple[str, str] | None:
+def ssl_pretrain(args, work: Path) -> tuple[str, str]:
     """Pretrain a T1 encoder on T1 slices and a T2 encoder on T2/STIR/Dixon slices (spinefm.ssl)."""
     from ..model import SpineFM
+    from ..ssl.pretrain import pretrain_encoder
     from .common import fresh_config
 
-    try:
-        from ..ssl.pretrain import pretrain_encoder
-    except ImportError as exc:
-        log.warning("spinefm.ssl unavailable (%s); encoders start from scratch", exc)
-        return None
     ns = _stage_args(align, _common(args, work / "align", None))
     model = SpineFM(fresh_config(ns))
     cases = load_cases(ns, model.cfg.preprocess)
@@ -157,10 +153,9 @@ def run(args) -> str:
                                                         "--label-weight", str(args.label_weight),
                                                         "--box-weight", str(args.box_weight)]
     if args.ssl_steps > 0:
-        inits = ssl_pretrain(args, work)
-        if inits:
-            align_argv += ["--t1-init", inits[0], "--t2-init", inits[1], "--encoder-lr-scale", "0.3"]
-            encoder_init = f"spinefm.ssl ({args.ssl_steps} steps per encoder), then CLIP fine-tuning"
+        t1_init, t2_init = ssl_pretrain(args, work)
+        align_argv += ["--t1-init", t1_init, "--t2-init", t2_init, "--encoder-lr-scale", "0.3"]
+        encoder_init = f"spinefm.ssl ({args.ssl_steps} steps per encoder), then CLIP fine-tuning"
     if args.label_weight > 0:
         encoder_init += f" with the report-label loss (weight {args.label_weight:g})"
     if args.box_weight > 0:

@@ -21,6 +21,7 @@ from ..heads.segmentation import segmentation_loss
 from .common import (add_common_arguments, build_model, set_threads, load_cases, progress, seed_everything, setup_logging,
                      synthetic_of, training_data)
 from .features import VIEWS, case_views, slice_features
+from .loop import optimizer_step
 
 log = logging.getLogger("spinefm.train.heads")
 
@@ -51,9 +52,7 @@ def fit_diagnosis(head: DiagnosisHead, emb: torch.Tensor, labels: torch.Tensor, 
     loss = torch.tensor(0.0)
     for _ in range(steps):
         loss = head.loss(emb, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss)
     fit_thresholds(head, emb, labels)
     return loss.item()
 
@@ -97,9 +96,7 @@ def fit_segmentation(model, stream: str, feats: dict, steps: int = 300, lr: floa
         cls, patches = feats["cls"][idx], feats["patches"][idx].float()
         out = head(cls, patches)
         total = segmentation_loss(out, feats["labels"][idx], feats["boxes"][idx], feats["box_mask"][idx])["loss"]
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        optimizer_step(opt, total)
         last = total.item()
     return last
 

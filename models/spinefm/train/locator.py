@@ -13,7 +13,7 @@ the version and the metrics change::
     spinefm locator --init models/bundles/spineagent-phantom-nano --out models/bundles/spineagent-phantom-nano \\
         --n-cases 600 --locator-steps 3000 --threads 1 --eval-seed 7 --eval-cases 200
 
-With ``--eval-seed`` the held-out coverage table (spinefm.coverage_eval) is computed on varied
+With ``--eval-seed`` the held-out coverage table (spinefm.train.coverage_eval) is computed on varied
 phantoms of that seed, written to ``--report`` and summarised in the manifest (``metrics.locator``).
 """
 
@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from ..heads.locator import DISC_CLASSES, STRIDE, LocatorConfig, SpineLocator
 from ..vertebrae import locator_grid
-from .common import DEFAULT_CACHE, cosine_lr, open_finished_model
+from .common import DEFAULT_CACHE, open_finished_model
+from .loop import optimizer_step, set_lrs
 
 log = logging.getLogger("spinefm.train.locator")
 VARIED = {"include_axial": False, "acquisition": "varied", "other_sequence_probability": 0.5}
@@ -185,13 +186,10 @@ def train_locator(locator: SpineLocator, examples: list[dict], steps: int, batch
     locator.train()
     hist = []
     for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, max(1, steps // 20), lr)
+        set_lrs(opt, [lr], step, steps)
         x, heat, level = make_batch(examples, batch, rng)
         loss, parts = locator_loss(locator(x), heat, level)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss)
         hist.append(parts)
         if log_every and (step + 1) % log_every == 0:
             recent = hist[-log_every:]
@@ -387,7 +385,7 @@ def run(args) -> str:
     metrics = dict(manifest.get("metrics") or {})
     if args.eval_seed is not None:
         from ..bundle import load_bundle
-        from ..coverage_eval import coverage_markdown, evaluate_coverage, summarize_coverage
+        from .coverage_eval import coverage_markdown, evaluate_coverage, summarize_coverage
 
         baseline = load_bundle(args.baseline_bundle) if args.baseline_bundle else None
         res = evaluate_coverage(model, args.eval_seed, args.eval_cases, pcfg, progress=not args.no_progress,

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..metrics import auroc, proportion
-from ..results import POSSIBLE, PRESENT
+from .metrics import auroc, proportion
+from ..results import Call
 
 
 @dataclass
@@ -138,7 +138,7 @@ def apply_operating_points(head, points: list[OperatingPoint]) -> None:
 def held_out_counts(probs, labels, head) -> dict:
     """What the head's operating points do on labelled cases: asserted / hedged, right or wrong."""
     calls = np.array([head.statuses(row) for row in torch.as_tensor(probs)]).reshape(-1, len(head.conditions))
-    present, hedged = calls == PRESENT, calls == POSSIBLE  # the head's own rule, as analyze applies it
+    present, hedged = calls == Call.PRESENT, calls == Call.POSSIBLE  # the head's own rule, as analyze applies it
     labels = np.asarray(labels)
     pos, neg = labels == 1, labels == 0
     n = max(1, calls.shape[0])

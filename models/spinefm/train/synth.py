@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import random
 
 import torch
@@ -20,9 +19,10 @@ from torch import nn
 
 from .. import distributed as dist_utils
 from ..clip import info_nce
-from .common import (Checkpointer, set_threads, add_common_arguments, autocast, build_model, cosine_lr, index_loader,
-                     load_cases, progress, synthetic_of, training_data, seed_everything, setup_logging, slice_inputs)
+from .common import (add_common_arguments, build_model, load_cases, seed_everything, set_threads, setup_logging,
+                     slice_inputs, synthetic_of, training_data)
 from .features import text_features
+from .loop import StageLoop
 
 log = logging.getLogger("spinefm.train.synth")
 
@@ -80,42 +80,19 @@ def run(args) -> str:
     groups = [{"params": synth_params, "lr": args.lr},
               {"params": list(model.synth_branch.parameters()), "lr": args.lr * args.branch_lr_scale}]
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
-    base_lrs = [g["lr"] for g in groups]
     step_module = SynthStep(model, cfg.preprocess.max_slices)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
-    ckpt = Checkpointer(args.out, enabled=not args.no_resume)
-    step = ckpt.load(model, opt)
-    loader = index_loader(len(cases), args.batch_size, args.seed)
-    total = args.max_steps or max(1, math.ceil(args.epochs * len(loader)))
-    rng = random.Random(args.seed + step)
-    bar = progress(range(step, total), total - step, "synth", args.no_progress)
-    step_module.train()
-    epoch = step // max(1, len(loader))
-    out = {"loss": torch.tensor(float("nan"))}
-    while step < total:
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        for batch in loader:
-            if step >= total:
-                break
-            for g, base in zip(opt.param_groups, base_lrs):
-                g["lr"] = cosine_lr(step, total, max(1, total // 20), base)
-            series = [rng.choice(cases[i].series) for i in batch]
-            with autocast(device):
-                out = step_module(series, text[batch])
-            opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            opt.step()
-            step += 1
-            bar.update(1)
-            alphas = torch.sigmoid(model.synthesizer.logits.detach())
-            bar.set_postfix(loss=f"{out['loss'].item():.3f}", alpha=",".join(f"{a:.2f}" for a in alphas.tolist()))
-            if step % args.save_every == 0:
-                ckpt.save(model, opt, step)
-        epoch += 1
-    bar.close()
-    ckpt.save(model, opt, step)
+    loop = StageLoop(args, model, opt, len(cases))
+    rng = random.Random(args.seed + loop.step)  # one random series per case per batch, resumable
+
+    def postfix(out: dict) -> dict:
+        alphas = torch.sigmoid(model.synthesizer.logits.detach())
+        return {"loss": f"{out['loss'].item():.3f}", "alpha": ",".join(f"{a:.2f}" for a in alphas.tolist())}
+
+    out = loop.run("synth", step_module, lambda batch: ([rng.choice(cases[i].series) for i in batch], text[batch]),
+                   device, postfix=postfix)
+    step = loop.step
     if dist_utils.is_main():
         from ..bundle import save_bundle
 

@@ -1,7 +1,8 @@
 // Condition predictions (most probable first; click to see the finding: its sentence in the report is
 // highlighted and the viewer shows its box or key slice) and the boxes drawn on the images, with OHIF's own
 // measurement of each box once it has mapped the annotation. One number per finding: the model's score,
-// named for what it is (report.score: a raw score or a calibrated probability).
+// named for what it is (report.score: a raw score or a calibrated probability). The model's call on each
+// finding and box (`call`) and each box's label come with the result (backend/reports/serializers.py).
 import { html } from '../vendor.js';
 
 const pct = (p) => `${Math.round(p * 100)}%`;
@@ -20,8 +21,6 @@ export function targetFor(result, finding, level = finding?.level) {
   return of(result.boxes || []) || of(result.key_slices || []);
 }
 
-// The bundle's call at its operating points; results written before them carry only `present`.
-export const statusOf = (f) => f.status || (f.present ? 'present' : 'absent');
 const MARK = {
   present: ['●', 'called present'],
   possible: ['◐', 'possible (hedged band)'],
@@ -32,16 +31,6 @@ const MARK = {
 // A level the model could not place is said so, never guessed (spinefm: level None + level_uncertain).
 export const levelText = (x) => x?.level || (x?.level_uncertain ? 'level uncertain' : '');
 
-/** What a box's label on the image says: condition, level, the model's call, its one score. */
-export function boxLabel(box, finding, names, score) {
-  const call = finding ? statusOf(finding) : 'absent';
-  const callText = { present: 'present', possible: 'possible', absent: 'below threshold', not_assessed: 'not validated' }[call];
-  const name = names?.[box.condition] || box.condition;
-  const number = finding ? ` · ${score?.kind === 'calibrated' ? 'p' : 'score'} ${pct(finding.probability)}` : '';
-  const level = levelText(box);
-  return `AI: ${name}${level ? ` ${level}` : ''} · ${callText}${number}`;
-}
-
 /** An absent call only reassures where the bundle's held-out operating point can rule the condition out. */
 const markOf = (f, call) => (call === 'absent' && f.rule_out === false
   ? ['○', 'not found at the operating point, but the model cannot rule it out (held-out sensitivity too low)']
@@ -49,7 +38,7 @@ const markOf = (f, call) => (call === 'absent' && f.rule_out === false
 
 // Listed up front: findings called present or possible or over 50%, and always the three most
 // probable (sorted list), so a reviewer sees the model's strongest signals even when it calls nothing.
-const shown = (f, i) => ['present', 'possible'].includes(statusOf(f)) || f.probability >= 0.5 || i < 3;
+const shown = (f, i) => ['present', 'possible'].includes(f.call) || f.probability >= 0.5 || i < 3;
 
 function BoxRow({ box, viewer, names, onShow }) {
   const [x0, y0, x1, y1] = box.box;
@@ -69,7 +58,7 @@ export function Findings({ report, findings, active, highlighted, onJump, onShow
   const boxes = result.boxes || [];
   const findingRow = (f, i) => {
     const target = targetFor(result, f);
-    const call = statusOf(f);
+    const { call } = f;
     const [mark, meaning] = markOf(f, call);
     const level = levelText(f);
     const callWords = call === 'absent' && f.rule_out === false ? 'not ruled out' : (calls[call] || call);

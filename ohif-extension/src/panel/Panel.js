@@ -8,7 +8,8 @@
 // something to review, or when the reader chooses to write a report without a draft.
 import { html, useEffect, useRef, useState } from '../vendor.js';
 import { api, reportUrl } from '../api.js';
-import { Findings, boxLabel, sortedFindings, statusOf, targetFor } from './Findings.js';
+import { setPanelHandlers } from '../commands.js';
+import { Findings, sortedFindings, targetFor } from './Findings.js';
 import { Editor } from './Editor.js';
 import { History, SignedDocument } from './History.js';
 import { Signoff } from './Signoff.js';
@@ -155,14 +156,9 @@ export function Panel({ viewer }) {
     return () => { stop = true; clearTimeout(timer); };
   }, [uid, polling]);
 
-  // Boxes carry their condition's name, level, call and the finding's one score as their label on the image.
+  // Boxes carry their label on the image (condition, level, call, the finding's one score) from the API.
   const result = report?.result;
-  const byCondition = new Map((result?.conditions || []).map((c) => [c.condition, c]));
-  const boxes = (result?.boxes || []).map((b) => {
-    const finding = byCondition.get(b.condition);
-    return { ...b, status: finding ? statusOf(finding) : 'absent',
-      label: boxLabel(b, finding, report?.condition_names, report?.score) };
-  });
+  const boxes = result?.boxes || [];
   useEffect(() => {
     if (!boxes.length) return undefined;
     let tries = 0;
@@ -180,7 +176,7 @@ export function Panel({ viewer }) {
   useEffect(() => {
     if (!report || opened.current || report.state === 'analysing') return;
     opened.current = true;
-    const top = findings.find((f) => ['present', 'possible'].includes(statusOf(f)) && f.target);
+    const top = findings.find((f) => ['present', 'possible'].includes(f.call) && f.target);
     viewer.openReading({ series: report.series || [], target: top?.target || null,
       layout: window.config?.spineagent?.layout });
   }, [report?.state, report?.result_id]);
@@ -205,31 +201,22 @@ export function Panel({ viewer }) {
     show(target);
   };
 
-  // Shortcuts: Alt+N / Alt+P next / previous finding, Ctrl+S (Cmd+S) save now.
+  // Alt+N / Alt+P next / previous finding, Ctrl+S (Cmd+S) save now: OHIF commands bound to its hotkeys
+  // (commands.js), acting on this panel while it is mounted.
   const latest = useRef({});
   latest.current = { findings, active, jumpToFinding };
-  useEffect(() => {
-    const onKey = (event) => {
+  useEffect(() => setPanelHandlers({
+    step(direction) {
       const { findings: list, active: at, jumpToFinding: jump } = latest.current;
-      const key = event.key.toLowerCase();
-      if (event.altKey && (key === 'n' || key === 'p' || event.code === 'KeyN' || event.code === 'KeyP') && list.length) {
-        event.preventDefault();
-        event.stopPropagation();
-        const step = (key === 'p' || event.code === 'KeyP') ? -1 : 1;
-        // Next finding that has somewhere to show (a key slice or a box).
-        for (let i = 1; i <= list.length; i++) {
-          const next = (at + step * i + list.length * i) % list.length;
-          if (list[next].target) return jump(next);
-        }
-      } else if ((event.ctrlKey || event.metaKey) && key === 's') {
-        event.preventDefault();
-        event.stopPropagation();
-        editor.current?.flush();
+      // Next finding that has somewhere to show (a key slice or a box).
+      for (let i = 1; i <= list.length; i++) {
+        const next = (at + direction * i + list.length * i) % list.length;
+        if (list[next].target) return jump(next);
       }
-    };
-    window.addEventListener('keydown', onKey, true);
-    return () => window.removeEventListener('keydown', onKey, true);
-  }, []);
+      return undefined;
+    },
+    save: () => editor.current?.flush(),
+  }), []);
 
   if (!uid) return html`<div class="sa-panel"><p>No study in the URL.</p></div>`;
   if (refused) return html`<div class="sa-panel" data-testid="refused"><h3>Report</h3><p class="sa-error">${refused}</p></div>`;

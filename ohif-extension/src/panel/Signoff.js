@@ -1,16 +1,8 @@
 // RADPEER score of the AI draft against the final read, then Sign (locks the report). Offered only when there
 // is a version to sign; a report written without an AI draft is signed without a score (nothing to rate).
+// The scores, their meanings and which need a comment come with the report (backend/reports/radpeer.py).
 import { html, useState } from '../vendor.js';
 import { api, reportUrl } from '../api.js';
-
-const SCORES = [
-  ['1', 'Concur'],
-  ['2a', 'Discrepancy, not expected; unlikely significant'],
-  ['2b', 'Discrepancy, not expected; likely significant'],
-  ['3a', 'Discrepancy, should be made; unlikely significant'],
-  ['3b', 'Discrepancy, should be made; likely significant'],
-];
-const NEEDS_COMMENT = new Set(['2b', '3a', '3b']);
 
 export function Signoff({ uid, report, editor, onSigned, hasText }) {
   const [score, setScore] = useState('');
@@ -26,8 +18,11 @@ export function Signoff({ uid, report, editor, onSigned, hasText }) {
   }
   if (!report.permissions?.sign || !hasText) return null;
   const rated = Boolean(report.ai_draft);
+  const choices = report.radpeer_choices || [];
+  const needsComment = (value) => choices.some((c) => c.score === value && c.needs_comment);
+  const commented = choices.filter((c) => c.needs_comment).map((c) => c.score).join(', ');
 
-  const commentMissing = rated && NEEDS_COMMENT.has(score) && !comment.trim();
+  const commentMissing = rated && needsComment(score) && !comment.trim();
   const sign = async () => {
     setBusy(true);
     setError('');
@@ -56,11 +51,11 @@ export function Signoff({ uid, report, editor, onSigned, hasText }) {
   return html`<section class="sa-radpeer" data-testid="radpeer">
     <h4>RADPEER of the AI draft</h4>
     <div role="radiogroup" aria-label="RADPEER score">
-      ${SCORES.map(([value, text]) => html`<label key=${value} title=${text}>
+      ${choices.map(({ score: value, meaning }) => html`<label key=${value} title=${meaning}>
         <input type="radio" name="radpeer" value=${value} checked=${score === value} onChange=${() => setScore(value)} />
-        <b>${value}</b> <span class="sa-muted">${text}</span></label>`)}
+        <b>${value}</b> <span class="sa-muted">${meaning}</span></label>`)}
     </div>
-    <textarea data-testid="radpeer-comment" rows="2" placeholder=${NEEDS_COMMENT.has(score) ? 'Comment (required for 2b, 3a, 3b)' : 'Comment (optional)'}
+    <textarea data-testid="radpeer-comment" rows="2" placeholder=${needsComment(score) ? `Comment (required for ${commented})` : 'Comment (optional)'}
       value=${comment} onInput=${(e) => setComment(e.target.value)}></textarea>
     ${commentMissing && html`<p class="sa-error">A comment is required for ${score}.</p>`}
     ${error && html`<p class="sa-error" data-testid="sign-error">${error}</p>`}

@@ -26,7 +26,7 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
-from ...conditions import ABSENT, PRESENT
+from ...conditions import LabelValue
 from .. import DatasetError
 from ..sources import StudySource
 
@@ -139,9 +139,9 @@ def study_labels(grades: dict[tuple[str, str], str]) -> dict[str, int]:
         keys = [(rc, lv) for rc, (c, _) in CONDITIONS.items() if c == ours for lv in LEVELS]
         graded = [grades[k] for k in keys if k in grades]
         if any(g in PRESENT_GRADES for g in graded):
-            labels[ours] = PRESENT
+            labels[ours] = LabelValue.PRESENT
         elif len(graded) == len(keys):
-            labels[ours] = ABSENT
+            labels[ours] = LabelValue.ABSENT
     return labels
 
 
@@ -168,7 +168,7 @@ def findings(grades: dict, points: list[dict], instances: dict[tuple[str, int], 
         if grade not in PRESENT_GRADES:
             continue
         ours, side = CONDITIONS[rc]
-        f = {"condition": ours, "level": LEVELS[lv], "label": PRESENT, "severity": grade, "side": side,
+        f = {"condition": ours, "level": LEVELS[lv], "label": LabelValue.PRESENT, "severity": grade, "side": side,
              "detail": {"source": f"RSNA {rc}_{lv} = {grade}"}, "key_slices": [], "boxes": []}
         for p in points:
             if p["condition"] != rc or p["level"] != lv:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...conditions import ABSENT, PRESENT
+from ...conditions import LabelValue
 from .. import DatasetError
 from ..sources import StudySource
 from . import metaimage
@@ -139,9 +139,9 @@ def study_labels(discs: dict[int, dict]) -> dict[str, int]:
             continue
         if col == "Modic":
             if any(v == 1 for v in values):
-                labels[cond] = PRESENT
+                labels[cond] = LabelValue.PRESENT
             continue
-        labels[cond] = PRESENT if any(v == 1 for v in values) else ABSENT
+        labels[cond] = LabelValue.PRESENT if any(v == 1 for v in values) else LabelValue.ABSENT
     return labels
 
 
@@ -196,7 +196,7 @@ def _findings(discs: dict[int, dict], series: list[tuple[str, list[str], np.ndar
             v = cells.get(col)
             if v != 1:  # a positive binary grading, or Modic type I
                 continue
-            f = {"condition": cond, "level": "" if col == "Modic" else IVD_LEVELS[ivd], "label": PRESENT,
+            f = {"condition": cond, "level": "" if col == "Modic" else IVD_LEVELS[ivd], "label": LabelValue.PRESENT,
                  "severity": "", "side": "", "detail": {"source": f"SPIDER {col} = {v} at IVD {ivd}"},
                  "key_slices": [], "boxes": []}
             for series_uid, sops, mask in series:

@@ -19,9 +19,9 @@ from collections import Counter
 from typing import Any
 
 from spinefm.report.backends.base import Drafter
-from spinefm.report.findings import (POSSIBLE, PRESENT, PRIORITY, URGENT, Finding, coverage_span,
-                                     level_order, model_line, region, sequences_used, triage)
-from spinefm.results import ABSENT, NOT_ASSESSED, AnalysisResult
+from spinefm.report.findings import (PRIORITY, URGENT, Finding, coverage_span, level_order, model_line, region,
+                                     sequences_used, triage)
+from spinefm.results import AnalysisResult, Call
 
 TEMPLATE_VERSION = "1.1"
 
@@ -49,7 +49,7 @@ def _ref(f: Finding) -> str:
 def phrase(f: Finding, with_level: bool = True, with_ref: bool = True) -> str:
     where = _where(f) if with_level else ""
     ref = _ref(f) if with_ref else ""
-    if f.status == POSSIBLE:
+    if f.status == Call.POSSIBLE:
         return f"Possible {f.display.lower()}{where}{ref}; cannot be excluded."
     return f"{f.display}{where}{ref}."
 
@@ -81,11 +81,12 @@ class TemplateDrafter(Drafter):
 
     def draft(self, result: AnalysisResult, slice_embeddings: dict | None = None) -> str:
         findings = triage(result, self.threshold, self.margin)
-        shown = [f for f in findings if f.status in (PRESENT, POSSIBLE)]
+        shown = [f for f in findings if f.status in (Call.PRESENT, Call.POSSIBLE)]
         # not validated, or called absent where the held-out operating point cannot rule it out
-        unassessed = [f for f in findings if f.status == NOT_ASSESSED or (f.status == ABSENT and not f.rule_out)]
+        unassessed = [f for f in findings
+                      if f.status == Call.NOT_ASSESSED or (f.status == Call.ABSENT and not f.rule_out)]
         of = Counter(f.section for f in findings)
-        ruled_out = any(f.status == ABSENT and f.rule_out for f in findings)
+        ruled_out = any(f.status == Call.ABSENT and f.rule_out for f in findings)
         return "\n".join(self.technique(result) + [""] + self.findings(shown, unassessed, of) + [""]
                          + self.impression(shown, unassessed, ruled_out) + self.footer(result))
 
@@ -140,12 +141,12 @@ class TemplateDrafter(Drafter):
     def impression(self, shown: list[Finding], unassessed: list[Finding], ruled_out: bool = True) -> list[str]:
         rank = {k: i for i, k in enumerate(PRIORITY)}
         # definite before possible, then clinical priority, then level
-        ordered = sorted(shown, key=lambda f: (f.status != PRESENT, rank.get(f.condition, 99),
+        ordered = sorted(shown, key=lambda f: (f.status != Call.PRESENT, rank.get(f.condition, 99),
                                                level_order(f.level)))
         items = []
         for f in ordered:
             text = phrase(f, with_ref=False)
-            if f.condition in URGENT and f.status == PRESENT:
+            if f.condition in URGENT and f.status == Call.PRESENT:
                 text += " Urgent clinical correlation is recommended."
             elif f.condition in URGENT:
                 text += " Clinical correlation is recommended."

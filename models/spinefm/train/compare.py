@@ -3,13 +3,21 @@
 A retrained candidate whose encoders changed (align) cannot be compared on stored embeddings: both models
 have to see the images. Each bundle embeds the dataset's ``--split`` cases (T1+T2 view, as ``analyze``) and
 its own diagnosis head scores them; only the cases every model could embed are kept, so the AUROCs (with
-bootstrap CIs, ``spinefm.retrain.evaluate_head``) are on identical cases. Writes one JSON::
+bootstrap CIs, ``spinefm.train.retrain.evaluate_head``) are on identical cases. Writes one JSON::
 
     spinefm compare --candidate /tmp/run/calibrated --reference base=models/bundles/spineagent-phantom-nano \\
         --dataset /tmp/run/dataset --split test --n-boot 200 --out /tmp/run/compare.json
 
 A reference that cannot be scored (another preprocessing, an unreadable bundle) is reported with the reason
 instead of failing the candidate's evaluation.
+
+Each model's metrics also carry ``levels``: per-level agreement with the cases' findings that name a spinal
+level (a platform export's verified present levels, spinefm.dataset.tables.verified_level_findings, or a
+findings table's): for every (study, condition) present at a level, the model's level head at its own
+segmentation agent's box (the "level head, predicted box" row of the level table, spinefm.train.level_agent) against
+the verified level(s): exact and within-one-level accuracy with patient-grouped bootstrap CIs, and per
+condition. So a retraining that refit the level prior (``spinefm levels --level-fit prior``) shows whether
+levels improved, on the same findings for every model.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-log = logging.getLogger("spinefm.compare")
+log = logging.getLogger("spinefm.train.compare")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,31 +45,73 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 @torch.no_grad()
-def embed(model_dir, dataset, splits: set[str]) -> tuple[object, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(diagnosis head, {case_id: embedding}, {case_id: labels}) of one model on the dataset's splits."""
-    from .bundle import load_model_dir
-    from .train.features import case_views
+def level_predictions(model, cases, vs: dict) -> dict[str, list[dict]]:
+    """{case_id: [{"condition", "truth": levels, "pred": level or None, "patient"}]}: each condition a case has
+    present at a spinal level, placed by the model's level head at its segmentation agent's box (None: the
+    head was never fitted, the model names no level)."""
+    from .level_agent import eval_items
+
+    fitted = model.level.is_fitted
+    out: dict[str, list[dict]] = {}
+    for it in eval_items(model, cases, vs):
+        case = cases[it["case"]]
+        pred = model.level.predict(it["emb"], it["pred_centre"], it["condition"])[0] if fitted else None
+        out.setdefault(case.case_id, []).append({"condition": it["condition"], "truth": sorted(it["truth"]),
+                                                 "pred": pred, "patient": case.patient or case.case_id})
+    return out
+
+
+def level_agreement(preds: dict[str, list[dict]], ids: list[str], n_boot: int = 200, seed: int = 0) -> dict:
+    """Exact and within-one-level accuracy of one model's levels on the findings of the cases ``ids``;
+    accuracies are None when the model names no level (no fitted level head)."""
+    from . import metrics as M
+    from .level_agent import _correct
+
+    rows = [r for i in ids for r in preds.get(i, [])]
+    named = [r for r in rows if r["pred"] is not None]
+    out = {"n_findings": len(rows), "n_studies": len({i for i in ids if preds.get(i)})}
+    if rows and not named:
+        return {**out, "accuracy": None, "within_one": None, "per_condition": {},
+                "note": "the model names no level (its level head was never fitted)"}
+    scores = [_correct(r["pred"], set(r["truth"])) for r in rows]
+    groups = [r["patient"] for r in rows]
+    per: dict[str, list[float]] = {}
+    for r, (exact, _) in zip(rows, scores):
+        per.setdefault(r["condition"], []).append(exact)
+    return {**out, "accuracy": M.grouped_mean_ci([e for e, _ in scores], groups, n_boot, seed),
+            "within_one": M.grouped_mean_ci([w for _, w in scores], groups, n_boot, seed),
+            "per_condition": {c: {"n": len(v), "accuracy": sum(v) / len(v)} for c, v in sorted(per.items())}}
+
+
+@torch.no_grad()
+def embed(model_dir, dataset, splits: set[str]) -> tuple[object, dict[str, torch.Tensor], dict[str, torch.Tensor],
+                                                         dict[str, list[dict]]]:
+    """(diagnosis head, {case_id: embedding}, {case_id: labels}, {case_id: level predictions}) of one model on
+    the dataset's splits."""
+    from ..bundle import load_model_dir
+    from .features import case_views
 
     model, _ = load_model_dir(model_dir)
     model.eval()
     cases = dataset.cases(splits, model.cfg.preprocess)
-    view = case_views(model, cases)["all"]
+    vs = case_views(model, cases)
+    view = vs["all"]
     ids = [cases[i].case_id for i in view["idx"].tolist()]
     labels = {cases[i].case_id: cases[i].label_vector(model.cfg.conditions) for i in view["idx"].tolist()}
-    return model.diagnosis.eval(), dict(zip(ids, view["emb"])), labels
+    return model.diagnosis.eval(), dict(zip(ids, view["emb"])), labels, level_predictions(model, cases, vs)
 
 
 @torch.no_grad()
 def compare(candidate, references: dict[str, str], dataset_dir, splits: set[str], n_boot: int = 200,
             seed: int = 0) -> dict:
     """{"candidate": metrics, "references": {name: metrics | None}, "reference_errors", "n_test", "case_ids",
-    "operating_points_test"} with metrics as ``spinefm.retrain.evaluate_head`` gives them."""
-    from .dataset import Dataset
+    "operating_points_test"} with metrics as ``spinefm.train.retrain.evaluate_head`` gives them."""
+    from ..dataset import Dataset
     from .retrain import evaluate_head
-    from .train.operating_points import held_out_counts
+    from .operating_points import held_out_counts
 
     ds = Dataset(dataset_dir)
-    head, emb, labels = embed(candidate, ds, splits)
+    head, emb, labels, levels = embed(candidate, ds, splits)
     others, errors = {}, {}
     for name, path in references.items():
         try:
@@ -74,13 +124,13 @@ def compare(candidate, references: dict[str, str], dataset_dir, splits: set[str]
         raise SystemExit(f"compare: no case of split(s) {','.join(sorted(splits))} of {dataset_dir} could be "
                          "embedded by every model")
 
-    def score(h, e, lab) -> dict:
+    def score(h, e, lab, lv) -> dict:
         x, y = torch.stack([e[i] for i in ids]), torch.stack([lab[i] for i in ids])
-        return evaluate_head(h, x, y, n_boot=n_boot, seed=seed)
+        return {**evaluate_head(h, x, y, n_boot=n_boot, seed=seed), "levels": level_agreement(lv, ids, n_boot, seed)}
 
     x, y = torch.stack([emb[i] for i in ids]), torch.stack([labels[i] for i in ids])
     return {"split": ",".join(sorted(splits)), "n_test": len(ids), "case_ids": ids,
-            "candidate": score(head, emb, labels),
+            "candidate": score(head, emb, labels, levels),
             "references": {name: score(*o) for name, o in others.items()},
             "reference_errors": errors,
             "operating_points_test": held_out_counts(torch.sigmoid(head(x)), y, head)}

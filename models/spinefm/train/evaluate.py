@@ -6,7 +6,7 @@ patient-level k-fold cross-validation of the probes and per-vendor transfer
 (probes trained on one vendor's training cases, tested on every vendor).
 Segmentation: slice-selection AUROC, key-slice hit rate, box error.
 Levels (when the level head is trained): accuracy of the level of each finding
-truly present, with baselines (spinefm.levels).
+truly present, with baselines (spinefm.train.level_agent).
 Retrieval: image->report and report->image Recall@1/5/10 and median rank.
 Baselines get the same heads fitted the same way: a randomly initialised
 model, the model without the synthesizer (other sequences through the T2
@@ -23,16 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..bundle import load_model_dir
+from ..model import SpineFM
+from ..retrieval import ranks
 from . import metrics as M
-from .bundle import load_model_dir
-from .levels import level_markdown, level_metrics
-from .model import SpineFM
-from .retrieval import ranks
-from .train.common import add_common_arguments, load_cases, load_eval_cases, set_threads, training_data, seed_everything, setup_logging
-from .train.features import VIEWS, case_views, slice_features, slice_targets, text_features
-from .train.heads import diagnosis_data, fit_diagnosis
+from .common import add_common_arguments, load_cases, load_eval_cases, set_threads, training_data, seed_everything, setup_logging
+from .features import VIEWS, case_views, slice_features, slice_targets, text_features
+from .heads import diagnosis_data, fit_diagnosis
+from .level_agent import level_markdown, level_metrics
 
-log = logging.getLogger("spinefm.evaluate")
+log = logging.getLogger("spinefm.train.evaluate")
 
 VARIANTS = {"spinefm": "full", "no_synthesizer": "no_synth", "single_encoder": "single", "random_encoder": "full"}
 
@@ -330,8 +330,8 @@ def to_markdown(res: dict) -> str:
 
 def record(bundle_dir, res: dict, key: str, command: str | None) -> None:
     """The evaluation's headline numbers into the bundle's manifest (``metrics[key]``); weights untouched."""
-    from .bundle import load_bundle, resave_bundle
-    from .train.default import summarize
+    from ..bundle import load_bundle, resave_bundle
+    from .default import summarize
 
     bundle = load_bundle(bundle_dir)
     metrics = dict(bundle.manifest.get("metrics") or {})

@@ -21,7 +21,9 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from spinefm.conditions import get_condition
-from spinefm.results import ABSENT, POSSIBLE, PRESENT, call_of
+from spinefm.results import AnalysisResult, Call
+
+from .analysis import analysis_of, prediction_for
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ PROBABILITY = codes.DCM.Probability
 BOX_SCORE = hd.sr.CodedConcept("box_score", SCHEME, "Localization confidence")
 PRESENCE = hd.sr.CodedConcept("presence", SCHEME, "AI finding presence")
 # The model's call per condition (spinefm.results STATUSES); "not_assessed" carries no presence claim.
-PRESENCE_CODES = {PRESENT: codes.SCT.Present, POSSIBLE: codes.SCT.Equivocal, ABSENT: codes.SCT.Absent}
+PRESENCE_CODES = {Call.PRESENT: codes.SCT.Present, Call.POSSIBLE: codes.SCT.Equivocal, Call.ABSENT: codes.SCT.Absent}
 DRAFT_TEXT = hd.sr.CodedConcept("draft_text", SCHEME, "AI draft report text")
 DRAFTER = hd.sr.CodedConcept("drafter", SCHEME, "AI draft written by")
 NOTICE = hd.sr.CodedConcept("ai_notice", SCHEME, "AI-generated content notice")
@@ -89,13 +91,6 @@ def _polyline(box, rows, columns) -> np.ndarray:
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
 
 
-def _prediction(conditions: list[dict], condition: str, level: str | None) -> dict | None:
-    for c in conditions:
-        if c.get("condition") == condition and (c.get("level") in (None, level)):
-            return c
-    return None
-
-
 def _presence(call: str | None) -> list:
     """The qualitative evaluation a group carries: what the model called, nothing where it made no call
     (a box drawn for a condition its bundle did not validate is a location, not a finding)."""
@@ -103,26 +98,25 @@ def _presence(call: str | None) -> list:
     return [hd.sr.QualitativeEvaluation(PRESENCE, code)] if code is not None else []
 
 
-def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, algorithm):
-    conditions = data.get("conditions") or []
+def _groups(analysis: AnalysisResult, headers: dict[str, pydicom.Dataset], result_key: str, algorithm):
     groups, referenced, boxed = [], {}, set()
-    for i, box in enumerate(data.get("boxes") or []):
-        ref = headers.get(box.get("sop_instance_uid"))
+    for i, box in enumerate(analysis.boxes):
+        ref = headers.get(box.sop_instance_uid)
         if ref is None:
-            log.warning("SR: box %d refers to %s, not in the study; left out", i, box.get("sop_instance_uid"))
+            log.warning("SR: box %d refers to %s, not in the study; left out", i, box.sop_instance_uid)
             continue
         referenced[str(ref.SOPInstanceUID)] = ref
-        condition, level = box["condition"], box.get("level")
+        condition, level = box.condition, box.level
         boxed.add((condition, level))
-        measurements = [hd.sr.Measurement(name=BOX_SCORE, value=float(box.get("score", 0.0)), unit=NO_UNITS,
+        measurements = [hd.sr.Measurement(name=BOX_SCORE, value=float(box.score), unit=NO_UNITS,
                                           algorithm_id=algorithm)]
-        prediction = _prediction(conditions, condition, level)
+        prediction = prediction_for(analysis, condition, level)
         if prediction is not None:
-            measurements.insert(0, hd.sr.Measurement(name=PROBABILITY, value=float(prediction["probability"]),
+            measurements.insert(0, hd.sr.Measurement(name=PROBABILITY, value=float(prediction.probability),
                                                      unit=NO_UNITS, algorithm_id=algorithm))
         region = hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-            graphic_data=_polyline(box["box"], ref.get("Rows"), ref.get("Columns")),
+            graphic_data=_polyline(box.box, ref.get("Rows"), ref.get("Columns")),
             source_image=hd.sr.SourceImageForRegion(str(ref.SOPClassUID), str(ref.SOPInstanceUID)))
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(
@@ -130,19 +124,19 @@ def _groups(data: dict, headers: dict[str, pydicom.Dataset], result_key: str, al
             referenced_region=region, finding_type=finding_code(condition), algorithm_id=algorithm,
             finding_sites=[hd.sr.FindingSite(level_code(level))] if level else None,
             measurements=measurements,
-            qualitative_evaluations=_presence(call_of(prediction)) or None))
-    for i, c in enumerate(conditions):
-        key, level = c.get("condition"), c.get("level")
-        if call_of(c) not in (PRESENT, POSSIBLE) or (key, level) in boxed:
+            qualitative_evaluations=_presence(prediction.call if prediction else None) or None))
+    for i, c in enumerate(analysis.conditions):
+        key, level = c.condition, c.level
+        if c.call not in (Call.PRESENT, Call.POSSIBLE) or (key, level) in boxed:
             continue
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(
                 uid=derived_uid(result_key, "condition", i), identifier=f"{key} {level or ''}".strip()),
             finding_type=finding_code(key), algorithm_id=algorithm,
             finding_sites=[hd.sr.FindingSite(level_code(level))] if level else None,
-            measurements=[hd.sr.Measurement(name=PROBABILITY, value=float(c["probability"]), unit=NO_UNITS,
+            measurements=[hd.sr.Measurement(name=PROBABILITY, value=float(c.probability), unit=NO_UNITS,
                                             algorithm_id=algorithm)],
-            qualitative_evaluations=_presence(call_of(c))))
+            qualitative_evaluations=_presence(c.call)))
     return groups, list(referenced.values())
 
 
@@ -168,13 +162,13 @@ def series_description(synthetic: bool) -> str:
 
 def build_sr(result, headers: list[pydicom.Dataset]) -> hd.sr.Comprehensive3DSR | None:
     """The SR for ``result`` given the study's instance headers (Orthanc metadata); None if nothing to report."""
-    data = result.data or {}
-    synthetic = bool(data.get("synthetic_training", True))
-    model_name, model_version = str(data.get("model_name") or "unknown"), str(data.get("model_version") or "?")
+    analysis = analysis_of(result)
+    synthetic = bool(analysis.synthetic_training)
+    model_name, model_version = str(analysis.model_name or "unknown"), str(analysis.model_version or "?")
     by_uid = {str(ds.SOPInstanceUID): ds for ds in headers if str(ds.get("Modality", "")) != "SR"}
     algorithm = hd.sr.AlgorithmIdentification(name=model_name[:64], version=model_version[:64])
     series_uid, sop_uid = sr_uids(result)
-    groups, referenced = _groups(data, by_uid, f"{result.study.study_instance_uid}/{result.pk}", algorithm)
+    groups, referenced = _groups(analysis, by_uid, f"{result.study.study_instance_uid}/{result.pk}", algorithm)
     if not groups:
         return None
     device = hd.sr.ObserverContext(
@@ -189,12 +183,12 @@ def build_sr(result, headers: list[pydicom.Dataset]) -> hd.sr.Comprehensive3DSR 
               + (" The model was trained on synthetic phantoms only: not for clinical use." if synthetic else ""))
     report[0].ContentSequence.append(hd.sr.TextContentItem(
         name=NOTICE, value=notice, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
-    if (draft := (data.get("draft_text") or "").strip()):
+    if (draft := (analysis.draft_text or "").strip()):
         report[0].ContentSequence.append(hd.sr.TextContentItem(
             name=DRAFT_TEXT, value=draft, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
-        drafter = str(data.get("draft_backend") or "unknown")
-        if data.get("draft_fallback"):
-            drafter += f"; fallback because {data['draft_fallback']}"
+        drafter = str(analysis.draft_backend or "unknown")
+        if analysis.draft_fallback:
+            drafter += f"; fallback because {analysis.draft_fallback}"
         report[0].ContentSequence.append(hd.sr.TextContentItem(
             name=DRAFTER, value=drafter[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     # Box-free results still need one evidence image (the SR's study and patient come from it).

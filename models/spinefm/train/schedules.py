@@ -1,7 +1,10 @@
-"""Step-indexed schedules (lr, weight decay, teacher momentum, teacher temperature).
+"""Step-indexed schedules of every training loop in spinefm: lr, weight decay, teacher momentum and temperature.
 
 Pure functions of the step so a resumed run gets exactly the values it would
-have had without the interruption (nothing stateful to checkpoint).
+have had without the interruption (nothing stateful to checkpoint). The
+stages (align, synth, the locator) take ``cosine_lr``, SSL pretraining
+``cosine``/``linear_warmup``, the report agent ``warmup_cosine_factor``; the
+three warmup conventions differ in their first steps, and each loop keeps its own.
 """
 
 from __future__ import annotations
@@ -16,6 +19,24 @@ def cosine(step: int, total: int, start: float, end: float, warmup: int = 0, war
     span = max(1, total - warmup)
     t = min(1.0, max(0.0, (step - warmup) / span))
     return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * t))
+
+
+def cosine_lr(step: int, total: int, warmup: int, base: float, final: float = 1e-6) -> float:
+    """The stages' lr: linear warmup to ``base`` reached at step ``warmup - 1``, then cosine to ``final`` at ``total``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * t))
+
+
+def stage_warmup(total: int) -> int:
+    """Warmup steps of a stage's ``cosine_lr``: the first twentieth of the run, at least one step."""
+    return max(1, total // 20)
+
+
+def warmup_cosine_factor(step: int, total: int, warmup: int) -> float:
+    """The report agent's lr multiplier (``LambdaLR``): linear warmup times a cosine decay to zero at ``total``."""
+    return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
 
 
 def linear_warmup(step: int, warmup: int, start: float, end: float) -> float:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from .bundle import load_model_dir, save_bundle
-from .retrieval import EmbeddingIndex
-from .train.common import add_common_arguments, load_cases, set_threads, setup_logging, synthetic_of, training_data
-from .train.features import case_views, text_features
+from ..bundle import load_model_dir, save_bundle
+from ..retrieval import EmbeddingIndex
+from .common import add_common_arguments, load_cases, set_threads, setup_logging, synthetic_of, training_data
+from .features import case_views, text_features
 
-log = logging.getLogger("spinefm.build")
+log = logging.getLogger("spinefm.train.build")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

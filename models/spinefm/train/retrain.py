@@ -13,7 +13,7 @@ version, :func:`retrain_bundle`
    the val split when there is one (``spinefm.train.operating_points``: a
    condition is called only where the verified val labels validate it), else
    Youden's J on the training data;
-2. evaluates AUROC/AUPRC per condition (``spinefm.metrics``, uncertain labels
+2. evaluates AUROC/AUPRC per condition (``spinefm.train.metrics``, uncertain labels
    excluded) on the held-out test split for the new heads *and* for the base
    bundle's heads, on exactly the same examples, so the two are comparable;
 3. copies the base bundle to a new directory, replaces ``diagnosis.safetensors``,
@@ -29,28 +29,24 @@ gathers the examples and registers the result.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import metrics as M
-from .bundle import (FORMAT, PART_FILES, BundleError, manifest_sha256, read_manifest, sha256_file, verify_files,
+from ..bundle import (FORMAT, PART_FILES, BundleError, manifest_sha256, read_manifest, sha256_file, verify_files,
                      write_manifest)
-from .conditions import UNCERTAIN
-from .heads.diagnosis import DiagnosisHead
+from ..conditions import LabelValue
+from ..heads.diagnosis import DiagnosisHead
+from . import metrics as M
 
 DIAGNOSIS_FILE = PART_FILES["diagnosis"]
-# Parts whose weights (with the configs) determine the case embedding; see embedding_key().
-EMBEDDING_PARTS = ("encoders", "clip", "synthesizer")
 SYNTHETIC_LABEL = "SYNTHETIC phantom data; not a clinical result"
 
 
@@ -75,18 +71,6 @@ class RetrainResult:
     losses: dict = field(default_factory=dict)
 
 
-def embedding_key(manifest: Mapping) -> str:
-    """Fingerprint of what produces a bundle's case embeddings: configs + encoder/CLIP/synthesizer weights.
-
-    Two bundles with the same key embed a study identically (a retrained bundle keeps its base's
-    key), so an embedding stored by one serves the other.
-    """
-    files = manifest.get("files", {})
-    parts = {p: files.get(PART_FILES[p], "") for p in EMBEDDING_PARTS}
-    canon = json.dumps({"configs": manifest.get("configs", {}), "parts": parts}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()
-
-
 def label_matrix(examples: Sequence[Example], conditions: Sequence[str], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, dim) float32 embeddings and (n, C) labels in ``conditions`` order; absent conditions are -1."""
     if not examples:
@@ -96,7 +80,7 @@ def label_matrix(examples: Sequence[Example], conditions: Sequence[str], dim: in
         raise RetrainError(f"embeddings have shape {tuple(x.shape)}; the diagnosis head expects (n, {dim})")
     if not torch.isfinite(x).all():
         raise RetrainError("embeddings contain NaN or infinite values")
-    y = torch.tensor([[float(e.labels.get(c, UNCERTAIN)) for c in conditions] for e in examples])
+    y = torch.tensor([[float(e.labels.get(c, LabelValue.UNCERTAIN)) for c in conditions] for e in examples])
     return x, y
 
 
@@ -104,7 +88,7 @@ def load_diagnosis_head(bundle_dir: str | Path, manifest: Mapping | None = None)
     """The bundle's diagnosis head alone (no encoders loaded): probes + thresholds."""
     from safetensors.torch import load_file
 
-    from .model import SpineFMConfig
+    from ..model import SpineFMConfig
 
     bundle_dir = Path(bundle_dir)
     manifest = manifest or read_manifest(bundle_dir)
@@ -181,8 +165,8 @@ def retrain_bundle(base_dir: str | Path, out_dir: str | Path, train: Sequence[Ex
         raise RetrainError("the training split has only uncertain labels")
 
     say("training diagnosis heads", 20)
-    from .train.heads import fit_diagnosis
-    from .train.operating_points import apply_operating_points, fit_operating_points, held_out_counts
+    from .heads import fit_diagnosis
+    from .operating_points import apply_operating_points, fit_operating_points, held_out_counts
 
     torch.manual_seed(seed)
     head = DiagnosisHead(dim, conditions, input_scale=base_head.input_scale)
@@ -252,8 +236,3 @@ def retrain_bundle(base_dir: str | Path, out_dir: str | Path, train: Sequence[Ex
         raise
     say("bundle written", 90)
     return RetrainResult(out_dir, manifest, metrics, losses)
-
-
-def examples_from_rows(rows: Iterable[Mapping]) -> list[Example]:
-    """[{"embedding": [...], "labels": {...}, "case_id": ...}] -> examples (for JSON inputs and the CLI)."""
-    return [Example(r["embedding"], r["labels"], str(r.get("case_id", ""))) for r in rows]

@@ -21,12 +21,13 @@ from collections import Counter
 import numpy as np
 import torch
 
+from ..analyze import box_centre, choose_series, locate, pick_series
+from ..heads.level import LEVELS, LevelHead, allowed_levels, level_position
 from . import metrics as M
-from .analyze import box_centre, choose_series, locate, pick_series
-from .heads.level import LEVELS, LevelHead, allowed_levels, level_position
-from .train.features import VIEWS, case_views
+from .features import VIEWS, case_views
+from .loop import optimizer_step
 
-log = logging.getLogger("spinefm.levels")
+log = logging.getLogger("spinefm.train.level_agent")
 LEVEL_INDEX = {lv: i for i, lv in enumerate(LEVELS)}
 
 
@@ -115,9 +116,7 @@ def fit_level(head: LevelHead, data: dict, steps: int = 400, lr: float = 3e-3, w
         if not use_position:
             centre = torch.zeros_like(centre)
         loss = head.loss(case, centre, data["cond"], data["target"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss)
     head.eval()
     with torch.no_grad():
         head.fitted.fill_(1.0)

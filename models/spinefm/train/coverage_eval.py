@@ -27,13 +27,13 @@ from collections import Counter
 import numpy as np
 import torch
 
+from ..conditions import DISC_LEVEL, get_condition
+from ..heads.level import level_position
+from ..intake import decide_region, region_from_headers
+from ..vertebrae import label_series, regions_from_discs
 from . import metrics as M
-from .conditions import DISC_LEVEL, get_condition
-from .heads.level import level_position
-from .intake import decide_region, region_from_headers
-from .vertebrae import label_series, regions_from_discs
 
-log = logging.getLogger("spinefm.coverage_eval")
+log = logging.getLogger("spinefm.train.coverage_eval")
 PREFERRED = ("T2", "T1", "STIR", "DIXON", "OTHER")
 
 
@@ -90,9 +90,9 @@ def match(truth: dict, discs: list, spacing: float) -> dict:
 @torch.no_grad()
 def _old_head_levels(bundle, datasets, series_uid: str, points: list[tuple[float, float]]) -> list[str | None]:
     """The previous bundle's level head at each (row, col) of the series: case embedding + normalised position."""
-    from .analyze import case_vector, choose_series, embed_series
-    from .data import record_from_study_input
-    from .study import StudyInput
+    from ..analyze import case_vector, choose_series, embed_series
+    from ..data import record_from_study_input
+    from ..study import StudyInput
 
     model = bundle.model.eval()
     record = record_from_study_input(StudyInput.from_datasets(datasets), model.cfg.preprocess)
@@ -114,7 +114,7 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
     import spine_phantom
     from spine_phantom.nonspine import generate_nonspine
 
-    from .train.locator import VARIED
+    from .locator import VARIED
 
     pcfg = dict(phantom_config or VARIED)
     locator = model.locator.eval()
@@ -161,7 +161,7 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
                 continue
             b = boxes[len(boxes) // 2]["box"]
             ds = datasets[boxes[len(boxes) // 2]["slice_index"]]
-            from .vertebrae import SliceFrame
+            from ..vertebrae import SliceFrame
 
             point = SliceFrame.from_dataset(ds).to_patient((b[1] + b[3]) / 2, (b[0] + b[2]) / 2)
             kind = "disc" if get_condition(f["condition"]).level_kind == DISC_LEVEL else "vertebra"
