@@ -6,16 +6,16 @@ from datetime import date
 
 from rest_framework import serializers
 
-from backend.serializer_fields import Text
+from backend.serializer_fields import StrictCharField
 
 from .models import AuditEvent
 
 TEXT_MAX = 150
 
 
-def _text(help_text: str = "") -> Text:
+def _text(help_text: str = "") -> StrictCharField:
     """Free text matched exactly (stripped, cut to TEXT_MAX)."""
-    return Text(required=False, allow_blank=True, help_text=help_text)
+    return StrictCharField(required=False, allow_blank=True, help_text=help_text)
 
 
 def _day(name: str, help_text: str) -> serializers.DateField:

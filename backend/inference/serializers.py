@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from backend.serializer_fields import Text
+from backend.serializer_fields import StrictCharField
 
 from .models import InferenceJob, InferenceResult, ModelVersion
 
@@ -35,5 +35,5 @@ class InferenceResultSerializer(serializers.ModelSerializer):
 
 
 class JobFilter(serializers.Serializer):
-    study = Text(required=False, help_text="StudyInstanceUID")
+    study = StrictCharField(required=False, help_text="StudyInstanceUID")
     status = serializers.ChoiceField(choices=InferenceJob.STATUSES, required=False)
