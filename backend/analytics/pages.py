@@ -76,11 +76,14 @@ def _turnaround_rows(params: dict) -> list[dict]:
 
 
 def _annotators() -> dict:
-    """Annotator agreement, one row per condition with its Cohen and Fleiss figures, for the dashboard."""
+    """Annotator agreement, one row per condition with its Cohen and Fleiss figures, and the export's rows per
+    condition x level, for the dashboard."""
     data = annotation_metrics.annotator_agreement()
     rows = [{"condition": k, "display_name": conditions._display_name(k), "cohen": c,
              "fleiss": data["fleiss"]["conditions"][k]} for k, c in data["conditions"].items()]
-    return {**data, "rows": rows}
+    level_rows = [{**r, "display_name": conditions._display_name(r["condition"])}
+                  for r in exports.annotator_level_rows(data)]
+    return {**data, "rows": rows, "level_rows": level_rows}
 
 
 @require_GET
