@@ -213,8 +213,6 @@ TITLES = {"radpeer": "RADPEER scores", "edits": "Edit distance by RADPEER score"
 
 
 def render(chart: str, params: dict) -> tuple[bytes, bool]:
-    """(PNG bytes, empty?) of a chart; BadParams when the chart name is unknown."""
-    if chart not in RENDERERS:
-        raise services.BadParams("chart", "chart must be one of " + ", ".join(CHARTS))
+    """(PNG bytes, empty?) of a chart (one of ``CHARTS``, checked by the chart's query serializer)."""
     png = RENDERERS[chart](params)
     return (no_data(TITLES[chart]), True) if png is None else (png, False)

@@ -265,19 +265,25 @@ ANNOTATOR_AGREEMENT_LEVEL_COLUMNS = ["statistic", "condition", "level", "n", "ob
                                      "ci_high"]
 
 
+def annotator_level_rows(data: dict) -> list[dict]:
+    """The per condition x level cells of ``annotation_metrics.annotator_agreement()``, Cohen's then Fleiss',
+    each with its ``statistic``: the rows of the annotator_agreement_levels export and of the dashboard's table
+    (one list for both, so the page shows the export's numbers)."""
+    return [{"statistic": statistic, **c}
+            for statistic, block in (("cohen", data["levels"]), ("fleiss", data["fleiss"]["levels"])) for c in block]
+
+
 def annotator_agreement_levels_table(params: dict) -> Table:
     """Annotators' kappa per condition x level (every level an annotator of the task named; "study" for none):
     Cohen's over the first two annotations of every task, Fleiss' over the tasks with three or more."""
-    data = annotation_metrics.annotator_agreement()
-    rows = [[statistic, c["condition"], c["level"], c["n"], _cell(c["observed_agreement"]), _cell(c["kappa"]),
+    rows = [[c["statistic"], c["condition"], c["level"], c["n"], _cell(c["observed_agreement"]), _cell(c["kappa"]),
              _cell(c["ci_low"]), _cell(c["ci_high"])]
-            for statistic, block in (("cohen", data["levels"]), ("fleiss", data["fleiss"]["levels"]))
-            for c in block]
+            for c in annotator_level_rows(annotation_metrics.annotator_agreement())]
     return Table("annotator_agreement_levels", ANNOTATOR_AGREEMENT_LEVEL_COLUMNS, rows, len(rows))
 
 
 def build(table: str, params: dict, identified: bool = False) -> Table:
-    """The named table; BadParams when the name is unknown."""
+    """The named table (one of ``TABLES``, checked by the export's query serializer)."""
     if table == "radpeer":
         return radpeer_table(params)
     if table == "edits":
@@ -300,7 +306,7 @@ def build(table: str, params: dict, identified: bool = False) -> Table:
         return annotator_agreement_table(params)
     if table == "annotator_agreement_levels":
         return annotator_agreement_levels_table(params)
-    raise services.BadParams("table", "table must be one of " + ", ".join(TABLES))
+    raise ValueError(f"unknown table {table!r}")
 
 
 # ---- encodings --------------------------------------------------------------------------------------------------

@@ -11,13 +11,15 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from rest_framework.exceptions import ValidationError
 
 from backend.accounts.roles import role_of
+from backend.annotations import metrics as annotation_metrics
+from backend.api_errors import validation_payload
 from backend.inference.models import ModelVersion
 
-from backend.annotations import metrics as annotation_metrics
-
 from . import burden_summary, charts, conditions, demo, draft_agreement, edit_burden, exports, services, turnaround
+from .filters import AnalyticsFilters
 from .models import EditMetrics
 
 
@@ -74,11 +76,14 @@ def _turnaround_rows(params: dict) -> list[dict]:
 
 
 def _annotators() -> dict:
-    """Annotator agreement, one row per condition with its Cohen and Fleiss figures, for the dashboard."""
+    """Annotator agreement, one row per condition with its Cohen and Fleiss figures, and the export's rows per
+    condition x level, for the dashboard."""
     data = annotation_metrics.annotator_agreement()
     rows = [{"condition": k, "display_name": conditions._display_name(k), "cohen": c,
              "fleiss": data["fleiss"]["conditions"][k]} for k, c in data["conditions"].items()]
-    return {**data, "rows": rows}
+    level_rows = [{**r, "display_name": conditions._display_name(r["condition"])}
+                  for r in exports.annotator_level_rows(data)]
+    return {**data, "rows": rows, "level_rows": level_rows}
 
 
 @require_GET
@@ -90,10 +95,11 @@ def dashboard(request):
                "can_identify": request.user.has_perm("analytics.export_identified"),
                "tables": [t for t in exports.TABLES if label_metrics or t not in exports.LABEL_METRICS_TABLES],
                "charts": charts.CHARTS, "titles": charts.TITLES}
-    try:
-        params = services.parse_params(request.GET)
-    except services.BadParams as exc:
-        return render(request, "analytics/dashboard.html", {**context, "error": exc}, status=400)
+    filters = AnalyticsFilters(data=request.GET)
+    if not filters.is_valid():
+        error = validation_payload(ValidationError(filters.errors))
+        return render(request, "analytics/dashboard.html", {**context, "error": error}, status=400)
+    params = filters.validated_data
     qs = services.metrics_queryset(params)
     query = urlencode(params)
     context.update(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 import statistics
 from collections import defaultdict
-from datetime import date
 
 from django.db import transaction
 from django.db.models import F
@@ -138,52 +137,7 @@ def compute_all(missing_only: bool = False) -> tuple[int, int]:
     return stored, skipped
 
 
-# ---- filters and summaries --------------------------------------------------------------------------------------
-
-class BadParams(ValueError):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field, self.message = field, message
-
-
-_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is True) and within a bigint
-_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,64}")  # no control characters (PostgreSQL refuses NUL)
-
-
-def _date(field: str, value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BadParams(field, f"{field} must be a date YYYY-MM-DD") from None
-
-
-def parse_params(query) -> dict:
-    """Validate the query string; returns the cleaned params (also recorded in the export audit).
-
-    Any value that cannot be a valid filter is a 400 here, never an error further down.
-    """
-    out: dict = {}
-    for field in ("date_from", "date_to"):
-        if value := query.get(field):
-            out[field] = _date(field, value).isoformat()
-    if "date_from" in out and "date_to" in out and out["date_from"] > out["date_to"]:
-        raise BadParams("date_to", "date_to is before date_from")
-    for field in ("reader", "model_version"):
-        if value := query.get(field):
-            if not _ID.fullmatch(value):
-                raise BadParams(field, f"{field} must be an integer id")
-            out[field] = int(value)
-    for field in ("draft_backend", "region"):
-        if value := query.get(field):
-            if not _TEXT.fullmatch(value):
-                raise BadParams(field, f"{field} must be at most 64 printable characters")
-            out[field] = value
-    if value := query.get("group_by"):
-        if value not in GROUP_BY:
-            raise BadParams("group_by", "group_by must be one of " + ", ".join(GROUP_BY))
-        out["group_by"] = value
-    return out
-
+# ---- summaries of the filtered rows (filters.py validates the filters) -----------------------------------------
 
 def metrics_queryset(params: dict):
     qs = EditMetrics.objects.select_related("model_version")

@@ -6,62 +6,40 @@ encode."""
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
+from backend.api_errors import error_responses
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
 
 from . import burden_summary, charts, conditions, draft_agreement, edit_burden, exports, services, turnaround
+from .filters import AnalyticsFilters, ChartQuery, CsvExportQuery, XlsxExportQuery
 
 CanViewAnalytics = require_perms("analytics.view_analytics")
 IDENTIFIED_PERM = "analytics.export_identified"
 LABEL_METRICS_PERM = "annotations.view_label_metrics"  # the annotator_agreement table needs it too
 
-FILTERS = [
-    OpenApiParameter("date_from", OpenApiTypes.DATE, description="first sign-off day, inclusive (UTC)"),
-    OpenApiParameter("date_to", OpenApiTypes.DATE, description="last sign-off day, inclusive (UTC)"),
-    OpenApiParameter("reader", OpenApiTypes.INT, description="signing user's id"),
-    OpenApiParameter("model_version", OpenApiTypes.INT, description="ModelVersion id of the AI draft"),
-    OpenApiParameter("draft_backend", str, description="drafting backend, e.g. template, llm"),
-    OpenApiParameter("region", str, description="cervical, thoracic, lumbar, whole spine, ..."),
-]
-GROUP_BY = OpenApiParameter("group_by", str, enum=list(services.GROUP_BY), description="one group 'all' if absent")
-IDENTIFIED = OpenApiParameter("identified", OpenApiTypes.BOOL, description=(
-    "add patient name/id, accession number and study UID to the per-report table; needs the permission "
-    f"{IDENTIFIED_PERM} (403 without it)"))
-BAD_PARAMS = OpenApiResponse(description='{"code": "invalid", "detail": ..., "field": ...}')
 JSON = OpenApiTypes.OBJECT
+REFUSED = error_responses(400, 401, 403)  # 403: not an admin, or identified / annotator agreement without permission
 
 
-def _bad(exc: services.BadParams) -> Response:
-    return Response({"code": "invalid", "detail": exc.message, "field": exc.field},
-                    status=status.HTTP_400_BAD_REQUEST)
+def _valid(serializer_class, query) -> dict:
+    serializer = serializer_class(data=query)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
 
 
-def _params(request, *extra: str) -> dict:
-    """Filters plus the named extra choices (table, chart, identified), all validated; BadParams if not."""
-    params = services.parse_params(request.query_params)
-    query = request.query_params
-    if "identified" in extra:
-        value = (query.get("identified") or "").lower()
-        if value not in ("", "0", "1", "true", "false"):
-            raise services.BadParams("identified", "identified must be 1/true or 0/false")
-        params["identified"] = value in ("1", "true")
-    return params
-
-
-def _export_params(request) -> tuple[dict, bool]:
-    """Filters and the identified flag of an export; PermissionDenied (403) for identified without the permission."""
-    params = _params(request, "identified")
-    identified = params.pop("identified")
+def _export_params(request, serializer_class) -> tuple[dict, str, bool]:
+    """(filters, table, identified) of an export; PermissionDenied (403) for identified without the permission."""
+    params = _valid(serializer_class, request.query_params)
+    table, identified = params.pop("table"), params.pop("identified")
     if identified and not request.user.has_perm(IDENTIFIED_PERM):
         raise PermissionDenied(f"identified exports need the permission {IDENTIFIED_PERM}")
-    return params, identified
+    return params, table, identified
 
 
 def _audit(request, fmt: str, target: str, filters: dict, identified: bool, tables: list) -> None:
@@ -76,7 +54,7 @@ def _filename(stem: str, ext: str) -> str:
 
 
 class _FilteredSummary(APIView):
-    """GET with the common filters: validate them, answer ``{"params": ..., **summary(params)}`` or a 400."""
+    """GET with the common filters (a 400 unless valid): ``{"params": ..., **summary(params)}``."""
 
     permission_classes = [CanViewAnalytics]
 
@@ -84,17 +62,14 @@ class _FilteredSummary(APIView):
         raise NotImplementedError
 
     def get(self, request):
-        try:
-            params = services.parse_params(request.query_params)
-        except services.BadParams as exc:
-            return _bad(exc)
+        params = _valid(AnalyticsFilters, request.query_params)
         return Response({"params": params, **self.summary(params)})
 
 
 class RadpeerAnalytics(_FilteredSummary):
     """GET (filters, group_by): RADPEER score counts, discrepancy / significant rates with Wilson CIs."""
 
-    @extend_schema(parameters=[*FILTERS, GROUP_BY], responses={200: JSON, 400: BAD_PARAMS})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -105,7 +80,7 @@ class RadpeerAnalytics(_FilteredSummary):
 class EditAnalytics(_FilteredSummary):
     """GET (filters): per RADPEER score, n and mean/median normalised char/word edit distance."""
 
-    @extend_schema(parameters=FILTERS, responses={200: JSON, 400: BAD_PARAMS})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -116,7 +91,7 @@ class EditAnalytics(_FilteredSummary):
 class ConditionAnalytics(_FilteredSummary):
     """GET (filters): per condition, AI prediction and draft finding against the signed report."""
 
-    @extend_schema(parameters=FILTERS, responses={200: JSON, 400: BAD_PARAMS})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -127,7 +102,7 @@ class ConditionAnalytics(_FilteredSummary):
 class TurnaroundAnalytics(_FilteredSummary):
     """GET (filters, group_by): median / p90 / mean seconds from arrival to draft, first open and signature."""
 
-    @extend_schema(parameters=[*FILTERS, GROUP_BY], responses={200: JSON, 400: BAD_PARAMS})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -140,7 +115,7 @@ class EditBurdenAnalytics(_FilteredSummary):
     """GET (filters, group_by): WER with S/I/D, sentences kept/edited/added/deleted and significant edits,
     per group and per report (each report's list of significant edits)."""
 
-    @extend_schema(parameters=[*FILTERS, GROUP_BY], responses={200: JSON, 400: BAD_PARAMS})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -156,15 +131,12 @@ class DraftAgreementAnalytics(_FilteredSummary):
     """GET (filters): AI draft vs signed report agreement (percent agreement with Wilson CI, Cohen's kappa with
     jackknife CI) per condition and per condition x level, from the rule labeler on both texts."""
 
-    @extend_schema(parameters=FILTERS, responses={200: JSON, 400: BAD_PARAMS})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
     def get(self, request):
         return super().get(request)
 
     def summary(self, params):
         return draft_agreement.summary(services.metrics_queryset(params))
-
-
-TABLE = OpenApiParameter("table", str, enum=list(exports.TABLES), required=True)
 
 
 class AnalyticsExport(APIView):
@@ -174,18 +146,12 @@ class AnalyticsExport(APIView):
 
     permission_classes = [CanViewAnalytics]
 
-    @extend_schema(parameters=[TABLE, *FILTERS, GROUP_BY, IDENTIFIED],
-                   responses={(200, "text/csv"): OpenApiTypes.STR, 400: BAD_PARAMS,
-                              403: OpenApiResponse(description="not an admin, or identified without permission")})
+    @extend_schema(parameters=[CsvExportQuery], responses={(200, "text/csv"): OpenApiTypes.STR, **REFUSED})
     def get(self, request):
-        try:
-            params, identified = _export_params(request)
-            name = request.query_params.get("table") or ""
-            if name in exports.LABEL_METRICS_TABLES and not request.user.has_perm(LABEL_METRICS_PERM):
-                raise PermissionDenied(f"annotator agreement needs the permission {LABEL_METRICS_PERM}")
-            table = exports.build(name, params, identified=identified)
-        except services.BadParams as exc:
-            return _bad(exc)
+        params, name, identified = _export_params(request, CsvExportQuery)
+        if name in exports.LABEL_METRICS_TABLES and not request.user.has_perm(LABEL_METRICS_PERM):
+            raise PermissionDenied(f"annotator agreement needs the permission {LABEL_METRICS_PERM}")
+        table = exports.build(name, params, identified=identified)
         _audit(request, "csv", table.name, params, identified, [table])
         response = StreamingHttpResponse(exports.csv_chunks(table), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = _filename(table.name, "csv")
@@ -197,23 +163,16 @@ class AnalyticsExportXlsx(APIView):
 
     permission_classes = [CanViewAnalytics]
 
-    @extend_schema(parameters=[OpenApiParameter("table", str, enum=[*exports.TABLES, "all"],
-                                                description="one sheet; absent or 'all': every table"),
-                               *FILTERS, GROUP_BY, IDENTIFIED],
-                   responses={(200, exports.XLSX_TYPE): OpenApiTypes.BINARY, 400: BAD_PARAMS,
-                              403: OpenApiResponse(description="not an admin, or identified without permission")})
+    @extend_schema(parameters=[XlsxExportQuery], responses={(200, exports.XLSX_TYPE): OpenApiTypes.BINARY,
+                                                            **REFUSED})
     def get(self, request):
-        try:
-            params, identified = _export_params(request)
-            name = request.query_params.get("table") or "all"
-            names = exports.TABLES if name == "all" else [name]
-            if set(names) & set(exports.LABEL_METRICS_TABLES) and not request.user.has_perm(LABEL_METRICS_PERM):
-                if name != "all":
-                    raise PermissionDenied(f"annotator agreement needs the permission {LABEL_METRICS_PERM}")
-                names = [n for n in names if n not in exports.LABEL_METRICS_TABLES]
-            tables = [exports.build(n, params, identified=identified) for n in names]
-        except services.BadParams as exc:
-            return _bad(exc)
+        params, name, identified = _export_params(request, XlsxExportQuery)
+        names = exports.TABLES if name == "all" else [name]
+        if set(names) & set(exports.LABEL_METRICS_TABLES) and not request.user.has_perm(LABEL_METRICS_PERM):
+            if name != "all":
+                raise PermissionDenied(f"annotator agreement needs the permission {LABEL_METRICS_PERM}")
+            names = [n for n in names if n not in exports.LABEL_METRICS_TABLES]
+        tables = [exports.build(n, params, identified=identified) for n in names]
         _audit(request, "xlsx", name, params, identified, tables)
         return FileResponse(exports.xlsx_file(tables), as_attachment=True, content_type=exports.XLSX_TYPE,
                             filename=f"spineagent-{name}-{timezone.now():%Y%m%d-%H%M%S}.xlsx")
@@ -225,14 +184,10 @@ class AnalyticsChart(APIView):
 
     permission_classes = [CanViewAnalytics]
 
-    @extend_schema(parameters=[OpenApiParameter("chart", str, enum=list(charts.CHARTS), required=True), *FILTERS],
-                   responses={(200, "image/png"): OpenApiTypes.BINARY, 400: BAD_PARAMS})
+    @extend_schema(parameters=[ChartQuery], responses={(200, "image/png"): OpenApiTypes.BINARY, **REFUSED})
     def get(self, request):
-        try:
-            params = services.parse_params(request.query_params)
-            png, empty = charts.render(request.query_params.get("chart") or "", params)
-        except services.BadParams as exc:
-            return _bad(exc)
+        params = _valid(ChartQuery, request.query_params)
+        png, empty = charts.render(params.pop("chart"), params)
         response = HttpResponse(png, content_type="image/png")
         response["Cache-Control"] = "private, no-store"
         response["X-Analytics-Empty"] = "1" if empty else "0"

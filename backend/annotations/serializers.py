@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from backend.api_errors import StrictCharField
+from backend.serializer_fields import StrictCharField
 
 from . import modes, queue
 from .services import MAX_REQUIRED_ANNOTATIONS

@@ -15,6 +15,7 @@ from typing import BinaryIO, Iterator
 
 import pydicom
 
+from backend.errors import DomainError
 from backend.studies.dicom_files import CHUNK, FileProblem, InvalidUpload, UploadWorkspace
 
 BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
@@ -24,12 +25,16 @@ REFUSED_BY_UID = 0xC000  # "Cannot understand" (our validation refused the insta
 MAX_PREAMBLE = 64 * 1024  # bytes before the first part (or between parts' headers) held in memory at most
 
 
-class UnsupportedMedia(ValueError):
+class UnsupportedMedia(DomainError):
     """Not multipart/related; type="application/dicom" with a boundary (HTTP 415)."""
 
+    code, status = "unsupported_media_type", 415
 
-class LengthRequired(ValueError):
+
+class LengthRequired(DomainError):
     """A chunked body the WSGI server hands over undecoded (HTTP 411)."""
+
+    code, status = "length_required", 411
 
 
 def body_stream(django_request):

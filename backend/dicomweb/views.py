@@ -74,13 +74,8 @@ class DicomWebGateway(APIView):
             return JsonResponse({"error": "not_found", "detail": "STOW-RS is POST /dicom-web/studies[/<uid>]"},
                                 status=404)
         django_request = request._request
-        try:
-            boundary = stow.boundary_of(request.META.get("CONTENT_TYPE", ""))
-            body = stow.body_stream(django_request)
-        except stow.UnsupportedMedia as exc:
-            return JsonResponse({"error": "unsupported_media_type", "detail": str(exc)}, status=415)
-        except stow.LengthRequired as exc:
-            return JsonResponse({"error": "length_required", "detail": str(exc)}, status=411)
+        boundary = stow.boundary_of(request.META.get("CONTENT_TYPE", ""))  # 415 or 411 (stow's refusals)
+        body = stow.body_stream(django_request)
         if int(request.META.get("CONTENT_LENGTH") or 0) > settings.SPINEAGENT_MAX_UPLOAD_BYTES:
             return JsonResponse({"error": "too_large", "detail": f"a STOW-RS request may be at most "
                                  f"{settings.SPINEAGENT_MAX_UPLOAD_BYTES} bytes"}, status=413)

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from backend.serializer_fields import StrictCharField
+
 from .models import InferenceJob, InferenceResult, ModelVersion
 
 
@@ -30,3 +32,8 @@ class InferenceResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = InferenceResult
         fields = ["job", "model_version", "data", "created_at", "sr_status", "sr_error"]
+
+
+class JobFilter(serializers.Serializer):
+    study = StrictCharField(required=False, help_text="StudyInstanceUID")
+    status = serializers.ChoiceField(choices=InferenceJob.STATUSES, required=False)

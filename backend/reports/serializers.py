@@ -8,7 +8,7 @@ import math
 
 from rest_framework import serializers
 
-from backend.api_errors import StrictCharField
+from backend.serializer_fields import StrictCharField
 from backend.inference.analysis import analysis_of, prediction_for
 from backend.inference.serializers import ModelVersionSerializer
 from spinefm.results import AnalysisResult, Call

@@ -27,6 +27,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 
+from backend.errors import DomainError, Invalid
+
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR: an index, not an image
 PIXEL_DATA = 0x7FE00010
@@ -50,18 +52,30 @@ class FileProblem:
         return {"file": self.file, "reason": self.reason}
 
 
-class InvalidUpload(ValueError):
-    status = 400
+class InvalidUpload(Invalid):
+    """Files refused, nothing stored (HTTP 400): the answer names each file and why. STOW-RS answers the same
+    problems in DICOM JSON instead (dicomweb/stow.py)."""
+
+    code = "invalid_dicom"
 
     def __init__(self, problems: list[FileProblem]):
-        super().__init__("; ".join(f"{p.file}: {p.reason}" for p in problems))
+        super().__init__("nothing was stored", files=[p.as_dict() for p in problems])
         self.problems = problems
+
+    def __str__(self) -> str:
+        return "; ".join(f"{p.file}: {p.reason}" for p in self.problems)
 
 
 class UploadTooLarge(InvalidUpload):
     """A cap on files, file size or expanded size was reached (HTTP 413)."""
 
-    status = 413
+    code, status = "too_large", 413
+
+
+class RequestTooLarge(DomainError):
+    """The request as a whole is over the upload cap (HTTP 413), refused before its files are read."""
+
+    code, status = "too_large", 413
 
 
 @dataclass(frozen=True)

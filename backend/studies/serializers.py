@@ -28,3 +28,10 @@ class StudyDetailSerializer(StudySerializer):
 class StableStudySerializer(serializers.Serializer):
     study_instance_uid = serializers.RegexField(r"^[0-9.]{1,64}$")
     orthanc_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+
+class StudyUploadRequest(serializers.Serializer):
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True), allow_empty=False,
+        help_text="DICOM Part-10 files and/or zips of them",  # each file is checked by studies.dicom_files
+        error_messages={k: "send DICOM files or zips in the 'files' field" for k in ("required", "empty")})

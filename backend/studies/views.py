@@ -2,21 +2,23 @@
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import generics, serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import CanResyncIndex, CanUploadStudies, CanViewStudies
+from backend.api_errors import error_responses
+from backend.errors import Forbidden, NotFound
 
 from . import webhook
-from .dicom_files import InvalidUpload, UploadWorkspace, read_upload
+from .dicom_files import RequestTooLarge, UploadWorkspace, read_upload
 from .ingest import index_from_orthanc, resync_from_orthanc, store_upload
 from .orthanc.client import get_client
 from .models import Study
-from .serializers import StableStudySerializer, StudyDetailSerializer, StudySerializer
+from .serializers import StableStudySerializer, StudyDetailSerializer, StudySerializer, StudyUploadRequest
 
 
 class StudyList(generics.ListAPIView):
@@ -38,34 +40,27 @@ class StudyUpload(APIView):
     permission_classes = [CanUploadStudies]
     parser_classes = [MultiPartParser]
 
-    @extend_schema(request={"multipart/form-data": inline_serializer("StudyUploadRequest", {
-        "files": serializers.ListField(child=serializers.FileField())})},
-        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT,
-                   503: OpenApiTypes.OBJECT})
+    @extend_schema(request={"multipart/form-data": StudyUploadRequest},
+                   responses={201: OpenApiTypes.OBJECT, **error_responses(400, 401, 403, 413, 503)})
     def post(self, request):
-        too_large = Response({"error": "too_large", "detail": f"an upload may be at most "
-                              f"{settings.SPINEAGENT_MAX_UPLOAD_BYTES} bytes; nothing was stored"},
-                             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         if int(request.META.get("CONTENT_LENGTH") or 0) > settings.SPINEAGENT_MAX_UPLOAD_BYTES:
-            return too_large  # refused before the body is read
-        uploaded = request.FILES.getlist("files")
-        if not uploaded:
-            return Response({"error": "no_files", "detail": "send DICOM files or zips in the 'files' field"},
-                            status=status.HTTP_400_BAD_REQUEST)
+            raise _too_large()  # refused before the body is read
+        upload = StudyUploadRequest(data=request.data)
+        upload.is_valid(raise_exception=True)
+        uploaded = upload.validated_data["files"]
         if sum(f.size for f in uploaded) > settings.SPINEAGENT_MAX_UPLOAD_BYTES:
-            return too_large
-        try:
-            with UploadWorkspace() as workspace:
-                reports = store_upload(read_upload(((f.name, f) for f in uploaded), workspace))
-        except InvalidUpload as exc:
-            error = "too_large" if exc.status == 413 else "invalid_dicom"
-            return Response({"error": error, "detail": "nothing was stored",
-                             "files": [p.as_dict() for p in exc.problems]}, status=exc.status)
+            raise _too_large()
+        with UploadWorkspace() as workspace:
+            reports = store_upload(read_upload(((f.name, f) for f in uploaded), workspace))
         return Response({"studies": [
             {"study_instance_uid": r.study.study_instance_uid, "created": r.created,
              "instances_received": r.instances_received, "instances_new": r.instances_new}
             for r in reports
         ]}, status=status.HTTP_201_CREATED)
+
+
+def _too_large() -> RequestTooLarge:
+    return RequestTooLarge(f"an upload may be at most {settings.SPINEAGENT_MAX_UPLOAD_BYTES} bytes; nothing was stored")
 
 
 class OrthancStableStudy(APIView):
@@ -75,8 +70,8 @@ class OrthancStableStudy(APIView):
     permission_classes = [AllowAny]
     throttle_classes = []  # server-to-server; a C-STORE backlog must not hit the anonymous rate
 
-    @extend_schema(request=StableStudySerializer, responses={200: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
-                                                             404: OpenApiTypes.OBJECT})
+    @extend_schema(request=StableStudySerializer,
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403, 404, 503)})
     def post(self, request):
         body = request.body
         problem = webhook.verify(settings.ORTHANC_WEBHOOK_SECRET, request.headers.get("X-SpineAgent-Timestamp"),
@@ -84,13 +79,13 @@ class OrthancStableStudy(APIView):
         if not problem and not webhook.first_use(request.headers["X-SpineAgent-Signature"]):
             problem = "replayed signature"
         if problem:
-            return Response({"error": "forbidden", "detail": problem}, status=status.HTTP_403_FORBIDDEN)
+            raise Forbidden(problem)
         serializer = StableStudySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             study, created = index_from_orthanc(serializer.validated_data["study_instance_uid"])
-        except LookupError as exc:
-            return Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        except LookupError as exc:  # Orthanc does not have it (any more)
+            raise NotFound(str(exc)) from None
         return Response({"study_instance_uid": study.study_instance_uid, "created": created})
 
 
@@ -102,7 +97,7 @@ class DicomModalities(APIView):
 
     permission_classes = [CanUploadStudies]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **error_responses(401, 403, 503)})
     def get(self, request):
         return Response(get_client().dicom_intake())
 
@@ -110,6 +105,6 @@ class DicomModalities(APIView):
 class StudyResync(APIView):
     permission_classes = [CanResyncIndex]
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **error_responses(401, 403, 503)})
     def post(self, request):
         return Response(resync_from_orthanc())

@@ -18,12 +18,12 @@ changes no level head and sees no images, so it has no level figures.
 
 from __future__ import annotations
 
+from backend.errors import Conflict
 from backend.inference.jobs import active_model_version
 from backend.inference.models import ModelVersion
 from spinefm.conditions import CONDITIONS
 
 from . import embeddings
-from .errors import Conflict
 from .models import TrainingRun
 
 

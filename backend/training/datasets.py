@@ -35,15 +35,16 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from backend.annotations import levels
 from backend.annotations.models import LabelTask, VerifiedLabels
+from backend.errors import Conflict, Invalid
 from backend.spreadsheets import csv_lines
 from spinefm.conditions import CONDITIONS, LABEL_NAMES, LabelValue
 
-from .errors import Conflict, Invalid
 from .models import DatasetVersion
 
 SPLITS = ("train", "val", "test")
 DEFAULT_RATIOS = {"train": 0.70, "val": 0.15, "test": 0.15}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_MESSAGE = "name must be 1-128 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
 SEED_LIMIT = 2**31
 SYNTHETIC_NOTE = "SYNTHETIC: contains labels of synthetic phantom studies; not patient data"
 ITEM_FIELDS = ("task_id", "study_instance_uid", "patient_id", "group", "split", "source", "method", "decided_at",
@@ -223,8 +224,7 @@ def count_items(items: list[dict]) -> dict:
 
 def parse_name(raw: Any) -> str:
     if not isinstance(raw, str) or not NAME_RE.match(raw):
-        raise Invalid("name must be 1-128 characters: letters, digits, '.', '_' or '-', starting with a letter "
-                      "or digit", field="name")
+        raise Invalid(NAME_MESSAGE, field="name")
     return raw
 
 

@@ -16,12 +16,12 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from backend.annotations.models import LabelTask, VerifiedLabels
+from backend.errors import Conflict
 from backend.inference.jobs import active_model_version
 from backend.inference.models import ModelVersion
 from backend.viewer.views import _file, _send
 
 from . import comparison, datasets, promotion, runs
-from .errors import TrainingError
 from .models import DatasetVersion, TrainingRun
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
@@ -86,7 +86,7 @@ def run_page(request, pk: int):
         try:
             cmp = comparison.compare(run)
             context.update(cmp=cmp, gate=promotion.gate(cmp))
-        except TrainingError as exc:
+        except Conflict as exc:
             context["cmp_error"] = exc.detail
     context["undecided"] = (run.status == TrainingRun.SUCCEEDED and not run.decision and run.candidate is not None
                             and run.candidate.state == ModelVersion.CANDIDATE)

@@ -21,11 +21,11 @@ from django.utils import timezone
 
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
+from backend.errors import Conflict, Invalid
 from backend.inference import registry
 from backend.inference.models import ModelVersion
 
 from . import comparison
-from .errors import Conflict, Invalid, TrainingError
 from .models import TrainingRun
 
 REASON_MAX = 2000
@@ -141,7 +141,7 @@ def reject(run_id: int, user, reason=None, request=None) -> TrainingRun:
         try:
             cmp = comparison.compare(run)
             result = gate(cmp)
-        except (TrainingError, OSError, RuntimeError, ValueError) as exc:  # a rejection must not depend on
+        except (Conflict, OSError, RuntimeError, ValueError) as exc:  # a rejection must not depend on
             # the active version being scorable now
             result = {"passed": None, "reasons": [f"gate not computed: {exc}"]}
         ModelVersion.objects.filter(pk=run.candidate_id).update(state=ModelVersion.RETIRED)

@@ -23,13 +23,13 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from backend import celery
+from backend.errors import Conflict, Invalid
 from backend.inference import jobs, registry
 from backend.inference.analyzers import NO_FINDINGS
 from backend.inference.models import ModelVersion
 
 from . import chain as chain_mod
 from . import embeddings
-from .errors import Conflict, Invalid
 from .models import DatasetVersion, TrainingRun
 
 log = logging.getLogger(__name__)

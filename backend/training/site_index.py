@@ -16,12 +16,12 @@ from django.conf import settings
 
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
+from backend.errors import Conflict
 from backend.inference.models import ModelVersion
 from backend.reports.models import Report, ReportVersion
 from spinefm import site_index
 
 from . import embeddings
-from .errors import Conflict
 
 REMOVED = "[removed]"
 # Dates and UIDs are identifiers whatever study they belong to.

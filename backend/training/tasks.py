@@ -22,7 +22,7 @@ def rebuild_site_index(model_version_id: int) -> str:
     from backend.inference.models import ModelVersion
 
     from . import site_index
-    from .errors import Conflict
+    from backend.errors import Conflict
 
     try:
         summary = site_index.rebuild(ModelVersion.objects.get(pk=model_version_id), via="after promotion")

@@ -1,70 +1,40 @@
 """Training API: dataset versions (manage_datasets) and training runs (run_training). Thin views:
-rules live in datasets.py, runs.py and comparison.py; errors are JSON 400/404/409."""
+bodies and query parameters are checked by serializers.py, the rules live in datasets.py, runs.py,
+comparison.py and promotion.py, whose refusals (backend.errors) the API's exception handler answers."""
 
 from __future__ import annotations
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.accounts.permissions import require_perms
-from backend.api_errors import error_response
+from backend.api_errors import error_responses
 from backend.audit.log import record
+from backend.pagination import paginated
 
 from . import comparison, datasets, promotion, runs
-from .errors import Invalid, TrainingError
 from .models import DatasetVersion, TrainingRun
+from .serializers import DatasetFilter, DatasetSnapshotRequest, DecisionRequest, RunFilter, RunStartRequest
 
 CanManageDatasets = require_perms("training.manage_datasets")
 CanRunTraining = require_perms("training.run_training")
 CanDecide = require_perms("training.run_training", "inference.manage_model_versions")
 
-SNAPSHOT_BODY = inline_serializer("DatasetSnapshot", {
-    "name": serializers.CharField(help_text="letters, digits, '.', '_', '-'; the version number is automatic"),
-    "description": serializers.CharField(required=False),
-    "seed": serializers.IntegerField(required=False, help_text="split seed (default 0)"),
-    "ratios": serializers.DictField(child=serializers.FloatField(min_value=0), required=False,
-                                    help_text='{"train": 0.7, "val": 0.15, "test": 0.15} (default)'),
-    "filters": serializers.DictField(required=False,
-                                     help_text="source (imported|signed), method, decided_from, decided_to"),
-})
-RUN_BODY = inline_serializer("TrainingRunStart", {
-    "dataset": serializers.IntegerField(help_text="dataset version id"),
-    "base_model": serializers.IntegerField(required=False, help_text="model version id (default: the active one)"),
-    "options": serializers.DictField(required=False, help_text=(
-        "chain (probes | heads | align+heads; default probes), steps, lr, weight_decay, seed, n_boot, "
-        "seg_steps, align_steps, align_lr")),
-})
-PROMOTE_BODY = inline_serializer("TrainingRunPromote", {
-    "reason": serializers.CharField(required=False, help_text="required only to override a failed gate (audited)"),
-})
-REJECT_BODY = inline_serializer("TrainingRunReject", {"reason": serializers.CharField(help_text="why (audited)")})
 PAGE_PARAMS = [OpenApiParameter("limit", int, required=False, description="page size (default 50, at most 500)"),
                OpenApiParameter("offset", int, required=False)]
-NAME_PARAM = OpenApiParameter("name", str, required=False, description="only versions of this dataset name")
-STATUS_PARAM = OpenApiParameter("status", str, required=False, enum=[s for s, _ in TrainingRun.STATUSES])
+PAGE = OpenApiResponse(OpenApiTypes.OBJECT, description="{count, next, previous, results}")
+REFUSED = error_responses(401, 403)
 
 
-def _body(request) -> dict:
-    if not isinstance(request.data, dict):
-        raise Invalid("the request body must be a JSON object")
-    return request.data
-
-
-class Pagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 500
-
-
-def _page(view, request, qs, row) -> Response:
-    paginator = Pagination()
-    page = paginator.paginate_queryset(qs, request, view=view)
-    return paginator.get_paginated_response([row(x) for x in page])
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 class DatasetList(APIView):
@@ -72,26 +42,21 @@ class DatasetList(APIView):
 
     permission_classes = [CanManageDatasets]
 
-    @extend_schema(operation_id="training_datasets_list", parameters=[NAME_PARAM, *PAGE_PARAMS],
-                   responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="training_datasets_list", parameters=[DatasetFilter, *PAGE_PARAMS],
+                   responses={200: PAGE, **error_responses(400), **REFUSED})
     def get(self, request):
+        query = _valid(DatasetFilter, request.query_params)
         qs = DatasetVersion.objects.select_related("created_by").defer("items")
-        if name := request.query_params.get("name"):
-            try:
-                qs = qs.filter(name=datasets.parse_name(name))
-            except TrainingError as exc:
-                return error_response(exc)
-        return _page(self, request, qs, datasets.summary)
+        if "name" in query:
+            qs = qs.filter(name=query["name"])
+        return paginated(self, request, qs, datasets.summary)
 
-    @extend_schema(operation_id="training_datasets_create", request=SNAPSHOT_BODY,
-                   responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="training_datasets_create", request=DatasetSnapshotRequest,
+                   responses={201: OpenApiTypes.OBJECT, **error_responses(400, 409), **REFUSED})
     def post(self, request):
-        try:
-            body = _body(request)
-            ds = datasets.snapshot(body.get("name"), user=request.user, description=body.get("description", ""),
-                                   seed=body.get("seed"), ratios=body.get("ratios"), filters=body.get("filters"))
-        except TrainingError as exc:
-            return error_response(exc)
+        body = _valid(DatasetSnapshotRequest, request.data)
+        ds = datasets.snapshot(body["name"], user=request.user, description=body.get("description", ""),
+                               seed=body.get("seed"), ratios=body.get("ratios"), filters=body.get("filters"))
         return Response(datasets.summary(ds), status=status.HTTP_201_CREATED)
 
 
@@ -100,7 +65,8 @@ class DatasetDetail(APIView):
 
     permission_classes = [CanManageDatasets]
 
-    @extend_schema(operation_id="training_dataset", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="training_dataset", responses={200: OpenApiTypes.OBJECT, **error_responses(404),
+                                                               **REFUSED})
     def get(self, request, pk):
         return Response(datasets.summary(get_object_or_404(DatasetVersion.objects.defer("items"), pk=pk)))
 
@@ -121,7 +87,8 @@ class DatasetExportJSON(APIView):
 
     permission_classes = [CanManageDatasets]
 
-    @extend_schema(operation_id="training_dataset_export_json", responses={(200, "application/json"): OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="training_dataset_export_json",
+                   responses={(200, "application/json"): OpenApiTypes.OBJECT, **error_responses(404), **REFUSED})
     def get(self, request, pk):
         return _export(request, pk, "json", datasets.json_chunks, "application/json")
 
@@ -132,7 +99,8 @@ class DatasetExportCSV(APIView):
     permission_classes = [CanManageDatasets]
 
     @extend_schema(operation_id="training_dataset_export_csv",
-                   responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV")})
+                   responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV"),
+                              **error_responses(404), **REFUSED})
     def get(self, request, pk):
         return _export(request, pk, "csv", datasets.csv_chunks, "text/csv; charset=utf-8")
 
@@ -142,25 +110,21 @@ class RunList(APIView):
 
     permission_classes = [CanRunTraining]
 
-    @extend_schema(operation_id="training_runs_list", parameters=[STATUS_PARAM, *PAGE_PARAMS],
-                   responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="training_runs_list", parameters=[RunFilter, *PAGE_PARAMS],
+                   responses={200: PAGE, **error_responses(400), **REFUSED})
     def get(self, request):
+        query = _valid(RunFilter, request.query_params)
         qs = TrainingRun.objects.select_related("dataset", "base_model", "candidate", "started_by", "decided_by").defer(
             "dataset__items")
-        if state := request.query_params.get("status"):
-            if state not in dict(TrainingRun.STATUSES):
-                return error_response(Invalid(f"status must be one of {', '.join(dict(TrainingRun.STATUSES))}",
-                                      field="status"))
-            qs = qs.filter(status=state)
-        return _page(self, request, qs, runs.payload)
+        if "status" in query:
+            qs = qs.filter(status=query["status"])
+        return paginated(self, request, qs, runs.payload)
 
-    @extend_schema(operation_id="training_runs_create", request=RUN_BODY, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="training_runs_create", request=RunStartRequest,
+                   responses={201: OpenApiTypes.OBJECT, **error_responses(400, 409, 503), **REFUSED})
     def post(self, request):
-        try:
-            body = _body(request)
-            run = runs.start(body.get("dataset"), request.user, body.get("base_model"), body.get("options"))
-        except TrainingError as exc:
-            return error_response(exc)
+        body = _valid(RunStartRequest, request.data)
+        run = runs.start(body["dataset"], request.user, body.get("base_model"), body.get("options"))
         return Response(runs.payload(run), status=status.HTTP_201_CREATED)
 
 
@@ -169,7 +133,8 @@ class RunDetail(APIView):
 
     permission_classes = [CanRunTraining]
 
-    @extend_schema(operation_id="training_run", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="training_run", responses={200: OpenApiTypes.OBJECT, **error_responses(404),
+                                                           **REFUSED})
     def get(self, request, pk):
         run = get_object_or_404(TrainingRun.objects.select_related(
             "dataset", "base_model", "candidate", "started_by", "decided_by").defer("dataset__items"), pk=pk)
@@ -181,13 +146,11 @@ class RunComparison(APIView):
 
     permission_classes = [CanRunTraining]
 
-    @extend_schema(operation_id="training_run_comparison", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="training_run_comparison",
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(404, 409), **REFUSED})
     def get(self, request, pk):
         run = get_object_or_404(TrainingRun.objects.select_related("dataset", "base_model", "candidate"), pk=pk)
-        try:
-            return Response(comparison.compare(run))
-        except TrainingError as exc:
-            return error_response(exc)
+        return Response(comparison.compare(run))
 
 
 class RunGate(APIView):
@@ -195,13 +158,11 @@ class RunGate(APIView):
 
     permission_classes = [CanRunTraining]
 
-    @extend_schema(operation_id="training_run_gate", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="training_run_gate",
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(404, 409), **REFUSED})
     def get(self, request, pk):
         run = get_object_or_404(TrainingRun.objects.select_related("dataset", "base_model", "candidate"), pk=pk)
-        try:
-            cmp = comparison.compare(run)
-        except TrainingError as exc:
-            return error_response(exc)
+        cmp = comparison.compare(run)
         return Response({"comparison": cmp, "gate": promotion.gate(cmp)})
 
 
@@ -211,14 +172,12 @@ class RunPromote(APIView):
 
     permission_classes = [CanDecide]
 
-    @extend_schema(operation_id="training_run_promote", request=PROMOTE_BODY, responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="training_run_promote", request=DecisionRequest,
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 404, 409), **REFUSED})
     def post(self, request, pk):
         get_object_or_404(TrainingRun, pk=pk)
-        try:
-            run = promotion.promote(pk, request.user, _body(request).get("reason"), request=request)
-        except TrainingError as exc:
-            return error_response(exc)
-        return Response(runs.payload(run))
+        body = _valid(DecisionRequest, request.data)
+        return Response(runs.payload(promotion.promote(pk, request.user, body.get("reason"), request=request)))
 
 
 class RunReject(APIView):
@@ -226,11 +185,9 @@ class RunReject(APIView):
 
     permission_classes = [CanDecide]
 
-    @extend_schema(operation_id="training_run_reject", request=REJECT_BODY, responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="training_run_reject", request=DecisionRequest,
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 404, 409), **REFUSED})
     def post(self, request, pk):
         get_object_or_404(TrainingRun, pk=pk)
-        try:
-            run = promotion.reject(pk, request.user, _body(request).get("reason"), request=request)
-        except TrainingError as exc:
-            return error_response(exc)
-        return Response(runs.payload(run))
+        body = _valid(DecisionRequest, request.data)
+        return Response(runs.payload(promotion.reject(pk, request.user, body.get("reason"), request=request)))

@@ -15,11 +15,13 @@ import csv
 import importlib
 import io
 import math
+import re
 
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management import call_command
+from django.template.defaultfilters import floatformat
 from openpyxl import load_workbook
 
 from backend.analytics.models import ConditionOutcome
@@ -282,3 +284,85 @@ def test_draft_agreement_exports_and_dashboard(signed, client_for):
     html = page.content.decode()
     assert page.status_code == 200 and 'id="draft-agreement"' in html and 'id="draft-agreement-levels"' in html
     assert "L5-S1" in html and 'id="annotator-agreement"' in html
+
+
+# ---- the dashboard shows the exports' per-level rows ------------------------------------------------------------
+
+def _page_rows(html: str, table: str) -> dict[tuple, list[str]]:
+    """{(the row's data-* values): its cells} of one table of the dashboard."""
+    body = re.search(rf'<table id="{table}">.*?<tbody>(.*?)</tbody>', html, re.S).group(1)
+    return {tuple(re.findall(r'data-\w+="([^"]*)"', attrs)): [c.strip() for c in re.findall(r"<td[^>]*>(.*?)</td>",
+                                                                                          cells, re.S)]
+            for attrs, cells in re.findall(r"<tr( data-[^>]*)>(.*?)</tr>", body, re.S)}
+
+
+def _shown(value: str) -> str:
+    """An export cell as the page writes it: two decimals (the template's floatformat), "–" when empty."""
+    return "–" if value == "" else floatformat(float(value), 2)
+
+
+def _shown_kappa(row: dict, low: str, high: str) -> str:
+    if row["kappa"] == "":
+        return "–"
+    ci = f' ({_shown(row[low])} to {_shown(row[high])})' if row[low] != "" else ""
+    return _shown(row["kappa"]) + ci
+
+
+def _annotate_levels(n: int, annotators, canal_levels: list[dict]) -> None:
+    t, _ = services.create_task(study_instance_uid=f"1.2.826.0.1.3680043.10.999.238.{n}", text=f"Report {n}.",
+                                source=LabelTask.IMPORTED, required_annotations=len(canal_levels))
+    for user, canal in zip(annotators, canal_levels):
+        services.submit_annotation(t, user, None, level_labels={**{k: {"study": 0} for k in CONDITION_KEYS},
+                                                                "canal": canal})
+
+
+def test_dashboard_annotator_agreement_per_level_is_the_exports(three_annotators, client_for):
+    # Two tasks with two annotations, two with three; canal levels:
+    #   T0 {L4-L5: 1} {L4-L5: 1}; T1 {L3-L4: 1, L4-L5: 1} {L4-L5: 1};
+    #   T2 {L4-L5: 0} {L4-L5: 0} {L4-L5: 1}; T3 {study: 0} {L4-L5: 1} {L4-L5: 1}.
+    # Cohen (first two of each task), canal L4-L5: (1,1) (1,1) (0,0) (0,1) -> po 3/4, kappa 1/2 (worked out in
+    # test_annotations_levels.py). Fleiss (T2, T3), canal L4-L5: (0,0,1) (0,1,1): P_i = 1/3 each, p(1) = 1/2
+    # -> Pe = 1/2, kappa = (1/3 - 1/2) / (1/2) = -1/3.
+    tasks = [[{"L4-L5": 1}, {"L4-L5": 1}], [{"L3-L4": 1, "L4-L5": 1}, {"L4-L5": 1}],
+             [{"L4-L5": 0}, {"L4-L5": 0}, {"L4-L5": 1}], [{"study": 0}, {"L4-L5": 1}, {"L4-L5": 1}]]
+    for n, canal in enumerate(tasks):
+        _annotate_levels(n, three_annotators, canal)
+    admin = client_for("admin")
+    header, *rows = _csv(admin.get("/api/analytics/export.csv?table=annotator_agreement_levels"))
+    export = {(r[0], r[1], r[2]): dict(zip(header, r)) for r in rows}
+    assert float(export[("cohen", "canal", "L4-L5")]["kappa"]) == pytest.approx(0.5)
+    assert float(export[("fleiss", "canal", "L4-L5")]["kappa"]) == pytest.approx(-1 / 3)
+
+    html = admin.get("/analytics/").content.decode()
+    page = _page_rows(html, "annotator-agreement-levels")
+    assert set(page) == set(export)  # the export's rows, no more, no fewer
+    for key, row in export.items():
+        kind, _display, level, n, observed, kappa = page[key]
+        assert kind == {"cohen": "Cohen's", "fleiss": "Fleiss'"}[row["statistic"]] and level == row["level"]
+        assert (n, observed, kappa) == (row["n"], _shown(row["observed_agreement"]),
+                                        _shown_kappa(row, "ci_low", "ci_high")), key
+    assert page[("cohen", "canal", "L4-L5")][3:] == ["4", "0.75", f"0.50 ({_shown(str(0.5 - Z * 0.6184658))} to 1.00)"]
+    assert page[("fleiss", "canal", "L4-L5")][5].startswith("-0.33")
+    assert ("fleiss", "canal", "L3-L4") not in page  # only in a two-annotation task: no Fleiss row
+
+
+def test_dashboard_draft_agreement_per_level_is_the_exports(signed, client_for):
+    admin = client_for("admin")
+    r1 = signed["readers"]["r1"].pk
+    for query in ("", f"?reader={r1}"):  # the same filters on both
+        header, *rows = _csv(admin.get(f"/api/analytics/export.csv?table=draft_agreement_levels"
+                                       f"{'&' + query[1:] if query else ''}"))
+        export = {(r[0], r[2]): dict(zip(header, r)) for r in rows}
+        shown = {k for k, r in export.items() if r["draft_present"] != "0" or r["signed_present"] != "0"}
+        page = _page_rows(admin.get(f"/analytics/{query}").content.decode(), "draft-agreement-levels")
+        assert set(page) == shown and ("herniation", "L4-L5") in shown
+        for key in shown:
+            row = export[key]
+            _display, level, n, draft, signed_present, agreement, kappa = page[key]
+            assert (level, n, draft, signed_present) == (row["level"], row["n"], row["draft_present"],
+                                                         row["signed_present"]), key
+            assert agreement == (f'{_shown(row["percent_agreement"])} ({_shown(row["agreement_ci_low"])} to '
+                                 f'{_shown(row["agreement_ci_high"])})')
+            assert kappa == _shown_kappa(row, "kappa_ci_low", "kappa_ci_high"), key
+    # with every reader: herniation L4-L5 kappa -1/2 (worked out above); reader r1 alone: kappa 0, no interval
+    assert page[("herniation", "L4-L5")][2:] == ["2", "2", "1", "0.50 (0.09 to 0.91)", "0.00"]

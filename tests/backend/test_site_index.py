@@ -23,7 +23,7 @@ from backend.inference.models import InferenceJob, InferenceResult
 from backend.reports.models import Report, ReportVersion
 from backend.studies.models import Study
 from backend.training import site_index
-from backend.training.errors import Conflict
+from backend.errors import Conflict
 from spinefm import site_index as bank_format
 
 pytestmark = [pytest.mark.django_db]

@@ -110,3 +110,64 @@ def test_snapshot_with_no_verified_labels_is_refused_and_writes_nothing(client_f
     r = admin.post("/api/training/datasets/", {"name": "empty"}, format="json")
     assert r.status_code == 409 and "no verified labels" in r.json()["detail"]
     assert not DatasetVersion.objects.exists()
+
+
+def _scored(herniation: int, canal: int) -> dict:
+    """A model's test metrics as a chain run's compare stage writes them, with per-level agreement: exact on
+    ``herniation`` of 2 and ``canal`` of 2 verified levels, within one on all 4."""
+    exact = (herniation + canal) / 4
+    return {"per_condition": {"canal": {"auroc": 0.7, "auroc_ci95": [0.5, 0.9], "n": 6, "n_pos": 3}},
+            "mean_auroc": 0.7,
+            "levels": {"n_findings": 4, "n_studies": 3,
+                       "accuracy": {"value": exact, "ci95": [exact / 2, 0.9], "n": 4, "n_groups": 3},
+                       "within_one": {"value": 1.0, "ci95": [0.8, 1.0], "n": 4, "n_groups": 3},
+                       "per_condition": {"herniation": {"n": 2, "accuracy": herniation / 2},
+                                         "canal": {"n": 2, "accuracy": canal / 2}}}}
+
+
+def _levels_table(html: str) -> dict[str, list[str]]:
+    table = re.search(r'<table id="comparison-levels">(.*?)</table>', html, re.S).group(1)
+    return {cond: [re.sub(r"\s+", " ", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S)]
+            for cond, cells in re.findall(r'<tr data-condition="([^"]+)">(.*?)</tr>', table, re.S)}
+
+
+def test_run_page_shows_the_comparisons_levels(client_for, dataset, active_model):
+    """Candidate 3 of 4 verified levels (herniation 2/2, canal 1/2), the active version (the run's base) 1 of 4
+    (herniation 0/2, canal 1/2): +0.5 overall, +1.0 herniation, 0 canal; then the comparison stored at the
+    decision, and a probes run's line."""
+    from backend.inference.models import ModelVersion
+    from backend.training import comparison, promotion, runs
+
+    cand = ModelVersion.objects.create(name="cand", version="1", path=active_model.path,
+                                       state=ModelVersion.CANDIDATE)
+    run = TrainingRun.objects.create(
+        dataset=dataset, base_model=active_model, candidate=cand, status=TrainingRun.SUCCEEDED,
+        options=runs.parse_options({"chain": "heads"}),
+        metrics={"chain": "heads", "candidate": _scored(2, 1), "base": _scored(0, 1), "n_test": 6,
+                 "reference_errors": {}})
+    admin = client_for("admin")
+    html = admin.get(f"/training/runs/{run.pk}").content.decode()
+    rows = _levels_table(html)
+    assert rows["herniation"] == ["herniation: exact", "1.000", "0.000", "1.000", "2 / 2"]
+    assert rows["canal"] == ["canal: exact", "0.500", "0.500", "0.000", "2 / 2"]
+    assert rows["all-exact"] == ["0.750 [0.375, 0.900]", "0.250 [0.125, 0.900]", "0.500", "4 / 4"]
+    assert rows["all-within-one"][:2] == ["1.000 [0.800, 1.000]", "1.000 [0.800, 1.000]"]
+    assert "4 findings in 3 studies" in html and 'id="comparison-levels-none"' not in html
+
+    # decided: the page shows the comparison stored at the decision, not one made now
+    cmp = comparison.compare(run)
+    run.gate, run.decision = {**promotion.gate(cmp), "comparison": cmp}, TrainingRun.REJECTED
+    run.metrics = {**run.metrics, "candidate": _scored(0, 0)}
+    run.save()
+    rows = _levels_table(admin.get(f"/training/runs/{run.pk}").content.decode())
+    assert rows["herniation"][1] == "1.000" and rows["all-exact"][2] == "0.500"
+
+    probes = TrainingRun.objects.create(
+        dataset=dataset, base_model=active_model, candidate=cand, status=TrainingRun.SUCCEEDED,
+        options=runs.parse_options({}),
+        metrics={"candidate": {k: v for k, v in _scored(2, 1).items() if k != "levels"},
+                 "base": {k: v for k, v in _scored(0, 1).items() if k != "levels"}, "n_test": 6})
+    html = admin.get(f"/training/runs/{probes.pk}").content.decode()
+    assert 'id="comparison"' in html and 'id="comparison-levels"' not in html
+    assert ("no per-level labels in this dataset / probes run: level head unchanged"
+            in re.search(r'<p class="meta" id="comparison-levels-none">(.*?)</p>', html, re.S).group(1))

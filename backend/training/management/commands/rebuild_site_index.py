@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backend.inference.models import ModelVersion
 from backend.training import site_index
-from backend.training.errors import Conflict
+from backend.errors import Conflict
 
 
 class Command(BaseCommand):
