@@ -2,7 +2,7 @@
 
     spinefm dataset build ...   a dataset directory from DICOM folders, DICOMweb, phantoms or the RSNA 2024 / SPIDER
                                 layouts (+ reports, labels, boxes)
-    spinefm pretrain ...        self-supervised encoder pretraining (spinefm.ssl)
+    spinefm pretrain ...        self-supervised encoder pretraining (spinefm.train.ssl)
     spinefm align ...           tri-modal CLIP alignment
     spinefm synth ...           synthesizer layer weights
     spinefm heads ...           diagnosis + segmentation heads
@@ -26,7 +26,7 @@ import sys
 
 STAGES = {
     "dataset": ("spinefm.dataset.build", "build a dataset directory (DICOM folder, DICOMweb, phantoms, RSNA 2024, SPIDER) or show one"),
-    "pretrain": ("spinefm.ssl.train", "self-supervised encoder pretraining (DINO/iBOT/KoLeo)"),
+    "pretrain": ("spinefm.train.ssl.train", "self-supervised encoder pretraining (DINO/iBOT/KoLeo)"),
     "align": ("spinefm.train.align", "tri-modal CLIP alignment of T1, T2 and reports"),
     "synth": ("spinefm.train.synth", "train the synthesizer (layer-wise T1/T2 fusion)"),
     "heads": ("spinefm.train.heads", "train diagnosis and segmentation heads"),

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from spinefm.cli import main
 from spinefm.convert import CheckpointError, convert_checkpoint
-from spinefm.ssl.checkpoint import load_encoder
+from spinefm.train.ssl.checkpoint import load_encoder
 
 TOL = 1e-5
 

@@ -276,8 +276,8 @@ def test_a_dataset_at_another_image_size_is_refused(built, tmp_path, capsys):
 def test_ssl_pretraining_reads_a_dataset(built, tmp_path):
     import argparse
 
-    from spinefm.ssl import train as ssl_train
-    from spinefm.ssl.data import dataset_slices
+    from spinefm.train.ssl import train as ssl_train
+    from spinefm.train.ssl.data import dataset_slices
 
     t1, t2 = dataset_slices(built, "t1", 64), dataset_slices(built, "t2", 64)
     assert len(t2) > len(t1) > 0 and t1[0][0].shape == (3, 64, 64)
@@ -290,7 +290,7 @@ def test_ssl_pretraining_reads_a_dataset(built, tmp_path):
 def test_report_agent_trains_on_a_dataset(built, tmp_path):
     """Both report-agent stages (projector, LoRA) on a dataset's reports, with stand-in agent outputs."""
     from spinefm.report.data import dataset_studies
-    from spinefm.report.train import main as agent_main
+    from spinefm.train.report_agent import main as agent_main
 
     studies = dataset_studies(built, 16)
     assert len(studies) == 3 and {s.split for s in studies} == {"train"}

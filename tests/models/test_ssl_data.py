@@ -1,12 +1,12 @@
-"""Multi-crop MR augmentation, iBOT masking and schedules (spinefm.ssl)."""
+"""Multi-crop MR augmentation, iBOT masking and schedules (spinefm.train.ssl)."""
 
 import random
 
 import pytest
 import torch
 
-from spinefm.ssl import AugmentConfig, MaskingGenerator, MultiCropAugmentation, sample_masks
-from spinefm.ssl.augment import IMAGENET_MEAN, IMAGENET_STD
+from spinefm.train.ssl import AugmentConfig, MaskingGenerator, MultiCropAugmentation, sample_masks
+from spinefm.train.ssl.augment import IMAGENET_MEAN, IMAGENET_STD
 from spinefm.train.schedules import cosine, linear_warmup, scaled_lr
 
 
@@ -94,7 +94,7 @@ def test_schedules():
 def test_slice_file_dataset_reads_pt_npy_npz(tmp_path):
     import numpy as np
 
-    from spinefm.ssl.data import SliceFileDataset
+    from spinefm.train.ssl.data import SliceFileDataset
 
     norm = torch.randn(3, 3, 40, 40)
     torch.save({"slices": norm, "axial": torch.tensor([True, False, True])}, tmp_path / "a.pt")
@@ -122,7 +122,7 @@ def test_capped_momentum_keeps_short_runs_moving():
 def test_config_json_round_trip_and_full_scale_recipe():
     import json
 
-    from spinefm.ssl import SSLConfig
+    from spinefm.train.ssl import SSLConfig
 
     full = SSLConfig.full_scale()
     assert SSLConfig.from_dict(json.loads(json.dumps(full.to_dict()))) == full

@@ -1,4 +1,4 @@
-"""Multi-process statistics of spinefm.ssl: two gloo ranks must agree with one process on the whole batch."""
+"""Multi-process statistics of spinefm.train.ssl: two gloo ranks must agree with one process on the whole batch."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.distributed as tdist
 import torch.multiprocessing as mp
 
 from spinefm import distributed as dist
-from spinefm.ssl.losses import TeacherCentering
+from spinefm.train.ssl.losses import TeacherCentering
 
 
 def _logits():

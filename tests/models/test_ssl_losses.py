@@ -1,12 +1,12 @@
-"""SSL losses and head against hand-computed values (spinefm.ssl.losses, spinefm.ssl.heads)."""
+"""SSL losses and head against hand-computed values (spinefm.train.ssl.losses, spinefm.train.ssl.heads)."""
 
 import math
 
 import torch
 import torch.nn.functional as F
 
-from spinefm.ssl import DINOHead, DINOLoss, GramLoss, KoLeoLoss, iBOTPatchLoss
-from spinefm.ssl.losses import TeacherCentering
+from spinefm.train.ssl import DINOHead, DINOLoss, GramLoss, KoLeoLoss, iBOTPatchLoss
+from spinefm.train.ssl.losses import TeacherCentering
 
 
 def test_dino_head_gives_cosine_logits_to_unit_prototypes():

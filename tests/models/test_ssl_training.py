@@ -1,4 +1,4 @@
-"""SSL meta-architecture, trainer, checkpoints, CLI and a short pretraining (spinefm.ssl)."""
+"""SSL meta-architecture, trainer, checkpoints, CLI and a short pretraining (spinefm.train.ssl)."""
 
 import argparse
 import json
@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spinefm.ssl import SSLConfig, SSLMetaArch, Trainer, load_encoder, pretrain_encoder
-from spinefm.ssl import train as ssl_train
-from spinefm.ssl.augment import IMAGENET_MEAN, IMAGENET_STD
-from spinefm.ssl.data import SliceTensorDataset
+from spinefm.train.ssl import SSLConfig, SSLMetaArch, Trainer, load_encoder, pretrain_encoder
+from spinefm.train.ssl import train as ssl_train
+from spinefm.train.ssl.augment import IMAGENET_MEAN, IMAGENET_STD
+from spinefm.train.ssl.data import SliceTensorDataset
 from spinefm.vit import VisionTransformer, ViTConfig
 
 TINY_HEAD = dict(head_prototypes=64, head_hidden=32, head_bottleneck=16)
@@ -110,7 +110,7 @@ def test_losses_under_bf16_autocast_stay_fp32_and_backpropagate():
     """The CUDA path runs the step under bf16 autocast; CPU autocast exercises the same dtype plumbing."""
     import random
 
-    from spinefm.ssl import MultiCropAugmentation, sample_masks
+    from spinefm.train.ssl import MultiCropAugmentation, sample_masks
 
     cfg = _cfg(gram_teacher_scale=2.0)
     arch = SSLMetaArch(cfg).train()

@@ -126,7 +126,7 @@ def test_train_default_pipeline_with_ssl(tmp_path):
             "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     assert main(args) == 0
     b = load_bundle(tmp_path / "bundle")
-    assert b.manifest["encoder_init"].startswith("spinefm.ssl") and b.manifest["synthetic_training"] is True
+    assert b.manifest["encoder_init"].startswith("spinefm.train.ssl") and b.manifest["synthetic_training"] is True
     assert "train-default" in b.manifest["training"]["command"]
     assert b.model.level.is_fitted and "level.safetensors" in b.manifest["files"]  # the levels stage ran
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from spinefm.report.evaluate import bleu4, evaluate, rouge_l, table, word_edit_distance
+from spinefm.train.report_eval import bleu4, evaluate, rouge_l, table, word_edit_distance
 from spinefm.report.labels import GROUP, LabelerUnavailable, installed, load_labeler
 
 RULES = load_labeler("rules")

@@ -1,7 +1,7 @@
 """Levels in drafts: the template writes findings level by level; the evaluation checks draft levels."""
 
 from spinefm.report import make_drafter
-from spinefm.report.evaluate import evaluate, level_agreement, table
+from spinefm.train.report_eval import evaluate, level_agreement, table
 from spinefm.report.labels import load_labeler
 from spinefm.results import AnalysisResult, Box, ConditionPrediction, SeriesUsed
 

@@ -9,7 +9,7 @@ from spinefm.report import load_report_agent, make_drafter, save_report_agent
 from spinefm.report.backends.llava import LlavaDrafter
 from spinefm.report.data import build_vqa, corpus_texts, toy_studies
 from spinefm.report.model import AgentConfig, ReportAgent
-from spinefm.report.train import train_stage
+from spinefm.train.report_agent import train_stage
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
         "intermediate_size": 64, "max_position_embeddings": 1024,

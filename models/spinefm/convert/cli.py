@@ -1,7 +1,7 @@
 """``spinefm convert-encoder SRC --out encoder.safetensors``: a published checkpoint as our encoder file.
 
 The output is the encoder format ``spinefm pretrain`` exports (safetensors + ``vit_config``
-metadata, spinefm.ssl.checkpoint), which ``spinefm align --init-encoder`` starts from.
+metadata, spinefm.train.ssl.checkpoint), which ``spinefm align --init-encoder`` starts from.
 ``--check`` also runs a random batch through the converted encoder and reports finite features.
 """
 
@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..ssl.checkpoint import export_encoder
+    from ..train.ssl.checkpoint import export_encoder
 
     overrides = {k: v for k, v in (("num_heads", args.num_heads), ("norm_eps", args.norm_eps),
                                    ("rope_theta", args.rope_theta)) if v is not None}

@@ -63,7 +63,7 @@ def make_drafter(config: dict[str, Any] | None = None, bundle_dir: Path | None =
             raise FileNotFoundError(
                 "backend 'llava' needs a trained report agent: none at "
                 f"{Path(bundle_dir) / AGENT_SUBDIR if bundle_dir else '(no bundle_dir)'} and no "
-                "config['agent_dir']; train one (python -m spinefm.report.train) or use 'template'")
+                "config['agent_dir']; train one (python -m spinefm.train.report_agent) or use 'template'")
         from spinefm.report.backends.llava import LlavaDrafter
         return LlavaDrafter.from_dir(agent_dir, config)
     raise ValueError(f"unknown report backend {backend!r}; choose one of {', '.join(BACKENDS)}")

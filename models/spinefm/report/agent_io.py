@@ -103,7 +103,7 @@ def load_report_agent(directory: Path, lm_path: str | None = None, device: str |
     if int(p["lm_dim"]) != lm_dim:
         raise ValueError(f"{d / 'projector.safetensors'} was trained for an LM of width {p['lm_dim']}, but "
                          f"{cfg.lm_path or 'the tiny LM'} has width {lm_dim}: train the projector and adapter "
-                         "for this LM (python -m spinefm.report.train --lm-path ...)")
+                         "for this LM (python -m spinefm.train.report_agent --lm-path ...)")
     projector = AttentionPoolProjector(p["in_dim"], p["lm_dim"], p["n_queries"], p["pool_dim"],
                                        p["n_heads"], p["max_slices"])
     projector.load_state_dict(load_file(str(d / "projector.safetensors")))

@@ -1,6 +1,6 @@
 """``spinefm train-default``: the documented pipeline that produces the default phantom bundle.
 
-    [pretrain (spinefm.ssl, if --ssl-steps > 0)] -> align -> synth -> heads -> levels
+    [pretrain (spinefm.train.ssl, if --ssl-steps > 0)] -> align -> synth -> heads -> levels
     -> calibrate (operating points on the training seed's val+test) -> evaluate (held-out phantoms, with baselines) -> build-bundle
 
 Every stage is the same code as its own subcommand; intermediate model
@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proj-dim", type=int, default=128)
     p.add_argument("--max-slices", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--ssl-steps", type=int, default=0, help="spinefm.ssl pretraining steps per encoder (0: CLIP from scratch)")
+    p.add_argument("--ssl-steps", type=int, default=0, help="spinefm.train.ssl pretraining steps per encoder (0: CLIP from scratch)")
     p.add_argument("--align-epochs", type=float, default=6.0)
     p.add_argument("--align-lr", type=float, default=1e-3)
     p.add_argument("--label-weight", type=float, default=0.0,
@@ -117,9 +117,9 @@ def _common(args, out: Path, init: Path | None, held_out: bool = True) -> list[s
 
 
 def ssl_pretrain(args, work: Path) -> tuple[str, str]:
-    """Pretrain a T1 encoder on T1 slices and a T2 encoder on T2/STIR/Dixon slices (spinefm.ssl)."""
+    """Pretrain a T1 encoder on T1 slices and a T2 encoder on T2/STIR/Dixon slices (spinefm.train.ssl)."""
     from ..model import SpineFM
-    from ..ssl.pretrain import pretrain_encoder
+    from .ssl.pretrain import pretrain_encoder
     from .common import fresh_config
 
     ns = _stage_args(align, _common(args, work / "align", None))
@@ -155,7 +155,7 @@ def run(args) -> str:
     if args.ssl_steps > 0:
         t1_init, t2_init = ssl_pretrain(args, work)
         align_argv += ["--t1-init", t1_init, "--t2-init", t2_init, "--encoder-lr-scale", "0.3"]
-        encoder_init = f"spinefm.ssl ({args.ssl_steps} steps per encoder), then CLIP fine-tuning"
+        encoder_init = f"spinefm.train.ssl ({args.ssl_steps} steps per encoder), then CLIP fine-tuning"
     if args.label_weight > 0:
         encoder_init += f" with the report-label loss (weight {args.label_weight:g})"
     if args.box_weight > 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ... import distributed as dist
+from .... import distributed as dist
 
 
 class TeacherCentering(nn.Module):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
-from ..vit import VisionTransformer, ViTConfig
+from ...vit import VisionTransformer, ViTConfig
 
 FORMAT = "spinefm-ssl-v1"
 

@@ -13,7 +13,7 @@ None without ``spine_labels``.
 
 CLI::
 
-    python -m spinefm.report.evaluate --agent-dir runs/ra/report_agent \
+    python -m spinefm.train.report_eval --agent-dir runs/ra/report_agent \
         --baseline-dir runs/ra_direct/report_agent --n 60 --out docs-table.md
 """
 

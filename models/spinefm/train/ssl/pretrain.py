@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from ..vit import VisionTransformer
+from ...vit import VisionTransformer
 from .config import SSLConfig
 from .data import SliceTensorDataset
-from ..train.schedules import capped_momentum
+from ..schedules import capped_momentum
 from .trainer import Trainer
 
 

@@ -1,6 +1,6 @@
 """Command-line pretraining: ``add_arguments(parser)`` + ``run(args) -> Path``.
 
-Single process: ``python -m spinefm.ssl.train --data DIR --out runs/t1``.
+Single process: ``python -m spinefm.train.ssl.train --data DIR --out runs/t1``.
 Multi-GPU / multi-node: the same under ``torchrun`` (WORLD_SIZE > 1 starts
 the process group from the environment; ``--batch-size`` is per GPU).
 Re-running with the same ``--out`` resumes from ``checkpoint.pt``.
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from .. import distributed as dist
+from ... import distributed as dist
 from .config import SSLConfig
 from .data import SliceFileDataset, phantom_dataset
 from .pretrain import default_local_size
-from ..train.schedules import capped_momentum
+from ..schedules import capped_momentum
 from .trainer import Trainer
 
 # CLI options that override the preset's SSLConfig field of the same name

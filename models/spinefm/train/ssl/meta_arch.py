@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from ..vit import VisionTransformer, ViTConfig
+from ...vit import VisionTransformer, ViTConfig
 from .config import SSLConfig
 from .heads import DINOHead
 from .losses import DINOLoss, GramLoss, KoLeoLoss, iBOTPatchLoss

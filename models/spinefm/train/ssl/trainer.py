@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from .. import distributed as dist
+from ... import distributed as dist
 from .augment import MultiCropAugmentation
 from .checkpoint import export_encoder, load_checkpoint, restore, save_checkpoint
 from .config import SSLConfig
 from .masking import MaskingGenerator, sample_masks
 from .meta_arch import SSLMetaArch
-from ..train.schedules import cosine, linear_warmup, scaled_lr
+from ..schedules import cosine, linear_warmup, scaled_lr
 
 
 class _SkipSampler(Sampler):

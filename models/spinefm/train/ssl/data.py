@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..preprocess import PreprocessConfig, normalize, prepare_volume
+from ...preprocess import PreprocessConfig, normalize, prepare_volume
 
 T1_GROUP = ("T1",)
 T2_GROUP = ("T2", "STIR", "DIXON")  # the paper's T2 encoder also sees STIR and Dixon
@@ -151,8 +151,8 @@ def dataset_slices(path, group: str, size: int, splits=("train",)) -> SliceTenso
     from its cached crops (already windowed as at inference), resized to ``size``."""
     import torch.nn.functional as F
 
-    from ..dataset import Dataset as SpineDataset
-    from ..preprocess import normalize
+    from ...dataset import Dataset as SpineDataset
+    from ...preprocess import normalize
 
     ds = SpineDataset(path)
     sequences = SEQUENCE_GROUPS[group]

@@ -13,7 +13,7 @@ a strided shard of the examples and gradients of the trainable tensors are
 averaged across ranks (DDP semantics); with ``--fsdp`` (8B) the decoder layers are
 sharded with FSDP2, LoRA added before sharding. Example (8 GPUs, one node)::
 
-    torchrun --nproc_per_node 8 -m spinefm.report.train --lm-path /models/Llama-3.1-8B-Instruct \
+    torchrun --nproc_per_node 8 -m spinefm.train.report_agent --lm-path /models/Llama-3.1-8B-Instruct \
         --phantom-seed 0 --n-studies 20000 --stages projector,lora --fsdp --bf16 --out runs/ra
 """
 
