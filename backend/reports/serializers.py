@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from backend.serializer_fields import StrictCharField
@@ -87,7 +88,7 @@ class WorklistQuery(serializers.Serializer):
 # ---- answers ----------------------------------------------------------------------------------------------------
 
 class VersionSummarySerializer(serializers.ModelSerializer):
-    author = serializers.CharField(source="author.username", default=None, read_only=True)
+    author = serializers.CharField(source="author.username", default=None, read_only=True, allow_null=True)
     kind = serializers.SerializerMethodField(help_text="ai draft | edit | signed | addendum (what the history shows)")
 
     class Meta:
@@ -106,6 +107,205 @@ class VersionSummarySerializer(serializers.ModelSerializer):
 class VersionSerializer(VersionSummarySerializer):
     class Meta(VersionSummarySerializer.Meta):
         fields = ["number", "text", "author", "source", "kind", "created_at", "base_number", "draft_backend"]
+
+
+# The answers' shapes for the OpenAPI schema (the payload builders below write them; the fuzz test holds the two
+# together). Free dicts are kept where the keys are data (condition names, timings, a model's metrics).
+
+def _nullable(field: serializers.Field) -> serializers.Field:
+    field.allow_null = True
+    return field
+
+
+class JobStateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    status_label = serializers.CharField()
+    stage = serializers.CharField()
+    progress = serializers.IntegerField()
+    error = serializers.CharField()
+
+
+class PanelStateSerializer(serializers.Serializer):
+    study_instance_uid = serializers.CharField()
+    state = serializers.CharField(help_text="analysing, failed, unsupported, not_analysed, ready or signed")
+    final = serializers.BooleanField(help_text="nothing changes until a person acts: stop polling")
+    status = serializers.CharField()
+    status_label = serializers.CharField()
+    job = JobStateSerializer(allow_null=True)
+
+
+class ReportStateSerializer(PanelStateSerializer):
+    current_number = serializers.IntegerField(allow_null=True)
+    version_count = serializers.IntegerField()
+    result_id = serializers.IntegerField(allow_null=True)
+
+
+class SlicePointer(serializers.Serializer):
+    series_instance_uid = serializers.CharField()
+    sop_instance_uid = serializers.CharField()
+    slice_index = serializers.IntegerField(required=False)
+    box = serializers.ListField(child=serializers.FloatField(), required=False)
+    level = serializers.CharField(required=False, allow_null=True)
+
+
+class SentenceLinkSerializer(serializers.Serializer):
+    condition = serializers.CharField()
+    level = serializers.CharField(allow_null=True)
+    matches_model = serializers.BooleanField()
+    key_slice = SlicePointer(allow_null=True)
+    box = SlicePointer(allow_null=True)
+
+
+class SentenceSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    start = serializers.IntegerField(help_text="UTF-16 offset")
+    end = serializers.IntegerField(help_text="UTF-16 offset")
+    text = serializers.CharField()
+    links = SentenceLinkSerializer(many=True)
+
+
+class ConditionCallSerializer(serializers.Serializer):
+    condition = serializers.CharField()
+    probability = serializers.FloatField()
+    present = serializers.BooleanField()
+    level = serializers.CharField(allow_null=True)
+    status = serializers.CharField(allow_null=True)
+    level_uncertain = serializers.BooleanField()
+    level_note = serializers.CharField()
+    rule_out = serializers.BooleanField(allow_null=True)
+    call = serializers.CharField()
+
+
+class BoxSerializer(serializers.Serializer):
+    condition = serializers.CharField()
+    series_instance_uid = serializers.CharField()
+    sop_instance_uid = serializers.CharField()
+    box = serializers.ListField(child=serializers.FloatField())
+    score = serializers.FloatField()
+    level = serializers.CharField(allow_null=True)
+    level_uncertain = serializers.BooleanField()
+    call = serializers.CharField()
+    label = serializers.CharField(help_text="what the box says on the image")
+
+
+class AnalysisSerializer(serializers.Serializer):
+    """``spinefm.results.AnalysisResult`` without its embedding, with the calls and box labels added."""
+
+    model_name = serializers.CharField()
+    model_version = serializers.CharField()
+    synthetic_training = serializers.BooleanField()
+    conditions = ConditionCallSerializer(many=True)
+    key_slices = serializers.ListField(child=serializers.DictField())
+    boxes = BoxSerializer(many=True)
+    similar_cases = serializers.ListField(child=serializers.DictField())
+    similar_source = serializers.CharField()
+    series = serializers.ListField(child=serializers.DictField())
+    draft_text = serializers.CharField()
+    draft_backend = serializers.CharField()
+    draft_fallback = serializers.CharField()
+    timings = serializers.DictField(child=serializers.FloatField())
+    region = serializers.CharField()
+    regions = serializers.ListField(child=serializers.CharField())
+    region_source = serializers.CharField()
+    region_dicom = serializers.CharField()
+    region_image = serializers.CharField()
+    region_disagreement = serializers.CharField()
+    coverage = serializers.ListField(child=serializers.CharField())
+    levels_source = serializers.CharField()
+    spine_check = serializers.DictField()
+    series_skipped = serializers.ListField(child=serializers.CharField())
+
+
+class SeriesLayoutSerializer(serializers.Serializer):
+    series_instance_uid = serializers.CharField()
+    series_number = serializers.IntegerField(allow_null=True)
+    description = serializers.CharField()
+    modality = serializers.CharField()
+    plane = serializers.CharField()
+    sequence_type = serializers.CharField()
+    num_instances = serializers.IntegerField()
+
+
+class RadpeerChoiceSerializer(serializers.Serializer):
+    score = serializers.CharField()
+    meaning = serializers.CharField()
+    needs_comment = serializers.BooleanField()
+
+
+class ReportPayloadSerializer(PanelStateSerializer):
+    """``report_payload``: everything the panel shows."""
+
+    current = _nullable(VersionSerializer())
+    sentences = SentenceSerializer(many=True)
+    ai_draft = _nullable(VersionSerializer())
+    versions = VersionSummarySerializer(many=True)
+    addenda = VersionSerializer(many=True)
+    radpeer = inline_serializer("SignedRadpeer", {"score": serializers.CharField(),
+                                                  "comment": serializers.CharField()}, allow_null=True)
+    signed_by = serializers.CharField(allow_null=True)
+    signed_at = serializers.DateTimeField(allow_null=True)
+    signed_number = serializers.IntegerField(allow_null=True)
+    locked = serializers.BooleanField()
+    reader = serializers.CharField(allow_null=True)
+    first_opened_at = serializers.DateTimeField(allow_null=True)
+    model_version = _nullable(ModelVersionSerializer())
+    result_id = serializers.IntegerField(allow_null=True)
+    sr_export = inline_serializer("SRExportState", {"status": serializers.CharField(),
+                                                    "error": serializers.CharField()}, allow_null=True)
+    result = _nullable(AnalysisSerializer())
+    condition_names = serializers.DictField(child=serializers.CharField(), help_text="condition key -> name")
+    calls = serializers.DictField(child=serializers.CharField(), help_text="call -> how the panel says it")
+    radpeer_choices = RadpeerChoiceSerializer(many=True)
+    score = inline_serializer("ScoreMeaning", {"kind": serializers.ChoiceField(["raw", "calibrated"]),
+                                               "name": serializers.CharField(), "meaning": serializers.CharField()})
+    series = SeriesLayoutSerializer(many=True)
+    permissions = inline_serializer("ReportPermissions", {key: serializers.BooleanField() for key in (
+        "edit", "sign", "addendum", "claim", "take_over", "retry_sr_export", "retry_job")})
+
+
+class DiffOpSerializer(serializers.Serializer):
+    op = serializers.ChoiceField(["equal", "delete", "insert"])
+    text = serializers.CharField()
+
+
+class ReportDiffSerializer(serializers.Serializer):
+    locals()["from"] = serializers.IntegerField(help_text="version number")
+    to = serializers.IntegerField(help_text="version number")
+    ops = DiffOpSerializer(many=True)
+    words = inline_serializer("DiffWordCounts", {key: serializers.IntegerField() for key in (
+        "from", "to", "equal", "deleted", "inserted")})
+    similarity = serializers.FloatField()
+
+
+class WorklistModelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.CharField()
+    synthetic_training = serializers.BooleanField()
+
+
+class WorklistRowSerializer(serializers.Serializer):
+    """``worklist_row`` plus the peer review's marker."""
+
+    study_instance_uid = serializers.CharField()
+    patient_id = serializers.CharField()
+    patient_name = serializers.CharField()
+    study_date = serializers.DateField(allow_null=True)
+    study_description = serializers.CharField()
+    modalities = serializers.CharField()
+    num_series = serializers.IntegerField()
+    received_at = serializers.DateTimeField()
+    status = serializers.CharField()
+    status_label = serializers.CharField()
+    reason = serializers.CharField(allow_null=True)
+    priority = serializers.IntegerField(allow_null=True)
+    priority_label = serializers.CharField(allow_null=True)
+    job_id = serializers.IntegerField(allow_null=True)
+    job_status = serializers.CharField(allow_null=True)
+    job_error = serializers.CharField(allow_null=True)
+    reader = serializers.CharField(allow_null=True)
+    model_version = WorklistModelSerializer(allow_null=True)
+    qa_review = serializers.CharField(allow_null=True)
 
 
 def _username(user) -> str | None:

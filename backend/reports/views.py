@@ -2,8 +2,7 @@
 queries in worklist.py; refusals are raised and answered by the API's exception handler."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,8 +19,9 @@ from backend.studies.models import Study
 from . import sentences, versions, worklist
 from .diff import word_diff
 from .models import Report
-from .serializers import (AddendumRequest, ClaimRequest, DiffQuery, SaveRequest, SignRequest, VersionSerializer,
-                          WorklistQuery, report_payload, state_payload, worklist_row)
+from .serializers import (AddendumRequest, ClaimRequest, DiffQuery, ReportDiffSerializer, ReportPayloadSerializer,
+                          ReportStateSerializer, SaveRequest, SignRequest, VersionSerializer, WorklistQuery,
+                          WorklistRowSerializer, report_payload, state_payload, worklist_row)
 
 CanViewReports = require_perms("reports.view_report")
 CanEditReports = require_perms("reports.view_report", "reports.change_report")
@@ -29,13 +29,12 @@ CanSignReports = require_perms("reports.view_report", "reports.sign_report")
 CanViewWorklist = require_perms("reports.view_worklist")
 
 
-# OpenAPI: the answers' shapes where they are small; the large report payloads stay free-form objects.
+# OpenAPI: the small answers' shapes here, the report payloads' in serializers.py.
 WRITES = error_responses(400, 403, 404, 409)
 READS = error_responses(403, 404)
 VERSION_ANSWER = inline_serializer("ReportVersionCreated", {"version": VersionSerializer(),
                                                            "sentences": serializers.ListField(
                                                                child=serializers.DictField(), required=False)})
-PAGE_PARAMS = [OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
 
 
 def _valid(serializer_class, data) -> dict:
@@ -54,7 +53,7 @@ class StudyReport(APIView):
 
     permission_classes = [CanViewReports]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **READS})
+    @extend_schema(responses={200: ReportPayloadSerializer, **READS})
     def get(self, request, study_instance_uid):
         study = _study(study_instance_uid)
         versions.heal_missing_draft(study)
@@ -75,7 +74,7 @@ class ReportState(APIView):
 
     permission_classes = [CanViewReports]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **READS})
+    @extend_schema(responses={200: ReportStateSerializer, **READS})
     def get(self, request, study_instance_uid):
         study = _study(study_instance_uid)
         report = Report.objects.filter(study=study).first()
@@ -152,7 +151,7 @@ class ReportDiff(APIView):
 
     permission_classes = [CanViewReports]
 
-    @extend_schema(parameters=[DiffQuery], responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403, 404)})
+    @extend_schema(parameters=[DiffQuery], responses={200: ReportDiffSerializer, **error_responses(400, 403, 404)})
     def get(self, request, study_instance_uid):
         report = get_object_or_404(Report, study__study_instance_uid=study_instance_uid)
         asked = _valid(DiffQuery, request.query_params)
@@ -192,9 +191,10 @@ class Worklist(APIView):
     3a' on a peer-reviewed study, shown to its reader and to QA reviewers only (null otherwise)."""
 
     permission_classes = [CanViewWorklist]
+    pagination_class = Pagination  # paged by hand below; named here so the schema shows the page and its params
 
-    @extend_schema(parameters=[WorklistQuery, *PAGE_PARAMS],
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403)})
+    @extend_schema(parameters=[WorklistQuery], responses={200: WorklistRowSerializer(many=True),
+                                                          **error_responses(400, 403)})
     def get(self, request):
         filters, paginator = worklist.Filters(**_valid(WorklistQuery, request.query_params)), Pagination()
         rows = paginator.paginate_fetch(request, lambda offset, limit: worklist.page(filters, offset, limit,
