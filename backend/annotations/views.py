@@ -4,8 +4,7 @@ queues in queue.py; refusals are raised and answered by the API's exception hand
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -14,19 +13,20 @@ from rest_framework.views import APIView
 from backend.accounts.permissions import require_perms
 from backend.api_errors import error_responses
 from backend.errors import NotFound
-from backend.pagination import paginated
+from backend.pagination import Pagination, paginated
 
 from . import importing, metrics, queue, services
 from .models import LabelTask
 from .payloads import task_detail, task_row
-from .serializers import AdjudicateRequest, ImportRequest, QueueQuery, RevealRequest, SubmitRequest
+from .serializers import (AdjudicateRequest, ImportRequest, ImportSummarySerializer, LabelMetricsSerializer,
+                          QueueQuery, RevealRequest, SubmitRequest, TaskDetailSerializer, TaskRowSerializer)
 
 CanVerify = require_perms("annotations.verify_labels")
 CanAdjudicate = require_perms("annotations.adjudicate_labels")
 CanImport = require_perms("annotations.import_reports")
 CanViewMetrics = require_perms("annotations.view_label_metrics")
 
-PAGE_PARAMS = [QueueQuery, OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
+PAGE = TaskRowSerializer(many=True)  # with the views' pagination_class: the {count, next, previous, results} page
 WRITES = error_responses(400, 403, 404, 409)
 
 
@@ -49,9 +49,10 @@ class TaskQueue(APIView):
     """GET the caller's verification queue: open tasks they have not annotated, ordered by ?order=."""
 
     permission_classes = [CanVerify]
+    pagination_class = Pagination
 
-    @extend_schema(operation_id="annotations_queue", parameters=PAGE_PARAMS,
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403)})
+    @extend_schema(operation_id="annotations_queue", parameters=[QueueQuery],
+                   responses={200: PAGE, **error_responses(400, 403)})
     def get(self, request):
         order = _valid(QueueQuery, request.query_params)["order"]
         return paginated(self, request, queue.for_annotator(request.user, order), task_row)
@@ -62,7 +63,7 @@ class TaskDetail(APIView):
 
     permission_classes = [CanVerify]
 
-    @extend_schema(operation_id="annotations_task", responses={200: OpenApiTypes.OBJECT, **error_responses(403, 404)})
+    @extend_schema(operation_id="annotations_task", responses={200: TaskDetailSerializer, **error_responses(403, 404)})
     def get(self, request, pk):
         return Response(task_detail(_in_queue(request, pk), request.user))
 
@@ -95,7 +96,7 @@ class RevealExtraction(APIView):
 
     permission_classes = [CanVerify]
 
-    @extend_schema(request=RevealRequest, responses={200: OpenApiTypes.OBJECT, **WRITES})
+    @extend_schema(request=RevealRequest, responses={200: TaskDetailSerializer, **WRITES})
     def post(self, request, pk):
         task = _in_queue(request, pk)
         body = _valid(RevealRequest, request.data)
@@ -107,9 +108,10 @@ class AdjudicationQueue(APIView):
     """GET tasks whose annotators disagreed."""
 
     permission_classes = [CanAdjudicate]
+    pagination_class = Pagination
 
-    @extend_schema(operation_id="annotations_adjudication_queue", parameters=PAGE_PARAMS,
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403)})
+    @extend_schema(operation_id="annotations_adjudication_queue", parameters=[QueueQuery],
+                   responses={200: PAGE, **error_responses(400, 403)})
     def get(self, request):
         order = _valid(QueueQuery, request.query_params)["order"]
         return paginated(self, request, queue.for_adjudication(order), task_row)
@@ -144,7 +146,7 @@ class ImportReports(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(request={"multipart/form-data": ImportRequest, "application/json": ImportRequest},
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403, 415)})
+                   responses={200: ImportSummarySerializer, **error_responses(400, 403, 415)})
     def post(self, request):
         body = _valid(ImportRequest, request.data)
         if (upload := body.get("file")) is not None:
@@ -163,7 +165,7 @@ class LabelMetrics(APIView):
 
     permission_classes = [CanViewMetrics]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **error_responses(403)})
+    @extend_schema(responses={200: LabelMetricsSerializer, **error_responses(403)})
     def get(self, request):
         return Response({"annotator_agreement": metrics.annotator_agreement(),
                          "reveal_effect": metrics.reveal_effect(),
