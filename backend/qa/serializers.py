@@ -22,3 +22,74 @@ class ReviewRequest(serializers.Serializer):
 class QueueQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=[QACase.OPEN, QACase.REVIEWED], default=QACase.OPEN,
                                      error_messages={"invalid_choice": "status must be open or reviewed"})
+
+
+# ---- answers (the OpenAPI schema's; services.queue_row and services.case_payload write them) ---------------------
+
+class CaseRowSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    study_instance_uid = serializers.CharField()
+    status = serializers.CharField()
+    study_date = serializers.DateField(allow_null=True)
+    study_description = serializers.CharField()
+    selection = serializers.CharField()
+    original_score = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    signed_at = serializers.DateTimeField(allow_null=True)
+    decision = serializers.CharField(allow_null=True)
+    reviewed_score = serializers.CharField(allow_null=True)
+    reviewer = serializers.CharField(allow_null=True)
+    reviewed_at = serializers.DateTimeField(allow_null=True)
+
+
+class QueueSerializer(serializers.Serializer):
+    """The queue is not paged: at most 500 cases."""
+
+    status = serializers.CharField()
+    results = CaseRowSerializer(many=True)
+
+
+class CaseDraftSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    text = serializers.CharField()
+    draft_backend = serializers.CharField()
+    model_version = serializers.CharField(allow_null=True, help_text="name:version")
+
+
+class CaseTextSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class CaseAddendumSerializer(CaseTextSerializer):
+    created_at = serializers.DateTimeField()
+
+
+class ReviewSerializer(serializers.Serializer):
+    reviewer = serializers.CharField(allow_null=True)
+    decision = serializers.CharField()
+    reviewed_score = serializers.CharField()
+    reason = serializers.CharField()
+    report_version = serializers.IntegerField(allow_null=True)
+    reviewed_at = serializers.DateTimeField()
+
+
+class CaseSerializer(serializers.Serializer):
+    """A case as the reviewer judges it: no reader identity (blind peer review)."""
+
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    selection = serializers.CharField()
+    study_instance_uid = serializers.CharField()
+    study_date = serializers.DateField(allow_null=True)
+    study_description = serializers.CharField()
+    viewer_url = serializers.CharField(allow_null=True)
+    ai_draft = CaseDraftSerializer(allow_null=True)
+    final = CaseTextSerializer()
+    addenda = CaseAddendumSerializer(many=True)
+    signed_at = serializers.DateTimeField(allow_null=True)
+    original_score = serializers.CharField()
+    original_comment = serializers.CharField()
+    report_version = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    review = ReviewSerializer(allow_null=True)
