@@ -47,3 +47,120 @@ class RunStartRequest(serializers.Serializer):
 
 class DecisionRequest(serializers.Serializer):
     reason = _raw("why (audited); to promote, required only to override a failed gate")
+
+
+# ---- answers (the OpenAPI schema's; datasets.summary, runs.payload, comparison.compare and promotion.gate write
+# them). Metrics and counts are keyed by split, condition or level: free objects here, see docs/training.md. ----
+
+class DatasetHeadSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    description = serializers.CharField()
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    split_seed = serializers.IntegerField()
+    ratios = serializers.DictField(child=serializers.FloatField())
+    filters = serializers.DictField()
+    sha256 = serializers.CharField()
+    synthetic = serializers.BooleanField()
+    label = serializers.CharField(help_text="the synthetic-data note, empty otherwise")
+
+
+class DatasetSerializer(DatasetHeadSerializer):
+    counts = serializers.DictField(help_text="per split and per condition")
+
+
+class DatasetExportSerializer(serializers.Serializer):
+    dataset = DatasetHeadSerializer()
+    items = serializers.ListField(child=serializers.DictField())
+
+
+class VersionRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.CharField()
+    state = serializers.CharField()
+    label = serializers.CharField()
+
+
+class RunModelSerializer(VersionRefSerializer):
+    synthetic_training = serializers.BooleanField()
+
+
+class DatasetRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class RunDatasetSerializer(DatasetRefSerializer):
+    synthetic = serializers.BooleanField()
+
+
+class RunDecisionSerializer(serializers.Serializer):
+    decision = serializers.CharField()
+    reason = serializers.CharField()
+    gate = serializers.DictField()
+    by = serializers.CharField(allow_null=True)
+    at = serializers.DateTimeField(allow_null=True)
+
+
+class RunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    stage = serializers.CharField()
+    progress = serializers.IntegerField()
+    error = serializers.CharField()
+    dataset = RunDatasetSerializer()
+    chain = serializers.CharField()
+    base_model = RunModelSerializer(allow_null=True)
+    candidate = RunModelSerializer(allow_null=True)
+    options = serializers.DictField()
+    metrics = serializers.DictField(help_text="candidate and base on the test split")
+    started_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    log = serializers.CharField()
+    decision = RunDecisionSerializer(allow_null=True)
+
+
+class ComparisonRowSerializer(serializers.Serializer):
+    condition = serializers.CharField()
+    candidate = serializers.DictField(help_text="the candidate's metrics on this condition")
+    active = serializers.DictField(allow_null=True)
+    delta_auroc = serializers.FloatField(allow_null=True)
+    validated = serializers.DictField(child=serializers.BooleanField(allow_null=True),
+                                      help_text="{candidate, active}: may the version call it")
+
+
+class ComparisonSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    label = serializers.CharField()
+    split = serializers.CharField()
+    n_test = serializers.IntegerField(allow_null=True)
+    dataset = DatasetRefSerializer()
+    candidate = VersionRefSerializer(allow_null=True)
+    active = VersionRefSerializer(allow_null=True)
+    base = VersionRefSerializer(allow_null=True)
+    active_metrics_source = serializers.CharField()
+    mean_auroc = serializers.DictField(child=serializers.FloatField(allow_null=True), help_text="{candidate, active}")
+    conditions = ComparisonRowSerializer(many=True)
+    validated_conditions = serializers.DictField(child=serializers.ListField(child=serializers.CharField(),
+                                                                             allow_null=True))
+    candidate_calls_test = serializers.DictField(allow_null=True)
+    levels = serializers.DictField(allow_null=True, help_text="per-level agreement (comparison.level_rows)")
+
+
+class GateSerializer(serializers.Serializer):
+    passed = serializers.BooleanField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    note = serializers.CharField(required=False)
+    mean_auroc_lower = serializers.DictField(allow_null=True, help_text="{candidate, active, conditions}")
+    validated = serializers.ListField(child=serializers.CharField())
+
+
+class RunGateSerializer(serializers.Serializer):
+    comparison = ComparisonSerializer()
+    gate = GateSerializer()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,19 +15,18 @@ from rest_framework.views import APIView
 from backend.accounts.permissions import require_perms
 from backend.api_errors import error_responses
 from backend.audit.log import record
-from backend.pagination import paginated
+from backend.pagination import Pagination, paginated
 
 from . import comparison, datasets, promotion, runs
 from .models import DatasetVersion, TrainingRun
-from .serializers import DatasetFilter, DatasetSnapshotRequest, DecisionRequest, RunFilter, RunStartRequest
+from .serializers import (ComparisonSerializer, DatasetExportSerializer, DatasetFilter, DatasetSerializer,
+                          DatasetSnapshotRequest, DecisionRequest, RunFilter, RunGateSerializer, RunSerializer,
+                          RunStartRequest)
 
 CanManageDatasets = require_perms("training.manage_datasets")
 CanRunTraining = require_perms("training.run_training")
 CanDecide = require_perms("training.run_training", "inference.manage_model_versions")
 
-PAGE_PARAMS = [OpenApiParameter("limit", int, required=False, description="page size (default 50, at most 500)"),
-               OpenApiParameter("offset", int, required=False)]
-PAGE = OpenApiResponse(OpenApiTypes.OBJECT, description="{count, next, previous, results}")
 REFUSED = error_responses(401, 403)
 
 
@@ -41,9 +40,10 @@ class DatasetList(APIView):
     """GET dataset versions (newest first per name); POST a new snapshot of the verified labels."""
 
     permission_classes = [CanManageDatasets]
+    pagination_class = Pagination  # GET's page, for the schema (paginated() pages with it)
 
-    @extend_schema(operation_id="training_datasets_list", parameters=[DatasetFilter, *PAGE_PARAMS],
-                   responses={200: PAGE, **error_responses(400), **REFUSED})
+    @extend_schema(operation_id="training_datasets_list", parameters=[DatasetFilter],
+                   responses={200: DatasetSerializer(many=True), **error_responses(400), **REFUSED})
     def get(self, request):
         query = _valid(DatasetFilter, request.query_params)
         qs = DatasetVersion.objects.select_related("created_by").defer("items")
@@ -52,7 +52,7 @@ class DatasetList(APIView):
         return paginated(self, request, qs, datasets.summary)
 
     @extend_schema(operation_id="training_datasets_create", request=DatasetSnapshotRequest,
-                   responses={201: OpenApiTypes.OBJECT, **error_responses(400, 409), **REFUSED})
+                   responses={201: DatasetSerializer, **error_responses(400, 409), **REFUSED})
     def post(self, request):
         body = _valid(DatasetSnapshotRequest, request.data)
         ds = datasets.snapshot(body["name"], user=request.user, description=body.get("description", ""),
@@ -65,7 +65,7 @@ class DatasetDetail(APIView):
 
     permission_classes = [CanManageDatasets]
 
-    @extend_schema(operation_id="training_dataset", responses={200: OpenApiTypes.OBJECT, **error_responses(404),
+    @extend_schema(operation_id="training_dataset", responses={200: DatasetSerializer, **error_responses(404),
                                                                **REFUSED})
     def get(self, request, pk):
         return Response(datasets.summary(get_object_or_404(DatasetVersion.objects.defer("items"), pk=pk)))
@@ -88,7 +88,7 @@ class DatasetExportJSON(APIView):
     permission_classes = [CanManageDatasets]
 
     @extend_schema(operation_id="training_dataset_export_json",
-                   responses={(200, "application/json"): OpenApiTypes.OBJECT, **error_responses(404), **REFUSED})
+                   responses={(200, "application/json"): DatasetExportSerializer, **error_responses(404), **REFUSED})
     def get(self, request, pk):
         return _export(request, pk, "json", datasets.json_chunks, "application/json")
 
@@ -109,9 +109,10 @@ class RunList(APIView):
     """GET training runs with status and progress; POST {dataset, base_model?, options?} to start one."""
 
     permission_classes = [CanRunTraining]
+    pagination_class = Pagination  # GET's page, for the schema (paginated() pages with it)
 
-    @extend_schema(operation_id="training_runs_list", parameters=[RunFilter, *PAGE_PARAMS],
-                   responses={200: PAGE, **error_responses(400), **REFUSED})
+    @extend_schema(operation_id="training_runs_list", parameters=[RunFilter],
+                   responses={200: RunSerializer(many=True), **error_responses(400), **REFUSED})
     def get(self, request):
         query = _valid(RunFilter, request.query_params)
         qs = TrainingRun.objects.select_related("dataset", "base_model", "candidate", "started_by", "decided_by").defer(
@@ -121,7 +122,7 @@ class RunList(APIView):
         return paginated(self, request, qs, runs.payload)
 
     @extend_schema(operation_id="training_runs_create", request=RunStartRequest,
-                   responses={201: OpenApiTypes.OBJECT, **error_responses(400, 409, 503), **REFUSED})
+                   responses={201: RunSerializer, **error_responses(400, 409, 503), **REFUSED})
     def post(self, request):
         body = _valid(RunStartRequest, request.data)
         run = runs.start(body["dataset"], request.user, body.get("base_model"), body.get("options"))
@@ -133,7 +134,7 @@ class RunDetail(APIView):
 
     permission_classes = [CanRunTraining]
 
-    @extend_schema(operation_id="training_run", responses={200: OpenApiTypes.OBJECT, **error_responses(404),
+    @extend_schema(operation_id="training_run", responses={200: RunSerializer, **error_responses(404),
                                                            **REFUSED})
     def get(self, request, pk):
         run = get_object_or_404(TrainingRun.objects.select_related(
@@ -147,7 +148,7 @@ class RunComparison(APIView):
     permission_classes = [CanRunTraining]
 
     @extend_schema(operation_id="training_run_comparison",
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(404, 409), **REFUSED})
+                   responses={200: ComparisonSerializer, **error_responses(404, 409), **REFUSED})
     def get(self, request, pk):
         run = get_object_or_404(TrainingRun.objects.select_related("dataset", "base_model", "candidate"), pk=pk)
         return Response(comparison.compare(run))
@@ -159,7 +160,7 @@ class RunGate(APIView):
     permission_classes = [CanRunTraining]
 
     @extend_schema(operation_id="training_run_gate",
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(404, 409), **REFUSED})
+                   responses={200: RunGateSerializer, **error_responses(404, 409), **REFUSED})
     def get(self, request, pk):
         run = get_object_or_404(TrainingRun.objects.select_related("dataset", "base_model", "candidate"), pk=pk)
         cmp = comparison.compare(run)
@@ -173,7 +174,7 @@ class RunPromote(APIView):
     permission_classes = [CanDecide]
 
     @extend_schema(operation_id="training_run_promote", request=DecisionRequest,
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 404, 409), **REFUSED})
+                   responses={200: RunSerializer, **error_responses(400, 404, 409), **REFUSED})
     def post(self, request, pk):
         get_object_or_404(TrainingRun, pk=pk)
         body = _valid(DecisionRequest, request.data)
@@ -186,7 +187,7 @@ class RunReject(APIView):
     permission_classes = [CanDecide]
 
     @extend_schema(operation_id="training_run_reject", request=DecisionRequest,
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 404, 409), **REFUSED})
+                   responses={200: RunSerializer, **error_responses(400, 404, 409), **REFUSED})
     def post(self, request, pk):
         get_object_or_404(TrainingRun, pk=pk)
         body = _valid(DecisionRequest, request.data)
