@@ -26,7 +26,7 @@ class QueueQuery(serializers.Serializer):
 
 # ---- answers (the OpenAPI schema's; services.queue_row and services.case_payload write them) ---------------------
 
-class CaseRowSerializer(serializers.Serializer):
+class QACaseRowSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     study_instance_uid = serializers.CharField()
     status = serializers.CharField()
@@ -42,30 +42,30 @@ class CaseRowSerializer(serializers.Serializer):
     reviewed_at = serializers.DateTimeField(allow_null=True)
 
 
-class QueueSerializer(serializers.Serializer):
+class QAQueueSerializer(serializers.Serializer):
     """The queue is not paged: at most 500 cases."""
 
     status = serializers.CharField()
-    results = CaseRowSerializer(many=True)
+    results = QACaseRowSerializer(many=True)
 
 
-class CaseDraftSerializer(serializers.Serializer):
+class QACaseDraftSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     text = serializers.CharField()
     draft_backend = serializers.CharField()
     model_version = serializers.CharField(allow_null=True, help_text="name:version")
 
 
-class CaseTextSerializer(serializers.Serializer):
+class QACaseTextSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     text = serializers.CharField()
 
 
-class CaseAddendumSerializer(CaseTextSerializer):
+class QACaseAddendumSerializer(QACaseTextSerializer):
     created_at = serializers.DateTimeField()
 
 
-class ReviewSerializer(serializers.Serializer):
+class QAReviewSerializer(serializers.Serializer):
     reviewer = serializers.CharField(allow_null=True)
     decision = serializers.CharField()
     reviewed_score = serializers.CharField()
@@ -74,7 +74,7 @@ class ReviewSerializer(serializers.Serializer):
     reviewed_at = serializers.DateTimeField()
 
 
-class CaseSerializer(serializers.Serializer):
+class QACaseSerializer(serializers.Serializer):
     """A case as the reviewer judges it: no reader identity (blind peer review)."""
 
     id = serializers.IntegerField()
@@ -84,12 +84,12 @@ class CaseSerializer(serializers.Serializer):
     study_date = serializers.DateField(allow_null=True)
     study_description = serializers.CharField()
     viewer_url = serializers.CharField(allow_null=True)
-    ai_draft = CaseDraftSerializer(allow_null=True)
-    final = CaseTextSerializer()
-    addenda = CaseAddendumSerializer(many=True)
+    ai_draft = QACaseDraftSerializer(allow_null=True)
+    final = QACaseTextSerializer()
+    addenda = QACaseAddendumSerializer(many=True)
     signed_at = serializers.DateTimeField(allow_null=True)
     original_score = serializers.CharField()
     original_comment = serializers.CharField()
     report_version = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
-    review = ReviewSerializer(allow_null=True)
+    review = QAReviewSerializer(allow_null=True)

@@ -12,7 +12,7 @@ from backend.api_errors import error_responses
 
 from . import services
 from .models import QACase
-from .serializers import CaseSerializer, QueueQuery, QueueSerializer, ReviewRequest
+from .serializers import QACaseSerializer, QAQueueSerializer, QueueQuery, ReviewRequest
 
 CanReview = require_perms("qa.review_case")
 
@@ -23,7 +23,7 @@ class QAQueue(APIView):
     permission_classes = [CanReview]
 
     @extend_schema(operation_id="qa_cases_list", parameters=[QueueQuery],
-                   responses={200: QueueSerializer, **error_responses(400, 403)})
+                   responses={200: QAQueueSerializer, **error_responses(400, 403)})
     def get(self, request):
         query = QueueQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -37,7 +37,7 @@ class QACaseDetail(APIView):
 
     permission_classes = [CanReview]
 
-    @extend_schema(responses={200: CaseSerializer, **error_responses(403, 404)})
+    @extend_schema(responses={200: QACaseSerializer, **error_responses(403, 404)})
     def get(self, request, pk):
         case = get_object_or_404(QACase.objects.select_related("report__study", "reviewer"), pk=pk)
         if services.is_own(case, request.user):
@@ -50,7 +50,7 @@ class QAReview(APIView):
 
     permission_classes = [CanReview]
 
-    @extend_schema(request=ReviewRequest, responses={200: CaseSerializer, **error_responses(400, 403, 404, 409)})
+    @extend_schema(request=ReviewRequest, responses={200: QACaseSerializer, **error_responses(400, 403, 404, 409)})
     def post(self, request, pk):
         body = ReviewRequest(data=request.data)
         body.is_valid(raise_exception=True)

@@ -52,7 +52,7 @@ class DecisionRequest(serializers.Serializer):
 # ---- answers (the OpenAPI schema's; datasets.summary, runs.payload, comparison.compare and promotion.gate write
 # them). Metrics and counts are keyed by split, condition or level: free objects here, see docs/training.md. ----
 
-class DatasetHeadSerializer(serializers.Serializer):
+class DatasetVersionHeadSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     version = serializers.IntegerField()
@@ -67,12 +67,12 @@ class DatasetHeadSerializer(serializers.Serializer):
     label = serializers.CharField(help_text="the synthetic-data note, empty otherwise")
 
 
-class DatasetSerializer(DatasetHeadSerializer):
+class DatasetVersionSerializer(DatasetVersionHeadSerializer):
     counts = serializers.DictField(help_text="per split and per condition")
 
 
 class DatasetExportSerializer(serializers.Serializer):
-    dataset = DatasetHeadSerializer()
+    dataset = DatasetVersionHeadSerializer()
     items = serializers.ListField(child=serializers.DictField())
 
 
@@ -106,7 +106,7 @@ class RunDecisionSerializer(serializers.Serializer):
     at = serializers.DateTimeField(allow_null=True)
 
 
-class RunSerializer(serializers.Serializer):
+class TrainingRunSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
     stage = serializers.CharField()
@@ -114,7 +114,7 @@ class RunSerializer(serializers.Serializer):
     error = serializers.CharField()
     dataset = RunDatasetSerializer()
     chain = serializers.CharField()
-    base_model = RunModelSerializer(allow_null=True)
+    base_model = RunModelSerializer()
     candidate = RunModelSerializer(allow_null=True)
     options = serializers.DictField()
     metrics = serializers.DictField(help_text="candidate and base on the test split")
@@ -126,7 +126,7 @@ class RunSerializer(serializers.Serializer):
     decision = RunDecisionSerializer(allow_null=True)
 
 
-class ComparisonRowSerializer(serializers.Serializer):
+class RunComparisonRowSerializer(serializers.Serializer):
     condition = serializers.CharField()
     candidate = serializers.DictField(help_text="the candidate's metrics on this condition")
     active = serializers.DictField(allow_null=True)
@@ -135,7 +135,7 @@ class ComparisonRowSerializer(serializers.Serializer):
                                       help_text="{candidate, active}: may the version call it")
 
 
-class ComparisonSerializer(serializers.Serializer):
+class RunComparisonSerializer(serializers.Serializer):
     run = serializers.IntegerField()
     label = serializers.CharField()
     split = serializers.CharField()
@@ -146,14 +146,14 @@ class ComparisonSerializer(serializers.Serializer):
     base = VersionRefSerializer(allow_null=True)
     active_metrics_source = serializers.CharField()
     mean_auroc = serializers.DictField(child=serializers.FloatField(allow_null=True), help_text="{candidate, active}")
-    conditions = ComparisonRowSerializer(many=True)
+    conditions = RunComparisonRowSerializer(many=True)
     validated_conditions = serializers.DictField(child=serializers.ListField(child=serializers.CharField(),
                                                                              allow_null=True))
     candidate_calls_test = serializers.DictField(allow_null=True)
     levels = serializers.DictField(allow_null=True, help_text="per-level agreement (comparison.level_rows)")
 
 
-class GateSerializer(serializers.Serializer):
+class PromotionGateSerializer(serializers.Serializer):
     passed = serializers.BooleanField()
     reasons = serializers.ListField(child=serializers.CharField())
     note = serializers.CharField(required=False)
@@ -162,5 +162,5 @@ class GateSerializer(serializers.Serializer):
 
 
 class RunGateSerializer(serializers.Serializer):
-    comparison = ComparisonSerializer()
-    gate = GateSerializer()
+    comparison = RunComparisonSerializer()
+    gate = PromotionGateSerializer()

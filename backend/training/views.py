@@ -19,9 +19,9 @@ from backend.pagination import Pagination, paginated
 
 from . import comparison, datasets, promotion, runs
 from .models import DatasetVersion, TrainingRun
-from .serializers import (ComparisonSerializer, DatasetExportSerializer, DatasetFilter, DatasetSerializer,
-                          DatasetSnapshotRequest, DecisionRequest, RunFilter, RunGateSerializer, RunSerializer,
-                          RunStartRequest)
+from .serializers import (DatasetExportSerializer, DatasetFilter, DatasetSnapshotRequest, DatasetVersionSerializer,
+                          DecisionRequest, RunComparisonSerializer, RunFilter, RunGateSerializer, RunStartRequest,
+                          TrainingRunSerializer)
 
 CanManageDatasets = require_perms("training.manage_datasets")
 CanRunTraining = require_perms("training.run_training")
@@ -43,7 +43,7 @@ class DatasetList(APIView):
     pagination_class = Pagination  # GET's page, for the schema (paginated() pages with it)
 
     @extend_schema(operation_id="training_datasets_list", parameters=[DatasetFilter],
-                   responses={200: DatasetSerializer(many=True), **error_responses(400), **REFUSED})
+                   responses={200: DatasetVersionSerializer(many=True), **error_responses(400), **REFUSED})
     def get(self, request):
         query = _valid(DatasetFilter, request.query_params)
         qs = DatasetVersion.objects.select_related("created_by").defer("items")
@@ -52,7 +52,7 @@ class DatasetList(APIView):
         return paginated(self, request, qs, datasets.summary)
 
     @extend_schema(operation_id="training_datasets_create", request=DatasetSnapshotRequest,
-                   responses={201: DatasetSerializer, **error_responses(400, 409), **REFUSED})
+                   responses={201: DatasetVersionSerializer, **error_responses(400, 409), **REFUSED})
     def post(self, request):
         body = _valid(DatasetSnapshotRequest, request.data)
         ds = datasets.snapshot(body["name"], user=request.user, description=body.get("description", ""),
@@ -65,7 +65,7 @@ class DatasetDetail(APIView):
 
     permission_classes = [CanManageDatasets]
 
-    @extend_schema(operation_id="training_dataset", responses={200: DatasetSerializer, **error_responses(404),
+    @extend_schema(operation_id="training_dataset", responses={200: DatasetVersionSerializer, **error_responses(404),
                                                                **REFUSED})
     def get(self, request, pk):
         return Response(datasets.summary(get_object_or_404(DatasetVersion.objects.defer("items"), pk=pk)))
@@ -112,7 +112,7 @@ class RunList(APIView):
     pagination_class = Pagination  # GET's page, for the schema (paginated() pages with it)
 
     @extend_schema(operation_id="training_runs_list", parameters=[RunFilter],
-                   responses={200: RunSerializer(many=True), **error_responses(400), **REFUSED})
+                   responses={200: TrainingRunSerializer(many=True), **error_responses(400), **REFUSED})
     def get(self, request):
         query = _valid(RunFilter, request.query_params)
         qs = TrainingRun.objects.select_related("dataset", "base_model", "candidate", "started_by", "decided_by").defer(
@@ -122,7 +122,7 @@ class RunList(APIView):
         return paginated(self, request, qs, runs.payload)
 
     @extend_schema(operation_id="training_runs_create", request=RunStartRequest,
-                   responses={201: RunSerializer, **error_responses(400, 409, 503), **REFUSED})
+                   responses={201: TrainingRunSerializer, **error_responses(400, 409, 503), **REFUSED})
     def post(self, request):
         body = _valid(RunStartRequest, request.data)
         run = runs.start(body["dataset"], request.user, body.get("base_model"), body.get("options"))
@@ -134,7 +134,7 @@ class RunDetail(APIView):
 
     permission_classes = [CanRunTraining]
 
-    @extend_schema(operation_id="training_run", responses={200: RunSerializer, **error_responses(404),
+    @extend_schema(operation_id="training_run", responses={200: TrainingRunSerializer, **error_responses(404),
                                                            **REFUSED})
     def get(self, request, pk):
         run = get_object_or_404(TrainingRun.objects.select_related(
@@ -148,7 +148,7 @@ class RunComparison(APIView):
     permission_classes = [CanRunTraining]
 
     @extend_schema(operation_id="training_run_comparison",
-                   responses={200: ComparisonSerializer, **error_responses(404, 409), **REFUSED})
+                   responses={200: RunComparisonSerializer, **error_responses(404, 409), **REFUSED})
     def get(self, request, pk):
         run = get_object_or_404(TrainingRun.objects.select_related("dataset", "base_model", "candidate"), pk=pk)
         return Response(comparison.compare(run))
@@ -174,7 +174,7 @@ class RunPromote(APIView):
     permission_classes = [CanDecide]
 
     @extend_schema(operation_id="training_run_promote", request=DecisionRequest,
-                   responses={200: RunSerializer, **error_responses(400, 404, 409), **REFUSED})
+                   responses={200: TrainingRunSerializer, **error_responses(400, 404, 409), **REFUSED})
     def post(self, request, pk):
         get_object_or_404(TrainingRun, pk=pk)
         body = _valid(DecisionRequest, request.data)
@@ -187,7 +187,7 @@ class RunReject(APIView):
     permission_classes = [CanDecide]
 
     @extend_schema(operation_id="training_run_reject", request=DecisionRequest,
-                   responses={200: RunSerializer, **error_responses(400, 404, 409), **REFUSED})
+                   responses={200: TrainingRunSerializer, **error_responses(400, 404, 409), **REFUSED})
     def post(self, request, pk):
         get_object_or_404(TrainingRun, pk=pk)
         body = _valid(DecisionRequest, request.data)
