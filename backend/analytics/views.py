@@ -18,12 +18,13 @@ from backend.audit.models import AuditEvent
 
 from . import burden_summary, charts, conditions, draft_agreement, edit_burden, exports, services, turnaround
 from .filters import AnalyticsFilters, ChartQuery, CsvExportQuery, XlsxExportQuery
+from .serializers import (ConditionSummarySerializer, DraftAgreementSummarySerializer, EditBurdenSummarySerializer,
+                          EditSummarySerializer, RadpeerSummarySerializer, TurnaroundSummarySerializer)
 
 CanViewAnalytics = require_perms("analytics.view_analytics")
 IDENTIFIED_PERM = "analytics.export_identified"
 LABEL_METRICS_PERM = "annotations.view_label_metrics"  # the annotator_agreement table needs it too
 
-JSON = OpenApiTypes.OBJECT
 REFUSED = error_responses(400, 401, 403)  # 403: not an admin, or identified / annotator agreement without permission
 
 
@@ -69,7 +70,7 @@ class _FilteredSummary(APIView):
 class RadpeerAnalytics(_FilteredSummary):
     """GET (filters, group_by): RADPEER score counts, discrepancy / significant rates with Wilson CIs."""
 
-    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: RadpeerSummarySerializer, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -80,7 +81,7 @@ class RadpeerAnalytics(_FilteredSummary):
 class EditAnalytics(_FilteredSummary):
     """GET (filters): per RADPEER score, n and mean/median normalised char/word edit distance."""
 
-    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: EditSummarySerializer, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -91,7 +92,7 @@ class EditAnalytics(_FilteredSummary):
 class ConditionAnalytics(_FilteredSummary):
     """GET (filters): per condition, AI prediction and draft finding against the signed report."""
 
-    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: ConditionSummarySerializer, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -102,7 +103,7 @@ class ConditionAnalytics(_FilteredSummary):
 class TurnaroundAnalytics(_FilteredSummary):
     """GET (filters, group_by): median / p90 / mean seconds from arrival to draft, first open and signature."""
 
-    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: TurnaroundSummarySerializer, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -115,7 +116,7 @@ class EditBurdenAnalytics(_FilteredSummary):
     """GET (filters, group_by): WER with S/I/D, sentences kept/edited/added/deleted and significant edits,
     per group and per report (each report's list of significant edits)."""
 
-    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: EditBurdenSummarySerializer, **REFUSED})
     def get(self, request):
         return super().get(request)
 
@@ -131,7 +132,7 @@ class DraftAgreementAnalytics(_FilteredSummary):
     """GET (filters): AI draft vs signed report agreement (percent agreement with Wilson CI, Cohen's kappa with
     jackknife CI) per condition and per condition x level, from the rule labeler on both texts."""
 
-    @extend_schema(parameters=[AnalyticsFilters], responses={200: JSON, **REFUSED})
+    @extend_schema(parameters=[AnalyticsFilters], responses={200: DraftAgreementSummarySerializer, **REFUSED})
     def get(self, request):
         return super().get(request)
 
