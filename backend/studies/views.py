@@ -1,7 +1,6 @@
 """Study API: upload, list/detail, Orthanc announcements, re-sync. Thin: the work is in ingest."""
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.parsers import MultiPartParser
@@ -18,7 +17,9 @@ from .dicom_files import RequestTooLarge, UploadWorkspace, read_upload
 from .ingest import index_from_orthanc, resync_from_orthanc, store_upload
 from .orthanc.client import get_client
 from .models import Study
-from .serializers import StableStudySerializer, StudyDetailSerializer, StudySerializer, StudyUploadRequest
+from .serializers import (DicomIntakeSerializer, ResyncSummarySerializer, StableStudyIndexedSerializer,
+                          StableStudySerializer, StudyDetailSerializer, StudySerializer, StudyUploadRequest,
+                          UploadSummarySerializer)
 
 
 class StudyList(generics.ListAPIView):
@@ -41,7 +42,7 @@ class StudyUpload(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(request={"multipart/form-data": StudyUploadRequest},
-                   responses={201: OpenApiTypes.OBJECT, **error_responses(400, 401, 403, 413, 503)})
+                   responses={201: UploadSummarySerializer, **error_responses(400, 401, 403, 413, 503)})
     def post(self, request):
         if int(request.META.get("CONTENT_LENGTH") or 0) > settings.SPINEAGENT_MAX_UPLOAD_BYTES:
             raise _too_large()  # refused before the body is read
@@ -71,7 +72,7 @@ class OrthancStableStudy(APIView):
     throttle_classes = []  # server-to-server; a C-STORE backlog must not hit the anonymous rate
 
     @extend_schema(request=StableStudySerializer,
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403, 404, 503)})
+                   responses={200: StableStudyIndexedSerializer, **error_responses(400, 403, 404, 503)})
     def post(self, request):
         body = request.body
         problem = webhook.verify(settings.ORTHANC_WEBHOOK_SECRET, request.headers.get("X-SpineAgent-Timestamp"),
@@ -97,7 +98,7 @@ class DicomModalities(APIView):
 
     permission_classes = [CanUploadStudies]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **error_responses(401, 403, 503)})
+    @extend_schema(responses={200: DicomIntakeSerializer, **error_responses(401, 403, 503)})
     def get(self, request):
         return Response(get_client().dicom_intake())
 
@@ -105,6 +106,6 @@ class DicomModalities(APIView):
 class StudyResync(APIView):
     permission_classes = [CanResyncIndex]
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **error_responses(401, 403, 503)})
+    @extend_schema(request=None, responses={200: ResyncSummarySerializer, **error_responses(401, 403, 503)})
     def post(self, request):
         return Response(resync_from_orthanc())
