@@ -112,11 +112,6 @@ class VersionSerializer(VersionSummarySerializer):
 # The answers' shapes for the OpenAPI schema (the payload builders below write them; the fuzz test holds the two
 # together). Free dicts are kept where the keys are data (condition names, timings, a model's metrics).
 
-def _nullable(field: serializers.Field) -> serializers.Field:
-    field.allow_null = True
-    return field
-
-
 class JobStateSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
@@ -141,7 +136,7 @@ class ReportStateSerializer(PanelStateSerializer):
     result_id = serializers.IntegerField(allow_null=True)
 
 
-class SlicePointer(serializers.Serializer):
+class SlicePointerSerializer(serializers.Serializer):
     series_instance_uid = serializers.CharField()
     sop_instance_uid = serializers.CharField()
     slice_index = serializers.IntegerField(required=False)
@@ -153,8 +148,8 @@ class SentenceLinkSerializer(serializers.Serializer):
     condition = serializers.CharField()
     level = serializers.CharField(allow_null=True)
     matches_model = serializers.BooleanField()
-    key_slice = SlicePointer(allow_null=True)
-    box = SlicePointer(allow_null=True)
+    key_slice = SlicePointerSerializer(allow_null=True)
+    box = SlicePointerSerializer(allow_null=True)
 
 
 class SentenceSerializer(serializers.Serializer):
@@ -236,9 +231,9 @@ class RadpeerChoiceSerializer(serializers.Serializer):
 class ReportPayloadSerializer(PanelStateSerializer):
     """``report_payload``: everything the panel shows."""
 
-    current = _nullable(VersionSerializer())
+    current = VersionSerializer(allow_null=True)
     sentences = SentenceSerializer(many=True)
-    ai_draft = _nullable(VersionSerializer())
+    ai_draft = VersionSerializer(allow_null=True)
     versions = VersionSummarySerializer(many=True)
     addenda = VersionSerializer(many=True)
     radpeer = inline_serializer("SignedRadpeer", {"score": serializers.CharField(),
@@ -249,11 +244,11 @@ class ReportPayloadSerializer(PanelStateSerializer):
     locked = serializers.BooleanField()
     reader = serializers.CharField(allow_null=True)
     first_opened_at = serializers.DateTimeField(allow_null=True)
-    model_version = _nullable(ModelVersionSerializer())
+    model_version = ModelVersionSerializer(allow_null=True)
     result_id = serializers.IntegerField(allow_null=True)
     sr_export = inline_serializer("SRExportState", {"status": serializers.CharField(),
                                                     "error": serializers.CharField()}, allow_null=True)
-    result = _nullable(AnalysisSerializer())
+    result = AnalysisSerializer(allow_null=True)
     condition_names = serializers.DictField(child=serializers.CharField(), help_text="condition key -> name")
     calls = serializers.DictField(child=serializers.CharField(), help_text="call -> how the panel says it")
     radpeer_choices = RadpeerChoiceSerializer(many=True)

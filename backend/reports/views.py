@@ -20,8 +20,8 @@ from . import sentences, versions, worklist
 from .diff import word_diff
 from .models import Report
 from .serializers import (AddendumRequest, ClaimRequest, DiffQuery, ReportDiffSerializer, ReportPayloadSerializer,
-                          ReportStateSerializer, SaveRequest, SignRequest, VersionSerializer, WorklistQuery,
-                          WorklistRowSerializer, report_payload, state_payload, worklist_row)
+                          ReportStateSerializer, SaveRequest, SentenceSerializer, SignRequest, VersionSerializer,
+                          WorklistQuery, WorklistRowSerializer, report_payload, state_payload, worklist_row)
 
 CanViewReports = require_perms("reports.view_report")
 CanEditReports = require_perms("reports.view_report", "reports.change_report")
@@ -33,8 +33,7 @@ CanViewWorklist = require_perms("reports.view_worklist")
 WRITES = error_responses(400, 403, 404, 409)
 READS = error_responses(403, 404)
 VERSION_ANSWER = inline_serializer("ReportVersionCreated", {"version": VersionSerializer(),
-                                                           "sentences": serializers.ListField(
-                                                               child=serializers.DictField(), required=False)})
+                                                           "sentences": SentenceSerializer(many=True, required=False)})
 
 
 def _valid(serializer_class, data) -> dict:
