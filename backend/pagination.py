@@ -1,5 +1,9 @@
 """The API's one pagination class (``REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"]``): limit/offset, 50 rows by
-default, at most 500; every list answers ``{"count", "next", "previous", "results"}``."""
+default, at most 500; every list answers ``{"count", "next", "previous", "results"}``.
+
+An APIView that pages by hand names it as its ``pagination_class`` and pages with that class (``paginated``
+or ``paginate_fetch``); declaring ``responses=RowSerializer(many=True)`` then makes drf-spectacular describe
+the answer as this page of rows, with its limit and offset parameters, as it does for the generic views."""
 
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ class Pagination(LimitOffsetPagination):
 
 
 def paginated(view, request, queryset, row: Callable | None = None) -> Response:
-    """One page of ``queryset`` as the paginated answer, each item passed through ``row``."""
-    paginator = Pagination()
+    """One page of ``queryset`` as the paginated answer (the view's ``pagination_class``), each item passed
+    through ``row``."""
+    paginator = view.pagination_class()
     page: Iterable = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response([row(x) for x in page] if row else list(page))

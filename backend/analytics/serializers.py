@@ -127,7 +127,7 @@ class EditBurdenSummarySerializer(_Summary):
     reports = BurdenReportSerializer(many=True)
 
 
-class AgreementSerializer(serializers.Serializer):
+class DraftAgreementRowSerializer(serializers.Serializer):
     condition = serializers.CharField()
     display_name = serializers.CharField()
     n = _n()
@@ -142,7 +142,7 @@ class AgreementSerializer(serializers.Serializer):
     signed_present = _n()
 
 
-class LevelAgreementSerializer(AgreementSerializer):
+class DraftAgreementLevelRowSerializer(DraftAgreementRowSerializer):
     level = serializers.CharField()
 
 
@@ -153,5 +153,5 @@ class DraftAgreementSummarySerializer(_Summary):
     agreement_ci = serializers.CharField()
     reports = _n()
     reports_without_levels = _n()
-    conditions = AgreementSerializer(many=True)
-    levels = LevelAgreementSerializer(many=True)
+    conditions = DraftAgreementRowSerializer(many=True)
+    levels = DraftAgreementLevelRowSerializer(many=True)

@@ -26,7 +26,7 @@ CanAdjudicate = require_perms("annotations.adjudicate_labels")
 CanImport = require_perms("annotations.import_reports")
 CanViewMetrics = require_perms("annotations.view_label_metrics")
 
-PAGE = TaskRowSerializer(many=True)  # with the views' pagination_class: the {count, next, previous, results} page
+PAGE = TaskRowSerializer(many=True)  # a page of them (the views' pagination_class; see backend/pagination.py)
 WRITES = error_responses(400, 403, 404, 409)
 
 

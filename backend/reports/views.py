@@ -190,12 +190,12 @@ class Worklist(APIView):
     3a' on a peer-reviewed study, shown to its reader and to QA reviewers only (null otherwise)."""
 
     permission_classes = [CanViewWorklist]
-    pagination_class = Pagination  # paged by hand below; named here so the schema shows the page and its params
+    pagination_class = Pagination
 
     @extend_schema(parameters=[WorklistQuery], responses={200: WorklistRowSerializer(many=True),
                                                           **error_responses(400, 403)})
     def get(self, request):
-        filters, paginator = worklist.Filters(**_valid(WorklistQuery, request.query_params)), Pagination()
+        filters, paginator = worklist.Filters(**_valid(WorklistQuery, request.query_params)), self.pagination_class()
         rows = paginator.paginate_fetch(request, lambda offset, limit: worklist.page(filters, offset, limit,
                                                                                      request.user))
         from backend.qa.services import markers_for  # the peer review's result, for its reader (one query)

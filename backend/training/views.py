@@ -40,7 +40,7 @@ class DatasetList(APIView):
     """GET dataset versions (newest first per name); POST a new snapshot of the verified labels."""
 
     permission_classes = [CanManageDatasets]
-    pagination_class = Pagination  # GET's page, for the schema (paginated() pages with it)
+    pagination_class = Pagination
 
     @extend_schema(operation_id="training_datasets_list", parameters=[DatasetFilter],
                    responses={200: DatasetVersionSerializer(many=True), **error_responses(400), **REFUSED})
@@ -109,7 +109,7 @@ class RunList(APIView):
     """GET training runs with status and progress; POST {dataset, base_model?, options?} to start one."""
 
     permission_classes = [CanRunTraining]
-    pagination_class = Pagination  # GET's page, for the schema (paginated() pages with it)
+    pagination_class = Pagination
 
     @extend_schema(operation_id="training_runs_list", parameters=[RunFilter],
                    responses={200: TrainingRunSerializer(many=True), **error_responses(400), **REFUSED})
