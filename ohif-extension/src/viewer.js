@@ -134,7 +134,7 @@ export class Viewer {
           viewUp: plane.columnCosines.map((v) => -v),
         },
         data: {
-          label: box.label || `AI: ${box.condition}${box.level ? ` ${box.level}` : ''}`,
+          label: box.label, // the server names each box (condition, level, call): backend/reports/serializers.py
           handles: {
             points,
             activeHandleIndex: null,
