@@ -79,7 +79,7 @@ class ErrorBody(serializers.Serializer):
 
 
 _DESCRIPTIONS = {400: "invalid request", 401: "not authenticated", 403: "not allowed", 404: "not found",
-                 409: "the current state refuses it", 413: "too large", 415: "unsupported media type",
+                 409: "the current state refuses it", 413: "too large", 415: "unsupported media type", 429: "too many requests",
                  503: "a backing service is unavailable"}
 
 
@@ -117,6 +117,5 @@ def add_common_error_responses(result, generator, request, public):
                 statuses.append(404)
             responses = operation.setdefault("responses", {})
             for status in statuses:
-                responses.setdefault(str(status), {"description": _DESCRIPTIONS.get(status, "refused")
-                                                   if status != 429 else "too many requests", "content": body})
+                responses.setdefault(str(status), {"description": _DESCRIPTIONS[status], "content": body})
     return result

@@ -15,6 +15,7 @@ from backend.accounts.permissions import require_perms
 from backend.api_errors import error_responses
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
+from backend.serializer_fields import validated
 
 from . import burden_summary, charts, conditions, draft_agreement, edit_burden, exports, services, turnaround
 from .filters import AnalyticsFilters, ChartQuery, CsvExportQuery, XlsxExportQuery
@@ -28,15 +29,9 @@ LABEL_METRICS_PERM = "annotations.view_label_metrics"  # the annotator_agreement
 REFUSED = error_responses(400, 401, 403)  # 403: not an admin, or identified / annotator agreement without permission
 
 
-def _valid(serializer_class, query) -> dict:
-    serializer = serializer_class(data=query)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 def _export_params(request, serializer_class) -> tuple[dict, str, bool]:
     """(filters, table, identified) of an export; PermissionDenied (403) for identified without the permission."""
-    params = _valid(serializer_class, request.query_params)
+    params = validated(serializer_class, request.query_params)
     table, identified = params.pop("table"), params.pop("identified")
     if identified and not request.user.has_perm(IDENTIFIED_PERM):
         raise PermissionDenied(f"identified exports need the permission {IDENTIFIED_PERM}")
@@ -63,7 +58,7 @@ class _FilteredSummary(APIView):
         raise NotImplementedError
 
     def get(self, request):
-        params = _valid(AnalyticsFilters, request.query_params)
+        params = validated(AnalyticsFilters, request.query_params)
         return Response({"params": params, **self.summary(params)})
 
 
@@ -187,7 +182,7 @@ class AnalyticsChart(APIView):
 
     @extend_schema(parameters=[ChartQuery], responses={(200, "image/png"): OpenApiTypes.BINARY, **REFUSED})
     def get(self, request):
-        params = _valid(ChartQuery, request.query_params)
+        params = validated(ChartQuery, request.query_params)
         png, empty = charts.render(params.pop("chart"), params)
         response = HttpResponse(png, content_type="image/png")
         response["Cache-Control"] = "private, no-store"

@@ -14,6 +14,7 @@ from backend.accounts.permissions import require_perms
 from backend.api_errors import error_responses
 from backend.errors import NotFound
 from backend.pagination import Pagination, paginated
+from backend.serializer_fields import validated
 
 from . import importing, metrics, queue, services
 from .models import LabelTask
@@ -28,13 +29,6 @@ CanViewMetrics = require_perms("annotations.view_label_metrics")
 
 PAGE = TaskRowSerializer(many=True)  # a page of them (the views' pagination_class; see backend/pagination.py)
 WRITES = error_responses(400, 403, 404, 409)
-
-
-def _valid(serializer_class, data) -> dict:
-    """The request's body or query, validated (a 400 in the one error shape otherwise)."""
-    body = serializer_class(data=data)
-    body.is_valid(raise_exception=True)
-    return body.validated_data
 
 
 def _in_queue(request, pk) -> LabelTask:
@@ -54,7 +48,7 @@ class TaskQueue(APIView):
     @extend_schema(operation_id="annotations_queue", parameters=[QueueQuery],
                    responses={200: PAGE, **error_responses(400, 403)})
     def get(self, request):
-        order = _valid(QueueQuery, request.query_params)["order"]
+        order = validated(QueueQuery, request.query_params)["order"]
         return paginated(self, request, queue.for_annotator(request.user, order), task_row)
 
 
@@ -79,7 +73,7 @@ class SubmitAnnotation(APIView):
         "mode": serializers.CharField(), "extraction_seen": serializers.BooleanField()}), **WRITES})
     def post(self, request, pk):
         task = get_object_or_404(LabelTask, pk=pk)
-        body = _valid(SubmitRequest, request.data)
+        body = validated(SubmitRequest, request.data)
         annotation = services.submit_annotation(task, request.user, body.get("labels"), body.get("comment"),
                                                 mode=body.get("mode"), level_labels=body.get("level_labels"))
         return Response({"id": annotation.pk, "task": annotation.task.pk, "task_status": annotation.task.status,
@@ -99,7 +93,7 @@ class RevealExtraction(APIView):
     @extend_schema(request=RevealRequest, responses={200: TaskDetailSerializer, **WRITES})
     def post(self, request, pk):
         task = _in_queue(request, pk)
-        body = _valid(RevealRequest, request.data)
+        body = validated(RevealRequest, request.data)
         services.reveal(task, request.user, body.get("labels"), body.get("level_labels"))
         return Response(task_detail(task, request.user))
 
@@ -113,7 +107,7 @@ class AdjudicationQueue(APIView):
     @extend_schema(operation_id="annotations_adjudication_queue", parameters=[QueueQuery],
                    responses={200: PAGE, **error_responses(400, 403)})
     def get(self, request):
-        order = _valid(QueueQuery, request.query_params)["order"]
+        order = validated(QueueQuery, request.query_params)["order"]
         return paginated(self, request, queue.for_adjudication(order), task_row)
 
 
@@ -127,7 +121,7 @@ class Adjudicate(APIView):
         "labels": serializers.DictField(), "level_labels": serializers.DictField()}), **WRITES})
     def post(self, request, pk):
         task = get_object_or_404(LabelTask, pk=pk)
-        body = _valid(AdjudicateRequest, request.data)
+        body = validated(AdjudicateRequest, request.data)
         verified = services.adjudicate(task, request.user, body.get("labels"), revision_seen=body.get("revision"),
                                        level_labels=body.get("level_labels"))
         return Response({"task": task.pk, "task_status": LabelTask.DONE, "method": verified.method,
@@ -148,7 +142,7 @@ class ImportReports(APIView):
     @extend_schema(request={"multipart/form-data": ImportRequest, "application/json": ImportRequest},
                    responses={200: ImportSummarySerializer, **error_responses(400, 403, 415)})
     def post(self, request):
-        body = _valid(ImportRequest, request.data)
+        body = validated(ImportRequest, request.data)
         if (upload := body.get("file")) is not None:
             rows, parsed = importing.parse_upload(upload.read(), upload.name or "")
         else:

@@ -14,6 +14,7 @@ from backend.inference.analysis import analysis_of
 from backend.inference.models import InferenceJob, InferenceResult
 from backend.inference.receivers import dispatch_sr_export
 from backend.pagination import Pagination
+from backend.serializer_fields import validated
 from backend.studies.models import Study
 
 from . import sentences, versions, worklist
@@ -34,13 +35,6 @@ WRITES = error_responses(400, 403, 404, 409)
 READS = error_responses(403, 404)
 VERSION_ANSWER = inline_serializer("ReportVersionCreated", {"version": VersionSerializer(),
                                                            "sentences": SentenceSerializer(many=True, required=False)})
-
-
-def _valid(serializer_class, data) -> dict:
-    """The request's body or query, validated (a 400 in the one error shape otherwise)."""
-    body = serializer_class(data=data)
-    body.is_valid(raise_exception=True)
-    return body.validated_data
 
 
 def _study(uid: str) -> Study:
@@ -92,7 +86,7 @@ class ClaimReport(APIView):
         "took_over_from": serializers.CharField(allow_null=True)}), **WRITES})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
-        body = _valid(ClaimRequest, request.data)
+        body = validated(ClaimRequest, request.data)
         report, previous = versions.claim(study, request.user, body["take_over"])
         return Response({"status": report.status, "reader": request.user.username, "took_over_from": previous})
 
@@ -105,7 +99,7 @@ class ReportVersions(APIView):
     @extend_schema(request=SaveRequest, responses={201: VERSION_ANSWER, **WRITES})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
-        body = _valid(SaveRequest, request.data)
+        body = validated(SaveRequest, request.data)
         version = versions.save_version(study, request.user, body["text"], body["base_number"])
         result = InferenceResult.objects.filter(study=study).first()
         return Response({"version": VersionSerializer(version).data,
@@ -124,7 +118,7 @@ class SignReport(APIView):
         "radpeer": serializers.DictField(), "locked": serializers.BooleanField()}), **WRITES})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
-        body = _valid(SignRequest, request.data)
+        body = validated(SignRequest, request.data)
         report = versions.sign(study, request.user, body["number"], body.get("radpeer_score"),
                                body.get("radpeer_comment"))
         return Response({"status": report.status, "signed_by": request.user.username,
@@ -141,7 +135,7 @@ class ReportAddenda(APIView):
     @extend_schema(request=AddendumRequest, responses={201: VERSION_ANSWER, **WRITES})
     def post(self, request, study_instance_uid):
         study = _study(study_instance_uid)
-        version = versions.add_addendum(study, request.user, _valid(AddendumRequest, request.data)["text"])
+        version = versions.add_addendum(study, request.user, validated(AddendumRequest, request.data)["text"])
         return Response({"version": VersionSerializer(version).data}, status=status.HTTP_201_CREATED)
 
 
@@ -153,7 +147,7 @@ class ReportDiff(APIView):
     @extend_schema(parameters=[DiffQuery], responses={200: ReportDiffSerializer, **error_responses(400, 403, 404)})
     def get(self, request, study_instance_uid):
         report = get_object_or_404(Report, study__study_instance_uid=study_instance_uid)
-        asked = _valid(DiffQuery, request.query_params)
+        asked = validated(DiffQuery, request.query_params)
         texts = dict(report.versions.values_list("number", "text"))
         ai_draft = report.versions.ai_draft()
         defaults = {"from": ai_draft.number if ai_draft else None, "to": report.current_number}
@@ -195,7 +189,7 @@ class Worklist(APIView):
     @extend_schema(parameters=[WorklistQuery], responses={200: WorklistRowSerializer(many=True),
                                                           **error_responses(400, 403)})
     def get(self, request):
-        filters, paginator = worklist.Filters(**_valid(WorklistQuery, request.query_params)), self.pagination_class()
+        filters, paginator = worklist.Filters(**validated(WorklistQuery, request.query_params)), self.pagination_class()
         rows = paginator.paginate_fetch(request, lambda offset, limit: worklist.page(filters, offset, limit,
                                                                                      request.user))
         from backend.qa.services import markers_for  # the peer review's result, for its reader (one query)

@@ -16,6 +16,7 @@ from backend.accounts.permissions import require_perms
 from backend.api_errors import error_responses
 from backend.audit.log import record
 from backend.pagination import Pagination, paginated
+from backend.serializer_fields import validated
 
 from . import comparison, datasets, promotion, runs
 from .models import DatasetVersion, TrainingRun
@@ -30,12 +31,6 @@ CanDecide = require_perms("training.run_training", "inference.manage_model_versi
 REFUSED = error_responses(401, 403)
 
 
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 class DatasetList(APIView):
     """GET dataset versions (newest first per name); POST a new snapshot of the verified labels."""
 
@@ -45,7 +40,7 @@ class DatasetList(APIView):
     @extend_schema(operation_id="training_datasets_list", parameters=[DatasetFilter],
                    responses={200: DatasetVersionSerializer(many=True), **error_responses(400), **REFUSED})
     def get(self, request):
-        query = _valid(DatasetFilter, request.query_params)
+        query = validated(DatasetFilter, request.query_params)
         qs = DatasetVersion.objects.select_related("created_by").defer("items")
         if "name" in query:
             qs = qs.filter(name=query["name"])
@@ -54,7 +49,7 @@ class DatasetList(APIView):
     @extend_schema(operation_id="training_datasets_create", request=DatasetSnapshotRequest,
                    responses={201: DatasetVersionSerializer, **error_responses(400, 409), **REFUSED})
     def post(self, request):
-        body = _valid(DatasetSnapshotRequest, request.data)
+        body = validated(DatasetSnapshotRequest, request.data)
         ds = datasets.snapshot(body["name"], user=request.user, description=body.get("description", ""),
                                seed=body.get("seed"), ratios=body.get("ratios"), filters=body.get("filters"))
         return Response(datasets.summary(ds), status=status.HTTP_201_CREATED)
@@ -114,7 +109,7 @@ class RunList(APIView):
     @extend_schema(operation_id="training_runs_list", parameters=[RunFilter],
                    responses={200: TrainingRunSerializer(many=True), **error_responses(400), **REFUSED})
     def get(self, request):
-        query = _valid(RunFilter, request.query_params)
+        query = validated(RunFilter, request.query_params)
         qs = TrainingRun.objects.select_related("dataset", "base_model", "candidate", "started_by", "decided_by").defer(
             "dataset__items")
         if "status" in query:
@@ -124,7 +119,7 @@ class RunList(APIView):
     @extend_schema(operation_id="training_runs_create", request=RunStartRequest,
                    responses={201: TrainingRunSerializer, **error_responses(400, 409, 503), **REFUSED})
     def post(self, request):
-        body = _valid(RunStartRequest, request.data)
+        body = validated(RunStartRequest, request.data)
         run = runs.start(body["dataset"], request.user, body.get("base_model"), body.get("options"))
         return Response(runs.payload(run), status=status.HTTP_201_CREATED)
 
@@ -177,7 +172,7 @@ class RunPromote(APIView):
                    responses={200: TrainingRunSerializer, **error_responses(400, 404, 409), **REFUSED})
     def post(self, request, pk):
         get_object_or_404(TrainingRun, pk=pk)
-        body = _valid(DecisionRequest, request.data)
+        body = validated(DecisionRequest, request.data)
         return Response(runs.payload(promotion.promote(pk, request.user, body.get("reason"), request=request)))
 
 
@@ -190,5 +185,5 @@ class RunReject(APIView):
                    responses={200: TrainingRunSerializer, **error_responses(400, 404, 409), **REFUSED})
     def post(self, request, pk):
         get_object_or_404(TrainingRun, pk=pk)
-        body = _valid(DecisionRequest, request.data)
+        body = validated(DecisionRequest, request.data)
         return Response(runs.payload(promotion.reject(pk, request.user, body.get("reason"), request=request)))
