@@ -63,6 +63,9 @@ class PhantomConfig:
     # and rare lumbosacral transitional vertebrae (docs/phantoms.md, "Varied acquisitions").
     acquisition: str = "fixed"
     variant_probability: float = 0.06  # "varied" only: share of spines with a transitional vertebra
+    # "varied" only: share of studies that keep their sagittal localizer (series 1, large field of view,
+    # planned on the ordered region), from which a cropped diagnostic stack can be counted
+    localizer_probability: float = 0.0
     # False: BodyPartExamined blank and StudyDescription without the region, as many exports are
     region_tags: bool = True
 

@@ -39,8 +39,9 @@ def series_template(study, series) -> Dataset:
     """Attributes shared by every instance of one series."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"] if series.sequence != "DIXON" else \
-        ["DERIVED", "PRIMARY", "DIXON", "WATER"]
+    ds.ImageType = {"DIXON": ["DERIVED", "PRIMARY", "DIXON", "WATER"],
+                    "LOCALIZER": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}.get(series.sequence,
+                                                                          ["ORIGINAL", "PRIMARY", "M", "NONE"])
     ds.SOPClassUID = MRImageStorage
     ds.StudyDate = study.study_date
     ds.SeriesDate = study.study_date
@@ -72,7 +73,7 @@ def series_template(study, series) -> Dataset:
     ds.ScanOptions = p.scan_options
     ds.MRAcquisitionType = "2D"
     ds.SequenceName = {"se": "*tse2d1", "stir": "*tir2d1", "dixon_water": "*tse2d1_dixon",
-                       "t1_post_fs": "*tse2d1_fs"}[p.kind]
+                       "t1_post_fs": "*tse2d1_fs", "gre": "*fl2d1", "ssfp": "*tfi2d1"}[p.kind]
     ds.SliceThickness = _ds("%.2f", series.thickness)
     ds.RepetitionTime = _ds("%.1f", p.tr)
     ds.EchoTime = _ds("%.1f", p.te)

@@ -26,8 +26,8 @@ R1_GD = 4.5  # relaxivity of a gadolinium agent at 1.5 T, 1/(mM s)
 class Protocol:
     """Acquisition parameters of one series (they go into the DICOM header too)."""
 
-    sequence: str          # spinefm.sequences type: T1, T2, STIR, DIXON, OTHER
-    kind: str              # se, stir, dixon_water, t1_post_fs
+    sequence: str          # spinefm.sequences type: T1, T2, STIR, DIXON, OTHER, LOCALIZER
+    kind: str              # se, stir, dixon_water, t1_post_fs; localizers: gre (spoiled) or ssfp (balanced)
     tr: float
     te: float
     ti: float | None = None
@@ -37,11 +37,11 @@ class Protocol:
 
     @property
     def scanning_sequence(self) -> str:
-        return "SE\\IR" if self.kind == "stir" else "SE"
+        return {"stir": "SE\\IR", "gre": "GR", "ssfp": "GR"}.get(self.kind, "SE")
 
     @property
     def sequence_variant(self) -> str:
-        return "SK\\SP\\MP" if self.kind == "stir" else "SK\\SP"
+        return {"stir": "SK\\SP\\MP", "gre": "SP", "ssfp": "SS"}.get(self.kind, "SK\\SP")
 
     @property
     def scan_options(self) -> str:
@@ -60,6 +60,12 @@ def tissue_signals(protocol: Protocol) -> np.ndarray:
         t1 = 1.0 / (1.0 / t1 + R1_GD * p["enhance"] / 1000.0)
     if protocol.kind == "stir":
         longitudinal = np.abs(1 - 2 * np.exp(-protocol.ti / t1) + np.exp(-protocol.tr / t1))
+    elif protocol.kind == "gre":  # spoiled gradient echo steady state (Ernst), T2 standing in for T2*
+        e1, a = np.exp(-protocol.tr / t1), np.deg2rad(protocol.flip)
+        longitudinal = np.sin(a) * (1 - e1) / (1 - np.cos(a) * e1)
+    elif protocol.kind == "ssfp":  # balanced steady state: T2/T1 contrast, fluid and fat bright
+        a = np.deg2rad(protocol.flip)
+        longitudinal = np.sin(a) / ((t1 / t2 + 1) - np.cos(a) * (t1 / t2 - 1))
     else:
         longitudinal = 1 - np.exp(-protocol.tr / t1)
     s = pd * longitudinal * np.exp(-protocol.te / t2)

@@ -154,6 +154,36 @@ def plan_sagittal_varied(spine: Spine, regions: tuple[str, ...], rng: np.random.
     return _ordered(plan), info
 
 
+def plan_localizer(spine: Spine, regions: tuple[str, ...], rng: np.random.Generator) -> StackPlan:
+    """The sagittal part of a localizer (scout / survey): planned on the ordered region, not on the
+    diagnostic stack, with the large field of view real localizers have (340-480 mm high, 1.1-2.5 mm
+    pixels, 1-5 slices of 6-10 mm), so a cropped or partial diagnostic stack can be counted from it."""
+    tops = [INDEX[REGION_SPAN[r][0]] for r in regions]
+    bots = [INDEX[REGION_SPAN[r][1]] for r in regions]
+    y, z, _ = spine.point(np.linspace(spine.top[min(tops)], spine.bottom[max(bots)], 60))
+    fov = float(rng.uniform(340.0, 480.0))
+    rows = int(rng.choice([192, 256, 256, 320]))
+    spacing = fov / rows
+    cols = int(round(rows * rng.uniform(0.75, 1.0) / 8) * 8)
+    zc = float((z.max() + z.min()) / 2 + rng.uniform(-0.1, 0.1) * fov)
+    y_left = float(np.median(y)) - spacing * cols * rng.uniform(0.45, 0.6)
+    z_top = zc + spacing * rows / 2
+    thickness = float(rng.choice([6.0, 7.0, 8.0, 10.0]))
+    gap = float(rng.choice([0.0, 1.0, 2.0, 5.0]))
+    n = int(rng.choice([1, 3, 3, 5]))
+    xs = float(rng.uniform(-3.0, 3.0)) + (np.arange(n) - (n - 1) / 2) * (thickness + gap)
+    plan = StackPlan("sagittal", rows, cols, thickness, gap)
+    r, c = np.arange(rows)[:, None], np.arange(cols)[None, :]
+    yy = y_left + c * spacing + 0 * r
+    zz = z_top - r * spacing + 0 * c
+    s_img, t_img = spine.project(yy, zz)
+    for x in xs:
+        plan.slices.append(SliceGeometry(position=(float(x), y_left, z_top), orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0),
+                                         spacing=(spacing, spacing), location=float(x)))
+        plan.coords.append((float(x), s_img, t_img))
+    return _ordered(plan)
+
+
 def pixel_of(plan: StackPlan, y: float, z: float) -> tuple[float, float]:
     """(row, column) of patient point (y, z) in a sagittal plan's in-plane grid (any slice)."""
     g = plan.slices[0]

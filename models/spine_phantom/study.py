@@ -25,7 +25,8 @@ from .pathology import Finding, apply_finding, sample_findings
 from .physics import Protocol, render_stack, smooth_field, tissue_signals
 from .protocols import VENDOR_STYLES, protocol_for
 from .report import write_report
-from .scan import SliceGeometry, StackPlan, axial_levels, label_stack, pixel_of, plan_axial, plan_sagittal, plan_sagittal_varied
+from .scan import (SliceGeometry, StackPlan, axial_levels, label_stack, pixel_of, plan_axial, plan_localizer,
+                   plan_sagittal, plan_sagittal_varied)
 from .truth import locate
 
 SEQUENCE_ORDER = ("T1", "T2", "STIR", "DIXON", "OTHER")
@@ -225,11 +226,33 @@ def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -
     anatomy = anatomy_truth(spine, sag)
     report = write_report(regions, study.series, study.findings, conus, r_text,
                           disc_levels=anatomy["visible_discs"] if varied else None)
+    r_loc = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 20240917, 3]))
+    if varied and r_loc.random() < cfg.localizer_probability:  # its own stream: the other series keep their bytes
+        study.series.append(_localizer_series(study, spine, regions, style, r_loc))
     study.truth = _truth(study, kept, report, conus)
     study.truth["anatomy"] = {"variant": spine.variant, **study.acquisition, **anatomy}
     if not cfg.region_tags:
         study.truth["region_tags"] = False
     return study
+
+
+def _localizer_series(study: PhantomStudy, spine: Spine, regions, style, rng: np.random.Generator) -> PhantomSeries:
+    """Series 1: the sagittal localizer, low resolution and noisy, kept in the study as archives keep it."""
+    plan = plan_localizer(spine, regions, rng)
+    prot = protocol_for("LOCALIZER", "sagittal", rng)
+    labels = label_stack(spine, plan)
+    pixels = render_stack(labels, prot, rng, texture=_texture(rng, len(plan.slices), plan.rows, plan.cols),
+                          bias=_bias(rng, plan.rows, plan.cols, 1), snr=float(rng.uniform(8, 20)),
+                          gain=style.gain * float(rng.uniform(0.7, 1.3)))
+    lo, hi = np.percentile(pixels[:, ::4, ::4], [1.0, 99.7])
+    seed, index = study.seed, study.index
+    return PhantomSeries(
+        series_instance_uid=uid(seed, index, "series", 1), sequence="LOCALIZER", plane="sagittal",
+        description=style.names[("LOCALIZER", "sagittal")], pixels=pixels,
+        sop_instance_uids=[uid(seed, index, "sop", 1, i) for i in range(len(plan.slices))], number=1,
+        protocol=prot, geometry=plan.slices, thickness=plan.thickness, gap=plan.gap,
+        pixel_spacing=plan.slices[0].spacing, window=(float((lo + hi) / 2), float(max(hi - lo, 10) * 1.1)),
+        lut=tissue_signals(prot).astype(np.float32), study=study)
 
 
 LANDMARK_MARGIN_MM = 4.0  # a disc centre this far inside the image: most of the disc shows

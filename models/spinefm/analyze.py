@@ -21,9 +21,9 @@ import torch
 from . import intake
 from .clip import case_embedding
 from .conditions import DISC_LEVEL, get_condition, region_of_level
-from .data import SeriesRecord, record_from_study_input
+from .data import SeriesRecord, record_from_study_input, route
 from .results import AnalysisResult, Box, Call, ConditionPrediction, KeySlice, SeriesUsed, SimilarCase, UnsupportedStudy
-from .sequences import describe_sequence
+from .sequences import describe_sequence, not_read_reason
 
 log = logging.getLogger(__name__)
 STREAM_NAMES = {"t1": "t1", "t2": "t2", "synthesizer": "synthesizer"}
@@ -162,15 +162,20 @@ class LevelPlacer:
         return level, note
 
 
-def _locator_series(study, record) -> tuple[str, list] | None:
-    """The sagittal series the locator reads: T2, else T1, else STIR / Dixon / other (most slices first)."""
-    order = {"T2": 0, "T1": 1, "STIR": 2, "DIXON": 3, "OTHER": 4}
-    routed = {s.series_instance_uid for s in record.series}
-    cands = [s for s in study.series if s.series_instance_uid in routed and s.datasets]
-    if not cands:
-        return None
-    best = min(cands, key=lambda s: (order.get(s.sequence, 5), -len(s.datasets)))
-    return best.series_instance_uid, best.datasets
+LOCATOR_ORDER = {"T2": 0, "T1": 1, "STIR": 2, "DIXON": 3, "OTHER": 4}
+
+
+def level_series(study) -> list[tuple[str, list]]:
+    """(uid, datasets) of the series the locator counts on: first the read sagittal series it prefers (T2,
+    else T1, else STIR / Dixon / other, most slices first), then every other series with sagittal
+    images (localizers included), which ``vertebrae.label_study`` may count from."""
+    read = [s for s in study.series if s.datasets and route(s.sequence, s.plane) is not None
+            and not_read_reason(s.datasets[0]) == ""]
+    if not read:
+        return []
+    first = min(read, key=lambda s: (LOCATOR_ORDER.get(s.sequence, 5), -len(s.datasets)))
+    return [(first.series_instance_uid, first.datasets)] + [
+        (s.series_instance_uid, s.datasets) for s in study.series if s is not first and s.datasets]
 
 
 def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_top: int = 3, draft: bool = True,
@@ -199,10 +204,9 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
     t = time.perf_counter()
     labels = None
     if model.locator.is_fitted:
-        from .vertebrae import label_series
+        from .vertebrae import label_study
 
-        uid, datasets = _locator_series(study, record)
-        labels = label_series(model.locator, datasets, uid)
+        labels = label_study(model.locator, level_series(study))
     if dicom.status != intake.SPINE:  # tags name no body part: the images must show a spine
         if labels is None:
             raise UnsupportedStudy("the DICOM tags do not name the spine (BodyPartExamined and descriptions blank or "

@@ -22,7 +22,8 @@ import torch
 
 from .conditions import CONDITION_KEYS, LabelValue
 from .preprocess import Geometry, PreprocessConfig, prepare_series, prepare_volume, uint8_to_input
-from .sequences import DIXON, OTHER, SAGITTAL, STIR, T1, T2, classify_sequence, plane_from_orientation
+from .sequences import (DIXON, OTHER, SAGITTAL, STIR, T1, T2, classify_sequence, not_read_reason,
+                        plane_from_orientation)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def record_series(uid: str, datasets: list, cfg: PreprocessConfig, sequence: str
     sequence = sequence or classify_sequence(first)[0]
     plane = plane or plane_from_orientation(first.get("ImageOrientationPatient"))
     stream = route(sequence, plane, planes)
-    if stream is None:
+    if stream is None or not_read_reason(first):
         return None
     prep = prepare_series(datasets, cfg)
     return SeriesRecord(uid, sequence, plane, stream, prep.sop_instance_uids, prep.geometry,

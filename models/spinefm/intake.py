@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 from .conditions import VERTEBRAE, region_of_level
 from .results import UnsupportedStudy
-from .sequences import (AXIAL, DIFFUSION, LOCALIZER, OTHER, SAGITTAL, _text, describe_sequence,
+from .sequences import (AXIAL, LOCALIZER, NOT_READ, OTHER, SAGITTAL, _text, describe_sequence,
                         plane_from_orientation)
 
 REGIONS = ("cervical", "thoracic", "lumbar")
@@ -253,7 +253,7 @@ def region_from_headers(headers: Iterable[Any]) -> RegionCall:
 
 # ---------------------------------------------------------------- series selection
 
-SKIP_DETAILS = {LOCALIZER: "localizer", DIFFUSION: "diffusion (not read by the model)"}
+READ, LEVELS = "read", "levels"  # why a series is fetched: the model reads it, or levels are counted on it
 
 
 @dataclass
@@ -265,48 +265,56 @@ class SeriesChoice:
     plane: str
     fetch: bool
     reason: str = ""   # why a series is not fetched
+    use: str = ""      # READ or LEVELS when fetched
 
 
-def _series_heads(headers: Iterable[Any]) -> dict[str, Any]:
-    first: dict[str, Any] = {}
+def _series_heads(headers: Iterable[Any]) -> dict[str, list[Any]]:
+    """{SeriesInstanceUID: its headers, in the order given}."""
+    out: dict[str, list[Any]] = {}
     for h in headers:
         uid = str(_get(h, "SeriesInstanceUID") or "")
-        if uid and uid not in first:
-            first[uid] = h
-    return first
+        if uid:
+            out.setdefault(uid, []).append(h)
+    return out
 
 
 def choose_series(headers: Iterable[Any]) -> list[SeriesChoice]:
-    """Per series: whether the bundle wants its pixels, and why not.
+    """Per series: whether the bundle wants its pixels, what for, and why not.
 
-    Fetched: sagittal MR series the router takes (T1 and T2 encoders; STIR and Dixon through
-    the T2 encoder; post-contrast, FLAIR, T2*, proton density through the synthesizer).
-    Not fetched: other modalities, localizers, diffusion, axial / coronal / oblique series (the
-    model reads sagittal stacks only), and series whose own description names another body part.
+    Read by the model: sagittal MR series the router takes (T1 and T2 encoders; STIR and Dixon through
+    the T2 encoder; post-contrast, FLAIR, T2*, proton density through the synthesizer). Fetched for
+    counting levels only: localizers with sagittal images (a 3-plane localizer holds all three planes;
+    ``spinefm.vertebrae.label_study`` counts a cropped stack from them). Not fetched: other modalities,
+    diffusion, localizers without a sagittal image, axial / coronal / oblique series (the model reads
+    sagittal stacks), and series whose own description names another body part.
     """
     out = []
-    for uid, h in _series_heads(headers).items():
+    for uid, group in _series_heads(headers).items():
+        h = group[0]
         info = describe_sequence(h)
         plane = plane_from_orientation(_get(h, "ImageOrientationPatient"))
         desc = str(_get(h, "SeriesDescription") or "")
-        reason = ""
+        reason, use = "", READ
         if str(_get(h, "Modality") or "").upper() != "MR":
             reason = f"modality {_get(h, 'Modality') or 'unknown'}"
-        elif info.sequence == OTHER and info.detail in SKIP_DETAILS:
-            reason = SKIP_DETAILS[info.detail]
+        elif info.sequence == OTHER and info.detail == LOCALIZER:
+            sagittal = any(plane_from_orientation(_get(x, "ImageOrientationPatient")) == SAGITTAL for x in group)
+            reason, use, plane = ("", LEVELS, SAGITTAL) if sagittal else ("localizer without a sagittal image", "", plane)
+        elif info.sequence == OTHER and info.detail in NOT_READ:
+            reason = NOT_READ[info.detail]
         elif plane != SAGITTAL:
             reason = f"{plane} plane (the model reads sagittal series)" if plane != AXIAL else \
                 "axial (the model reads sagittal series)"
         elif call_text("SeriesDescription", desc).status == NOT_SPINE:
             reason = f"series description {desc!r} names another body part"
-        out.append(SeriesChoice(uid, desc, info.sequence, info.label, plane, not reason, reason))
+        out.append(SeriesChoice(uid, desc, info.sequence, info.label, plane, not reason, reason, use if not reason else ""))
     return out
 
 
 def series_to_fetch(headers: Iterable[Any]) -> dict[str, Any]:
-    """{SeriesInstanceUID: first header} of the series whose pixels the bundle reads."""
+    """{SeriesInstanceUID: first header} of the series whose pixels the bundle reads or counts levels on."""
     heads = _series_heads(headers)
-    return {c.series_instance_uid: heads[c.series_instance_uid] for c in choose_series(headers) if c.fetch}
+    return {c.series_instance_uid: heads[c.series_instance_uid][0] for c in choose_series(headers) if c.fetch}
 
 
 IGNORED_MODALITIES = {"SR", "SEG", "PR", "KO", "DOC", "OT_REPORT"}
@@ -323,7 +331,7 @@ def check_supported(headers: list) -> RegionCall:
     if call.status == NOT_SPINE:
         raise UnsupportedStudy(f"not a spine MRI: {call.reason()}")
     choices = choose_series(headers)
-    if not any(c.fetch for c in choices):
+    if not any(c.use == READ for c in choices):
         seen = "; ".join(f"{c.description or c.series_instance_uid}: {c.reason}" for c in choices) or "none"
         raise UnsupportedStudy(f"no sagittal MR series the model reads (series seen: {seen})")
     return call

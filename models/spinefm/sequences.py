@@ -276,6 +276,16 @@ def describe_sequence(header: Any) -> SequenceInfo:
     return SequenceInfo(OTHER, "no_rule")
 
 
+# Series the encoders never read, whatever their plane (a localizer may still be counted on: spinefm.vertebrae).
+NOT_READ = {LOCALIZER: "localizer", DIFFUSION: "diffusion (not read by the model)"}
+
+
+def not_read_reason(header: Any) -> str:
+    """Why the encoders never read this series ("" when they may): localizers and diffusion."""
+    info = describe_sequence(header)
+    return NOT_READ.get(info.detail, "") if info.sequence == OTHER else ""
+
+
 def classify_sequence(header: Any) -> tuple[str, str]:
     """Return (sequence type, name of the rule that decided)."""
     info = describe_sequence(header)

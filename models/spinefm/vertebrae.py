@@ -14,6 +14,11 @@ Steps (the network is ``spinefm.heads.locator.SpineLocator``):
 4. ``SpineLabels.level_at``: a finding's position (patient coordinates, so any series of the
    study works) projected onto the chain -> the disc or vertebra it sits at, or None with the
    reason, never a level outside the field of view.
+5. ``label_study``: where the read series cannot be counted (a crop or partial view with no
+   landmark), its discs are named from another sagittal series of the same frame of reference
+   with a larger view, a localizer first, as radiologists count from the scout
+   (``adopt_levels``: every adopted name sits on a named disc of the other series, one count
+   shift for all of them, and a disagreement with the series' own names names nothing).
 
 A chain of at least ``min_discs`` discs with a plausible spacing is the image's evidence that
 the study is a spine MR at all (a sagittal knee or brain has no such chain).
@@ -22,7 +27,7 @@ the study is a spine MR at all (a sagittal knee or brain has no such chain).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -351,6 +356,7 @@ class DiscMark:
     col: float
     patient: list[float]
     score: float               # heatmap value
+    counted_on: str = ""       # SeriesInstanceUID whose discs named this one ("" = its own series)
 
 
 @dataclass
@@ -364,6 +370,10 @@ class SpineLabels:
     reason: str = ""               # why the images do not confirm a spine (or "")
     run_confidence: float = 0.0    # posterior of the whole decoded run
     spacing_known: bool = True
+    counted_on: str = ""           # the series the names were counted on, when not this one (adopt_levels)
+    counted_on_name: str = ""      # that series as a reader knows it: 'localizer (series 1)'
+    count_note: str = ""           # why another series could not name this one's discs ("" when not tried or fine)
+    count_conflict: bool = False   # another series of the study counts these discs differently
     grid: LocatorGrid | None = field(default=None, repr=False)
 
     @property
@@ -385,7 +395,9 @@ class SpineLabels:
     def to_dict(self) -> dict:
         return {"series_instance_uid": self.series_instance_uid, "sop_instance_uid": self.sop_instance_uid,
                 "is_spine": self.is_spine, "reason": self.reason, "run_confidence": round(self.run_confidence, 4),
-                "spacing_known": self.spacing_known,
+                "spacing_known": self.spacing_known, "counted_on": self.counted_on, "counted_on_name": self.counted_on_name,
+                "count_note": self.count_note,
+                "count_conflict": self.count_conflict,
                 "discs": [{**asdict(d), "confidence": round(d.confidence, 4), "score": round(d.score, 4),
                            "row": round(d.row, 1), "col": round(d.col, 1),
                            "patient": [round(v, 2) for v in d.patient]} for d in self.discs]}
@@ -502,3 +514,142 @@ def regions_from_discs(discs: list[str]) -> tuple[str, ...]:
         return out
     best = max(counts, key=counts.get)
     return (best,) if counts[best] else ()
+
+
+# ---------------------------------------------------------------- counting from another series
+
+def _in_plane(a, b, normal: np.ndarray) -> float:
+    """Distance between two patient points with the component along ``normal`` (the slice normal) removed."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(d - (d @ normal) * normal))
+
+
+def adopt_levels(own: SpineLabels, other: SpineLabels, match_fraction: float = 0.4) -> SpineLabels:
+    """``own``'s discs named from ``other``'s (same frame of reference, e.g. the localizer).
+
+    Each of ``own``'s discs is matched to the nearest named disc of ``other`` in the sagittal plane,
+    within ``match_fraction`` of a disc spacing. The matches must agree on one count shift between
+    ``own``'s decoded run and ``other``'s names; that shift then names the matched discs, the discs
+    between them and one disc beyond each end (the run's own spacing says those are the neighbours).
+    A shift that contradicts a name ``own`` gave itself, or matches that disagree, name nothing:
+    the returned labels keep ``own``'s names and say why in ``count_note``.
+    """
+    if own.grid is None or not own.discs or not other.named:
+        return replace(own, count_note="the other series names no disc" if own.discs else own.count_note)
+    frame = own.grid.frame
+    normal = np.cross(frame.row_dir, frame.col_dir)
+    normal = normal / max(float(np.linalg.norm(normal)), 1e-9)
+    pts = [np.asarray(d.patient) for d in own.discs]
+    ref = [np.asarray(d.patient) for d in other.named]
+    gaps = [_in_plane(a, b, normal) for a, b in zip(pts[:-1], pts[1:])]
+    ref_gaps = [_in_plane(a, b, normal) for a, b in zip(ref[:-1], ref[1:])]
+    gap = float(np.median(gaps or ref_gaps or [30.0]))
+    matches: dict[int, tuple[DiscMark, int]] = {}
+    for i, (d, p) in enumerate(zip(own.discs, pts)):
+        dist = [_in_plane(p, q, normal) for q in ref]
+        j = int(np.argmin(dist))
+        if dist[j] <= match_fraction * gap:
+            matches[i] = (other.named[j], DISC_CLASSES.index(other.named[j].level) - DISC_CLASSES.index(d.label))
+    if not matches:
+        return replace(own, count_note=f"no disc of series {other.series_instance_uid} lies on this series' discs")
+    shifts = {k for _, k in matches.values()}
+    if len(shifts) > 1:
+        return replace(own, count_note="the other series' discs do not line up with this series' run")
+    shift = shifts.pop()
+    renamed = []
+    for d in own.discs:
+        k = DISC_CLASSES.index(d.label) + shift
+        renamed.append(DISC_CLASSES[k] if 0 <= k < len(DISC_CLASSES) else None)
+    if any(d.level and d.level != name for d, name in zip(own.discs, renamed)):
+        return replace(own, count_conflict=True,
+                       count_note=f"series {other.series_instance_uid} counts the discs differently; no level is named")
+    first, last = min(matches) - 1, max(matches) + 1
+    confidence = min(m.confidence for m, _ in matches.values())
+    discs = []
+    for i, (d, name) in enumerate(zip(own.discs, renamed)):
+        if d.level or not first <= i <= last or name not in DISC_LEVELS:
+            discs.append(d)
+        else:
+            discs.append(replace(d, level=name, label=name, confidence=min(confidence, 1.0),
+                                 counted_on=other.series_instance_uid))
+    discs += _missed_discs(own, other, {d.label for d in discs}, normal, match_fraction * gap)
+    discs.sort(key=lambda d: DISC_CLASSES.index(d.label))
+    adopted = any(d.counted_on for d in discs)
+    return replace(own, discs=discs, is_spine=own.is_spine or (adopted and other.is_spine),
+                   reason="" if adopted and other.is_spine else own.reason,
+                   counted_on=other.series_instance_uid if adopted else "", count_note="")
+
+
+def _missed_discs(own: SpineLabels, other: SpineLabels, have: set[str], normal: np.ndarray, tol: float) -> list[DiscMark]:
+    """Named discs of ``other`` that lie inside ``own``'s field of view (centre at least BORDER_MM in)
+    where ``own`` found none: its detector missed them (often at the edge), the other series did not."""
+    frame, (rows, cols) = own.grid.frame, own.grid.shape
+    mr, mc = BORDER_MM / frame.spacing[0], BORDER_MM / frame.spacing[1]
+    out = []
+    for q in other.named:
+        if q.level in have or any(_in_plane(q.patient, d.patient, normal) <= tol for d in own.discs):
+            continue
+        r, c = frame.to_pixel(q.patient)
+        if mr <= r <= rows - 1 - mr and mc <= c <= cols - 1 - mc:
+            out.append(DiscMark(q.level, q.level, q.confidence, r, c, frame.to_patient(r, c).tolist(), 0.0,
+                                counted_on=other.series_instance_uid))
+    return out
+
+
+def sagittal_part(datasets: list) -> list:
+    """The sagittal instances of a series (a 3-plane localizer holds all three planes), ordered along their normal."""
+    from .sequences import SAGITTAL, plane_from_orientation
+    from .study import slice_position
+
+    return sorted((ds for ds in datasets if plane_from_orientation(ds.get("ImageOrientationPatient")) == SAGITTAL),
+                  key=slice_position)
+
+
+def field_height_mm(datasets: list) -> float:
+    """Rows x row spacing of a series' first instance (0 when unknown): how much of the spine it can show."""
+    try:
+        return float(datasets[0].Rows) * float(datasets[0].PixelSpacing[0])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return 0.0
+
+
+def series_name(ds) -> str:
+    """'localizer (series 1)': a series as the reader finds it in the viewer."""
+    desc = str(ds.get("SeriesDescription", "") or "").strip() or "unnamed series"
+    number = ds.get("SeriesNumber")
+    return f"{desc} (series {number})" if number not in (None, "") else desc
+
+
+def label_study(locator: SpineLocator, series: list[tuple[str, list]], cfg: LocatorConfig | None = None,
+                max_others: int = 4) -> SpineLabels | None:
+    """Levels of a study: the first series of ``series`` ((uid, datasets), the one the model reads), its
+    discs named from the others (localizers, larger views) when it cannot count them itself.
+
+    The others are tried largest field of view first, only those sharing the read series' frame of
+    reference (positions in one patient coordinate system), at most ``max_others`` of them. The first
+    that lines up names (or confirms) the discs and adds those this series missed; one that counts
+    differently first leaves every disc unnamed. Consulting every series was measured and named nothing
+    more often: the weaker views' disagreements vetoed right counts (docs/models.md).
+    """
+    if not series or not series[0][1]:
+        return None
+    uid, datasets = series[0]
+    own = label_series(locator, datasets, uid, cfg)
+    frame = str(datasets[0].get("FrameOfReferenceUID", "") or "")
+    others = []
+    for other_uid, other_ds in series[1:]:
+        part = sagittal_part(other_ds)
+        if part and frame and str(part[0].get("FrameOfReferenceUID", "") or "") == frame:
+            others.append((field_height_mm(part), other_uid, part))
+    notes = []
+    for _, other_uid, part in sorted(others, key=lambda o: -o[0])[:max_others]:
+        fused = adopt_levels(own, label_series(locator, part, other_uid, cfg))
+        if fused.count_conflict:  # two views count differently: name nothing rather than guess which is right
+            return replace(own, discs=[replace(d, level=None) for d in own.discs], count_note=fused.count_note,
+                           count_conflict=True)
+        if not fused.count_note:  # lined up: names adopted (and discs this series missed added), or confirmed
+            if fused.counted_on:
+                fused.counted_on_name = series_name(part[0])
+            return fused
+        notes.append(fused.count_note)
+    return replace(own, count_note="; ".join(notes)) if notes else own

@@ -248,7 +248,8 @@ def _testdata_file(name: str) -> bytes:
 # The helpers above as fixtures (tests import nothing from conftest).
 @pytest.fixture
 def phantom_files():
-    return lambda seed, index=0: list(_phantom_study_files(seed, index))
+    return lambda seed, index=0, **config: _phantom_files(seed, index, **config) if config else \
+        list(_phantom_study_files(seed, index))
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from backend.inference import jobs
 from backend.inference.models import InferenceJob, InferenceResult
 from backend.studies.models import Study
 
+CROP_INDEX = 45  # seed 7, varied: a 3-disc crop with no landmark, counted on its localizer (tests/models/test_vertebrae.py)
+
 pytestmark = [pytest.mark.services]
 
 
@@ -142,3 +144,26 @@ def test_worker_killed_mid_job_is_redelivered_and_finishes_once(active_model, us
     assert job.status == "succeeded", job.error
     assert job.attempts == 2
     assert InferenceResult.objects.filter(job=job).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cropped_stack_is_counted_on_the_studys_localizer(active_model, users, client_for, phantom_files, upload,
+                                                           start_worker, wait_until):
+    """Through the front door (upload, Orthanc, worker): the worker fetches the sagittal localizer for
+    counting only, the draft names levels counted on it and says so, and the localizer is not read."""
+    files = phantom_files(7, CROP_INDEX, acquisition="varied", include_axial=False, other_sequence_probability=0.5,
+                          localizer_probability=1.0)
+    response = upload(client_for("admin"), files)
+    assert response.status_code == 201, response.content
+    job = InferenceJob.objects.get(study__study_instance_uid=response.json()["studies"][0]["study_instance_uid"])
+    start_worker("w1")
+    wait_until(lambda: InferenceJob.objects.get(pk=job.pk).status in InferenceJob.TERMINAL, timeout=120,
+               what="job to finish")
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    data = InferenceResult.objects.get(job=job).data
+    check = data["spine_check"]
+    assert check["counted_on"] and check["counted_on_name"].endswith("(series 1)") and not check["count_conflict"]
+    assert check["counted_on"] not in {s["series_instance_uid"] for s in data["series"]}  # fetched, not read
+    assert all(d["level"] for d in check["discs"]) and data["coverage"]
+    assert f"(levels counted on {check['counted_on_name']})" in data["draft_text"]

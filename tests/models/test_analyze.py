@@ -202,3 +202,21 @@ def test_default_bundle_reads_region_and_levels_from_the_images_when_tags_are_bl
     assert result.draft_text.startswith("TECHNIQUE: MRI of the cervical spine.")
     assert result.draft_text.splitlines()[-1].startswith(f"Draft by {bundle.name} version {bundle.version}, a model "
                                                          "trained on synthetic phantom data only")
+
+
+def test_default_bundle_counts_a_crop_on_the_localizer_and_says_so_in_the_draft():
+    """analyze on the whole study (localizer included): the localizer is not read as a sequence, the discs
+    of the cropped T2 are named from it, and the technique line names where the levels were counted."""
+    import spine_phantom
+    from spinefm.study import StudyInput
+
+    ph = spine_phantom.generate_study(7, 45, spine_phantom.PhantomConfig(acquisition="varied", include_axial=False,
+                                                                        other_sequence_probability=0.5,
+                                                                        localizer_probability=1.0))
+    localizer = next(s for s in ph.series if s.sequence == "LOCALIZER")
+    result = load_bundle(DEFAULT_BUNDLE).analyze(StudyInput.from_datasets([d for s in ph.series for d in s.datasets()]))
+    assert localizer.series_instance_uid not in {s.series_instance_uid for s in result.series}
+    assert result.spine_check["counted_on"] == localizer.series_instance_uid
+    assert [d["level"] for d in result.spine_check["discs"]] == ph.truth["anatomy"]["visible_discs"]
+    technique = result.draft_text.splitlines()[0]
+    assert technique.endswith(f"(levels counted on {localizer.description} (series 1)).") and "Levels in view:" in technique

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from spinefm.heads.locator import DISC_CLASSES, LocatorConfig, SpineLocator
-from spinefm.vertebrae import (DiscMark, Peak, SliceFrame, SpineLabels, chain, decode, locator_grid,
-                               regions_from_discs)
+from spinefm.vertebrae import (DiscMark, Peak, SliceFrame, SpineLabels, adopt_levels, chain, decode, label_study,
+                               locator_grid, regions_from_discs)
 
 CFG = LocatorConfig()
+BUNDLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "models/bundles/spineagent-phantom-nano"
+CROP_INDEX = 45  # seed 7: a 3-disc crop with no landmark, counted on its localizer (docs/models.md run)
 
 
 def frame_headers(n=5, rows=100, cols=80, spacing=0.8, orientation=(0, 1, 0, 0, 0, -1)):
@@ -161,3 +163,75 @@ def test_locator_learns_discs_on_phantoms(tmp_path):
     assert after["heat"] < before["heat"] and after["level"] < before["level"]
     at_discs, elsewhere = heat[batch[1] > 0.6].mean(), heat[batch[1] < 0.05].mean()
     assert at_discs > 3 * elsewhere, (at_discs, elsewhere)
+
+
+def other_series(levels, patients, uid="loc", conf=0.97):
+    """Another series' labels: named discs at the given patient points (no grid needed to be counted from)."""
+    discs = [DiscMark(lv, lv, conf, 0.0, 0.0, list(p), 0.8) for lv, p in zip(levels, patients)]
+    return SpineLabels(uid, f"{uid}.1", discs, is_spine=True)
+
+
+def test_uncounted_discs_take_their_names_from_a_series_that_counted_them():
+    """A crop with no landmark decodes a run of the right shape but cannot name it; the localizer (same
+    frame of reference, a few mm off, another slice position) names the discs it shares, one shift for all,
+    and the next disc beyond the matched ones follows from the run."""
+    own, _ = straight_labels(["T3-T4", "T4-T5", "T5-T6", "T6-T7"], named=False)   # decoded two discs too high
+    shift = np.array([4.0, 2.0, -3.0])  # another slice (x) and a little patient movement
+    loc = other_series(["T5-T6", "T6-T7", "T7-T8"], [np.array(d.patient) + shift for d in own.discs[:3]])
+    fused = adopt_levels(own, loc)
+    assert [d.level for d in fused.discs] == ["T5-T6", "T6-T7", "T7-T8", "T8-T9"]
+    assert fused.counted_on == "loc" and not fused.count_note and not fused.count_conflict
+    assert {d.counted_on for d in fused.discs} == {"loc"} and min(d.confidence for d in fused.discs) == 0.97
+    assert own.discs[0].level is None  # the series' own labels are not changed in place
+
+
+def test_a_series_that_counts_differently_names_nothing():
+    own, _ = straight_labels(["L2-L3", "L3-L4", "L4-L5"])  # the series named its discs itself
+    other = other_series(["L3-L4", "L4-L5", "L5-S1"], [d.patient for d in own.discs])
+    fused = adopt_levels(own, other)
+    assert fused.count_conflict and "counts the discs differently" in fused.count_note
+    agree = adopt_levels(own, other_series(["L2-L3", "L3-L4", "L4-L5"], [d.patient for d in own.discs]))
+    assert not agree.count_conflict and not agree.count_note and not agree.counted_on  # confirmed, nothing adopted
+
+
+def test_matches_that_do_not_line_up_or_lie_elsewhere_name_nothing():
+    own, _ = straight_labels(["T3-T4", "T4-T5", "T5-T6"], named=False)
+    pts = [np.array(d.patient) for d in own.discs]
+    skipped = adopt_levels(own, other_series(["T6-T7", "T8-T9"], pts[:2]))  # two matches, two shifts
+    assert [d.level for d in skipped.discs] == [None] * 3 and "do not line up" in skipped.count_note
+    far = adopt_levels(own, other_series(["T6-T7", "T7-T8"], [p + np.array([0, 0, 14.0]) for p in pts[:2]]))
+    assert [d.level for d in far.discs] == [None] * 3 and "lies on this series' discs" in far.count_note
+
+
+def test_a_disc_the_series_missed_inside_its_view_is_added_from_the_other_series():
+    own, frame = straight_labels(["L3-L4", "L4-L5"], named=False)
+    below = frame.to_patient(50 + 2 * 30.0, 100.0)  # L5-S1, inside the image, not detected on this series
+    loc = other_series(["L3-L4", "L4-L5", "L5-S1", "S1-S2"],
+                       [own.discs[0].patient, own.discs[1].patient, below, frame.to_patient(5000, 100.0)])
+    fused = adopt_levels(own, loc)
+    assert [d.level for d in fused.discs] == ["L3-L4", "L4-L5", "L5-S1"]  # S1-S2 lies outside the image
+    assert fused.discs[2].row == pytest.approx(110.0, abs=1e-6) and fused.discs[2].score == 0.0
+
+
+def test_label_study_counts_a_crop_on_its_localizer():
+    """The default bundle's locator on a held-out varied phantom whose diagnostic stack is a crop with no
+    landmark: alone it names no disc; with the study's localizer every visible disc is named correctly."""
+    import spine_phantom
+    from spinefm.analyze import level_series
+    from spinefm.bundle import load_bundle
+    from spinefm.train.coverage_eval import score_labels, study_input
+    from spinefm.train.locator import VARIED
+
+    locator = load_bundle(BUNDLE).model.locator
+    study = spine_phantom.generate_study(7, CROP_INDEX, spine_phantom.PhantomConfig(**VARIED, localizer_probability=1.0))
+    assert study.truth["anatomy"]["coverage_mode"] == "crop"
+    series = level_series(study_input(study))
+    localizer = next(x for x in study.series if x.sequence == "LOCALIZER")
+    assert localizer.series_instance_uid in [uid for uid, _ in series[1:]]
+    spacing = next(x for x in study.series if x.series_instance_uid == series[0][0]).pixel_spacing[0]
+    alone = label_study(locator, [x for x in series if x[0] != localizer.series_instance_uid])
+    counted = label_study(locator, series)
+    assert not score_labels(study.truth["anatomy"], alone, spacing)["all_correct"]
+    assert score_labels(study.truth["anatomy"], counted, spacing)["all_correct"]
+    assert counted.counted_on == localizer.series_instance_uid
+    assert counted.counted_on_name == f"{localizer.description} (series 1)"

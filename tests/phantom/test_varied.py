@@ -142,3 +142,22 @@ def test_cli_writes_varied_studies_with_blank_region_tags(tmp_path):
     assert truth["region_tags"] is False and truth["anatomy"]["coverage_mode"] in ("planned", "partial", "crop")
     ds = pydicom.dcmread(next(tmp_path.rglob("*.dcm")))
     assert ds.BodyPartExamined == "" and ds.StudyDescription == "SYNTHETIC PHANTOM MRI"
+
+
+def test_a_localizer_is_kept_as_archives_keep_it_without_changing_the_other_series():
+    """Series 1: a sagittal localizer with a large field of view and coarse pixels (what a cropped stack is
+    counted from), typed as a localizer from its ImageType; the study's other series keep their bytes."""
+    from spinefm.sequences import describe_sequence, plane_from_orientation
+
+    plain = generate_study(21, 5, VARIED)
+    with_loc = generate_study(21, 5, PhantomConfig(acquisition="varied", include_axial=False, localizer_probability=1.0))
+    loc = with_loc.series[-1]
+    assert [s.sequence for s in with_loc.series[:-1]] == [s.sequence for s in plain.series] and loc.sequence == "LOCALIZER"
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(plain.series, with_loc.series))
+    ds = loc.datasets()
+    assert loc.number == 1 and 1 <= len(ds) <= 5 and list(ds[0].ImageType)[-1] == "LOCALIZER"
+    assert describe_sequence(ds[0]).detail == "localizer" and plane_from_orientation(ds[0].ImageOrientationPatient) == "sagittal"
+    assert ds[0].Rows * float(ds[0].PixelSpacing[0]) >= 340 and float(ds[0].PixelSpacing[0]) > 1.0
+    assert ds[0].FrameOfReferenceUID == with_loc.series[0].datasets()[0].FrameOfReferenceUID
+    assert any(s["series_number"] == 1 for s in with_loc.truth["series"])
+    assert generate_study(21, 5, PhantomConfig(localizer_probability=1.0)).series[-1].sequence != "LOCALIZER"  # varied only

@@ -96,12 +96,28 @@ def test_series_the_bundle_reads():
     ]
     choices = {c.series_instance_uid: c for c in choose_series(heads)}
     assert len(choices) == 11
-    assert sorted(series_to_fetch(heads)) == ["dixon", "post", "stir", "t1", "t2"]
+    assert sorted(series_to_fetch(heads)) == ["dixon", "loc", "post", "stir", "t1", "t2"]
+    assert {c.use for c in choices.values() if c.fetch} == {"read", "levels"} and choices["loc"].use == "levels"
     assert choices["post"].label == "post-contrast T1" and choices["dixon"].label == "Dixon water"
     assert choices["ax"].reason == "axial (the model reads sagittal series)"
     assert choices["cor"].reason.startswith("coronal plane")
-    assert choices["loc"].reason == "localizer" and choices["dwi"].reason.startswith("diffusion")
+    assert choices["dwi"].reason.startswith("diffusion") and choices["dwi"].use == ""
     assert "names another body part" in choices["brain"].reason and choices["sr"].reason == "modality SR"
+
+
+def test_localizers_are_fetched_to_count_levels_only_when_they_hold_a_sagittal_image():
+    """A 3-plane localizer is one series of three planes (its first instance often axial): fetched when any
+    instance is sagittal, for counting levels, never read by the encoders; an axial-only one is not fetched."""
+    loc = dict(SeriesDescription="3-Plane Loc", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    heads = [h("t2", SeriesDescription="SAG T2 FSE", BodyPartExamined="TSPINE"),
+             h("3pl", orientation=AX, **loc), h("3pl", orientation=[1, 0, 0, 0, 0, -1], **loc), h("3pl", **loc),
+             h("axloc", orientation=AX, **loc)]
+    choices = {c.series_instance_uid: c for c in choose_series(heads)}
+    assert (choices["3pl"].fetch, choices["3pl"].use, choices["3pl"].plane) == (True, "levels", "sagittal")
+    assert (choices["axloc"].fetch, choices["axloc"].reason) == (False, "localizer without a sagittal image")
+    assert sorted(series_to_fetch(heads)) == ["3pl", "t2"]
+    with pytest.raises(UnsupportedStudy, match="no sagittal MR series the model reads"):  # a localizer alone is not a study
+        check_supported([h("3pl", BodyPartExamined="TSPINE", **loc)])
 
 
 def test_check_supported_refuses_with_reasons():

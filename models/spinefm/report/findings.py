@@ -134,6 +134,16 @@ def coverage_span(result: AnalysisResult) -> str | None:
     return f"{vert[0]} to {vert[-1]}" if len(vert) >= 2 else None
 
 
+def level_count_note(result: AnalysisResult) -> str:
+    """How the levels were counted when it was not on the read series itself, or why none is named."""
+    check = getattr(result, "spine_check", None) or {}
+    if check.get("count_conflict"):
+        return "levels not named: two series of the study count the discs differently"
+    if check.get("counted_on_name"):
+        return f"levels counted on {check['counted_on_name']}"
+    return ""
+
+
 def model_line(result: AnalysisResult) -> str:
     """The line every draft ends with, so copied text keeps its label."""
     line = f"Draft by {result.model_name} version {result.model_version}"

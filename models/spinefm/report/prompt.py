@@ -10,7 +10,7 @@ template, so Llama-3.1 and our tiny tokenizer take the same path.
 
 from __future__ import annotations
 
-from spinefm.report.findings import coverage_span, level_order, region, sequences_used, triage
+from spinefm.report.findings import coverage_span, level_count_note, level_order, region, sequences_used, triage
 from spinefm.results import AnalysisResult, Call
 
 IMAGE_PLACEHOLDER = "<image>"
@@ -43,7 +43,8 @@ def agent_tokens(result: AnalysisResult, threshold: float = 0.5, margin: float =
     span = coverage_span(result)
     lines = [f"Study: {reg + ' ' if reg else ''}spine MRI. Sequences: "
              f"{', '.join(seqs) if seqs else 'not listed'}. Prior study: none."
-             + (f" Levels in view: {span}." if span else "")]
+             + (f" Levels in view: {span}." if span else "")
+             + (f" Note: {level_count_note(result)}." if level_count_note(result) else "")]
     if getattr(result, "region_disagreement", ""):
         lines.append(f"Region warning: {result.region_disagreement}.")
     triaged = triage(result, threshold, margin)

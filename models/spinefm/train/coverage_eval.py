@@ -30,17 +30,26 @@ import torch
 from ..conditions import DISC_LEVEL, get_condition
 from ..heads.level import level_position
 from ..intake import decide_region, region_from_headers
-from ..vertebrae import label_series, regions_from_discs
+from ..analyze import level_series
+from ..vertebrae import label_series, label_study, regions_from_discs
 from . import metrics as M
 
 log = logging.getLogger("spinefm.train.coverage_eval")
-PREFERRED = ("T2", "T1", "STIR", "DIXON", "OTHER")
 
 
-def locator_series(study):
-    """The sagittal series the locator reads, as analyze picks it."""
-    sag = [s for s in study.series if s.plane == "sagittal"]
-    return min(sag, key=lambda s: PREFERRED.index(s.sequence)) if sag else None
+def study_input(study):
+    """A phantom study as the backend hands it to ``analyze`` (its DICOM datasets, grouped and ordered)."""
+    from ..study import StudyInput
+
+    return StudyInput.from_datasets([d for x in study.series for d in x.datasets()])
+
+
+def score_labels(anatomy: dict, labels, spacing: float) -> dict:
+    """``match`` plus the per-study verdicts: every visible disc correct, no wrong level anywhere."""
+    m = match(anatomy, labels.discs, spacing)
+    m["all_correct"] = m["n"] > 0 and m["correct"] == m["n"] and m["extra_named"] == 0
+    m["no_wrong"] = m["wrong"] == 0 and m["extra_named"] == 0
+    return m
 
 
 def match(truth: dict, discs: list, spacing: float) -> dict:
@@ -117,6 +126,7 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
     from .locator import VARIED
 
     pcfg = dict(phantom_config or VARIED)
+    pcfg.setdefault("localizer_probability", 1.0)  # scored with and without it (``alone``)
     locator = model.locator.eval()
     rows, finding_rows = [], []
     it = range(n)
@@ -127,10 +137,13 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
     for i in it:
         study = spine_phantom.generate_study(seed, i, spine_phantom.PhantomConfig(**pcfg))
         anatomy = study.truth["anatomy"]
-        s = locator_series(study)
-        datasets = s.datasets()
-        labels = label_series(locator, datasets, s.series_instance_uid)
-        m = match(anatomy, labels.discs, s.pixel_spacing[0])
+        series = level_series(study_input(study))
+        s = next(x for x in study.series if x.series_instance_uid == series[0][0])
+        localizers = {x.series_instance_uid: x.protocol.kind for x in study.series if x.sequence == "LOCALIZER"}
+        labels = label_study(locator, series)
+        m = score_labels(anatomy, labels, s.pixel_spacing[0])
+        alone = score_labels(anatomy, label_study(locator, [x for x in series if x[0] not in localizers]),
+                             s.pixel_spacing[0]) if localizers else m
         named = [d.level for d in labels.named]
         image = regions_from_discs(named)
         dicom = region_from_headers([x.datasets()[0] for x in study.series])
@@ -144,9 +157,11 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
                "blank_dicom_status": blank.status, "blank_decision_regions": list(blank_decision.regions),
                "is_spine": labels.is_spine, **{k: m[k] for k in ("correct", "wrong", "uncertain", "missed",
                                                                   "within_one", "extra_named")},
-               "pairs": m["pairs"], "spacing_mm": round(float(s.pixel_spacing[0]), 3)}
-        row["all_correct"] = m["n"] > 0 and m["correct"] == m["n"] and m["extra_named"] == 0
-        row["no_wrong"] = m["wrong"] == 0 and m["extra_named"] == 0
+               "pairs": m["pairs"], "spacing_mm": round(float(s.pixel_spacing[0]), 3),
+               "all_correct": m["all_correct"], "no_wrong": m["no_wrong"], "localizer": bool(localizers), "localizer_kind": next(iter(localizers.values()), ""),
+               "counted_on_localizer": labels.counted_on in localizers, "count_conflict": labels.count_conflict,
+               "alone": {k: alone[k] for k in ("correct", "wrong", "uncertain", "missed", "within_one", "extra_named",
+                                              "all_correct", "no_wrong")}}
         if baseline is not None and m["n"]:
             truth_pts = [tuple(anatomy["discs"][lv]) for lv in anatomy["visible_discs"]]
             all_ds = [d for x in study.series for d in x.datasets()] if baseline is not None else []
@@ -160,7 +175,7 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
             if not boxes:
                 continue
             b = boxes[len(boxes) // 2]["box"]
-            ds = datasets[boxes[len(boxes) // 2]["slice_index"]]
+            ds = s.datasets()[boxes[len(boxes) // 2]["slice_index"]]  # the generator's slice order
             from ..vertebrae import SliceFrame
 
             point = SliceFrame.from_dataset(ds).to_patient((b[1] + b[3]) / 2, (b[0] + b[2]) / 2)
@@ -226,6 +241,20 @@ def summarize_rows(rows, finding_rows, negatives, frequent_level, n_boot, seed, 
             "level": frequent_level, "exact": _pairs_rate(scored, "frequent", exact, n_boot),
             "within_one": _pairs_rate(scored, "frequent", near, n_boot),
             "studies_all_correct": _study_rate(scored, lambda r: all(p == lv for lv, p in r["frequent"]))}
+    with_loc = [r for r in scored if r["localizer"]]
+    if with_loc:  # the same studies archived without their localizer
+        alone = [{**r, **r["alone"]} for r in with_loc]
+        res["locator_alone"] = {
+            "exact": _disc_rate(alone, "correct", n_boot), "wrong": _disc_rate(alone, "wrong", n_boot),
+            "uncertain": _disc_rate(alone, "uncertain", n_boot), "within_one": _disc_rate(alone, "within_one", n_boot),
+            "studies_all_correct": _study_rate(alone, lambda r: r["all_correct"]),
+            "studies_no_wrong_level": _study_rate(alone, lambda r: r["no_wrong"])}
+        res["by_mode_alone"] = {m: _study_rate([r for r in alone if r["mode"] == m], lambda r: r["all_correct"])
+                                for m in sorted({r["mode"] for r in alone})}
+        res["localizer_use"] = {"counted_on_localizer": _study_rate(with_loc, lambda r: r["counted_on_localizer"]),
+                                "count_conflict": _study_rate(with_loc, lambda r: r["count_conflict"])}
+        res["by_localizer_kind"] = {k: _study_rate([r for r in with_loc if r["localizer_kind"] == k], lambda r: r["all_correct"])
+                                    for k in sorted({r["localizer_kind"] for r in with_loc})}
     # by coverage mode and by variant
     res["by_mode"] = {m: _study_rate([r for r in scored if r["mode"] == m], lambda r: r["all_correct"])
                       for m in sorted({r["mode"] for r in scored})}
@@ -275,6 +304,10 @@ def coverage_markdown(res: dict) -> str:
              "| method | disc exact [95% CI] | disc within one | studies with every visible level correct |",
              "|---|---|---|---|",
              f"| spine locator (this bundle) | {_ci(L['exact'])} | {_ci(L['within_one'])} | {_ci(L['studies_all_correct'])} |"]
+    if "locator_alone" in res:
+        A = res["locator_alone"]
+        lines.append(f"| spine locator, the same studies without their localizer | {_ci(A['exact'])} | "
+                     f"{_ci(A['within_one'])} | {_ci(A['studies_all_correct'])} |")
     if "baseline_level_head" in res:
         B = res["baseline_level_head"]
         lines.append(f"| previous bundle's level head | {_ci(B['exact'])} | {_ci(B['within_one'])} | {_ci(B['studies_all_correct'])} |")
@@ -288,7 +321,21 @@ def coverage_markdown(res: dict) -> str:
               f"| studies with no wrong level named anywhere | {_ci(L['studies_no_wrong_level'])} |",
               f"| studies with a named disc that is not there | {_ci(L['studies_extra_named'])} |", "",
               "| coverage drawn | studies with every visible level correct |", "|---|---|"]
-    lines += [f"| {m} | {_ci(v)} |" for m, v in res["by_mode"].items()]
+    if "by_mode_alone" in res:
+        lines[-2:] = ["| coverage drawn | with the localizer | without it |", "|---|---|---|"]
+        lines += [f"| {m} | {_ci(v)} | {_ci(res['by_mode_alone'].get(m, {}))} |" for m, v in res["by_mode"].items()]
+        U, A = res["localizer_use"], res["locator_alone"]
+        lines += ["", "| localizer | rate |", "|---|---|",
+                  f"| studies whose levels were counted on the localizer | {_ci(U['counted_on_localizer'])} |",
+                  f"| studies where two series counted differently (no level named) | {_ci(U['count_conflict'])} |",
+                  f"| without the localizer: discs named wrongly | {_ci(A['wrong'])} |",
+                  f"| without the localizer: discs left \"level uncertain\" | {_ci(A['uncertain'])} |",
+                  f"| without the localizer: studies with no wrong level | {_ci(A['studies_no_wrong_level'])} |"]
+        lines += ["", "| localizer contrast | studies with every visible level correct |", "|---|---|"]
+        names = {"gre": "spoiled gradient echo (FLASH / FGRE)", "ssfp": "balanced SSFP (TrueFISP / FIESTA)"}
+        lines += [f"| {names.get(k, k)} | {_ci(v)} |" for k, v in res["by_localizer_kind"].items()]
+    else:
+        lines += [f"| {m} | {_ci(v)} |" for m, v in res["by_mode"].items()]
     lines += ["", "| anatomy | studies with every visible level correct |", "|---|---|"]
     lines += [f"| {v} | {_ci(x)} |" for v, x in res["by_variant"].items()]
     R = res["region"]
@@ -315,7 +362,7 @@ def summarize_coverage(res: dict) -> dict:
     out = {"label": res["label"], "seed": res["seed"], "n_studies": res["n_studies"], "n_discs": res["n_discs"],
            "locator": {k: keep(v) for k, v in res["locator"].items()},
            "region": {k: keep(v) for k, v in res["region"].items() if isinstance(v, dict) and "value" in v}}
-    for name in ("baseline_level_head", "baseline_most_frequent"):
+    for name in ("locator_alone", "baseline_level_head", "baseline_most_frequent"):
         if name in res:
             out[name] = {k: (keep(v) if isinstance(v, dict) else v) for k, v in res[name].items()}
     return out

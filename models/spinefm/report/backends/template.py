@@ -19,8 +19,8 @@ from collections import Counter
 from typing import Any
 
 from spinefm.report.backends.base import Drafter
-from spinefm.report.findings import (PRIORITY, URGENT, Finding, coverage_span, level_order, model_line, region,
-                                     sequences_used, triage)
+from spinefm.report.findings import (PRIORITY, URGENT, Finding, coverage_span, level_count_note, level_order,
+                                     model_line, region, sequences_used, triage)
 from spinefm.results import AnalysisResult, Call
 
 TEMPLATE_VERSION = "1.1"
@@ -96,8 +96,9 @@ class TemplateDrafter(Drafter):
         what = f"MRI of the {reg} spine" if reg else "MRI of the spine"
         seqs = sequences_used(result)
         seq = f" Sequences: {', '.join(seqs)}." if seqs else ""
-        span = coverage_span(result)
-        view = f" Levels in view: {span}." if span else ""
+        span, counted = coverage_span(result), level_count_note(result)
+        view = f" Levels in view: {span}" + (f" ({counted})" if counted else "") + "." if span else \
+            (f" {counted[0].upper()}{counted[1:]}." if counted else "")
         lines = [f"TECHNIQUE: {what}.{seq}{view}"]
         if getattr(result, "region_disagreement", ""):
             lines.append(f"REGION: {result.region_disagreement}; verify the region and the levels.")
