@@ -534,8 +534,10 @@ def adopt_levels(own: SpineLabels, other: SpineLabels, match_fraction: float = 0
     A shift that contradicts a name ``own`` gave itself, or matches that disagree, name nothing:
     the returned labels keep ``own``'s names and say why in ``count_note``.
     """
-    if own.grid is None or not own.discs or not other.named:
-        return replace(own, count_note="the other series names no disc" if own.discs else own.count_note)
+    if own.grid is None or not own.discs:
+        return replace(own, count_note="this series shows no disc to name")
+    if not other.named:
+        return replace(own, count_note=f"series {other.series_instance_uid} names no disc")
     frame = own.grid.frame
     normal = np.cross(frame.row_dir, frame.col_dir)
     normal = normal / max(float(np.linalg.norm(normal)), 1e-9)
@@ -570,7 +572,7 @@ def adopt_levels(own: SpineLabels, other: SpineLabels, match_fraction: float = 0
         if d.level or not first <= i <= last or name not in DISC_LEVELS:
             discs.append(d)
         else:
-            discs.append(replace(d, level=name, label=name, confidence=min(confidence, 1.0),
+            discs.append(replace(d, level=name, label=name, confidence=confidence,
                                  counted_on=other.series_instance_uid))
     discs += _missed_discs(own, other, {d.label for d in discs}, normal, match_fraction * gap)
     discs.sort(key=lambda d: DISC_CLASSES.index(d.label))
@@ -635,6 +637,8 @@ def label_study(locator: SpineLocator, series: list[tuple[str, list]], cfg: Loca
         return None
     uid, datasets = series[0]
     own = label_series(locator, datasets, uid, cfg)
+    if not own.discs:  # nothing to name, and a count from elsewhere needs this series' discs to line up with
+        return own
     frame = str(datasets[0].get("FrameOfReferenceUID", "") or "")
     others = []
     for other_uid, other_ds in series[1:]:
