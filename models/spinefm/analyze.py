@@ -167,8 +167,8 @@ LOCATOR_ORDER = {"T2": 0, "T1": 1, "STIR": 2, "DIXON": 3, "OTHER": 4}
 
 def level_series(study) -> list[tuple[str, list]]:
     """(uid, datasets) of the series the locator counts on: first the read sagittal series it prefers (T2,
-    else T1, else STIR / Dixon / other, most slices first), then every other series with sagittal
-    images (localizers included), which ``vertebrae.label_study`` may count from."""
+    else T1, else STIR / Dixon / other, most slices first), then every other series (localizers included);
+    ``vertebrae.label_study`` keeps their sagittal images in the same frame of reference and may count from them."""
     read = [s for s in study.series if s.datasets and route(s.sequence, s.plane) is not None
             and not_read_reason(s.datasets[0]) == ""]
     if not read:

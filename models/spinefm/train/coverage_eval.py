@@ -1,9 +1,11 @@
 """Held-out measurement of levels and region on varied-acquisition phantoms (SYNTHETIC).
 
 For every study of a phantom seed never trained on (random coverage, FOV, spacing,
-rotation, intensity, transitional vertebrae), the locator labels the series ``analyze``
-would use (sagittal T2, else T1, else STIR / Dixon / other), read through its DICOM files,
-and is scored against the discs the generator measured:
+rotation, intensity, transitional vertebrae, a localizer), the levels are counted as ``analyze``
+counts them (``analyze.level_series`` + ``vertebrae.label_study``: the read sagittal series, named
+from the localizer or another series when it cannot count itself), read through the DICOM files,
+once with the study's localizer and once without it, and scored against the discs the generator
+measured:
 
 - per visible disc: named and correct, named and wrong, left "level uncertain", missed;
   exact and within one level;
@@ -158,7 +160,8 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
                "is_spine": labels.is_spine, **{k: m[k] for k in ("correct", "wrong", "uncertain", "missed",
                                                                   "within_one", "extra_named")},
                "pairs": m["pairs"], "spacing_mm": round(float(s.pixel_spacing[0]), 3),
-               "all_correct": m["all_correct"], "no_wrong": m["no_wrong"], "localizer": bool(localizers), "localizer_kind": next(iter(localizers.values()), ""),
+               "all_correct": m["all_correct"], "no_wrong": m["no_wrong"], "localizer": bool(localizers),
+               "localizer_kind": next(iter(localizers.values()), ""),
                "counted_on_localizer": labels.counted_on in localizers, "count_conflict": labels.count_conflict,
                "alone": {k: alone[k] for k in ("correct", "wrong", "uncertain", "missed", "within_one", "extra_named",
                                               "all_correct", "no_wrong")}}
