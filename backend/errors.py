@@ -66,6 +66,13 @@ class Conflict(DomainError):
     code, status = "conflict", 409
 
 
+class Stale(Conflict):
+    """What the caller edited or decided on changed since it was read (a newer report version, an addendum,
+    another decision on an annotation task): reload and try again. One class for reports, QA and annotations."""
+
+    code = "stale"
+
+
 class ServiceUnavailable(Exception):
     """A backing service (Orthanc, Redis, PostgreSQL) cannot be reached: HTTP 503."""
 

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from backend import celery
-from backend.errors import Conflict, Invalid
+from backend.errors import Conflict, Invalid, Stale
 from spine_labels.schema import VALID_VALUES, condition_keys
 
 from backend.studies.models import Study
@@ -60,12 +60,6 @@ class NotBlind(Conflict):
 
 class ModeChanged(Conflict):
     code = "mode_changed"
-
-
-class Stale(Conflict):
-    """The task changed since the page was opened (another decision, a new annotation or extraction)."""
-
-    code = "stale"
 
 
 # ---- validation -------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from backend.audit.log import record
 from backend.audit.models import AuditEvent
-from backend.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from backend.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Stale
 from backend.reports import radpeer
 from backend.reports.models import Report, ReportVersion
 
@@ -34,12 +34,6 @@ class OwnCase(Forbidden):
 
 class AlreadyReviewed(Conflict):
     code = "already_reviewed"
-
-
-class Stale(Conflict):
-    """The report has a newer version (an addendum) than the one the reviewer saw."""
-
-    code = "stale"
 
 
 def is_own(case: QACase, user) -> bool:

@@ -15,16 +15,12 @@ from django.utils import timezone
 
 from backend.inference.analysis import analysis_of
 from backend.inference.models import InferenceResult
-from backend.errors import Conflict, Invalid
+from backend.errors import Conflict, Invalid, Stale
 from backend.studies.models import Study
 
 from . import radpeer, signals
 from .priority import priority_of
 from .models import Report, ReportVersion
-
-
-class Stale(Conflict):
-    code = "stale"
 
 
 class Locked(Conflict):
