@@ -21,9 +21,9 @@ import torch
 from . import intake
 from .clip import case_embedding
 from .conditions import DISC_LEVEL, get_condition, region_of_level
-from .data import SeriesRecord, record_from_study_input, route
+from .data import SeriesRecord, record_from_study_input, stream_for
 from .results import AnalysisResult, Box, Call, ConditionPrediction, KeySlice, SeriesUsed, SimilarCase, UnsupportedStudy
-from .sequences import describe_sequence, not_read_reason
+from .sequences import describe_sequence
 
 log = logging.getLogger(__name__)
 STREAM_NAMES = {"t1": "t1", "t2": "t2", "synthesizer": "synthesizer"}
@@ -169,8 +169,7 @@ def level_series(study) -> list[tuple[str, list]]:
     """(uid, datasets) of the series the locator counts on: first the read sagittal series it prefers (T2,
     else T1, else STIR / Dixon / other, most slices first), then every other series (localizers included);
     ``vertebrae.label_study`` keeps their sagittal images in the same frame of reference and may count from them."""
-    read = [s for s in study.series if s.datasets and route(s.sequence, s.plane) is not None
-            and not_read_reason(s.datasets[0]) == ""]
+    read = [s for s in study.series if s.datasets and stream_for(s.datasets[0], s.sequence, s.plane) is not None]
     if not read:
         return []
     first = min(read, key=lambda s: (LOCATOR_ORDER.get(s.sequence, 5), -len(s.datasets)))

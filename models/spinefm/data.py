@@ -77,6 +77,14 @@ class CaseRecord:
         return torch.tensor([float(self.labels.get(c, LabelValue.UNCERTAIN)) for c in conditions])
 
 
+def stream_for(header, sequence: str, plane: str, planes: tuple[str, ...] = (SAGITTAL,)) -> str | None:
+    """The encoder stream that reads a series (its first header, type and plane), or None: not MR (a missing
+    Modality counts as MR), a plane the model does not read, a localizer or diffusion series."""
+    if str(header.get("Modality", "MR") or "MR").upper() != "MR" or not_read_reason(header):
+        return None
+    return route(sequence, plane, planes)
+
+
 def record_series(uid: str, datasets: list, cfg: PreprocessConfig, sequence: str | None = None,
                   plane: str | None = None, planes: tuple[str, ...] = (SAGITTAL,),
                   description: str = "") -> SeriesRecord | None:
@@ -84,8 +92,8 @@ def record_series(uid: str, datasets: list, cfg: PreprocessConfig, sequence: str
     first = datasets[0]
     sequence = sequence or classify_sequence(first)[0]
     plane = plane or plane_from_orientation(first.get("ImageOrientationPatient"))
-    stream = route(sequence, plane, planes)
-    if stream is None or not_read_reason(first):
+    stream = stream_for(first, sequence, plane, planes)
+    if stream is None:
         return None
     prep = prepare_series(datasets, cfg)
     return SeriesRecord(uid, sequence, plane, stream, prep.sop_instance_uids, prep.geometry,
@@ -97,9 +105,6 @@ def record_from_study_input(study, cfg: PreprocessConfig, planes: tuple[str, ...
     series = []
     for s in study.series:
         if not s.datasets:
-            continue
-        modality = str(s.datasets[0].get("Modality", "MR") or "MR")
-        if modality.upper() != "MR":
             continue
         rec = record_series(s.series_instance_uid, s.datasets, cfg, s.sequence if s.sequence_rule else None,
                             s.plane if s.sequence_rule else None, planes, s.description)

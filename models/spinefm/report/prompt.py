@@ -40,11 +40,11 @@ def agent_tokens(result: AnalysisResult, threshold: float = 0.5, margin: float =
     """Structured text from the diagnosis, localisation and retrieval agents."""
     reg = region(result)
     seqs = sequences_used(result)
-    span = coverage_span(result)
+    span, counted = coverage_span(result), level_count_note(result)
     lines = [f"Study: {reg + ' ' if reg else ''}spine MRI. Sequences: "
              f"{', '.join(seqs) if seqs else 'not listed'}. Prior study: none."
              + (f" Levels in view: {span}." if span else "")
-             + (f" Note: {level_count_note(result)}." if level_count_note(result) else "")]
+             + (f" Note: {counted}." if counted else "")]
     if getattr(result, "region_disagreement", ""):
         lines.append(f"Region warning: {result.region_disagreement}.")
     triaged = triage(result, threshold, margin)

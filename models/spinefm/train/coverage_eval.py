@@ -33,7 +33,7 @@ from ..conditions import DISC_LEVEL, get_condition
 from ..heads.level import level_position
 from ..intake import decide_region, region_from_headers
 from ..analyze import level_series
-from ..vertebrae import label_series, label_study, regions_from_discs
+from ..vertebrae import SliceFrame, label_series, label_study, regions_from_discs
 from . import metrics as M
 
 log = logging.getLogger("spinefm.train.coverage_eval")
@@ -139,8 +139,10 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
     for i in it:
         study = spine_phantom.generate_study(seed, i, spine_phantom.PhantomConfig(**pcfg))
         anatomy = study.truth["anatomy"]
-        series = level_series(study_input(study))
+        as_read = study_input(study)  # every instance encoded once, as DICOM
+        series = level_series(as_read)
         s = next(x for x in study.series if x.series_instance_uid == series[0][0])
+        by_sop = {str(d.SOPInstanceUID): d for d in series[0][1]}
         localizers = {x.series_instance_uid: x.protocol.kind for x in study.series if x.sequence == "LOCALIZER"}
         labels = label_study(locator, series)
         m = score_labels(anatomy, labels, s.pixel_spacing[0])
@@ -148,8 +150,8 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
                              s.pixel_spacing[0]) if localizers else m
         named = [d.level for d in labels.named]
         image = regions_from_discs(named)
-        dicom = region_from_headers([x.datasets()[0] for x in study.series])
-        study.truth["region_tags"] = False  # the same study exported with blank region tags
+        dicom = region_from_headers([x.datasets[0] for x in as_read.series])
+        study.truth["region_tags"] = False  # the same study exported again with blank region tags
         blank = region_from_headers([x.datasets()[0] for x in study.series])
         decision, blank_decision = decide_region(dicom, image), decide_region(blank, image)
         row = {"index": i, "variant": anatomy["variant"], "mode": anatomy["coverage_mode"], "n_visible": m["n"],
@@ -167,7 +169,7 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
                                               "all_correct", "no_wrong")}}
         if baseline is not None and m["n"]:
             truth_pts = [tuple(anatomy["discs"][lv]) for lv in anatomy["visible_discs"]]
-            all_ds = [d for x in study.series for d in x.datasets()] if baseline is not None else []
+            all_ds = [d for x in as_read.series for d in x.datasets]
             old = _old_head_levels(baseline, all_ds, s.series_instance_uid, truth_pts)
             row["baseline"] = [(lv, o) for lv, o in zip(anatomy["visible_discs"], old)]
         # levels of true findings at their ground-truth box centres (the series' own boxes)
@@ -178,9 +180,7 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
             if not boxes:
                 continue
             b = boxes[len(boxes) // 2]["box"]
-            ds = s.datasets()[boxes[len(boxes) // 2]["slice_index"]]  # the generator's slice order
-            from ..vertebrae import SliceFrame
-
+            ds = by_sop[boxes[len(boxes) // 2]["sop_instance_uid"]]
             point = SliceFrame.from_dataset(ds).to_patient((b[1] + b[3]) / 2, (b[0] + b[2]) / 2)
             kind = "disc" if get_condition(f["condition"]).level_kind == DISC_LEVEL else "vertebra"
             level, why = labels.level_at(point, kind)

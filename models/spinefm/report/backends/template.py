@@ -97,8 +97,10 @@ class TemplateDrafter(Drafter):
         seqs = sequences_used(result)
         seq = f" Sequences: {', '.join(seqs)}." if seqs else ""
         span, counted = coverage_span(result), level_count_note(result)
-        view = f" Levels in view: {span}" + (f" ({counted})" if counted else "") + "." if span else \
-            (f" {counted[0].upper()}{counted[1:]}." if counted else "")
+        if span:
+            view = f" Levels in view: {span} ({counted})." if counted else f" Levels in view: {span}."
+        else:
+            view = f" {counted[0].upper()}{counted[1:]}." if counted else ""
         lines = [f"TECHNIQUE: {what}.{seq}{view}"]
         if getattr(result, "region_disagreement", ""):
             lines.append(f"REGION: {result.region_disagreement}; verify the region and the levels.")
