@@ -647,7 +647,12 @@ def label_study(locator: SpineLocator, series: list[tuple[str, list]], cfg: Loca
             others.append((field_height_mm(part), other_uid, part))
     notes = []
     for _, other_uid, part in sorted(others, key=lambda o: -o[0])[:max_others]:
-        fused = adopt_levels(own, label_series(locator, part, other_uid, cfg))
+        try:
+            other = label_series(locator, part, other_uid, cfg)
+        except Exception as exc:  # pydicom and its plugins raise many kinds; a broken scout must not lose the read
+            notes.append(f"series {other_uid} could not be read ({type(exc).__name__})")
+            continue
+        fused = adopt_levels(own, other)
         if fused.count_conflict:  # two views count differently: name nothing rather than guess which is right
             return replace(own, discs=[replace(d, level=None) for d in own.discs], count_note=fused.count_note,
                            count_conflict=True)

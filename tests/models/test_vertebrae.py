@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from spinefm.bundle import load_bundle
 from spinefm.heads.locator import DISC_CLASSES, LocatorConfig, SpineLocator
 from spinefm.vertebrae import (DiscMark, Peak, SliceFrame, SpineLabels, adopt_levels, chain, decode, label_study,
                                locator_grid, regions_from_discs)
@@ -216,17 +217,12 @@ def test_a_disc_the_series_missed_inside_its_view_is_added_from_the_other_series
 def test_label_study_counts_a_crop_on_its_localizer():
     """The default bundle's locator on a held-out varied phantom whose diagnostic stack is a crop with no
     landmark: alone it names no disc; with the study's localizer every visible disc is named correctly."""
-    import spine_phantom
-    from spinefm.analyze import level_series
-    from spinefm.bundle import load_bundle
-    from spinefm.train.coverage_eval import score_labels, study_input
-    from spinefm.train.locator import VARIED
+    from spinefm.train.coverage_eval import score_labels
 
     locator = load_bundle(BUNDLE).model.locator
-    study = spine_phantom.generate_study(7, CROP_INDEX, spine_phantom.PhantomConfig(**VARIED, localizer_probability=1.0))
+    study, series, loc_uid = _crop_with_localizer()
     assert study.truth["anatomy"]["coverage_mode"] == "crop"
-    series = level_series(study_input(study))
-    localizer = next(x for x in study.series if x.sequence == "LOCALIZER")
+    localizer = next(x for x in study.series if x.series_instance_uid == loc_uid)
     assert localizer.series_instance_uid in [uid for uid, _ in series[1:]]
     spacing = next(x for x in study.series if x.series_instance_uid == series[0][0]).pixel_spacing[0]
     alone = label_study(locator, [x for x in series if x[0] != localizer.series_instance_uid])
@@ -235,3 +231,39 @@ def test_label_study_counts_a_crop_on_its_localizer():
     assert score_labels(study.truth["anatomy"], counted, spacing)["all_correct"]
     assert counted.counted_on == localizer.series_instance_uid
     assert counted.counted_on_name == f"{localizer.description} (series 1)"
+
+
+def _crop_with_localizer():
+    import spine_phantom
+    from spinefm.analyze import level_series
+    from spinefm.train.coverage_eval import study_input
+    from spinefm.train.locator import VARIED
+
+    study = spine_phantom.generate_study(7, CROP_INDEX, spine_phantom.PhantomConfig(**VARIED, localizer_probability=1.0))
+    localizer = next(x for x in study.series if x.sequence == "LOCALIZER").series_instance_uid
+    return study, level_series(study_input(study)), localizer
+
+
+def test_a_3_plane_localizer_is_counted_on_its_sagittal_images_and_a_broken_or_foreign_one_is_not():
+    import copy
+
+    from pydicom.uid import generate_uid
+
+    locator = load_bundle(BUNDLE).model.locator
+    study, series, loc_uid = _crop_with_localizer()
+    loc = dict(series)[loc_uid]
+    axial = copy.deepcopy(loc[0])  # a 3-plane localizer: its first instance axial, then the sagittal ones
+    axial.ImageOrientationPatient, axial.SOPInstanceUID = [1, 0, 0, 0, 1, 0], generate_uid()
+    three_plane = [(u, [axial] + ds if u == loc_uid else ds) for u, ds in series]
+    assert label_study(locator, three_plane).counted_on == loc_uid
+
+    broken = copy.deepcopy(loc)
+    for ds in broken:
+        ds.PixelData = ds.PixelData[:100]  # truncated pixel data
+    labels = label_study(locator, [(u, broken if u == loc_uid else ds) for u, ds in series])
+    assert labels.counted_on != loc_uid and f"series {loc_uid} could not be read" in labels.count_note
+
+    moved = copy.deepcopy(loc)  # another frame of reference (the patient was set up again): positions do not compare
+    for ds in moved:
+        ds.FrameOfReferenceUID = "1.2.3.4"
+    assert label_study(locator, [(u, moved if u == loc_uid else ds) for u, ds in series]).counted_on != loc_uid
