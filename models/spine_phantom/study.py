@@ -227,17 +227,23 @@ def generate_study(seed: int, index: int, config: PhantomConfig | None = None) -
     report = write_report(regions, study.series, study.findings, conus, r_text,
                           disc_levels=anatomy["visible_discs"] if varied else None)
     r_loc = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 20240917, 3]))
+    localizer_anatomy = None
     if varied and r_loc.random() < cfg.localizer_probability:  # its own stream: the other series keep their bytes
-        study.series.append(_localizer_series(study, spine, regions, style, r_loc))
+        localizer, localizer_anatomy = _localizer_series(study, spine, regions, style, r_loc)
+        study.series.append(localizer)
     study.truth = _truth(study, kept, report, conus)
     study.truth["anatomy"] = {"variant": spine.variant, **study.acquisition, **anatomy}
+    if localizer_anatomy is not None:  # the same record on the localizer's own grid (its pixels differ)
+        study.truth["localizer_anatomy"] = {"variant": spine.variant, **localizer_anatomy}
     if not cfg.region_tags:
         study.truth["region_tags"] = False
     return study
 
 
-def _localizer_series(study: PhantomStudy, spine: Spine, regions, style, rng: np.random.Generator) -> PhantomSeries:
-    """Series 1: the sagittal localizer, low resolution and noisy, kept in the study as archives keep it."""
+def _localizer_series(study: PhantomStudy, spine: Spine, regions, style,
+                      rng: np.random.Generator) -> tuple[PhantomSeries, dict]:
+    """Series 1: the sagittal localizer, low resolution and noisy, kept in the study as archives keep it;
+    with its anatomy truth (``anatomy_truth`` on its own grid)."""
     plan = plan_localizer(spine, regions, rng)
     prot = protocol_for("LOCALIZER", "sagittal", rng)
     labels = label_stack(spine, plan)
@@ -252,7 +258,7 @@ def _localizer_series(study: PhantomStudy, spine: Spine, regions, style, rng: np
         sop_instance_uids=[uid(seed, index, "sop", 1, i) for i in range(len(plan.slices))], number=1,
         protocol=prot, geometry=plan.slices, thickness=plan.thickness, gap=plan.gap,
         pixel_spacing=plan.slices[0].spacing, window=(float((lo + hi) / 2), float(max(hi - lo, 10) * 1.1)),
-        lut=tissue_signals(prot).astype(np.float32), study=study)
+        lut=tissue_signals(prot).astype(np.float32), study=study), anatomy_truth(spine, plan)
 
 
 LANDMARK_MARGIN_MM = 4.0  # a disc centre this far inside the image: most of the disc shows

@@ -267,3 +267,24 @@ def test_a_3_plane_localizer_is_counted_on_its_sagittal_images_and_a_broken_or_f
     for ds in moved:
         ds.FrameOfReferenceUID = "1.2.3.4"
     assert label_study(locator, [(u, moved if u == loc_uid else ds) for u, ds in series]).counted_on != loc_uid
+
+
+def test_locator_training_examples_put_the_localizers_discs_on_its_own_grid():
+    """A localizer's pixels are another grid: its training discs come from its own anatomy record, so they
+    land where the same discs of the diagnostic stack are in patient space, not at the stack's pixel numbers."""
+    import spine_phantom
+    from spinefm.train.locator import VARIED, phantom_headers, study_example
+
+    study = spine_phantom.generate_study(7, CROP_INDEX, spine_phantom.PhantomConfig(**VARIED, localizer_probability=1.0))
+    ex = study_example(study, CFG)
+    sequences = [seq for seq, _, _ in ex["series"]]
+    assert sequences[-1] == "LOCALIZER"
+    stack = next(s for s in study.series if s.sequence == "T2")
+    loc = study.series[-1]
+    g_stack = locator_grid(phantom_headers(stack), CFG, volume=stack.pixels)
+    g_loc = locator_grid(phantom_headers(loc), CFG, volume=loc.pixels)
+    stack_discs = {DISC_CLASSES[int(k)]: g_stack.to_patient(i, j) for i, j, k in ex["series"][sequences.index("T2")][2]}
+    loc_discs = {DISC_CLASSES[int(k)]: g_loc.to_patient(i, j) for i, j, k in ex["series"][-1][2]}
+    assert len(loc_discs) > len(stack_discs) >= 2  # the localizer shows more of the spine than the crop
+    for lv, p in stack_discs.items():  # same disc, same place (y, z) in patient space
+        assert np.linalg.norm((loc_discs[lv] - p)[1:]) < 3.0, lv

@@ -55,9 +55,11 @@ def study_example(study, cfg: LocatorConfig) -> dict:
     for s in study.series:
         if s.plane != "sagittal":
             continue
+        # disc positions are pixels of one grid: the localizer has its own record (spine_phantom.study)
+        truth = (study.truth.get("localizer_anatomy") or {}) if s.sequence == "LOCALIZER" else anatomy
         grid = locator_grid(phantom_headers(s), cfg, volume=s.pixels)
-        discs = [(*grid.from_original(*anatomy["discs"][lv]), DISC_CLASSES.index(lv))
-                 for lv in anatomy.get("visible_discs", []) if lv in DISC_CLASSES]
+        discs = [(*grid.from_original(*truth["discs"][lv]), DISC_CLASSES.index(lv))
+                 for lv in truth.get("visible_discs", []) if lv in DISC_CLASSES]
         out["series"].append((s.sequence, (grid.pixels * 255 + 0.5).astype(np.uint8),
                               np.array(discs, dtype=np.float32).reshape(-1, 3)))
     return out
