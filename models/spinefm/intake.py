@@ -354,15 +354,19 @@ class RegionDecision:
         return region_name(self.regions) if self.regions else "spine"
 
 
-def decide_region(dicom: RegionCall, image_regions: Iterable[str]) -> RegionDecision:
+def decide_region(dicom: RegionCall, image_regions: Iterable[str], not_confirmed: str = "") -> RegionDecision:
     """DICOM's specific region when it names one, else the image estimate. A DICOM region that shares
-    no region with what the images show is kept (the ordered exam) and the disagreement recorded."""
+    no region with what the images show is kept (the ordered exam) and the disagreement recorded, and
+    so is a study the tags call a spine whose images did not confirm one (``not_confirmed``: why not,
+    ``SpineLabels.reason``): a mislabelled series must not pass as a spine without a word to the reader."""
     image = ordered(image_regions)
     image_name = region_name(image) if image else ""
-    if dicom.status == SPINE and dicom.regions:
-        dis = ""
-        if image and not set(image) & set(dicom.regions):
-            dis = (f"DICOM ({dicom.source}) says {region_name(dicom.regions)} spine; "
-                   f"the images show the {image_name} spine")
-        return RegionDecision(dicom.regions, "dicom", dicom.name, image_name, dis)
+    if dicom.status == SPINE:
+        said = f"DICOM ({dicom.source}) says {region_name(dicom.regions) + ' ' if dicom.regions else ''}spine"
+        dis = f"{said}; the images did not confirm a spine: {not_confirmed}" if not_confirmed else ""
+        if dicom.regions and image and not set(image) & set(dicom.regions):
+            dis = f"{said}; the images show the {image_name} spine"
+        if dicom.regions:
+            return RegionDecision(dicom.regions, "dicom", dicom.name, image_name, dis)
+        return RegionDecision(image, "image" if image else "", dicom.name, image_name, dis)
     return RegionDecision(image, "image" if image else "", dicom.name, image_name)

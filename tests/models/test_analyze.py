@@ -180,6 +180,16 @@ def test_default_bundle_refuses_pydicoms_mr_small_made_sagittal():
     assert np.asarray(datasets[0].pixel_array).shape == (64, 64)
     with pytest.raises(UnsupportedStudy, match="the images do not show one"):
         load_bundle(DEFAULT_BUNDLE).analyze(study)
+    from spinefm.study import StudyInput
+
+    # the same head image tagged LSPINE (a mislabelled export): the tags decide the region, the draft says the
+    # images did not confirm a spine
+    for ds in datasets:
+        ds.BodyPartExamined = "LSPINE"
+    result = load_bundle(DEFAULT_BUNDLE).analyze(StudyInput.from_datasets(datasets))
+    assert result.region == "lumbar" and not result.spine_check["is_spine"]
+    assert result.region_disagreement.startswith("DICOM (BodyPartExamined) says lumbar spine; the images did not confirm")
+    assert "REGION: DICOM (BodyPartExamined) says lumbar spine; the images did not confirm a spine" in result.draft_text
 
 
 def test_default_bundle_reads_region_and_levels_from_the_images_when_tags_are_blank():

@@ -144,3 +144,10 @@ def test_decide_region_dicom_first_images_as_fallback_disagreement_kept():
     d = decide_region(blank, ("cervical",))
     assert (d.regions, d.source, d.dicom, d.name) == (("cervical",), "image", "unknown", "cervical")
     assert decide_region(blank, ()).name == "spine" and decide_region(blank, ()).source == ""
+    # tags that call it a spine, images that do not show one: the region stays, the reader is told
+    why = "0 intervertebral disc(s) found on the images (a spine shows at least 3)"
+    d = decide_region(lumbar, (), why)
+    assert d.regions == ("lumbar",) and d.disagreement == f"DICOM (BodyPartExamined) says lumbar spine; the images did not confirm a spine: {why}"
+    generic = region_from_headers([h(BodyPartExamined="SPINE")])
+    assert decide_region(generic, (), why).disagreement.startswith("DICOM (BodyPartExamined) says spine; the images did not")
+    assert decide_region(blank, (), why).disagreement == ""  # blank tags: analyze refuses the study instead
