@@ -575,7 +575,7 @@ def adopt_levels(own: SpineLabels, other: SpineLabels, match_fraction: float = 0
             discs.append(replace(d, level=name, label=name, confidence=confidence,
                                  counted_on=other.series_instance_uid))
     discs += _missed_discs(own, other, {d.label for d in discs}, normal, match_fraction * gap)
-    discs.sort(key=lambda d: DISC_CLASSES.index(d.label))
+    discs.sort(key=lambda d: own.grid.from_patient(d.patient)[0])  # head to feet on the grid, whatever the names
     adopted = any(d.counted_on for d in discs)
     return replace(own, discs=discs, is_spine=own.is_spine or (adopted and other.is_spine),
                    reason="" if adopted and other.is_spine else own.reason,
