@@ -57,12 +57,32 @@ def _seen_here(key: str, now: float, seconds: int) -> bool:
         return False
 
 
+def _window_key(request, scope: str) -> str:
+    raw = (request.META.get("HTTP_AUTHORIZATION") or request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+           or f"ip:{client_ip(request)}")
+    return "audit-window:" + hashlib.sha256(f"{raw}|{scope}".encode()).hexdigest()[:40]
+
+
+def image_read_scope(resource, query) -> tuple[str, str, dict] | None:
+    """(window scope, study UID, detail) of a gateway read, or None for one that is not audited."""
+    seen = events.image_view(resource, query)
+    if seen is None:
+        return None
+    study_uid, detail = seen
+    return f"images|{study_uid}|{detail.get('series', '')}", study_uid, detail
+
+
+def recorded_here(request, scope: str) -> bool:
+    """Whether this process recorded (or saw recorded) ``scope`` for this caller within the window, so that
+    ``_first_in_window`` would answer False without asking Redis: the request needs no audit row."""
+    with _seen_lock:
+        return _seen.get(_window_key(request, scope), 0.0) > time.monotonic()
+
+
 def _first_in_window(request, scope: str, seconds: int) -> bool:
     """True once per credential (or, without one, client address) and ``scope`` per window of ``seconds``
     (shared cache, so across all web processes)."""
-    raw = (request.META.get("HTTP_AUTHORIZATION") or request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-           or f"ip:{client_ip(request)}")
-    key = "audit-window:" + hashlib.sha256(f"{raw}|{scope}".encode()).hexdigest()[:40]
+    key = _window_key(request, scope)
     if _seen_here(key, time.monotonic(), seconds):
         return False
     try:
@@ -92,12 +112,11 @@ class AuditMiddleware:
     def _audit(self, request, response) -> None:
         match = request.resolver_match
         if match.url_name in events.IMAGES_ROUTES and request.method == "GET":
-            seen = events.image_view(getattr(request, "dicomweb_resource", None),
-                                     getattr(request, "dicomweb_query", request.GET))
-            if seen is None:
+            read = image_read_scope(getattr(request, "dicomweb_resource", None),
+                                    getattr(request, "dicomweb_query", request.GET))
+            if read is None:
                 return
-            study_uid, detail = seen
-            scope = f"images|{study_uid}|{detail.get('series', '')}"
+            scope, study_uid, detail = read
             if _first_in_window(request, scope, settings.SPINEAGENT_AUDIT_IMAGE_VIEW_SECONDS):
                 record(AuditEvent.VIEW, events.IMAGES_TARGET, study_uid, user=_user(request),
                        request=request, detail={"path": getattr(request, "dicomweb_path", request.path), **detail})

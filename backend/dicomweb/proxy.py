@@ -11,51 +11,51 @@ so we pass the client's host and scheme and its URLs point back at us.
 
 from __future__ import annotations
 
-import threading
-
-import requests
+import urllib3
 from django.conf import settings
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from urllib3.exceptions import HTTPError
+from urllib3.util import Retry, Timeout, make_headers
 
 from backend.errors import ServiceUnavailable
 
 FORWARDED_REQUEST_HEADERS = ("Accept", "If-None-Match", "If-Modified-Since", "Range")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "ETag", "Last-Modified", "Content-Range")
 
-_local = threading.local()
-
-
-def session() -> requests.Session:
-    """One pooled session per thread (requests sessions are not thread-safe)."""
-    if not hasattr(_local, "session"):
-        s = requests.Session()
-        # Reads are idempotent: retry once when Orthanc closed a pooled keep-alive connection.
-        retry = Retry(total=2, connect=2, read=1, status=0, allowed_methods={"GET"}, raise_on_status=False)
-        s.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=retry))
-        s.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=retry))
-        _local.session = s
-    return _local.session
+# One thread-safe pool for the process. urllib3 itself, not requests: a viewer reads a study frame by frame,
+# and requests' per-call work (environment proxy lookups, settings merges, cookie jars) cost about a
+# millisecond a frame on the gateway. Reads are idempotent: retry once when Orthanc closed a kept-alive
+# connection; Orthanc's own answers (4xx, 5xx) are passed on, never retried.
+_pool = urllib3.PoolManager(num_pools=4, maxsize=16, block=False,
+                            retries=Retry(total=2, connect=2, read=1, status=0, allowed_methods={"GET"},
+                                          raise_on_status=False),
+                            timeout=Timeout(connect=5, read=300))
 
 
 def upstream_url(path: str) -> str:
     return f"{settings.ORTHANC_URL}{settings.ORTHANC_DICOMWEB_ROOT.rstrip('/')}/{path}"
 
 
-def open_upstream(path: str, query: str, headers: dict, client_host: str, client_proto: str) -> requests.Response:
+def open_upstream(path: str, query: str, headers, client_host: str, client_proto: str) -> urllib3.BaseHTTPResponse:
+    """Orthanc's answer to the rebuilt read, headers received and body not yet read (``stream_body``)."""
     forwarded = {k: headers[k] for k in FORWARDED_REQUEST_HEADERS if k in headers}
     forwarded["Forwarded"] = f"host={client_host};proto={client_proto}"
+    forwarded.update(make_headers(basic_auth=f"{settings.ORTHANC_GATEWAY_USERNAME}:{settings.ORTHANC_GATEWAY_PASSWORD}"))
     url = upstream_url(path) + (f"?{query}" if query else "")
     try:
-        return session().get(url, headers=forwarded, stream=True, timeout=(5, 300),
-                             auth=(settings.ORTHANC_GATEWAY_USERNAME, settings.ORTHANC_GATEWAY_PASSWORD))
-    except requests.RequestException as exc:
+        return _pool.request("GET", url, headers=forwarded, preload_content=False, decode_content=False,
+                             redirect=False)  # Orthanc's DICOMweb never redirects; a redirect is not followed
+    except HTTPError as exc:
         raise ServiceUnavailable("Orthanc", f"DICOMweb request failed ({exc.__class__.__name__})") from exc
 
 
-def stream_body(response: requests.Response):
-    """Yield the upstream body in large chunks and always release the connection."""
+def stream_body(response: urllib3.BaseHTTPResponse):
+    """Yield the upstream body in large chunks; a finished body gives its connection back to the pool, one
+    abandoned half way (the viewer went away) closes it."""
+    finished = False
     try:
-        yield from response.raw.stream(settings.SPINEAGENT_GATEWAY_CHUNK, decode_content=False)
+        yield from response.stream(settings.SPINEAGENT_GATEWAY_CHUNK, decode_content=False)
+        finished = True
     finally:
-        response.close()
+        if not finished:
+            response.close()
+        response.release_conn()

@@ -60,7 +60,7 @@ class DicomWebGateway(APIView):
         getattr(request, "_request", request).dicomweb_resource = resource  # what the audit middleware records
         upstream = proxy.open_upstream(resource.upstream, request.META.get("QUERY_STRING", ""), request.headers,
                                        request.get_host(), request.scheme)
-        response = StreamingHttpResponse(proxy.stream_body(upstream), status=upstream.status_code)
+        response = StreamingHttpResponse(proxy.stream_body(upstream), status=upstream.status)
         for name in proxy.FORWARDED_RESPONSE_HEADERS:
             if name in upstream.headers:
                 response[name] = upstream.headers[name]
@@ -107,20 +107,31 @@ PREFIX = "/dicom-web/"
 UPSTREAM_HEADER = "X-SpineAgent-Upstream"
 
 
+def read_decision(request):
+    """(resource, target path, query) that nginx may serve straight from Orthanc for this ``auth_request``, or
+    None: not a GET, not a clean path of the grammar, or no credential that passed the full check moments ago
+    and was not revoked since. The one rule for both ways of answering (this view and ``quick_decision``)."""
+    raw = request.headers.get("X-Original-URI", "")
+    target, _, query = raw.partition("?")
+    if (request.headers.get("X-Original-Method", "GET") != "GET" or not target.startswith(PREFIX)
+            or "%" in target or not paths.raw_target_is_clean(raw)):
+        return None
+    resource = paths.parse(target[len(PREFIX):])
+    if resource is None or not access_cache.is_allowed(access_cache.credential_key(request)):
+        return None
+    return resource, target, query
+
+
 def fast_path_decision(request):
     """nginx's ``auth_request`` for a ``/dicom-web/`` read: 200 with the grammar's rebuilt upstream path when
     the gateway's fast path would serve it, else 403 (nginx then sends the request to the gateway itself).
 
     Reveals nothing the caller could not learn by asking the gateway; holds no Orthanc credential.
     """
-    raw = request.headers.get("X-Original-URI", "")
-    target, _, query = raw.partition("?")
-    if (request.headers.get("X-Original-Method", "GET") != "GET" or not target.startswith(PREFIX)
-            or "%" in target or not paths.raw_target_is_clean(raw)):
+    decided = read_decision(request)
+    if decided is None:
         return HttpResponse(status=403)
-    resource = paths.parse(target[len(PREFIX):])
-    if resource is None or not access_cache.is_allowed(access_cache.credential_key(request)):
-        return HttpResponse(status=403)
+    resource, target, query = decided
     request.dicomweb_resource = resource  # what the audit middleware records, as for the gateway
     request.dicomweb_query = QueryDict(query)
     request.dicomweb_path = target

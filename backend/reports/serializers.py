@@ -12,6 +12,7 @@ from rest_framework import serializers
 from backend.serializer_fields import StrictCharField
 from backend.inference.analysis import analysis_of, prediction_for
 from backend.inference.serializers import ModelVersionSerializer
+from spinefm.report.findings import level_count_note
 from spinefm.results import AnalysisResult, Call
 
 from . import labels, radpeer, sentences, worklist
@@ -208,6 +209,8 @@ class AnalysisSerializer(serializers.Serializer):
     region_disagreement = serializers.CharField()
     coverage = serializers.ListField(child=serializers.CharField())
     levels_source = serializers.CharField()
+    levels_note = serializers.CharField(help_text="where the levels were counted when not on the read series "
+                                        "('levels counted on localizer (series 1)'), or why none is named")
     spine_check = serializers.DictField()
     series_skipped = serializers.ListField(child=serializers.CharField())
 
@@ -372,6 +375,7 @@ def result_payload(analysis: AnalysisResult, names: dict, score: dict) -> dict:
     """The AI result as the panel shows it (no embedding), with the model's call on each condition and on each
     box (its condition's call; absent when the model made no prediction of it) and each box's label."""
     data = {k: v for k, v in analysis.to_dict().items() if k != "embedding"}
+    data["levels_note"] = level_count_note(analysis)  # the draft's own words (spinefm.report.findings)
     for row, c in zip(data["conditions"], analysis.conditions):
         row["call"] = c.call
     for row, box in zip(data["boxes"], analysis.boxes):

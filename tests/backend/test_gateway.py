@@ -101,3 +101,71 @@ def test_fast_path_decision_allows_only_what_the_gateways_fast_path_would(stored
     assert client_for(None).get("/internal/dicomweb-decision", HTTP_X_ORIGINAL_URI=path).status_code == 403
     access_cache.revoke_user(users["annotator"].pk)
     assert decide(path).status_code == 403  # revoked: on the very next read
+
+
+def test_quick_decision_answers_as_the_full_cycle_would_and_never_skips_an_audit_row(stored_study, client_for,
+                                                                                     users):
+    """backend.wsgi's QuickDecision answers nginx's per-frame decision without Django's request cycle only
+    where the cycle would answer the same 200 and record nothing; a first read of a series (an audit row is
+    due), a revoked credential, a foreign Host, a refused path go to Django as before."""
+    import json
+
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.signals import request_started
+    from django.db import close_old_connections
+    from django.test import RequestFactory
+
+    from backend.audit.models import AuditEvent
+    from backend.dicomweb import access_cache
+    from backend.dicomweb.quick_decision import DECISION_PATH, QuickDecision
+
+    access_cache.forget_all()
+    c = client_for("radiologist")
+    search = f"/dicom-web/studies/{stored_study}/series"
+    series_uid = json.loads(body_of(c.get(search)))[0]["0020000E"]["Value"][0]  # full check, audited
+    django_app, full_cycle = WSGIHandler(), []
+
+    def counted(environ, start_response):
+        full_cycle.append(environ.get("HTTP_X_ORIGINAL_URI"))
+        request_started.disconnect(close_old_connections)  # the test's transaction lives on this connection
+        try:  # (as Django's test client does)
+            return django_app(environ, start_response)
+        finally:
+            request_started.connect(close_old_connections)
+
+    app, factory = QuickDecision(counted), RequestFactory()
+    factory.cookies = c.cookies
+
+    def decide(target, **extra):
+        answer = {}
+
+        def start_response(status, headers, exc_info=None):
+            answer.update(status=int(status.split()[0]), headers=dict(headers))
+
+        body = b"".join(app(factory.get(DECISION_PATH, HTTP_X_ORIGINAL_URI=target, **extra).environ,
+                            start_response))
+        return answer["status"], answer["headers"], body
+
+    status, full_headers, _ = decide(search)
+    assert (status, full_cycle) == (200, [search])  # nothing remembered yet: Django answers
+    status, quick_headers, body = decide(search + "?limit=5")
+    assert (status, body, len(full_cycle)) == (200, b"", 1)  # answered without the cycle
+    assert quick_headers["X-SpineAgent-Upstream"] == f"studies/{stored_study}/series"
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy",
+                 "Cross-Origin-Opener-Policy", "Cache-Control"):  # what nginx copies onto the bytes
+        assert quick_headers[name] == full_headers[name], name
+
+    # a series not read yet by this credential: its audit row is due, so Django answers and records it
+    instances = f"/dicom-web/studies/{stored_study}/series/{series_uid}/instances"
+    rows = AuditEvent.objects.filter(target_type="images", target_id=stored_study, detail__series=series_uid)
+    assert not rows.exists()
+    assert decide(instances)[0] == 200 and full_cycle[-1] == instances and rows.count() == 1
+    assert decide(instances)[0] == 200 and len(full_cycle) == 2 and rows.count() == 1  # now quick, no new row
+
+    for refused in (f"/dicom-web/studies/{stored_study}/../../system", "/dicom-web/servers",
+                    f"/dicom-web/studies/{stored_study}%2f.."):
+        assert decide(refused)[0] == 403 and full_cycle[-1] == refused
+    assert decide(search, HTTP_X_ORIGINAL_METHOD="POST")[0] == 403 and len(full_cycle) == 6
+    assert decide(search, HTTP_HOST="evil.example")[0] == 400 and len(full_cycle) == 7  # DisallowedHost
+    access_cache.revoke_user(users["radiologist"].pk)
+    assert decide(search)[0] == 403 and len(full_cycle) == 8  # revoked: refused by Django on the next read

@@ -167,3 +167,6 @@ def test_a_cropped_stack_is_counted_on_the_studys_localizer(active_model, users,
     assert check["counted_on"] not in {s["series_instance_uid"] for s in data["series"]}  # fetched, not read
     assert all(d["level"] for d in check["discs"]) and data["coverage"]
     assert f"(levels counted on {check['counted_on_name']})" in data["draft_text"]
+    study_uid = response.json()["studies"][0]["study_instance_uid"]
+    shown = client_for("radiologist").get(f"/api/studies/{study_uid}/report").json()["result"]
+    assert shown["levels_note"] == f"levels counted on {check['counted_on_name']}"  # the panel's line

@@ -109,6 +109,12 @@ try {
       same(await rad.locator('[data-testid=coverage]').textContent(), `${coverage[0]} to ${coverage[coverage.length - 1]}`,
         'levels in view shown');
     }
+    const shownOrEmpty = async (testid) => {
+      const el = rad.locator(`[data-testid=${testid}]`);
+      return (await el.count()) ? el.textContent() : '';
+    };
+    same(await shownOrEmpty('levels-note'), api.result.levels_note || '', 'where the levels were counted');
+    same(await shownOrEmpty('region-disagreement'), api.result.region_disagreement || '', 'region disagreement');
     // An absent call the bundle cannot rule out never reads as plain "not found".
     const notRuledOut = api.result.conditions.filter((c) => c.status === 'absent' && c.rule_out === false).map((c) => c.condition);
     const absentWords = await rad.locator('button.sa-finding[data-status=absent] .sa-call').evaluateAll((els) =>

@@ -98,6 +98,7 @@ function StudyScope({ result }) {
   return html`<div class="sa-scope" data-testid="study-scope">
     <div>Region <b data-testid="region">${result.region}</b> <span class="sa-muted">${source}</span>
       ${coverage.length > 0 && html` · levels in view <b data-testid="coverage">${coverage[0]} to ${coverage[coverage.length - 1]}</b>`}</div>
+    ${result.levels_note && html`<div class=${result.spine_check?.count_conflict ? 'sa-error' : 'sa-muted'} data-testid="levels-note">${result.levels_note}</div>`}
     ${result.region_disagreement && html`<div class="sa-error" data-testid="region-disagreement">${result.region_disagreement}</div>`}
     ${(result.series || []).length > 0 && html`<div class="sa-muted">Read: ${result.series.map((s) => s.label || s.sequence).join(', ')}</div>`}
     ${skipped.length > 0 && html`<div class="sa-error" data-testid="series-skipped">Not read: ${skipped.join('; ')}</div>`}
