@@ -532,9 +532,10 @@ def adopt_levels(own: SpineLabels, other: SpineLabels, match_fraction: float = 0
     ``own``'s decoded run and ``other``'s names; that shift then names the matched discs, the discs
     between them and one disc beyond each end (the run's own spacing says those are the neighbours).
     A shift that contradicts a name ``own`` gave itself, or matches that disagree, name nothing:
-    the returned labels keep ``own``'s names and say why in ``count_note``.
+    the returned labels keep ``own``'s names and say why in ``count_note``. A view where ``own`` found no
+    disc at all (one disc, cut at the edges) takes ``other``'s named discs that lie inside it.
     """
-    if own.grid is None or not own.discs:
+    if own.grid is None:
         return replace(own, count_note="this series shows no disc to name")
     if not other.named:
         return replace(own, count_note=f"series {other.series_instance_uid} names no disc")
@@ -546,6 +547,8 @@ def adopt_levels(own: SpineLabels, other: SpineLabels, match_fraction: float = 0
     gaps = [_in_plane(a, b, normal) for a, b in zip(pts[:-1], pts[1:])]
     ref_gaps = [_in_plane(a, b, normal) for a, b in zip(ref[:-1], ref[1:])]
     gap = float(np.median(gaps or ref_gaps or [30.0]))
+    if not own.discs:  # a view too small for the detector (one disc, cut at the edges): the scout names
+        return _counted_elsewhere(own, other, _missed_discs(own, other, set(), normal, match_fraction * gap))
     matches: dict[int, tuple[DiscMark, int]] = {}
     for i, (d, p) in enumerate(zip(own.discs, pts)):
         dist = [_in_plane(p, q, normal) for q in ref]
@@ -575,7 +578,15 @@ def adopt_levels(own: SpineLabels, other: SpineLabels, match_fraction: float = 0
             discs.append(replace(d, level=name, label=name, confidence=confidence,
                                  counted_on=other.series_instance_uid))
     discs += _missed_discs(own, other, {d.label for d in discs}, normal, match_fraction * gap)
-    discs.sort(key=lambda d: own.grid.from_patient(d.patient)[0])  # head to feet on the grid, whatever the names
+    return _counted_elsewhere(own, other, discs)
+
+
+def _counted_elsewhere(own: SpineLabels, other: SpineLabels, discs: list[DiscMark]) -> SpineLabels:
+    """``own`` with ``discs`` (head to feet on its grid); a view that took any name from ``other`` is a
+    spine where ``other`` shows one (its discs lie in this view, in one patient coordinate system)."""
+    if not discs:
+        return replace(own, count_note=f"no named disc of series {other.series_instance_uid} lies in this view")
+    discs = sorted(discs, key=lambda d: own.grid.from_patient(d.patient)[0])  # whatever the names
     adopted = any(d.counted_on for d in discs)
     return replace(own, discs=discs, is_spine=own.is_spine or (adopted and other.is_spine),
                    reason="" if adopted and other.is_spine else own.reason,
@@ -637,8 +648,6 @@ def label_study(locator: SpineLocator, series: list[tuple[str, list]], cfg: Loca
         return None
     uid, datasets = series[0]
     own = label_series(locator, datasets, uid, cfg)
-    if not own.discs:  # nothing to name, and a count from elsewhere needs this series' discs to line up with
-        return own
     frame = str(datasets[0].get("FrameOfReferenceUID", "") or "")
     others = []
     for other_uid, other_ds in series[1:]:

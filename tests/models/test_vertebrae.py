@@ -214,6 +214,21 @@ def test_a_disc_the_series_missed_inside_its_view_is_added_from_the_other_series
     assert fused.discs[2].row == pytest.approx(110.0, abs=1e-6) and fused.discs[2].score == 0.0
 
 
+def test_a_view_whose_series_finds_no_disc_takes_the_localizers_discs_that_lie_in_it():
+    """A 6 cm view of one disc, cut at the edges: the detector finds nothing, the scout counted it. Its named
+    discs inside this view (not at the border, not outside) are this view's discs, counted on the scout, and
+    the scout's spine chain is the image evidence that this is a spine."""
+    empty, frame = straight_labels([], named=False)
+    empty.is_spine, empty.reason = False, "0 intervertebral disc(s) found on the images"
+    inside, outside = frame.to_patient(200.0, 100.0), frame.to_patient(5000.0, 100.0)
+    edge = frame.to_patient(1.0, 100.0)  # within BORDER_MM of the top edge: too close to trust
+    fused = adopt_levels(empty, other_series(["L1-L2", "L3-L4", "L5-S1"], [edge, inside, outside]))
+    assert [(d.level, d.counted_on) for d in fused.discs] == [("L3-L4", "loc")]
+    assert fused.is_spine and not fused.reason and fused.counted_on == "loc"
+    nothing = adopt_levels(empty, other_series(["L5-S1"], [outside]))
+    assert not nothing.discs and not nothing.is_spine and "lies in this view" in nothing.count_note
+
+
 def test_label_study_counts_a_crop_on_its_localizer():
     """The default bundle's locator on a held-out varied phantom whose diagnostic stack is a crop with no
     landmark: alone it names no disc; with the study's localizer every visible disc is named correctly."""

@@ -127,8 +127,9 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
 
     from .locator import VARIED
 
-    pcfg = dict(phantom_config or VARIED)
-    pcfg.setdefault("localizer_probability", 1.0)  # scored with and without it (``alone``)
+    # every study has its localizer and is scored with and without it (``alone``), whatever share of the
+    # training studies had one: the held-out set stays the same bytes across bundles
+    pcfg = {**(phantom_config or VARIED), "localizer_probability": 1.0}
     locator = model.locator.eval()
     rows, finding_rows = [], []
     it = range(n)
