@@ -22,8 +22,8 @@ FORWARDED_REQUEST_HEADERS = ("Accept", "If-None-Match", "If-Modified-Since", "Ra
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "ETag", "Last-Modified", "Content-Range")
 
 # One thread-safe pool for the process. urllib3 itself, not requests: a viewer reads a study frame by frame,
-# and requests' per-call work (environment proxy lookups, settings merges, cookie jars) cost about a
-# millisecond a frame on the gateway. Reads are idempotent: retry once when Orthanc closed a kept-alive
+# and requests' per-call work (environment proxy lookups, settings merges, cookie jars) cost about half a
+# millisecond of CPU a frame on the gateway. Reads are idempotent: retry once when Orthanc closed a kept-alive
 # connection; Orthanc's own answers (4xx, 5xx) are passed on, never retried.
 _pool = urllib3.PoolManager(num_pools=4, maxsize=16, block=False,
                             retries=Retry(total=2, connect=2, read=1, status=0, allowed_methods={"GET"},
