@@ -218,8 +218,7 @@ def analyze(bundle, study, top_k: int = 5, localize_all: bool = False, localize_
         from .vertebrae import regions_from_discs
 
         image_regions = regions_from_discs([d.level for d in labels.named])
-    decision = intake.decide_region(dicom, image_regions,
-                                    labels.reason if labels is not None and not labels.is_spine else "")
+    decision = intake.decide_region(dicom, image_regions, labels.not_confirmed if labels is not None else "")
     placer = LevelPlacer(model, labels, {s.series_instance_uid: s.datasets for s in study.series}, decision.regions)
     timings["locate_s"] = time.perf_counter() - t
 

@@ -384,6 +384,11 @@ class SpineLabels:
     def uncertain(self) -> bool:
         return any(d.level is None for d in self.discs)
 
+    @property
+    def not_confirmed(self) -> str:
+        """Why the images did not confirm a spine ("" when they did): what ``intake.decide_region`` reports."""
+        return "" if self.is_spine else self.reason
+
     def visible_levels(self) -> list[str]:
         """Named discs and the vertebrae between and just around them, cranio-caudal."""
         out: list[str] = []

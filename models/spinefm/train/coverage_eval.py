@@ -154,8 +154,8 @@ def evaluate_coverage(model, seed: int, n: int, phantom_config: dict | None, pro
         dicom = region_from_headers([x.datasets[0] for x in as_read.series])
         study.truth["region_tags"] = False  # the same study exported again with blank region tags
         blank = region_from_headers([x.datasets()[0] for x in study.series])
-        unconfirmed = "" if labels.is_spine else labels.reason
-        decision, blank_decision = decide_region(dicom, image, unconfirmed), decide_region(blank, image, unconfirmed)
+        decision = decide_region(dicom, image, labels.not_confirmed)
+        blank_decision = decide_region(blank, image, labels.not_confirmed)
         row = {"index": i, "variant": anatomy["variant"], "mode": anatomy["coverage_mode"], "n_visible": m["n"],
                "truth_regions": list(regions_from_discs(anatomy["visible_discs"])), "ordered_regions": list(study.regions),
                "dicom_regions": list(dicom.regions), "image_regions": list(image),
